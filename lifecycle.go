@@ -1,0 +1,213 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// LifecyclePostReadMeta is passed to LifecycleHooks.PostRead.
+type LifecyclePostReadMeta struct {
+	Topic   string
+	GroupID string
+	// Message that was read (never nil).
+	Message *Message
+}
+
+// LifecyclePostReadImmediateMeta is passed to LifecycleHooks.PostReadImmediate.
+type LifecyclePostReadImmediateMeta struct {
+	// Message that was read; nil when the read returned nothing or failed.
+	Message *Message
+	// Err is the read error, if any.
+	Err error
+}
+
+// LifecyclePreProcessingMeta is passed to LifecycleHooks.PreProcessing.
+type LifecyclePreProcessingMeta struct {
+	Topic   string
+	GroupID string
+	// VirtualPartitionIndex is the virtual partition that processes the message.
+	VirtualPartitionIndex int
+	// TopicLag is the time between the record's timestamp and the start of processing.
+	TopicLag time.Duration
+	// Message about to be processed.
+	Message *Message
+}
+
+// LifecyclePostProcessingMeta is passed to LifecycleHooks.PostProcessing.
+type LifecyclePostProcessingMeta struct {
+	Topic   string
+	GroupID string
+	// VirtualPartitionIndex is the virtual partition that processed the message.
+	VirtualPartitionIndex int
+	// ProcessingTime is how long the processor ran.
+	ProcessingTime time.Duration
+	// Msg is the processed message.
+	Msg *Message
+	// ResponseErr is what the processor returned (or the panic/timeout error).
+	ResponseErr error
+}
+
+// LifecyclePostAckMeta is passed to LifecycleHooks.PostAck after the broker acknowledged a write.
+type LifecyclePostAckMeta struct {
+	Topic string
+	// ProduceTime is when the write was handed to the producer.
+	ProduceTime time.Time
+}
+
+// LifecyclePreWriteMeta is passed to LifecycleHooks.PreWrite.
+type LifecyclePreWriteMeta struct{}
+
+// LifecyclePreWriteResp is what LifecycleHooks.PreWrite returns: headers added to the record.
+type LifecyclePreWriteResp struct {
+	Headers map[string][]byte
+}
+
+// CircuitBreakerState is the state of a Work's circuit breaker.
+type CircuitBreakerState int
+
+const (
+	// CircuitBreakerClosed lets every message through (the normal state).
+	CircuitBreakerClosed CircuitBreakerState = iota
+	// CircuitBreakerHalfOpen lets one probe message through.
+	CircuitBreakerHalfOpen
+	// CircuitBreakerOpen lets nothing through until CircuitBreakFor has passed.
+	CircuitBreakerOpen
+)
+
+// String returns "closed", "half-open" or "open".
+func (s CircuitBreakerState) String() string {
+	switch s {
+	case CircuitBreakerClosed:
+		return "closed"
+	case CircuitBreakerHalfOpen:
+		return "half-open"
+	case CircuitBreakerOpen:
+		return "open"
+	default:
+		return "unknown"
+	}
+}
+
+// LifecycleCircuitBreakerStateChanged is passed to LifecycleHooks.CircuitBreakerStateChanged.
+type LifecycleCircuitBreakerStateChanged struct {
+	Topic   string
+	GroupID string
+	From    CircuitBreakerState
+	To      CircuitBreakerState
+}
+
+// LifecycleHooks are callbacks at points of a message's life. Every field is optional. A
+// hook's error is logged and never stops processing; a panicking hook is recovered and counts
+// as a failure of that message.
+type LifecycleHooks struct {
+	// PostRead runs after a message is read, on the reader goroutine; the returned context
+	// becomes the processor's parent context.
+	PostRead func(ctx context.Context, meta LifecyclePostReadMeta) (context.Context, error)
+	// PostReadImmediate runs after every read attempt, with or without a message.
+	PostReadImmediate func(ctx context.Context, meta LifecyclePostReadImmediateMeta)
+	// PreProcessing runs just before the processor; the returned context is passed to it.
+	PreProcessing func(ctx context.Context, meta LifecyclePreProcessingMeta) (context.Context, error)
+	// PostProcessing runs after the processor returned.
+	PostProcessing func(ctx context.Context, meta LifecyclePostProcessingMeta) error
+	// PostAck runs after the broker acknowledged a write.
+	PostAck func(ctx context.Context, meta LifecyclePostAckMeta) error
+	// PreWrite runs before a write; the headers it returns are added to the record.
+	PreWrite func(ctx context.Context, meta LifecyclePreWriteMeta) (LifecyclePreWriteResp, error)
+	// PostFanout runs after the reader handed a message to its virtual partition.
+	PostFanout func(ctx context.Context)
+	// CircuitBreakerStateChanged runs on every transition of the circuit breaker.
+	CircuitBreakerStateChanged func(ctx context.Context, meta LifecycleCircuitBreakerStateChanged)
+}
+
+// ChainLifecycleHooks combines hooks: each field calls the non-nil fields of every argument in
+// order, threading the returned context from one to the next and joining their errors.
+func ChainLifecycleHooks(hooks ...LifecycleHooks) LifecycleHooks {
+	if len(hooks) == 1 {
+		return hooks[0]
+	}
+	return LifecycleHooks{
+		PostRead: func(ctx context.Context, meta LifecyclePostReadMeta) (context.Context, error) {
+			var errs []error
+			for _, h := range hooks {
+				if h.PostRead == nil {
+					continue
+				}
+				next, err := h.PostRead(ctx, meta)
+				if next != nil {
+					ctx = next
+				}
+				errs = append(errs, err)
+			}
+			return ctx, errors.Join(errs...)
+		},
+		PostReadImmediate: func(ctx context.Context, meta LifecyclePostReadImmediateMeta) {
+			for _, h := range hooks {
+				if h.PostReadImmediate != nil {
+					h.PostReadImmediate(ctx, meta)
+				}
+			}
+		},
+		PreProcessing: func(ctx context.Context, meta LifecyclePreProcessingMeta) (context.Context, error) {
+			var errs []error
+			for _, h := range hooks {
+				if h.PreProcessing == nil {
+					continue
+				}
+				next, err := h.PreProcessing(ctx, meta)
+				if next != nil {
+					ctx = next
+				}
+				errs = append(errs, err)
+			}
+			return ctx, errors.Join(errs...)
+		},
+		PostProcessing: func(ctx context.Context, meta LifecyclePostProcessingMeta) error {
+			var errs []error
+			for _, h := range hooks {
+				if h.PostProcessing != nil {
+					errs = append(errs, h.PostProcessing(ctx, meta))
+				}
+			}
+			return errors.Join(errs...)
+		},
+		PostAck: func(ctx context.Context, meta LifecyclePostAckMeta) error {
+			var errs []error
+			for _, h := range hooks {
+				if h.PostAck != nil {
+					errs = append(errs, h.PostAck(ctx, meta))
+				}
+			}
+			return errors.Join(errs...)
+		},
+		PreWrite: func(ctx context.Context, meta LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
+			var errs []error
+			out := LifecyclePreWriteResp{Headers: map[string][]byte{}}
+			for _, h := range hooks {
+				if h.PreWrite == nil {
+					continue
+				}
+				resp, err := h.PreWrite(ctx, meta)
+				errs = append(errs, err)
+				for k, v := range resp.Headers {
+					out.Headers[k] = v
+				}
+			}
+			return out, errors.Join(errs...)
+		},
+		PostFanout: func(ctx context.Context) {
+			for _, h := range hooks {
+				if h.PostFanout != nil {
+					h.PostFanout(ctx)
+				}
+			}
+		},
+		CircuitBreakerStateChanged: func(ctx context.Context, meta LifecycleCircuitBreakerStateChanged) {
+			for _, h := range hooks {
+				if h.CircuitBreakerStateChanged != nil {
+					h.CircuitBreakerStateChanged(ctx, meta)
+				}
+			}
+		},
+	}
+}

@@ -1,0 +1,125 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Message is one record read from Kafka, handed to a processor by a Work or returned by
+// Reader.Read. Its exported fields are the record's coordinates and metadata; the payload is
+// read with Decode or Value.
+type Message struct {
+	// Key is the record key as a string. A record with no key has Key "" and is told apart
+	// from an empty key by IsKeyNil.
+	Key string
+	// Headers holds the record headers. Nil when the record has none.
+	Headers map[string][]byte
+	// Offset is the record's offset within its partition.
+	Offset int64
+	// Partition is the Kafka partition the record was read from.
+	Partition int32
+	// Topic is the topic the record was read from.
+	Topic string
+	// GroupID is the consumer group that read the record.
+	GroupID string
+	// TimeStamp is the record's timestamp (producer create time or broker log-append time).
+	TimeStamp time.Time
+
+	isKeyNil bool
+	value    []byte
+	fmt      kFormatter
+
+	doneFunc func(ctx context.Context)
+	doneOnce sync.Once
+}
+
+// Response is what a write returns: where the broker stored the record.
+type Response struct {
+	// Partition the record was written to.
+	Partition int32
+	// Offset the record was given.
+	Offset int64
+}
+
+// IsKeyNil reports whether the record had no key at all (as opposed to an empty key).
+func (m *Message) IsKeyNil() bool {
+	return m != nil && m.isKeyNil
+}
+
+// Decode unmarshals the payload into v with the formatter the Reader was configured with.
+// It returns an error, never panics, for a nil message, a missing formatter or a payload the
+// formatter cannot read.
+func (m *Message) Decode(v any) error {
+	if m == nil {
+		return errors.New("zkafka: cannot decode a nil message")
+	}
+	if m.fmt == nil {
+		return errors.New("zkafka: message has no formatter to decode with")
+	}
+	return m.fmt.unmarshal(unmarshReq{topic: m.Topic, data: m.value, target: v})
+}
+
+// Value returns a copy of the raw payload; nil when the record had no value.
+func (m *Message) Value() []byte {
+	if m == nil || m.value == nil {
+		return nil
+	}
+	out := make([]byte, len(m.value))
+	copy(out, m.value)
+	return out
+}
+
+// Done marks the message as finished so that its offset may be committed once every earlier
+// message of its partition is finished too. Only the first call has an effect. A Work calls
+// it for you; call it yourself only for messages from Reader.Read.
+func (m *Message) Done() {
+	m.DoneWithContext(context.Background())
+}
+
+// DoneWithContext is Done with a context passed to the completion (for logging and tracing).
+func (m *Message) DoneWithContext(ctx context.Context) {
+	if m == nil {
+		return
+	}
+	m.doneOnce.Do(func() {
+		if m.doneFunc != nil {
+			m.doneFunc(ctx)
+		}
+	})
+}
+
+// key returns the record key as the wire sees it: nil for a nil key.
+func (m *Message) key() []byte {
+	if m.isKeyNil {
+		return nil
+	}
+	return []byte(m.Key)
+}
+
+// headerList converts the headers map back to confluent's header list.
+func headerList(h map[string][]byte) []kafka.Header {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make([]kafka.Header, 0, len(h))
+	for k, v := range h {
+		out = append(out, kafka.Header{Key: k, Value: v})
+	}
+	return out
+}
+
+// headerMap converts confluent's header list to the Message's map; nil for no headers.
+func headerMap(hs []kafka.Header) map[string][]byte {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make(map[string][]byte, len(hs))
+	for _, h := range hs {
+		out[h.Key] = h.Value
+	}
+	return out
+}
