@@ -35,6 +35,14 @@ type Message struct {
 
 	doneFunc func(ctx context.Context)
 	doneOnce sync.Once
+
+	// Set by KReader: the partition's commit tracker and the message's sequence in it.
+	trk *partitionTracker
+	seq uint64
+	// Set by a Work: the context PostRead returned, the processor's parent.
+	ctx context.Context
+	// vp is the virtual partition the message was routed to.
+	vp int
 }
 
 // Response is what a write returns: where the broker stored the record.
@@ -86,6 +94,9 @@ func (m *Message) DoneWithContext(ctx context.Context) {
 		return
 	}
 	m.doneOnce.Do(func() {
+		if m.trk != nil {
+			m.trk.finish(m.seq)
+		}
 		if m.doneFunc != nil {
 			m.doneFunc(ctx)
 		}

@@ -2,6 +2,10 @@ package zkafka
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -75,7 +79,8 @@ type readerArgs struct {
 }
 
 // KReader is the Reader over a confluent-kafka-go consumer. Offsets are stored only up to the
-// first message not yet Done, so Done may be called in any order.
+// first message not yet Done, so Done may be called in any order and from any goroutine.
+// Read itself must be called from one goroutine at a time.
 type KReader struct {
 	consumer    KafkaConsumer
 	tc          ConsumerTopicConfig
@@ -84,19 +89,362 @@ type KReader struct {
 	logger      Logger
 	hooks       LifecycleHooks
 	readTimeout time.Duration
+
+	tracker *commitTracker
+
+	mu       sync.Mutex // guards assigned, paused, closed, listener
+	assigned map[tpKey]struct{}
+	paused   bool
+	closed   bool
+	listener rebalanceListener
 }
 
-// newReader builds a KReader: validates nothing (Client did), creates and subscribes the
-// consumer. Implemented in the work-engine change.
+// rebalanceListener is told about partitions leaving and joining the reader. The Work engine
+// uses it to drop queued messages of revoked partitions and wait for their in-flight ones.
+type rebalanceListener interface {
+	revoked(parts []tpKey)
+}
+
+// newReader creates the consumer and subscribes it to the configured topics.
 func newReader(args readerArgs) (*KReader, error) {
-	return nil, errConfig("reader not implemented yet")
+	tc := args.tc
+	r := &KReader{
+		tc:          tc,
+		groupID:     args.groupPrefix + tc.GroupID,
+		fmt:         args.fmt,
+		logger:      args.logger,
+		hooks:       args.hooks,
+		readTimeout: tc.readTimeout(),
+		tracker:     newCommitTracker(),
+		assigned:    map[tpKey]struct{}{},
+	}
+	if r.logger == nil {
+		r.logger = NoopLogger{}
+	}
+	for _, o := range args.opts {
+		o(r)
+	}
+	if r.fmt == nil {
+		return nil, errConfig("formatter custom needs RFormatterOption (ConsumerTopicConfig.Formatter is %q)", tc.Formatter)
+	}
+	cfg := makeConsumerConfig(args.conf, tc, args.groupPrefix)
+	provider := args.provider
+	if provider == nil {
+		provider = defaultConsumerProvider
+	}
+	consumer, err := provider(map[string]any(toAnyMap(cfg)))
+	if err != nil {
+		return nil, fmt.Errorf("zkafka: creating consumer %s: %w", tc.ClientID, err)
+	}
+	r.consumer = consumer
+	if err := consumer.SubscribeTopics(tc.topics(), r.rebalance); err != nil {
+		_ = consumer.Close()
+		return nil, fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", tc.ClientID, tc.topics(), err)
+	}
+	return r, nil
 }
 
-// Read returns the next message (see Reader).
-func (r *KReader) Read(ctx context.Context) (*Message, error) { return nil, nil }
+// defaultConsumerProvider creates a real confluent-kafka-go consumer.
+func defaultConsumerProvider(cfg map[string]any) (KafkaConsumer, error) {
+	cm := kafka.ConfigMap{}
+	for k, v := range cfg {
+		cm[k] = v
+	}
+	return kafka.NewConsumer(&cm)
+}
 
-// Close commits what is finished and closes the consumer (see Reader).
-func (r *KReader) Close() error { return nil }
+// toAnyMap converts a librdkafka config map to a plain map.
+func toAnyMap(cm kafka.ConfigMap) map[string]any {
+	out := make(map[string]any, len(cm))
+	for k, v := range cm {
+		out[k] = v
+	}
+	return out
+}
+
+// Read returns the next message, or nil and no error when none arrived within the read
+// timeout (see Reader). Finished offsets are stored before each poll.
+func (r *KReader) Read(ctx context.Context) (*Message, error) {
+	if r.isClosed() {
+		return nil, errors.New("zkafka: read from a closed reader")
+	}
+	r.storeFinished()
+	deadline := time.Now().Add(r.readTimeout)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		msg, err := r.poll(min(left, 100*time.Millisecond))
+		if msg != nil || err != nil {
+			return msg, err
+		}
+	}
+}
+
+// poll serves one consumer poll: rebalance callbacks run inside it. It returns a message, a
+// fatal error, or nothing.
+func (r *KReader) poll(timeout time.Duration) (*Message, error) {
+	ev := r.consumer.Poll(int(timeout / time.Millisecond))
+	switch e := ev.(type) {
+	case nil:
+		return nil, nil
+	case *kafka.Message:
+		if e.TopicPartition.Error != nil {
+			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error",
+				"topic", topicName(e.TopicPartition), "partition", e.TopicPartition.Partition, "error", e.TopicPartition.Error)
+			return nil, nil
+		}
+		return r.newMessage(e), nil
+	case kafka.Error:
+		if e.IsFatal() {
+			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", e)
+		}
+		r.logger.Debugw(context.Background(), "zkafka: consumer error", "error", e, "code", e.Code())
+		return nil, nil
+	default:
+		return nil, nil
+	}
+}
+
+// newMessage wraps a confluent message and records it with the commit tracker.
+func (r *KReader) newMessage(km *kafka.Message) *Message {
+	topic := topicName(km.TopicPartition)
+	trk := r.tracker.get(topic, km.TopicPartition.Partition)
+	offset := int64(km.TopicPartition.Offset)
+	m := &Message{
+		Key:       string(km.Key),
+		Headers:   headerMap(km.Headers),
+		Offset:    offset,
+		Partition: km.TopicPartition.Partition,
+		Topic:     topic,
+		GroupID:   r.groupID,
+		TimeStamp: km.Timestamp,
+		isKeyNil:  km.Key == nil,
+		value:     km.Value,
+		fmt:       r.fmt,
+		trk:       trk,
+		seq:       trk.add(offset),
+	}
+	return m
+}
+
+func topicName(tp kafka.TopicPartition) string {
+	if tp.Topic == nil {
+		return ""
+	}
+	return *tp.Topic
+}
+
+// storeFinished stores, for every partition whose finished prefix moved, the offset after it.
+// librdkafka commits stored offsets every auto.commit.interval.ms, on revoke and on close.
+func (r *KReader) storeFinished() {
+	r.store(r.tracker.storable(nil))
+}
+
+// store hands offsets to librdkafka. A store refused for a partition this reader no longer
+// owns is expected during a rebalance and is only logged at debug level.
+func (r *KReader) store(offs []storedOffset) {
+	if len(offs) == 0 {
+		return
+	}
+	tps := make([]kafka.TopicPartition, len(offs))
+	for i, o := range offs {
+		topic := o.topic
+		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: o.partition, Offset: kafka.Offset(o.offset)}
+	}
+	if _, err := r.consumer.StoreOffsets(tps); err != nil {
+		r.logger.Debugw(context.Background(), "zkafka: offsets not stored (partition no longer assigned?)", "error", err)
+	}
+}
+
+// commit stores what is finished and commits stored offsets synchronously.
+func (r *KReader) commit() error {
+	r.storeFinished()
+	if _, err := r.consumer.Commit(); err != nil {
+		var kerr kafka.Error
+		if errors.As(err, &kerr) && (kerr.Code() == kafka.ErrNoOffset || kerr.Code() == kafka.ErrState) {
+			return nil
+		}
+		return fmt.Errorf("zkafka: committing offsets of %s: %w", r.groupID, err)
+	}
+	return nil
+}
+
+// rebalance is the consumer's rebalance callback; it runs inside Poll (or Close).
+func (r *KReader) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
+	cooperative := r.consumer.GetRebalanceProtocol() == "COOPERATIVE"
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		r.assign(e.Partitions, cooperative)
+	case kafka.RevokedPartitions:
+		r.revoke(e.Partitions, cooperative)
+	}
+	return nil
+}
+
+func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
+	ctx := context.Background()
+	for _, p := range parts {
+		r.tracker.reset(topicName(p), p.Partition)
+	}
+	var err error
+	if cooperative {
+		err = r.consumer.IncrementalAssign(parts)
+	} else {
+		err = r.consumer.Assign(parts)
+	}
+	if err != nil {
+		r.logger.Errorw(ctx, "zkafka: assigning partitions failed", "group", r.groupID, "error", err)
+		return
+	}
+	r.mu.Lock()
+	if !cooperative {
+		clear(r.assigned)
+	}
+	for _, p := range parts {
+		r.assigned[tpKey{topicName(p), p.Partition}] = struct{}{}
+	}
+	paused := r.paused
+	r.mu.Unlock()
+	if paused {
+		if err := r.consumer.Pause(parts); err != nil {
+			r.logger.Warnw(ctx, "zkafka: pausing newly assigned partitions failed", "error", err)
+		}
+	}
+	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.consumer.GetRebalanceProtocol())
+}
+
+func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
+	ctx := context.Background()
+	keys := make([]tpKey, len(parts))
+	set := make(map[tpKey]struct{}, len(parts))
+	for i, p := range parts {
+		keys[i] = tpKey{topicName(p), p.Partition}
+		set[keys[i]] = struct{}{}
+	}
+	r.tracker.markRevoking(keys)
+	r.mu.Lock()
+	l := r.listener
+	r.mu.Unlock()
+	if l != nil {
+		l.revoked(keys)
+	}
+	lost := r.consumer.AssignmentLost()
+	if !lost {
+		r.store(r.tracker.storable(func(k tpKey) bool { _, ok := set[k]; return ok }))
+		if _, err := r.consumer.Commit(); err != nil {
+			var kerr kafka.Error
+			if !errors.As(err, &kerr) || (kerr.Code() != kafka.ErrNoOffset && kerr.Code() != kafka.ErrState) {
+				r.logger.Warnw(ctx, "zkafka: committing on revoke failed", "group", r.groupID, "error", err)
+			}
+		}
+	}
+	for _, k := range keys {
+		r.tracker.remove(k.topic, k.partition)
+	}
+	r.mu.Lock()
+	for _, k := range keys {
+		delete(r.assigned, k)
+	}
+	r.mu.Unlock()
+	var err error
+	if cooperative {
+		err = r.consumer.IncrementalUnassign(parts)
+	} else {
+		err = r.consumer.Unassign()
+	}
+	if err != nil {
+		r.logger.Warnw(ctx, "zkafka: unassigning partitions failed", "group", r.groupID, "error", err)
+	}
+	r.logger.Infow(ctx, "zkafka: partitions revoked", "group", r.groupID, "partitions", partitionList(parts), "lost", lost)
+}
+
+func partitionList(parts []kafka.TopicPartition) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s/%d", topicName(p), p.Partition)
+	}
+	return b.String()
+}
+
+// setPaused pauses or resumes every assigned partition. While paused the consumer keeps
+// polling (rebalances are served and the group membership is kept) but fetches nothing.
+func (r *KReader) setPaused(paused bool) {
+	r.mu.Lock()
+	if r.paused == paused {
+		r.mu.Unlock()
+		return
+	}
+	r.paused = paused
+	parts := make([]kafka.TopicPartition, 0, len(r.assigned))
+	for k := range r.assigned {
+		topic := k.topic
+		parts = append(parts, kafka.TopicPartition{Topic: &topic, Partition: k.partition})
+	}
+	r.mu.Unlock()
+	if len(parts) == 0 {
+		return
+	}
+	var err error
+	if paused {
+		err = r.consumer.Pause(parts)
+	} else {
+		err = r.consumer.Resume(parts)
+	}
+	if err != nil {
+		r.logger.Warnw(context.Background(), "zkafka: pause/resume failed", "paused", paused, "error", err)
+	}
+}
+
+func (r *KReader) setListener(l rebalanceListener) {
+	r.mu.Lock()
+	r.listener = l
+	r.mu.Unlock()
+}
+
+// Close stores and commits what is finished, leaves the group and closes the consumer.
+// Messages not finished are not committed: the group reads them again. Safe to call twice.
+func (r *KReader) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.storeFinished()
+	if err := r.consumer.Close(); err != nil {
+		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
+	}
+	return nil
+}
+
+// isClosed reports whether Close was called.
+func (r *KReader) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
 
 // Assignments returns the partitions currently assigned to this reader.
-func (r *KReader) Assignments(ctx context.Context) ([]Assignment, error) { return nil, nil }
+func (r *KReader) Assignments(_ context.Context) ([]Assignment, error) {
+	if r.isClosed() {
+		return nil, errors.New("zkafka: assignments of a closed reader")
+	}
+	parts, err := r.consumer.Assignment()
+	if err != nil {
+		return nil, fmt.Errorf("zkafka: reading assignment: %w", err)
+	}
+	out := make([]Assignment, 0, len(parts))
+	for _, p := range parts {
+		out = append(out, Assignment{Topic: topicName(p), Partition: p.Partition})
+	}
+	return out, nil
+}

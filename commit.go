@@ -1,0 +1,235 @@
+package zkafka
+
+// The commit tracker decides which offset of a Kafka partition may be stored for commit.
+//
+// Invariant: for every assigned partition, the stored offset is 1 + the highest offset below
+// which every message read from that partition is finished. A message that is read but not
+// finished (queued, processing, waiting for its dead letter acknowledgement, or abandoned by a
+// cancel) holds back the stored offset of its partition, whatever happens to later messages.
+//
+// Each partition keeps a ring of the offsets read, in read order, with a finished flag. A
+// message carries its sequence number in the ring. Finishing sets the flag; while the oldest
+// entry is finished it is popped and the stored offset moves to its offset + 1. Cost: O(1)
+// amortised per message and no allocation once the ring has grown to the number of unfinished
+// messages. Gaps in offsets (compaction, transaction markers) need no care: only offsets that
+// were read are in the ring.
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// partitionTracker tracks one assigned partition.
+type partitionTracker struct {
+	topic     string
+	partition int32
+
+	mu      sync.Mutex
+	offsets []int64 // ring of offsets read, len is a power of two
+	done    []bool  // finished flags, parallel to offsets
+	head    uint64  // sequence number of the oldest unfinished entry
+	tail    uint64  // sequence number the next read message gets
+	next    int64   // offset to store: last popped + 1; -1 while nothing popped
+	closed  bool    // revoked: further completions are ignored
+	// revoking is set when a revoke starts: messages still waiting (delay, breaker, dead
+	// letter backoff) let go instead of waiting on.
+	revoking atomic.Bool
+	dirty    atomic.Bool
+	owner    *commitTracker
+}
+
+func newPartitionTracker(owner *commitTracker, topic string, partition int32) *partitionTracker {
+	return &partitionTracker{
+		topic:     topic,
+		partition: partition,
+		offsets:   make([]int64, 64),
+		done:      make([]bool, 64),
+		next:      -1,
+		owner:     owner,
+	}
+}
+
+// add records a message read at offset and returns its sequence number.
+func (t *partitionTracker) add(offset int64) uint64 {
+	t.mu.Lock()
+	if t.tail-t.head == uint64(len(t.offsets)) {
+		t.grow()
+	}
+	seq := t.tail
+	i := seq & uint64(len(t.offsets)-1)
+	t.offsets[i] = offset
+	t.done[i] = false
+	t.tail++
+	t.mu.Unlock()
+	return seq
+}
+
+// grow doubles the ring, keeping entries at their sequence positions. Called with mu held.
+func (t *partitionTracker) grow() {
+	n := len(t.offsets)
+	offsets := make([]int64, 2*n)
+	done := make([]bool, 2*n)
+	mask := uint64(2*n - 1)
+	old := uint64(n - 1)
+	for s := t.head; s != t.tail; s++ {
+		offsets[s&mask] = t.offsets[s&old]
+		done[s&mask] = t.done[s&old]
+	}
+	t.offsets, t.done = offsets, done
+}
+
+// finish marks the message with sequence number seq finished and moves the stored offset if
+// it can. It reports whether the stored offset moved.
+func (t *partitionTracker) finish(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || seq < t.head || seq >= t.tail {
+		return false
+	}
+	mask := uint64(len(t.offsets) - 1)
+	t.done[seq&mask] = true
+	moved := false
+	for t.head != t.tail && t.done[t.head&mask] {
+		t.next = t.offsets[t.head&mask] + 1
+		t.done[t.head&mask] = false
+		t.head++
+		moved = true
+	}
+	if moved && !t.dirty.Swap(true) {
+		t.owner.dirty.Store(true)
+	}
+	return moved
+}
+
+// take returns the offset to store and clears the dirty flag; ok is false when there is
+// nothing new to store.
+func (t *partitionTracker) take() (offset int64, ok bool) {
+	if !t.dirty.Swap(false) {
+		return 0, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.next < 0 {
+		return 0, false
+	}
+	return t.next, true
+}
+
+// pending returns the number of read messages not yet popped (unfinished, or finished behind
+// an unfinished one).
+func (t *partitionTracker) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return int(t.tail - t.head)
+}
+
+// close stops the tracker: later completions are ignored (the partition was revoked).
+func (t *partitionTracker) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+}
+
+// isRevoking reports whether the partition is being (or was) revoked.
+func (t *partitionTracker) isRevoking() bool { return t.revoking.Load() }
+
+// isClosed reports whether the partition was revoked.
+func (t *partitionTracker) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// tpKey identifies a topic partition.
+type tpKey struct {
+	topic     string
+	partition int32
+}
+
+// commitTracker holds the trackers of every assigned partition of one reader.
+type commitTracker struct {
+	mu    sync.RWMutex
+	byTP  map[tpKey]*partitionTracker
+	dirty atomic.Bool // some tracker has an offset to store
+}
+
+func newCommitTracker() *commitTracker {
+	return &commitTracker{byTP: map[tpKey]*partitionTracker{}}
+}
+
+// get returns the tracker of a partition, creating it on first use.
+func (c *commitTracker) get(topic string, partition int32) *partitionTracker {
+	k := tpKey{topic, partition}
+	c.mu.RLock()
+	t := c.byTP[k]
+	c.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t = c.byTP[k]; t == nil {
+		t = newPartitionTracker(c, topic, partition)
+		c.byTP[k] = t
+	}
+	return t
+}
+
+// reset replaces the tracker of a partition with a fresh one (the partition was assigned).
+func (c *commitTracker) reset(topic string, partition int32) {
+	k := tpKey{topic, partition}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.byTP[k]; old != nil {
+		old.close()
+	}
+	c.byTP[k] = newPartitionTracker(c, topic, partition)
+}
+
+// markRevoking flags the trackers of partitions about to be revoked.
+func (c *commitTracker) markRevoking(keys []tpKey) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, k := range keys {
+		if t := c.byTP[k]; t != nil {
+			t.revoking.Store(true)
+		}
+	}
+}
+
+// remove closes and forgets the tracker of a partition (the partition was revoked).
+func (c *commitTracker) remove(topic string, partition int32) {
+	k := tpKey{topic, partition}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.byTP[k]; old != nil {
+		old.close()
+		delete(c.byTP, k)
+	}
+}
+
+// storable collects the offsets that moved since the last call, one per partition, filtered
+// by keep when keep is not nil.
+func (c *commitTracker) storable(keep func(tpKey) bool) []storedOffset {
+	if keep == nil && !c.dirty.Swap(false) {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []storedOffset
+	for k, t := range c.byTP {
+		if keep != nil && !keep(k) {
+			continue
+		}
+		if off, ok := t.take(); ok {
+			out = append(out, storedOffset{tpKey: k, offset: off})
+		}
+	}
+	return out
+}
+
+// storedOffset is an offset ready to be stored for a partition.
+type storedOffset struct {
+	tpKey
+	offset int64
+}

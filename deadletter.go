@@ -1,0 +1,179 @@
+package zkafka
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Headers a dead letter carries besides the original message's own (G5).
+const (
+	HeaderOriginalTopic     = "zkafka-original-topic"
+	HeaderOriginalPartition = "zkafka-original-partition"
+	HeaderOriginalOffset    = "zkafka-original-offset"
+	HeaderOriginalTimestamp = "zkafka-original-timestamp"
+	HeaderOriginalGroup     = "zkafka-original-group"
+	HeaderError             = "zkafka-error"
+	// HeaderAttempt counts the stages of a retry chain: 1 for a dead letter of a message read
+	// from a source topic, the previous value + 1 when the message already carried it.
+	HeaderAttempt = "zkafka-attempt"
+)
+
+// Dead letter write retries: capped exponential backoff from deadLetterMinBackoff, doubling
+// up to deadLetterMaxBackoff, for as long as it takes. Each attempt waits at most
+// deadLetterAttemptTimeout for the broker's acknowledgement.
+const (
+	deadLetterMinBackoff     = 100 * time.Millisecond
+	deadLetterMaxBackoff     = 10 * time.Second
+	deadLetterAttemptTimeout = 10 * time.Second
+)
+
+// rawWriter is implemented by KWriter: it writes bytes and headers as they are.
+type rawWriter interface {
+	writeMessage(ctx context.Context, key []byte, value []byte, headers []kafka.Header) (Response, error)
+}
+
+// deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
+// different virtual partitions run concurrently: each waits only for its own acknowledgement.
+type deadLetterWriter struct {
+	rs     *runState
+	writer Writer
+	topic  string
+}
+
+// deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
+// ClientID, bootstrap servers and SASL credentials.
+func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerTopicConfig {
+	if dlt.ClientID == "" {
+		dlt.ClientID = tc.ClientID
+	}
+	if len(dlt.BootstrapServers) == 0 {
+		dlt.BootstrapServers = tc.BootstrapServers
+	}
+	if dlt.SaslUsername == nil && dlt.SaslPassword == nil {
+		dlt.SaslUsername, dlt.SaslPassword = tc.SaslUsername, tc.SaslPassword
+	}
+	return dlt
+}
+
+func newDeadLetterWriter(ctx context.Context, w *Work, rs *runState) (*deadLetterWriter, error) {
+	cfg := deadLetterConfig(w.topicConfig, *w.dlt)
+	if cfg.Topic == "" {
+		return nil, errConfig("dead letter ProducerTopicConfig.Topic is empty")
+	}
+	writer, err := w.cp.Writer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("zkafka: creating the dead letter writer for %s: %w", cfg.Topic, err)
+	}
+	return &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic}, nil
+}
+
+// deadLetterHeaders returns the original headers plus the zkafka-* ones.
+func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
+	attempt := 1
+	if prev, ok := m.Headers[HeaderAttempt]; ok {
+		if n, err := strconv.Atoi(string(prev)); err == nil && n >= 0 {
+			attempt = n + 1
+		}
+	}
+	zk := map[string]string{
+		HeaderOriginalTopic:     m.Topic,
+		HeaderOriginalPartition: strconv.Itoa(int(m.Partition)),
+		HeaderOriginalOffset:    strconv.FormatInt(m.Offset, 10),
+		HeaderOriginalTimestamp: m.TimeStamp.Format(time.RFC3339Nano),
+		HeaderOriginalGroup:     group,
+		HeaderError:             cause.Error(),
+		HeaderAttempt:           strconv.Itoa(attempt),
+	}
+	out := make([]kafka.Header, 0, len(m.Headers)+len(zk))
+	for k, v := range m.Headers {
+		if _, replaced := zk[k]; replaced {
+			continue
+		}
+		out = append(out, kafka.Header{Key: k, Value: v})
+	}
+	for k, v := range zk {
+		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
+	}
+	return out
+}
+
+// write writes m's dead letter and waits for the broker's acknowledgement, retrying with
+// backoff (G5). It returns false when it gave up because the run is stopping or the
+// partition is being revoked: the message then stays unfinished and is read again later.
+func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *Message, cause error) bool {
+	rs := d.rs
+	headers := deadLetterHeaders(m, rs.group, cause)
+	if p := rs.w.propagator; p != nil {
+		carrier := map[string][]byte{}
+		p.Inject(ctx, msgCarrier(carrier))
+		for k, v := range carrier {
+			headers = replaceHeader(headers, k, v)
+		}
+	}
+	backoff := deadLetterMinBackoff
+	for attempt := 1; ; attempt++ {
+		wctx, cancel := context.WithTimeout(rs.ctx, deadLetterAttemptTimeout)
+		_, err := d.send(wctx, m, headers)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				rs.w.logger.Infow(ctx, "zkafka: dead letter written after retries", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempts", attempt)
+			}
+			return true
+		}
+		if rs.ctx.Err() != nil {
+			return false
+		}
+		rs.w.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
+			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-rs.stopping:
+			t.Stop()
+			rs.w.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+			return false
+		case <-rs.ctx.Done():
+			t.Stop()
+			return false
+		case <-vp.kick:
+			t.Stop()
+		}
+		if m.trk != nil && (m.trk.isRevoking() || m.trk.isClosed()) {
+			return false
+		}
+		backoff = min(2*backoff, deadLetterMaxBackoff)
+	}
+}
+
+func (d *deadLetterWriter) send(ctx context.Context, m *Message, headers []kafka.Header) (Response, error) {
+	if rw, ok := d.writer.(rawWriter); ok {
+		return rw.writeMessage(ctx, m.key(), m.value, headers)
+	}
+	hs := make(map[string]string, len(headers))
+	for _, h := range headers {
+		hs[h.Key] = string(h.Value)
+	}
+	var key *string
+	if !m.isKeyNil {
+		key = &m.Key
+	}
+	return d.writer.WriteRaw(ctx, key, m.value, WithHeaders(hs))
+}
+
+func replaceHeader(hs []kafka.Header, key string, value []byte) []kafka.Header {
+	for i := range hs {
+		if hs[i].Key == key {
+			hs[i].Value = value
+			return hs
+		}
+	}
+	return append(hs, kafka.Header{Key: key, Value: value})
+}
+
+// close is a no-op: the writer belongs to the Client's cache and closes with the Client.
+func (d *deadLetterWriter) close() {}

@@ -1,0 +1,759 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Work reads one or more topics through a consumer group and runs a processor for every
+// message, spread over virtual partitions by key. Create it with a WorkFactory; run it with Run.
+type Work struct {
+	cp          ClientProvider
+	topicConfig ConsumerTopicConfig
+	processor   processor
+
+	logger      Logger
+	tp          trace.TracerProvider
+	propagator  propagation.TextMapPropagator
+	lifecycle   LifecycleHooks
+	speedup     uint16
+	cbAfter     uint32
+	cbFor       time.Duration
+	cbDisabled  bool
+	blbDisabled bool
+	onDone      []func(ctx context.Context, msg *Message, err error)
+	dlt         *ProducerTopicConfig
+	maxInFlight int
+	maxBytes    int64
+
+	running   atomic.Bool
+	abandoned atomic.Int64
+}
+
+// AbandonedHandlers returns how many handlers this Work has given up waiting for: handlers
+// still running a grace period after their ProcessTimeoutMillis (see Run).
+func (w *Work) AbandonedHandlers() int64 { return w.abandoned.Load() }
+
+var (
+	// errProcessTimeout is the failure of a message whose handler outlived ProcessTimeoutMillis.
+	errProcessTimeout = errors.New("zkafka: processing exceeded ProcessTimeoutMillis")
+	// errShuttingDown marks a message let go of, unfinished, because Run is stopping.
+	errShuttingDown = errors.New("zkafka: work is shutting down")
+)
+
+// Run reads and processes messages until shutdown is closed or ctx is cancelled.
+//
+// Closing shutdown is the graceful stop (G3): reading stops (partitions are paused, polling
+// goes on so the group membership holds), queued and running messages are finished, finished
+// offsets are stored and committed, and Run returns nil. A message held by ProcessDelayMillis
+// or by an open circuit breaker is not started; it stays uncommitted and is read again later.
+//
+// Cancelling ctx is the abrupt stop (G4): handlers see a cancelled context, Run returns within
+// about a second, and nothing that did not finish is marked finished or dead-lettered.
+//
+// A handler that runs past ProcessTimeoutMillis gets a cancelled context and its message counts
+// as failed (G10). The next message of its virtual partition waits until the handler returns,
+// or until a grace period of min(ProcessTimeoutMillis, 10 s) has passed; then the handler is
+// abandoned (counted by AbandonedHandlers) and its result, when it comes, is discarded.
+//
+// Run returns configuration errors at once and can be called again after it returned.
+func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
+	if w == nil {
+		return errConfig("Run called on a nil Work")
+	}
+	if w.processor == nil {
+		return errConfig("Work has no processor (pass one to WorkFactory.Create)")
+	}
+	if w.cp == nil {
+		return errConfig("Work has no client (pass one to NewWorkFactory)")
+	}
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("zkafka: Run called while the Work is already running")
+	}
+	defer w.running.Store(false)
+
+	rs, err := w.start(ctx)
+	if err != nil {
+		return err
+	}
+	return rs.loop(shutdown)
+}
+
+// runState is everything one call of Run owns.
+type runState struct {
+	w      *Work
+	ctx    context.Context // Run's context: cancelled means abrupt stop
+	reader Reader
+	kr     *KReader // reader when it is the library's own (pause, rebalance, commit)
+	dlt    *deadLetterWriter
+	topic  string
+	group  string
+
+	vps    []*virtualPartition
+	rr     atomic.Uint64 // round-robin counter for nil keys
+	wg     sync.WaitGroup
+	inMsgs atomic.Int64 // messages read and not finished or dropped
+	inSize atomic.Int64 // payload bytes of those
+	room   chan struct{}
+
+	stopping  chan struct{} // closed when the stop starts
+	stopOnce  sync.Once
+	vpsDone   chan struct{} // closed when every virtual partition goroutine has exited
+	watchDone chan struct{} // closed when the watchdog has exited
+
+	processTimeout time.Duration
+	grace          time.Duration
+	delay          time.Duration
+	tracer         trace.Tracer
+
+	cb        *gobreaker.TwoStepCircuitBreaker
+	cbOpen    atomic.Bool
+	cbMu      sync.Mutex
+	cbOpenAt  time.Time
+	cbChanged chan struct{} // closed and replaced on every breaker transition
+}
+
+// start validates, creates the reader and dead letter writer, and starts the processors.
+func (w *Work) start(ctx context.Context) (*runState, error) {
+	tc := w.topicConfig
+	rs := &runState{
+		w:              w,
+		ctx:            ctx,
+		room:           make(chan struct{}, 1),
+		stopping:       make(chan struct{}),
+		vpsDone:        make(chan struct{}),
+		watchDone:      make(chan struct{}),
+		processTimeout: tc.processTimeout(),
+		delay:          tc.processDelay(),
+		cbChanged:      make(chan struct{}),
+	}
+	if topics := tc.topics(); len(topics) > 0 {
+		rs.topic = topics[0]
+	}
+	rs.grace = min(rs.processTimeout, 10*time.Second)
+	if w.tp != nil {
+		rs.tracer = w.tp.Tracer(instrumentationName)
+	}
+	reader, err := w.cp.Reader(ctx, tc)
+	if err != nil {
+		return nil, err
+	}
+	rs.reader = reader
+	if kr, ok := reader.(*KReader); ok {
+		rs.kr = kr
+		rs.group = kr.groupID
+		kr.setListener(rs)
+	} else {
+		rs.group = tc.GroupID
+	}
+	if w.dlt != nil {
+		dlt, err := newDeadLetterWriter(ctx, w, rs)
+		if err != nil {
+			_ = reader.Close()
+			return nil, err
+		}
+		rs.dlt = dlt
+	}
+	if !w.cbDisabled {
+		rs.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
+			Name:        rs.topic,
+			MaxRequests: 1,
+			Timeout:     w.cbFor,
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= w.cbAfter
+			},
+			OnStateChange: rs.breakerChanged,
+		})
+	}
+	rs.vps = make([]*virtualPartition, int(w.speedup))
+	for i := range rs.vps {
+		vp := newVirtualPartition(i)
+		rs.vps[i] = vp
+		rs.wg.Add(1)
+		go rs.serve(vp, vp.gen.Load())
+	}
+	if rs.processTimeout > 0 {
+		go rs.watchdog()
+	} else {
+		close(rs.watchDone)
+	}
+	return rs, nil
+}
+
+// loop is the reader: it polls, routes, applies back-pressure and stops the run.
+func (rs *runState) loop(shutdown <-chan struct{}) error {
+	w := rs.w
+	var runErr error
+	paused := false
+	pollEvery := min(w.topicConfig.readTimeout(), 100*time.Millisecond)
+reading:
+	for {
+		select {
+		case <-rs.ctx.Done():
+			break reading
+		case <-shutdown:
+			break reading
+		default:
+		}
+		wantPause := rs.full() || rs.cbOpen.Load()
+		if rs.cb != nil && rs.cbOpen.Load() {
+			rs.cb.State() // lets the breaker move to half-open once its open period is over
+		}
+		if rs.kr == nil {
+			// A foreign Reader cannot be paused: wait for room instead of reading.
+			if wantPause {
+				select {
+				case <-rs.room:
+				case <-rs.ctx.Done():
+				case <-shutdown:
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			msg, err := rs.reader.Read(rs.ctx)
+			rs.postReadImmediate(msg, err)
+			if err != nil {
+				if rs.ctx.Err() != nil {
+					break reading
+				}
+				w.logger.Warnw(rs.ctx, "zkafka: read failed", "topic", rs.topic, "error", err)
+				continue
+			}
+			if msg != nil {
+				rs.dispatch(msg)
+			}
+			continue
+		}
+		if wantPause != paused {
+			rs.kr.setPaused(wantPause)
+			paused = wantPause
+		}
+		rs.kr.storeFinished()
+		timeout := pollEvery
+		if paused {
+			timeout = 10 * time.Millisecond
+		}
+		msg, err := rs.kr.poll(timeout)
+		rs.postReadImmediate(msg, err)
+		if err != nil {
+			w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
+			runErr = err
+			break reading
+		}
+		if msg != nil {
+			rs.dispatch(msg)
+		}
+	}
+	rs.stop(shutdown, runErr != nil)
+	return runErr
+}
+
+// full reports whether the unfinished messages reached the bound (hysteresis: once full, it
+// stays full until half the bound is free again).
+func (rs *runState) full() bool {
+	n, b := rs.inMsgs.Load(), rs.inSize.Load()
+	return n >= int64(rs.w.maxInFlight) || b >= rs.w.maxBytes
+}
+
+// dispatch runs the read hooks and hands msg to its virtual partition.
+func (rs *runState) dispatch(msg *Message) {
+	w := rs.w
+	msg.ctx = rs.ctx
+	if w.lifecycle.PostRead != nil {
+		ctx, err := safeHook(func() (context.Context, error) {
+			return w.lifecycle.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})
+		})
+		if err != nil {
+			w.logger.Warnw(rs.ctx, "zkafka: PostRead hook failed", "error", err)
+		}
+		if ctx != nil {
+			msg.ctx = ctx
+		}
+	}
+	n := len(rs.vps)
+	idx := 0
+	if n > 1 {
+		if msg.isKeyNil {
+			idx = int(rs.rr.Add(1) % uint64(n))
+		} else {
+			idx = routeKey(msg.Key, n)
+		}
+	}
+	msg.vp = idx
+	rs.inMsgs.Add(1)
+	rs.inSize.Add(int64(len(msg.value)))
+	rs.vps[idx].push(msg)
+	if w.lifecycle.PostFanout != nil {
+		func() {
+			defer func() { _ = recover() }()
+			w.lifecycle.PostFanout(msg.ctx)
+		}()
+	}
+}
+
+func (rs *runState) postReadImmediate(msg *Message, err error) {
+	if h := rs.w.lifecycle.PostReadImmediate; h != nil {
+		func() {
+			defer func() { _ = recover() }()
+			h(rs.ctx, LifecyclePostReadImmediateMeta{Message: msg, Err: err})
+		}()
+	}
+}
+
+// release lets go of a message that is finished or dropped.
+func (rs *runState) release(m *Message) {
+	rs.inMsgs.Add(-1)
+	rs.inSize.Add(-int64(len(m.value)))
+	signal(rs.room)
+}
+
+// stop ends the run: graceful unless ctx was cancelled (or the consumer failed).
+func (rs *runState) stop(shutdown <-chan struct{}, failed bool) {
+	w := rs.w
+	rs.stopOnce.Do(func() { close(rs.stopping) })
+	for _, vp := range rs.vps {
+		vp.close()
+	}
+	done := rs.vpsDone
+	go func() {
+		rs.wg.Wait()
+		close(done)
+	}()
+	graceful := rs.ctx.Err() == nil && !failed
+	if graceful && rs.kr != nil {
+		// Keep the group membership while the queues drain: pause and go on polling.
+		rs.kr.setPaused(true)
+	drain:
+		for {
+			select {
+			case <-done:
+				break drain
+			case <-rs.ctx.Done():
+				break drain
+			default:
+			}
+			if msg, _ := rs.kr.poll(10 * time.Millisecond); msg != nil {
+				// Fetched before the pause took effect: not processed, so not finished.
+				rs.w.logger.Debugw(rs.ctx, "zkafka: message read during shutdown left for later", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+			}
+		}
+	} else if graceful {
+		select {
+		case <-done:
+		case <-rs.ctx.Done():
+		}
+	}
+	if rs.ctx.Err() != nil {
+		// Abrupt: give handlers a moment to see their cancelled context, then go.
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			w.logger.Warnw(context.Background(), "zkafka: handlers still running after cancel; not waiting for them", "topic", rs.topic)
+		}
+	}
+	<-rs.watchDone
+	if rs.kr != nil {
+		rs.kr.setListener(nil)
+		if graceful {
+			if err := rs.kr.commit(); err != nil {
+				w.logger.Warnw(context.Background(), "zkafka: final commit failed", "topic", rs.topic, "error", err)
+			}
+		}
+	}
+	if err := rs.reader.Close(); err != nil {
+		w.logger.Warnw(context.Background(), "zkafka: closing reader failed", "topic", rs.topic, "error", err)
+	}
+	if rs.dlt != nil {
+		rs.dlt.close()
+	}
+	_ = shutdown
+}
+
+// revoked is called by the KReader, inside Poll, before partitions go away (G6): queued
+// messages of those partitions are dropped (the next owner reads them), and in-flight ones
+// are waited for, up to a deadline, so that what finishes can still be committed.
+func (rs *runState) revoked(parts []tpKey) {
+	set := make(map[tpKey]struct{}, len(parts))
+	for _, p := range parts {
+		set[p] = struct{}{}
+	}
+	in := func(m *Message) bool {
+		_, ok := set[tpKey{m.Topic, m.Partition}]
+		return ok
+	}
+	for _, vp := range rs.vps {
+		for _, m := range vp.removeIf(in) {
+			rs.release(m)
+		}
+		signal(vp.kick)
+	}
+	deadline := time.Now().Add(rs.revokeWait())
+	for time.Now().Before(deadline) {
+		waiting := false
+		for _, vp := range rs.vps {
+			if m := vp.busy.Load(); m != nil && in(m) {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rs.w.logger.Warnw(rs.ctx, "zkafka: revoke deadline passed with messages still in flight; they will be read again by the next owner", "topic", rs.topic)
+}
+
+// revokeWait bounds how long a revoke waits for in-flight messages: half the max poll
+// interval, at most 30 s.
+func (rs *runState) revokeWait() time.Duration {
+	return min(rs.w.topicConfig.maxPollInterval()/2, 30*time.Second)
+}
+
+// serve is the processor goroutine of one virtual partition, for generation gen.
+func (rs *runState) serve(vp *virtualPartition, gen uint64) {
+	for {
+		if vp.gen.Load() != gen {
+			return // replaced by the watchdog; the replacement owns the WaitGroup slot
+		}
+		m, ok, closed := vp.pop()
+		if !ok {
+			if closed || rs.ctx.Err() != nil {
+				rs.wg.Done()
+				return
+			}
+			select {
+			case <-vp.wake:
+			case <-rs.ctx.Done():
+			}
+			continue
+		}
+		if rs.ctx.Err() != nil {
+			rs.release(m) // abrupt stop: not processed, not finished
+			continue
+		}
+		vp.busy.Store(m)
+		if !rs.handle(vp, m, gen) {
+			return // abandoned: the replacement goroutine finishes m
+		}
+		vp.busy.Store(nil)
+	}
+}
+
+// handle takes one message from hold to finish. It returns false when the handler was
+// abandoned by the watchdog (the caller must exit).
+func (rs *runState) handle(vp *virtualPartition, m *Message, gen uint64) bool {
+	if !rs.hold(vp, m) {
+		rs.release(m)
+		return true
+	}
+	var cbDone func(bool)
+	if rs.cb != nil {
+		var ok bool
+		if cbDone, ok = rs.admit(vp, m); !ok {
+			rs.release(m)
+			return true
+		}
+	}
+	vp.cbDone = cbDone
+	err, abandoned := rs.process(vp, m, gen)
+	if abandoned {
+		return false
+	}
+	if rs.ctx.Err() != nil {
+		// Abrupt stop while the handler ran: its outcome is not trusted (G4).
+		if cbDone != nil {
+			cbDone(true)
+		}
+		rs.release(m)
+		return true
+	}
+	rs.complete(vp, m, err, cbDone)
+	return true
+}
+
+// hold waits until the message is due (ProcessDelayMillis, G9). It returns false when the
+// message must be let go of unfinished (stop, or its partition is being revoked).
+func (rs *runState) hold(vp *virtualPartition, m *Message) bool {
+	if rs.delay <= 0 {
+		return true
+	}
+	wait := time.Until(m.TimeStamp.Add(rs.delay))
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-rs.stopping:
+			return false
+		case <-rs.ctx.Done():
+			return false
+		case <-vp.kick:
+			if m.trk != nil && m.trk.isRevoking() {
+				return false
+			}
+		}
+	}
+}
+
+// admit waits until the circuit breaker lets a message through (G11).
+func (rs *runState) admit(vp *virtualPartition, m *Message) (func(bool), bool) {
+	for {
+		done, err := rs.cb.Allow()
+		if err == nil {
+			return done, true
+		}
+		rs.cbMu.Lock()
+		changed := rs.cbChanged
+		wait := time.Until(rs.cbOpenAt.Add(rs.w.cbFor))
+		rs.cbMu.Unlock()
+		if rs.w.blbDisabled || wait <= 0 {
+			wait = 10 * time.Millisecond
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-changed:
+		case <-rs.stopping:
+			t.Stop()
+			return nil, false
+		case <-rs.ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-vp.kick:
+			if m.trk != nil && m.trk.isRevoking() {
+				t.Stop()
+				return nil, false
+			}
+		}
+		t.Stop()
+	}
+}
+
+func (rs *runState) breakerChanged(_ string, from, to gobreaker.State) {
+	rs.cbMu.Lock()
+	if to == gobreaker.StateOpen {
+		rs.cbOpenAt = time.Now()
+	}
+	close(rs.cbChanged)
+	rs.cbChanged = make(chan struct{})
+	rs.cbMu.Unlock()
+	rs.cbOpen.Store(to == gobreaker.StateOpen)
+	rs.w.logger.Infow(rs.ctx, "zkafka: circuit breaker changed state", "topic", rs.topic, "from", from.String(), "to", to.String())
+	if h := rs.w.lifecycle.CircuitBreakerStateChanged; h != nil {
+		func() {
+			defer func() { _ = recover() }()
+			h(rs.ctx, LifecycleCircuitBreakerStateChanged{Topic: rs.topic, GroupID: rs.group, From: breakerState(from), To: breakerState(to)})
+		}()
+	}
+}
+
+func breakerState(s gobreaker.State) CircuitBreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return CircuitBreakerOpen
+	case gobreaker.StateHalfOpen:
+		return CircuitBreakerHalfOpen
+	default:
+		return CircuitBreakerClosed
+	}
+}
+
+// process runs the hooks, the span and the handler. abandoned is true when the watchdog gave
+// up on the handler while it ran.
+func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (err error, abandoned bool) {
+	w := rs.w
+	ctx := m.ctx
+	if ctx == nil {
+		ctx = rs.ctx
+	}
+	if rs.tracer != nil {
+		if w.propagator != nil && len(m.Headers) > 0 {
+			ctx = w.propagator.Extract(ctx, msgCarrier(m.Headers))
+		}
+		var span trace.Span
+		ctx, span = rs.tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.destination.name", m.Topic),
+				attribute.String("messaging.consumer.group.name", rs.group),
+				attribute.Int("messaging.destination.partition.id", int(m.Partition)),
+				attribute.Int64("messaging.kafka.offset", m.Offset),
+				attribute.String("messaging.kafka.message.key", m.Key),
+			))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
+	if h := w.lifecycle.PreProcessing; h != nil {
+		next, herr := safeHook(func() (context.Context, error) {
+			return h(ctx, LifecyclePreProcessingMeta{Topic: m.Topic, GroupID: rs.group, VirtualPartitionIndex: vp.idx, TopicLag: time.Since(m.TimeStamp), Message: m})
+		})
+		if herr != nil {
+			w.logger.Warnw(ctx, "zkafka: PreProcessing hook failed", "error", herr)
+		}
+		if next != nil {
+			ctx = next
+		}
+	}
+	var cancel context.CancelFunc
+	if rs.processTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, rs.processTimeout)
+	}
+	start := time.Now()
+	vp.startedAt.Store(start.UnixNano())
+	vp.running.Store(m)
+	err = rs.call(ctx, m)
+	if !vp.running.CompareAndSwap(m, nil) {
+		if cancel != nil {
+			cancel()
+		}
+		return nil, true // the watchdog took over this message
+	}
+	if cancel != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && rs.ctx.Err() == nil {
+			if err == nil {
+				err = fmt.Errorf("%w (%s)", errProcessTimeout, rs.processTimeout)
+			} else if !errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, rs.processTimeout, err)
+			}
+		}
+		cancel()
+	}
+	if h := w.lifecycle.PostProcessing; h != nil {
+		herr := safeErr(func() error {
+			return h(ctx, LifecyclePostProcessingMeta{Topic: m.Topic, GroupID: rs.group, VirtualPartitionIndex: vp.idx, ProcessingTime: time.Since(start), Msg: m, ResponseErr: err})
+		})
+		if herr != nil {
+			w.logger.Warnw(ctx, "zkafka: PostProcessing hook failed", "error", herr)
+		}
+	}
+	return err, false
+}
+
+// call runs the processor, turning a panic into an error.
+func (rs *runState) call(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("zkafka: processor panicked: %v", r)
+			rs.w.logger.Errorw(ctx, "zkafka: processor panicked", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	return rs.w.processor.Process(ctx, m)
+}
+
+// complete records the outcome of a processed message: the breaker, the dead letter, the
+// commit tracker and the OnDone callbacks, in that order.
+func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone func(bool)) {
+	w := rs.w
+	var perr ProcessError
+	isPE := errors.As(err, &perr)
+	if cbDone != nil {
+		cbDone(err == nil || (isPE && perr.DisableCircuitBreak))
+	}
+	ctx := m.ctx
+	if ctx == nil {
+		ctx = rs.ctx
+	}
+	if err != nil {
+		w.logger.Warnw(ctx, "zkafka: processing failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+		if rs.dlt != nil && !(isPE && perr.DisableDLTWrite) {
+			if !rs.dlt.write(ctx, vp, m, err) {
+				rs.release(m) // not written: stays uncommitted and is read again later
+				return
+			}
+		}
+	}
+	m.DoneWithContext(ctx)
+	for _, f := range w.onDone {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					w.logger.Errorw(ctx, "zkafka: OnDone callback panicked", "panic", r)
+				}
+			}()
+			f(ctx, m, err)
+		}()
+	}
+	rs.release(m)
+}
+
+// watchdog abandons handlers that outlive their timeout by the grace period (G10).
+func (rs *runState) watchdog() {
+	defer close(rs.watchDone)
+	tick := min(max(rs.grace/4, 5*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	limit := (rs.processTimeout + rs.grace).Nanoseconds()
+	for {
+		select {
+		case <-t.C:
+		case <-rs.vpsDone:
+			return
+		case <-rs.ctx.Done():
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, vp := range rs.vps {
+			m := vp.running.Load()
+			if m == nil || now-vp.startedAt.Load() < limit {
+				continue
+			}
+			if !vp.running.CompareAndSwap(m, nil) {
+				continue
+			}
+			rs.w.abandoned.Add(1)
+			rs.w.logger.Errorw(rs.ctx, "zkafka: handler still running after its timeout and grace period; abandoning it and moving on",
+				"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
+			gen := vp.gen.Add(1)
+			go func() {
+				err := fmt.Errorf("%w (%s) and did not return within the grace period (%s)", errProcessTimeout, rs.processTimeout, rs.grace)
+				rs.complete(vp, m, err, vp.cbDone)
+				vp.busy.Store(nil)
+				rs.serve(vp, gen)
+			}()
+		}
+	}
+}
+
+// safeHook runs a context-returning hook, turning a panic into an error.
+func safeHook(f func() (context.Context, error)) (ctx context.Context, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ctx, err = nil, fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+		}
+	}()
+	return f()
+}
+
+// safeErr runs an error-returning hook, turning a panic into an error.
+func safeErr(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+		}
+	}()
+	return f()
+}
+
+const instrumentationName = "github.com/zkafka-go/zkafka"

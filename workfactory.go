@@ -1,0 +1,233 @@
+package zkafka
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// processor is what a Work runs for every message.
+type processor interface {
+	Process(ctx context.Context, msg *Message) error
+}
+
+// processorFunc adapts a function to processor.
+type processorFunc func(ctx context.Context, msg *Message) error
+
+func (f processorFunc) Process(ctx context.Context, msg *Message) error { return f(ctx, msg) }
+
+// WorkFactory creates Works that share a client and the defaults set by its options (logger,
+// tracer provider, propagator, lifecycle hooks).
+type WorkFactory struct {
+	cp         ClientProvider
+	logger     Logger
+	tp         trace.TracerProvider
+	propagator propagation.TextMapPropagator
+	hooks      LifecycleHooks
+}
+
+// WorkFactoryOption customises a WorkFactory.
+type WorkFactoryOption interface {
+	apply(*WorkFactory)
+}
+
+type factoryOptionFunc func(*WorkFactory)
+
+func (f factoryOptionFunc) apply(wf *WorkFactory) { f(wf) }
+
+// WithLogger sets the logger every Work of the factory writes to (default NoopLogger).
+func WithLogger(l Logger) WorkFactoryOption {
+	return factoryOptionFunc(func(wf *WorkFactory) {
+		if l != nil {
+			wf.logger = l
+		}
+	})
+}
+
+// WithTracerProvider sets the tracer provider for processing spans (default none: no spans).
+func WithTracerProvider(tp trace.TracerProvider) WorkFactoryOption {
+	return factoryOptionFunc(func(wf *WorkFactory) { wf.tp = tp })
+}
+
+// WithTextMapPropagator sets the propagator that extracts a message's parent span from its
+// headers and injects trace context into dead letters (default none).
+func WithTextMapPropagator(p propagation.TextMapPropagator) WorkFactoryOption {
+	return factoryOptionFunc(func(wf *WorkFactory) { wf.propagator = p })
+}
+
+// WithWorkLifecycleHooks sets lifecycle hooks every Work of the factory runs, before any hooks
+// given to the Work itself (default none).
+func WithWorkLifecycleHooks(h LifecycleHooks) WorkFactoryOption {
+	return factoryOptionFunc(func(wf *WorkFactory) { wf.hooks = h })
+}
+
+// NewWorkFactory returns a factory of Works reading through cp.
+func NewWorkFactory(cp ClientProvider, opts ...WorkFactoryOption) WorkFactory {
+	wf := WorkFactory{cp: cp, logger: NoopLogger{}}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&wf)
+		}
+	}
+	return wf
+}
+
+// Create returns a Work that runs p for every message of the topics of cfg. Configuration
+// errors (including a nil p) are returned by Run.
+func (f WorkFactory) Create(cfg ConsumerTopicConfig, p interface {
+	Process(ctx context.Context, msg *Message) error
+}, opts ...WorkOption) *Work {
+	w := newWork(f, cfg, opts)
+	if p != nil {
+		w.processor = p
+	}
+	return w
+}
+
+// CreateWithFunc is Create with a function as the processor.
+func (f WorkFactory) CreateWithFunc(cfg ConsumerTopicConfig, p func(ctx context.Context, msg *Message) error, opts ...WorkOption) *Work {
+	w := newWork(f, cfg, opts)
+	if p != nil {
+		w.processor = processorFunc(p)
+	}
+	return w
+}
+
+func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
+	w := &Work{
+		cp:          f.cp,
+		topicConfig: cfg,
+		logger:      f.logger,
+		tp:          f.tp,
+		propagator:  f.propagator,
+		lifecycle:   f.hooks,
+		speedup:     1,
+		cbAfter:     defaultCircuitBreakAfter,
+		cbFor:       defaultCircuitBreakFor,
+		maxInFlight: defaultMaxInFlight,
+		maxBytes:    defaultMaxInFlightBytes,
+	}
+	if w.logger == nil {
+		w.logger = NoopLogger{}
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(w)
+		}
+	}
+	if cfg.DeadLetterTopicConfig != nil && w.dlt == nil {
+		d := *cfg.DeadLetterTopicConfig
+		w.dlt = &d
+	}
+	return w
+}
+
+// Defaults of the work options.
+const (
+	defaultCircuitBreakAfter = 5
+	defaultCircuitBreakFor   = 30 * time.Second
+	// defaultMaxInFlight bounds the messages read but not finished, across virtual partitions.
+	defaultMaxInFlight = 10000
+	// defaultMaxInFlightBytes bounds the payload bytes read but not finished.
+	defaultMaxInFlightBytes = 256 << 20
+)
+
+// WorkOption customises one Work.
+type WorkOption interface {
+	apply(*Work)
+}
+
+type workOptionFunc func(*Work)
+
+func (f workOptionFunc) apply(w *Work) { f(w) }
+
+// Speedup sets the number of virtual partitions: messages are spread over n processors by key
+// (equal keys always to the same one, in order). Default 1; 0 means 1.
+func Speedup(n uint16) WorkOption {
+	return workOptionFunc(func(w *Work) { w.speedup = max(n, 1) })
+}
+
+// CircuitBreakAfter sets how many consecutive failures open the circuit breaker (default 5).
+func CircuitBreakAfter(n uint32) WorkOption {
+	return workOptionFunc(func(w *Work) { w.cbAfter = max(n, 1) })
+}
+
+// CircuitBreakFor sets how long the circuit breaker stays open before a probe (default 30 s).
+func CircuitBreakFor(d time.Duration) WorkOption {
+	return workOptionFunc(func(w *Work) {
+		if d > 0 {
+			w.cbFor = d
+		}
+	})
+}
+
+// DisableCircuitBreaker turns the circuit breaker off (default on).
+func DisableCircuitBreaker() WorkOption {
+	return WithDisableCircuitBreaker(true)
+}
+
+// WithDisableCircuitBreaker turns the circuit breaker off when disabled is true (default on).
+func WithDisableCircuitBreaker(disabled bool) WorkOption {
+	return workOptionFunc(func(w *Work) { w.cbDisabled = disabled })
+}
+
+// DisableBusyLoopBreaker keeps processors waiting for an open circuit breaker on a short
+// re-check interval instead of sleeping until the breaker's open period ends (default: sleep).
+// Neither way spins the reader: partitions are paused while the breaker is open.
+func DisableBusyLoopBreaker() WorkOption {
+	return WithDisableBusyLoopBreaker(true)
+}
+
+// WithDisableBusyLoopBreaker is DisableBusyLoopBreaker when disabled is true.
+func WithDisableBusyLoopBreaker(disabled bool) WorkOption {
+	return workOptionFunc(func(w *Work) { w.blbDisabled = disabled })
+}
+
+// WithOnDone registers a callback run once per message with its final error (nil on success),
+// after the dead letter outcome is known. Callbacks run in registration order.
+func WithOnDone(f func(ctx context.Context, msg *Message, err error)) WorkOption {
+	return workOptionFunc(func(w *Work) {
+		if f != nil {
+			w.onDone = append(w.onDone, f)
+		}
+	})
+}
+
+// WithLifecycleHooks adds hooks for this Work, run after the factory's (default none).
+func WithLifecycleHooks(h LifecycleHooks) WorkOption {
+	return workOptionFunc(func(w *Work) { w.lifecycle = ChainLifecycleHooks(w.lifecycle, h) })
+}
+
+// WithDeadLetterTopic sets where failed messages are written; it takes precedence over
+// ConsumerTopicConfig.DeadLetterTopicConfig (default none: failures are logged and skipped).
+func WithDeadLetterTopic(cfg ProducerTopicConfig) WorkOption {
+	return workOptionFunc(func(w *Work) { w.dlt = &cfg })
+}
+
+// WithWorkTextMapPropagator sets the propagator of this Work (default: the factory's).
+func WithWorkTextMapPropagator(p propagation.TextMapPropagator) WorkOption {
+	return workOptionFunc(func(w *Work) { w.propagator = p })
+}
+
+// MaxInFlight bounds the messages read but not yet finished, over all virtual partitions
+// (default 10,000). At the bound the reader pauses its partitions and keeps polling, so the
+// group membership holds however slow the processor is; it resumes at half the bound.
+func MaxInFlight(n int) WorkOption {
+	return workOptionFunc(func(w *Work) {
+		if n > 0 {
+			w.maxInFlight = n
+		}
+	})
+}
+
+// MaxInFlightBytes bounds the payload bytes read but not yet finished (default 256 MiB),
+// like MaxInFlight.
+func MaxInFlightBytes(n int64) WorkOption {
+	return workOptionFunc(func(w *Work) {
+		if n > 0 {
+			w.maxBytes = n
+		}
+	})
+}
