@@ -19,8 +19,8 @@ type tmpClient struct {
 
 func (c *tmpClient) Reader(ctx context.Context, tc ConsumerTopicConfig, opts ...ReaderOption) (Reader, error) {
 	return newReader(readerArgs{tc: tc, fmt: formatterAdapter{}, opts: opts, provider: func(map[string]any) (KafkaConsumer, error) {
-		return kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": c.addr, "group.id": tc.GroupID, "auto.offset.reset": "earliest",
-			"enable.auto.offset.store": false, "fetch.queue.backoff.ms": 10, "go.logs.channel.enable": false, "log_level": 3})
+		cm := makeConsumerConfig(Config{BootstrapServers: []string{c.addr}}, tc, "")
+		return kafka.NewConsumer(&cm)
 	}, logger: NoopLogger{}})
 }
 func (c *tmpClient) Writer(ctx context.Context, tc ProducerTopicConfig, opts ...WriterOption) (Writer, error) {
@@ -81,3 +81,5 @@ func TestTmpEngine(t *testing.T) {
 }
 
 type formatterAdapterJSON struct{}
+
+func newTestClient(addr string) ClientProvider { return &tmpClient{addr: addr} }

@@ -1,0 +1,395 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/stretchr/testify/require"
+)
+
+// runWork starts w.Run in a goroutine; stop closes shutdown and returns Run's error.
+type running struct {
+	shutdown chan struct{}
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+func startWork(t testing.TB, w *Work) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{shutdown: make(chan struct{}), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx, r.shutdown) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+		}
+	})
+	return r
+}
+
+func (r *running) stop(t testing.TB) error {
+	t.Helper()
+	close(r.shutdown)
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return after shutdown")
+		return nil
+	}
+}
+
+// keyOrder checks G2 while a worker runs: per key, offsets only grow and no two messages of a
+// key are processed at once.
+type keyOrder struct {
+	mu     sync.Mutex
+	last   map[string]int64
+	active map[string]bool
+	seen   map[tpKey]map[int64]int
+	count  atomic.Int64
+	dupes  atomic.Int64
+	errs   []string
+}
+
+func newKeyOrder() *keyOrder {
+	return &keyOrder{last: map[string]int64{}, active: map[string]bool{}, seen: map[tpKey]map[int64]int{}}
+}
+
+func (k *keyOrder) begin(m *Message) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key := fmt.Sprintf("%s/%d/%s", m.Topic, m.Partition, m.Key)
+	if k.active[key] {
+		k.errs = append(k.errs, fmt.Sprintf("two messages of key %s at once (offset %d)", key, m.Offset))
+	}
+	k.active[key] = true
+	if prev, ok := k.last[key]; ok && prev >= m.Offset {
+		k.errs = append(k.errs, fmt.Sprintf("key %s: offset %d after %d", key, m.Offset, prev))
+	}
+	k.last[key] = m.Offset
+	tp := tpKey{m.Topic, m.Partition}
+	if k.seen[tp] == nil {
+		k.seen[tp] = map[int64]int{}
+	}
+	k.seen[tp][m.Offset]++
+	if k.seen[tp][m.Offset] > 1 {
+		k.dupes.Add(1)
+	} else {
+		k.count.Add(1)
+	}
+}
+
+func (k *keyOrder) end(m *Message) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.active, fmt.Sprintf("%s/%d/%s", m.Topic, m.Partition, m.Key))
+}
+
+// resetRun forgets the per-key history: order is promised within one uninterrupted run.
+func (k *keyOrder) resetRun() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.last = map[string]int64{}
+}
+
+func (k *keyOrder) check(t testing.TB) {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	require.Empty(t, k.errs)
+}
+
+func TestG1G2EveryMessageOnceInKeyOrderAtSpeedup64(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 6)
+	const n, keys = 20000, 500
+	e.produce(t, topic, keyed(n, keys))
+	group := uniqueName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: group, Topic: topic}
+	ko := newKeyOrder()
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		ko.begin(m)
+		runtime.Gosched()
+		ko.end(m)
+		return nil
+	}, Speedup(64))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+	ko.check(t)
+	require.Zero(t, ko.dupes.Load(), "nothing is processed twice in one uninterrupted run")
+	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic), "graceful shutdown commits everything processed (G3)")
+
+	// A restarted worker of the same group processes nothing old: only a new sentinel.
+	e.produce(t, topic, []rec{{key: []byte("sentinel"), value: []byte("new"), partition: 0}})
+	var got []string
+	var mu sync.Mutex
+	w2 := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, m.Key)
+		return nil
+	}, Speedup(64))
+	r2 := startWork(t, w2)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r2.stop(t))
+	require.Equal(t, []string{"sentinel"}, got)
+}
+
+func TestG4CancelReturnsPromptlyAndRedelivers(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	dlt := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{key: []byte("a"), value: []byte("1")}, {key: []byte("a"), value: []byte("2")}})
+	group := uniqueName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: group, Topic: topic,
+		DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}}
+	wf := NewWorkFactory(e.client(t))
+	started := make(chan int64, 1)
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		started <- m.Offset
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	r := startWork(t, w)
+	first := <-started
+	require.Equal(t, int64(0), first)
+	t0 := time.Now()
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2 s of the cancel")
+	}
+	require.Less(t, time.Since(t0), 2*time.Second)
+	require.Empty(t, e.committed(t, group, topic), "nothing finished, nothing committed")
+
+	// The next worker of the group gets the message again.
+	var offsets []int64
+	var mu sync.Mutex
+	w2 := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		offsets = append(offsets, m.Offset)
+		return nil
+	})
+	r2 := startWork(t, w2)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(offsets) == 2 }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r2.stop(t))
+	require.Equal(t, []int64{0, 1}, offsets)
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic))
+	require.Equal(t, map[int32]int64{0: 0}, e.endOffsets(t, dlt), "a cancel dead-letters nothing")
+}
+
+func testG6Rebalance(t *testing.T, strategy string) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 8)
+	const n = 20000
+	e.produce(t, topic, keyed(n, 1000))
+	group := uniqueName(t, "g")
+	ko := newKeyOrder()
+	wf := NewWorkFactory(e.client(t))
+	mk := func(id string) *Work {
+		cfg := ConsumerTopicConfig{ClientID: uniqueName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000),
+			AdditionalProps: map[string]any{"partition.assignment.strategy": strategy}}
+		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+			ko.begin(m)
+			time.Sleep(50 * time.Microsecond)
+			ko.end(m)
+			return nil
+		}, Speedup(8), MaxInFlight(500))
+	}
+	r1 := startWork(t, mk("w1"))
+	require.Eventually(t, func() bool { return ko.count.Load() >= n/5 }, 60*time.Second, time.Millisecond)
+	r2 := startWork(t, mk("w2"))
+	require.Eventually(t, func() bool { return ko.count.Load() >= n/2 }, 60*time.Second, time.Millisecond)
+	require.NoError(t, r1.stop(t))
+	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
+	require.NoError(t, r2.stop(t))
+	dupes := ko.dupes.Load()
+	t.Logf("%s: %d messages, %d duplicates (%.3f%%)", strategy, n, dupes, 100*float64(dupes)/n)
+	require.Less(t, dupes, int64(n/100), "duplicates stay under 1%%")
+	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
+}
+
+func TestG6RebalanceEager(t *testing.T)       { testG6Rebalance(t, "range") }
+func TestG6RebalanceCooperative(t *testing.T) { testG6Rebalance(t, "cooperative-sticky") }
+
+func TestG7SlowHandlerKeepsGroupMembership(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{key: []byte("k"), value: []byte("1")}, {key: []byte("k"), value: []byte("2")}, {key: []byte("k"), value: []byte("3")}})
+	group := uniqueName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: group, Topic: topic,
+		SessionTimeoutMillis: intp(2000), MaxPollIntervalMillis: intp(2000)}
+	var mu sync.Mutex
+	var offsets []int64
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		time.Sleep(5 * time.Second)
+		mu.Lock()
+		offsets = append(offsets, m.Offset)
+		mu.Unlock()
+		return nil
+	}, MaxInFlight(1))
+	r := startWork(t, w)
+	var epoch int32 = -1
+	if e.embedded() {
+		gi, err := e.cluster.WaitGroupStable(context.Background(), group, 1)
+		require.NoError(t, err)
+		epoch = gi.Epoch
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(offsets) == 3 }, 60*time.Second, 10*time.Millisecond)
+	if e.embedded() {
+		gi := e.cluster.GroupInfo(group)
+		require.Equal(t, epoch, gi.Epoch, "the group generation never changed")
+		require.Len(t, gi.Members, 1)
+	}
+	require.NoError(t, r.stop(t))
+	require.Equal(t, []int64{0, 1, 2}, offsets, "each message processed exactly once")
+	require.Equal(t, map[int32]int64{0: 3}, e.committed(t, group, topic))
+}
+
+func TestG8MemoryStaysFlatBehindASlowHandler(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 4)
+	group := uniqueName(t, "g")
+	release := make(chan struct{})
+	var dispatched atomic.Int64
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: group, Topic: topic}
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}, Speedup(4), MaxInFlight(1000), WithLifecycleHooks(LifecycleHooks{PostFanout: func(context.Context) { dispatched.Add(1) }}))
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	r := startWork(t, w)
+	const batch = 20000
+	e.produce(t, topic, keyed(batch, 1000))
+	require.Eventually(t, func() bool { return dispatched.Load() >= 1000 }, 60*time.Second, time.Millisecond)
+	before := heap()
+	for i := 1; i < 10; i++ {
+		e.produce(t, topic, keyed(batch, 1000))
+	}
+	after := heap()
+	t.Logf("heap with 1,000 unfinished: %d KiB; after 180,000 more queued on the broker: %d KiB; dispatched %d", before>>10, after>>10, dispatched.Load())
+	require.LessOrEqual(t, dispatched.Load(), int64(1001), "the reader holds at most the in-flight bound")
+	require.Less(t, int64(after)-int64(before), int64(16<<20), "heap does not grow with lag")
+	close(release)
+	require.Eventually(t, func() bool { return dispatched.Load() == 10*batch }, 120*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+}
+
+func TestG10TimeoutCancelsAndFailsTheMessage(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{key: []byte("k"), value: []byte("1")}, {key: []byte("k"), value: []byte("2")}})
+	group := uniqueName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: group, Topic: topic, ProcessTimeoutMillis: intp(200)}
+	events := make(chan string, 10)
+	results := make(chan error, 10)
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset == 0 {
+			<-ctx.Done()
+			events <- "first saw cancel"
+			return ctx.Err()
+		}
+		events <- "second started"
+		return nil
+	}, WithOnDone(func(ctx context.Context, m *Message, err error) { results <- err }))
+	r := startWork(t, w)
+	require.Equal(t, "first saw cancel", <-events)
+	err := <-results
+	require.ErrorIs(t, err, errProcessTimeout)
+	require.Equal(t, "second started", <-events)
+	require.NoError(t, <-results)
+	require.NoError(t, r.stop(t))
+	require.Zero(t, w.AbandonedHandlers())
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic), "a failed message without dead letter topic is skipped")
+}
+
+func TestG10NextMessageWaitsForTheAbandonedHandler(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{key: []byte("k"), value: []byte("1")}, {key: []byte("k"), value: []byte("2")}})
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: uniqueName(t, "g"), Topic: topic, ProcessTimeoutMillis: intp(100)}
+	stuck := make(chan struct{})
+	secondStarted := make(chan int64, 1)
+	var w *Work
+	wf := NewWorkFactory(e.client(t))
+	w = wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset == 0 {
+			<-stuck // ignores its context
+			return nil
+		}
+		secondStarted <- w.AbandonedHandlers()
+		return nil
+	})
+	r := startWork(t, w)
+	abandonedWhenSecondStarted := <-secondStarted
+	require.Equal(t, int64(1), abandonedWhenSecondStarted, "the second message started only once the first handler was abandoned")
+	close(stuck)
+	require.NoError(t, r.stop(t))
+}
+
+func TestG11CircuitBreakerOpensProbesAndCloses(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	var recs []rec
+	for i := 0; i < 6; i++ {
+		recs = append(recs, rec{key: []byte("k"), value: []byte(fmt.Sprint(i))})
+	}
+	e.produce(t, topic, recs)
+	group := uniqueName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueName(t, "c"), GroupID: group, Topic: topic}
+	var mu sync.Mutex
+	var log []string
+	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	var processed atomic.Int64
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		add(fmt.Sprintf("process %d", m.Offset))
+		processed.Add(1)
+		if m.Offset < 2 {
+			return errors.New("boom")
+		}
+		if m.Offset == 2 {
+			return ProcessError{Err: errors.New("not counted"), DisableCircuitBreak: true}
+		}
+		return nil
+	}, CircuitBreakAfter(2), CircuitBreakFor(300*time.Millisecond), WithLifecycleHooks(LifecycleHooks{
+		CircuitBreakerStateChanged: func(ctx context.Context, m LifecycleCircuitBreakerStateChanged) {
+			add(fmt.Sprintf("%s->%s", m.From, m.To))
+		},
+	}))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return processed.Load() == 6 }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{
+		"process 0", "process 1", "closed->open", "open->half-open", "process 2", "process 3", "half-open->closed", "process 4", "process 5",
+	}, log)
+}
+
+var _ = kafka.PartitionAny
