@@ -236,7 +236,9 @@ func TestValidateConsumer(t *testing.T) {
 			want: "zkafka: ConsumerTopicConfig.SaslUsername is set but SaslPassword is empty"},
 		{name: "dead letter topic", tc: func(c *ConsumerTopicConfig) { c.DeadLetterTopicConfig = &ProducerTopicConfig{} },
 			want: "zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Topic is empty"},
-		{name: "dead letter formatter", tc: func(c *ConsumerTopicConfig) { c.DeadLetterTopicConfig = &ProducerTopicConfig{Topic: "d", Formatter: "nope"} },
+		{name: "dead letter formatter", tc: func(c *ConsumerTopicConfig) {
+			c.DeadLetterTopicConfig = &ProducerTopicConfig{Topic: "d", Formatter: "nope"}
+		},
 			want: `zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Formatter "nope" is not a known formatter`},
 	}
 	for _, tt := range tests {
