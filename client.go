@@ -237,7 +237,8 @@ func isClosed(v any) bool {
 	return ok && cl.isClosed()
 }
 
-// Close flushes and closes every writer, then closes every reader, and joins their errors.
+// Close flushes and closes every writer (concurrently, each for up to 10 s), then closes
+// every reader, and joins their errors.
 // Reader and Writer fail after Close. Safe to call more than once.
 func (c *Client) Close() error {
 	c.mu.Lock()
@@ -246,12 +247,22 @@ func (c *Client) Close() error {
 	c.writers, c.readers = map[writerKey]*KWriter{}, map[string]*KReader{}
 	c.mu.Unlock()
 
-	var errs []error
+	// Writers flush concurrently, so the wait is that of the slowest, not their sum.
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
 	for k, w := range writers {
-		if err := w.close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing writer %s of topic %s: %w", k.clientID, k.topic, err))
-		}
+		wg.Go(func() {
+			if err := w.close(); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("closing writer %s of topic %s: %w", k.clientID, k.topic, err))
+				emu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	for id, r := range readers {
 		if err := r.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing reader %s: %w", id, err))

@@ -16,7 +16,6 @@ const (
 	attrMessagingOperation   = attribute.Key("messaging.operation.type")
 	attrMessagingPartition   = attribute.Key("messaging.destination.partition.id")
 	attrMessagingOffset      = attribute.Key("messaging.kafka.offset")
-	attrMessagingGroup       = attribute.Key("messaging.consumer.group.name")
 )
 
 // messagingSystemKafka is the messaging.system attribute of every span of the library.
