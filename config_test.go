@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func ptr[T any](v T) *T { return &v }
+func ptrOf[T any](v T) *T { return &v }
 
 func TestConsumerConfigDefaults(t *testing.T) {
 	got := makeConsumerConfig(Config{BootstrapServers: []string{"a:9092", "b:9092"}},
@@ -59,12 +59,12 @@ func TestConsumerConfigMapping(t *testing.T) {
 			want: kafka.ConfigMap{"bootstrap.servers": "t1:1,t2:2"}},
 		{name: "empty topic bootstrap servers fall back", tc: func(c *ConsumerTopicConfig) { c.BootstrapServers = []string{""} },
 			want: kafka.ConfigMap{"bootstrap.servers": "client:9092"}},
-		{name: "auto commit interval", tc: func(c *ConsumerTopicConfig) { c.AutoCommitIntervalMs = ptr(250) },
+		{name: "auto commit interval", tc: func(c *ConsumerTopicConfig) { c.AutoCommitIntervalMs = ptrOf(250) },
 			want: kafka.ConfigMap{"auto.commit.interval.ms": 250}},
 		{name: "auto commit interval unset", absent: []string{"auto.commit.interval.ms", "security.protocol", "sasl.mechanism", "sasl.username", "sasl.password", "ssl.ca.location", "ssl.key.location", "ssl.certificate.location"}},
-		{name: "session timeout and derived heartbeat", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptr(6000) },
+		{name: "session timeout and derived heartbeat", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(6000) },
 			want: kafka.ConfigMap{"session.timeout.ms": 6000, "heartbeat.interval.ms": 2000}},
-		{name: "heartbeat capped at 3 s", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptr(45000) },
+		{name: "heartbeat capped at 3 s", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(45000) },
 			want: kafka.ConfigMap{"heartbeat.interval.ms": 3000}},
 		{name: "heartbeat from AdditionalProps session timeout", tc: func(c *ConsumerTopicConfig) {
 			c.AdditionalProps = map[string]any{"session.timeout.ms": "4500"}
@@ -72,9 +72,9 @@ func TestConsumerConfigMapping(t *testing.T) {
 		{name: "heartbeat from AdditionalProps wins", tc: func(c *ConsumerTopicConfig) {
 			c.AdditionalProps = map[string]any{"heartbeat.interval.ms": 777}
 		}, want: kafka.ConfigMap{"heartbeat.interval.ms": 777}},
-		{name: "zero session timeout means default", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptr(0) },
+		{name: "zero session timeout means default", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(0) },
 			want: kafka.ConfigMap{"session.timeout.ms": 61000}},
-		{name: "max poll interval", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptr(90000) },
+		{name: "max poll interval", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptrOf(90000) },
 			want: kafka.ConfigMap{"max.poll.interval.ms": 90000}},
 		{name: "transaction reads committed", tc: func(c *ConsumerTopicConfig) { c.Transaction = true },
 			want: kafka.ConfigMap{"isolation.level": "read_committed"}},
@@ -84,14 +84,14 @@ func TestConsumerConfigMapping(t *testing.T) {
 		{name: "AdditionalProps cannot turn on offset store", tc: func(c *ConsumerTopicConfig) {
 			c.AdditionalProps = map[string]any{"enable.auto.offset.store": true}
 		}, want: kafka.ConfigMap{"enable.auto.offset.store": false}},
-		{name: "client SASL", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptr("u"), SaslPassword: ptr("p")},
+		{name: "client SASL", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
 			want: kafka.ConfigMap{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "u", "sasl.password": "p"}},
-		{name: "topic SASL overrides client SASL", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptr("u"), SaslPassword: ptr("p")},
-			tc:   func(c *ConsumerTopicConfig) { c.SaslUsername, c.SaslPassword = ptr("tu"), ptr("tp") },
+		{name: "topic SASL overrides client SASL", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
+			tc:   func(c *ConsumerTopicConfig) { c.SaslUsername, c.SaslPassword = ptrOf("tu"), ptrOf("tp") },
 			want: kafka.ConfigMap{"sasl.username": "tu", "sasl.password": "tp"}},
-		{name: "topic SASL without client SASL", tc: func(c *ConsumerTopicConfig) { c.SaslUsername, c.SaslPassword = ptr("tu"), ptr("tp") },
+		{name: "topic SASL without client SASL", tc: func(c *ConsumerTopicConfig) { c.SaslUsername, c.SaslPassword = ptrOf("tu"), ptrOf("tp") },
 			want: kafka.ConfigMap{"security.protocol": "SASL_SSL", "sasl.username": "tu", "sasl.password": "tp"}},
-		{name: "SASL mechanism from AdditionalProps", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptr("u"), SaslPassword: ptr("p")},
+		{name: "SASL mechanism from AdditionalProps", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
 			tc:   func(c *ConsumerTopicConfig) { c.AdditionalProps = map[string]any{"sasl.mechanism": "PLAIN"} },
 			want: kafka.ConfigMap{"sasl.mechanism": "PLAIN"}},
 		{name: "TLS files", conf: Config{BootstrapServers: []string{"x:1"}, CAFile: "/ca.pem", KeyFile: "/key.pem", CertFile: "/cert.pem"},
@@ -100,7 +100,7 @@ func TestConsumerConfigMapping(t *testing.T) {
 		{name: "CA file alone", conf: Config{BootstrapServers: []string{"x:1"}, CAFile: "/ca.pem"},
 			want:   kafka.ConfigMap{"security.protocol": "SSL", "ssl.ca.location": "/ca.pem"},
 			absent: []string{"ssl.key.location", "ssl.certificate.location"}},
-		{name: "TLS with SASL", conf: Config{BootstrapServers: []string{"x:1"}, CAFile: "/ca.pem", SaslUsername: ptr("u"), SaslPassword: ptr("p")},
+		{name: "TLS with SASL", conf: Config{BootstrapServers: []string{"x:1"}, CAFile: "/ca.pem", SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
 			want: kafka.ConfigMap{"security.protocol": "SASL_SSL", "ssl.ca.location": "/ca.pem", "sasl.username": "u"}},
 	}
 	for _, tt := range tests {
@@ -138,24 +138,24 @@ func TestProducerConfigMapping(t *testing.T) {
 		{name: "unset optional keys", absent: []string{"acks", "delivery.timeout.ms", "transactional.id", "security.protocol", "sasl.username", "sasl.password", "ssl.ca.location"}},
 		{name: "topic bootstrap servers win", tc: func(c *ProducerTopicConfig) { c.BootstrapServers = []string{"t:1"} },
 			want: kafka.ConfigMap{"bootstrap.servers": "t:1"}},
-		{name: "idempotence off", tc: func(c *ProducerTopicConfig) { c.EnableIdempotence = ptr(false) },
+		{name: "idempotence off", tc: func(c *ProducerTopicConfig) { c.EnableIdempotence = ptrOf(false) },
 			want: kafka.ConfigMap{"enable.idempotence": false}},
-		{name: "acks", tc: func(c *ProducerTopicConfig) { c.RequestRequiredAcks = ptr("1") }, want: kafka.ConfigMap{"acks": "1"}},
+		{name: "acks", tc: func(c *ProducerTopicConfig) { c.RequestRequiredAcks = ptrOf("1") }, want: kafka.ConfigMap{"acks": "1"}},
 		{name: "linger", tc: func(c *ProducerTopicConfig) { c.LingerMillis = 25 }, want: kafka.ConfigMap{"linger.ms": 25}},
-		{name: "nagle enabled", tc: func(c *ProducerTopicConfig) { c.NagleDisable = ptr(false) }, want: kafka.ConfigMap{"socket.nagle.disable": false}},
-		{name: "delivery timeout", tc: func(c *ProducerTopicConfig) { c.DeliveryTimeoutMs = ptr(5000) }, want: kafka.ConfigMap{"delivery.timeout.ms": 5000}},
+		{name: "nagle enabled", tc: func(c *ProducerTopicConfig) { c.NagleDisable = ptrOf(false) }, want: kafka.ConfigMap{"socket.nagle.disable": false}},
+		{name: "delivery timeout", tc: func(c *ProducerTopicConfig) { c.DeliveryTimeoutMs = ptrOf(5000) }, want: kafka.ConfigMap{"delivery.timeout.ms": 5000}},
 		{name: "transaction", tc: func(c *ProducerTopicConfig) { c.Transaction = true }, want: kafka.ConfigMap{"transactional.id": "cid"}},
 		{name: "AdditionalProps last", tc: func(c *ProducerTopicConfig) {
 			c.AdditionalProps = map[string]any{"enable.idempotence": false, "compression.type": "zstd"}
 		}, want: kafka.ConfigMap{"enable.idempotence": false, "compression.type": "zstd"}},
-		{name: "client SASL", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptr("u"), SaslPassword: ptr("p")},
+		{name: "client SASL", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
 			want: kafka.ConfigMap{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "u", "sasl.password": "p"}},
-		{name: "topic SASL overrides", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptr("u"), SaslPassword: ptr("p")},
-			tc:   func(c *ProducerTopicConfig) { c.SaslUsername, c.SaslPassword = ptr("tu"), ptr("tp") },
+		{name: "topic SASL overrides", conf: Config{BootstrapServers: []string{"x:1"}, SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
+			tc:   func(c *ProducerTopicConfig) { c.SaslUsername, c.SaslPassword = ptrOf("tu"), ptrOf("tp") },
 			want: kafka.ConfigMap{"sasl.username": "tu", "sasl.password": "tp"}},
 		{name: "TLS", conf: Config{BootstrapServers: []string{"x:1"}, CAFile: "/ca", KeyFile: "/k", CertFile: "/c"},
 			want: kafka.ConfigMap{"security.protocol": "SSL", "ssl.ca.location": "/ca", "ssl.key.location": "/k", "ssl.certificate.location": "/c"}},
-		{name: "TLS and SASL", conf: Config{BootstrapServers: []string{"x:1"}, CertFile: "/c", KeyFile: "/k", SaslUsername: ptr("u"), SaslPassword: ptr("p")},
+		{name: "TLS and SASL", conf: Config{BootstrapServers: []string{"x:1"}, CertFile: "/c", KeyFile: "/k", SaslUsername: ptrOf("u"), SaslPassword: ptrOf("p")},
 			want: kafka.ConfigMap{"security.protocol": "SASL_SSL", "ssl.certificate.location": "/c"}},
 	}
 	for _, tt := range tests {
@@ -190,8 +190,8 @@ func TestConsumerTopicConfigGetters(t *testing.T) {
 	require.Nil(t, zero.topics())
 
 	set := ConsumerTopicConfig{
-		ReadTimeoutMillis: ptr(5), ProcessTimeoutMillis: ptr(6), SessionTimeoutMillis: ptr(7),
-		MaxPollIntervalMillis: ptr(8), ProcessDelayMillis: ptr(9),
+		ReadTimeoutMillis: ptrOf(5), ProcessTimeoutMillis: ptrOf(6), SessionTimeoutMillis: ptrOf(7),
+		MaxPollIntervalMillis: ptrOf(8), ProcessDelayMillis: ptrOf(9),
 		Topic: "a", Topics: []string{"b", "", "a", "c", "b"},
 	}
 	require.Equal(t, 5*time.Millisecond, set.readTimeout())
@@ -220,19 +220,19 @@ func TestValidateConsumer(t *testing.T) {
 		{name: "bootstrap", conf: &Config{}, want: "zkafka: no bootstrap servers (set Config.BootstrapServers or ConsumerTopicConfig.BootstrapServers)"},
 		{name: "bootstrap from topic", conf: &Config{}, tc: func(c *ConsumerTopicConfig) { c.BootstrapServers = []string{"x:1"} }, want: ""},
 		{name: "formatter", tc: func(c *ConsumerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ConsumerTopicConfig.Formatter "xyz" is not a known formatter`},
-		{name: "negative read timeout", tc: func(c *ConsumerTopicConfig) { c.ReadTimeoutMillis = ptr(-1) }, want: "zkafka: ConsumerTopicConfig.ReadTimeoutMillis is negative (-1)"},
-		{name: "negative process timeout", tc: func(c *ConsumerTopicConfig) { c.ProcessTimeoutMillis = ptr(-2) }, want: "zkafka: ConsumerTopicConfig.ProcessTimeoutMillis is negative (-2)"},
-		{name: "negative session timeout", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptr(-3) }, want: "zkafka: ConsumerTopicConfig.SessionTimeoutMillis is negative (-3)"},
-		{name: "negative max poll", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptr(-4) }, want: "zkafka: ConsumerTopicConfig.MaxPollIntervalMillis is negative (-4)"},
-		{name: "negative delay", tc: func(c *ConsumerTopicConfig) { c.ProcessDelayMillis = ptr(-5) }, want: "zkafka: ConsumerTopicConfig.ProcessDelayMillis is negative (-5)"},
-		{name: "negative commit interval", tc: func(c *ConsumerTopicConfig) { c.AutoCommitIntervalMs = ptr(-6) }, want: "zkafka: ConsumerTopicConfig.AutoCommitIntervalMs is negative (-6)"},
-		{name: "max poll below session", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptr(10000) },
+		{name: "negative read timeout", tc: func(c *ConsumerTopicConfig) { c.ReadTimeoutMillis = ptrOf(-1) }, want: "zkafka: ConsumerTopicConfig.ReadTimeoutMillis is negative (-1)"},
+		{name: "negative process timeout", tc: func(c *ConsumerTopicConfig) { c.ProcessTimeoutMillis = ptrOf(-2) }, want: "zkafka: ConsumerTopicConfig.ProcessTimeoutMillis is negative (-2)"},
+		{name: "negative session timeout", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(-3) }, want: "zkafka: ConsumerTopicConfig.SessionTimeoutMillis is negative (-3)"},
+		{name: "negative max poll", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptrOf(-4) }, want: "zkafka: ConsumerTopicConfig.MaxPollIntervalMillis is negative (-4)"},
+		{name: "negative delay", tc: func(c *ConsumerTopicConfig) { c.ProcessDelayMillis = ptrOf(-5) }, want: "zkafka: ConsumerTopicConfig.ProcessDelayMillis is negative (-5)"},
+		{name: "negative commit interval", tc: func(c *ConsumerTopicConfig) { c.AutoCommitIntervalMs = ptrOf(-6) }, want: "zkafka: ConsumerTopicConfig.AutoCommitIntervalMs is negative (-6)"},
+		{name: "max poll below session", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptrOf(10000) },
 			want: "zkafka: ConsumerTopicConfig.MaxPollIntervalMillis (10000) must not be less than SessionTimeoutMillis (61000)"},
-		{name: "client username without password", conf: &Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptr("u")},
+		{name: "client username without password", conf: &Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptrOf("u")},
 			want: "zkafka: Config.SaslUsername is set but SaslPassword is empty"},
-		{name: "client password without username", conf: &Config{BootstrapServers: []string{"b:1"}, SaslPassword: ptr("secret-pw")},
+		{name: "client password without username", conf: &Config{BootstrapServers: []string{"b:1"}, SaslPassword: ptrOf("secret-pw")},
 			want: "zkafka: Config.SaslPassword is set but SaslUsername is empty"},
-		{name: "topic username without password", tc: func(c *ConsumerTopicConfig) { c.SaslUsername = ptr("u") },
+		{name: "topic username without password", tc: func(c *ConsumerTopicConfig) { c.SaslUsername = ptrOf("u") },
 			want: "zkafka: ConsumerTopicConfig.SaslUsername is set but SaslPassword is empty"},
 		{name: "dead letter topic", tc: func(c *ConsumerTopicConfig) { c.DeadLetterTopicConfig = &ProducerTopicConfig{} },
 			want: "zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Topic is empty"},
@@ -275,11 +275,11 @@ func TestValidateProducer(t *testing.T) {
 		{name: "topic", tc: func(c *ProducerTopicConfig) { c.Topic = "" }, want: "zkafka: ProducerTopicConfig.Topic is empty"},
 		{name: "bootstrap", conf: &Config{BootstrapServers: []string{" "}}, want: "zkafka: no bootstrap servers (set Config.BootstrapServers or ProducerTopicConfig.BootstrapServers)"},
 		{name: "formatter", tc: func(c *ProducerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ProducerTopicConfig.Formatter "xyz" is not a known formatter`},
-		{name: "delivery timeout", tc: func(c *ProducerTopicConfig) { c.DeliveryTimeoutMs = ptr(-1) }, want: "zkafka: ProducerTopicConfig.DeliveryTimeoutMs is negative (-1)"},
+		{name: "delivery timeout", tc: func(c *ProducerTopicConfig) { c.DeliveryTimeoutMs = ptrOf(-1) }, want: "zkafka: ProducerTopicConfig.DeliveryTimeoutMs is negative (-1)"},
 		{name: "linger", tc: func(c *ProducerTopicConfig) { c.LingerMillis = -2 }, want: "zkafka: ProducerTopicConfig.LingerMillis is negative (-2)"},
-		{name: "topic password without username", tc: func(c *ProducerTopicConfig) { c.SaslPassword = ptr("pw") },
+		{name: "topic password without username", tc: func(c *ProducerTopicConfig) { c.SaslPassword = ptrOf("pw") },
 			want: "zkafka: ProducerTopicConfig.SaslPassword is set but SaslUsername is empty"},
-		{name: "client username without password", conf: &Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptr("u"), SaslPassword: ptr("")},
+		{name: "client username without password", conf: &Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptrOf("u"), SaslPassword: ptrOf("")},
 			want: "zkafka: Config.SaslUsername is set but SaslPassword is empty"},
 	}
 	for _, tt := range tests {

@@ -15,7 +15,7 @@ func TestGetMsgFromFake(t *testing.T) {
 	var done bool
 	ts := time.Unix(100, 0)
 	m := GetMsgFromFake(&FakeMessage{
-		Key: ptr("k"), ValueData: payload{N: 3}, Headers: map[string][]byte{"h": []byte("v")},
+		Key: ptrOf("k"), ValueData: payload{N: 3}, Headers: map[string][]byte{"h": []byte("v")},
 		Offset: 5, Partition: 2, Topic: "t", GroupID: "g", TimeStamp: ts,
 		DoneFunc: func(context.Context) { done = true },
 	})

@@ -25,11 +25,11 @@ func secretConfigs() (Config, ConsumerTopicConfig, ProducerTopicConfig, SchemaRe
 		"sasl.password":                  propSecret,
 		"compression.type":               "zstd",
 	}
-	conf := Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptr("user"), SaslPassword: ptr(clientPassword), CAFile: "/ca.pem"}
-	pc := ProducerTopicConfig{ClientID: "p", Topic: "t", SaslUsername: ptr("tuser"), SaslPassword: ptr(topicPassword),
-		AdditionalProps: props, SchemaRegistry: sr, DeliveryTimeoutMs: ptr(5), EnableIdempotence: ptr(true)}
-	cc := ConsumerTopicConfig{ClientID: "c", GroupID: "g", Topic: "t", SaslUsername: ptr("tuser"), SaslPassword: ptr(topicPassword),
-		AdditionalProps: props, SchemaRegistry: sr, DeadLetterTopicConfig: &pc, ReadTimeoutMillis: ptr(7)}
+	conf := Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptrOf("user"), SaslPassword: ptrOf(clientPassword), CAFile: "/ca.pem"}
+	pc := ProducerTopicConfig{ClientID: "p", Topic: "t", SaslUsername: ptrOf("tuser"), SaslPassword: ptrOf(topicPassword),
+		AdditionalProps: props, SchemaRegistry: sr, DeliveryTimeoutMs: ptrOf(5), EnableIdempotence: ptrOf(true)}
+	cc := ConsumerTopicConfig{ClientID: "c", GroupID: "g", Topic: "t", SaslUsername: ptrOf("tuser"), SaslPassword: ptrOf(topicPassword),
+		AdditionalProps: props, SchemaRegistry: sr, DeadLetterTopicConfig: &pc, ReadTimeoutMillis: ptrOf(7)}
 	return conf, cc, pc, sr
 }
 

@@ -47,11 +47,11 @@ func TestWriteRawKeysAndHeadersRoundTrip(t *testing.T) {
 
 	r0, err := w.WriteRaw(ctx, nil, []byte("nil key"))
 	require.NoError(t, err)
-	r1, err := w.WriteRaw(ctx, ptr(""), []byte("empty key"))
+	r1, err := w.WriteRaw(ctx, ptrOf(""), []byte("empty key"))
 	require.NoError(t, err)
-	r2, err := w.WriteRaw(ctx, ptr("k"), []byte{0, 1, 2}, WithHeaders(map[string]string{"h1": "v1", "h2": ""}))
+	r2, err := w.WriteRaw(ctx, ptrOf("k"), []byte{0, 1, 2}, WithHeaders(map[string]string{"h1": "v1", "h2": ""}))
 	require.NoError(t, err)
-	r3, err := w.WriteRaw(ctx, ptr("novalue"), nil)
+	r3, err := w.WriteRaw(ctx, ptrOf("novalue"), nil)
 	require.NoError(t, err)
 	kw := w.(*KWriter)
 	r4, err := kw.writeMessage(ctx, nil, []byte("dlt"), []kafka.Header{{Key: "a", Value: []byte("1")}, {Key: "b", Value: nil}})
@@ -116,11 +116,11 @@ func TestTwoWritersSameClientIDDifferentTopics(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 10 {
 		wg.Go(func() {
-			_, err := wa.WriteRaw(ctx, ptr("a"), []byte{byte(i)})
+			_, err := wa.WriteRaw(ctx, ptrOf("a"), []byte{byte(i)})
 			require.NoError(t, err)
 		})
 		wg.Go(func() {
-			_, err := wb.WriteRaw(ctx, ptr("b"), []byte{byte(i)})
+			_, err := wb.WriteRaw(ctx, ptrOf("b"), []byte{byte(i)})
 			require.NoError(t, err)
 		})
 	}
@@ -160,7 +160,7 @@ func TestWriteCancelledContextReturnsPromptly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	errs := make(chan error, 1)
 	go func() {
-		_, err := w.WriteRaw(ctx, ptr("k"), []byte("v"))
+		_, err := w.WriteRaw(ctx, ptrOf("k"), []byte("v"))
 		errs <- err
 	}()
 	select {
@@ -194,12 +194,12 @@ func TestWriteTracing(t *testing.T) {
 	ctx, parent := tp.Tracer("test").Start(t.Context(), "parent")
 	w, err := c.Writer(ctx, ProducerTopicConfig{ClientID: "traced", Topic: topic})
 	require.NoError(t, err)
-	_, err = w.WriteRaw(ctx, ptr("k"), []byte("v"))
+	_, err = w.WriteRaw(ctx, ptrOf("k"), []byte("v"))
 	require.NoError(t, err)
 	quiet, err := c.Writer(ctx, ProducerTopicConfig{ClientID: "quiet", Topic: topic},
 		WithWriterSettings(WriterSettings{DisableTracePropagation: true}))
 	require.NoError(t, err)
-	_, err = quiet.WriteRaw(ctx, ptr("k"), []byte("v"))
+	_, err = quiet.WriteRaw(ctx, ptrOf("k"), []byte("v"))
 	require.NoError(t, err)
 	parent.End()
 
@@ -273,7 +273,7 @@ func TestWriteLifecycleHooks(t *testing.T) {
 	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: "hooks", Topic: topic})
 	require.NoError(t, err)
 	before := time.Now()
-	_, err = w.WriteRaw(t.Context(), ptr("k"), []byte("v"), WithHeaders(map[string]string{"h": "option", "o": "2"}))
+	_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("v"), WithHeaders(map[string]string{"h": "option", "o": "2"}))
 	require.NoError(t, err)
 
 	mu.Lock()
@@ -315,11 +315,11 @@ func TestWriterCloseFlushesAndRejectsLaterWrites(t *testing.T) {
 	addr, topic, c := brokerClient(t)
 	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: "closing", Topic: topic, LingerMillis: 50})
 	require.NoError(t, err)
-	_, err = w.WriteRaw(t.Context(), ptr("k"), []byte("before close"))
+	_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("before close"))
 	require.NoError(t, err)
 	w.Close()
 	w.Close()
-	_, err = w.WriteRaw(t.Context(), ptr("k"), []byte("after close"))
+	_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("after close"))
 	require.ErrorIs(t, err, errWriterClosed)
 	got := readBack(t, addr, topic, 1, nil)
 	require.Equal(t, []byte("before close"), got[0].Value)
@@ -331,7 +331,7 @@ func TestTransactionalWriter(t *testing.T) {
 	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: uniqueName("tx"), Topic: topic, Transaction: true})
 	require.NoError(t, err)
 	for i := range 3 {
-		_, err := w.WriteRaw(t.Context(), ptr("k"), []byte{byte(i)})
+		_, err := w.WriteRaw(t.Context(), ptrOf("k"), []byte{byte(i)})
 		require.NoError(t, err)
 	}
 	got := readBack(t, addr, topic, 3, kafka.ConfigMap{"isolation.level": "read_committed"})
