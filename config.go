@@ -1,5 +1,14 @@
 package zkafka
 
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
 // Defaults of ConsumerTopicConfig (SPEC S3).
 const (
 	// DefaultReadTimeoutMillis is how long one poll of the consumer waits for a message.
@@ -133,4 +142,353 @@ type ProducerTopicConfig struct {
 	// SaslUsername and SaslPassword override Config's for this producer. Never logged.
 	SaslUsername *string
 	SaslPassword *string
+}
+
+// topics returns Topic and Topics merged, in order, without duplicates or empty names.
+func (c ConsumerTopicConfig) topics() []string {
+	seen := make(map[string]struct{}, len(c.Topics)+1)
+	var out []string
+	for _, t := range append([]string{c.Topic}, c.Topics...) {
+		if t == "" {
+			continue
+		}
+		if _, ok := seen[t]; ok {
+			continue
+		}
+		seen[t] = struct{}{}
+		out = append(out, t)
+	}
+	return out
+}
+
+// millis returns *v milliseconds, or def milliseconds when v is nil or not positive.
+func millis(v *int, def int) time.Duration {
+	if v == nil || *v <= 0 {
+		return time.Duration(def) * time.Millisecond
+	}
+	return time.Duration(*v) * time.Millisecond
+}
+
+// readTimeout is how long one poll waits (ReadTimeoutMillis, default 1 s).
+func (c ConsumerTopicConfig) readTimeout() time.Duration {
+	return millis(c.ReadTimeoutMillis, DefaultReadTimeoutMillis)
+}
+
+// processTimeout bounds one processor call (ProcessTimeoutMillis, default 60 s).
+func (c ConsumerTopicConfig) processTimeout() time.Duration {
+	return millis(c.ProcessTimeoutMillis, DefaultProcessTimeoutMillis)
+}
+
+// sessionTimeout is session.timeout.ms (SessionTimeoutMillis, default 61 s).
+func (c ConsumerTopicConfig) sessionTimeout() time.Duration {
+	return millis(c.SessionTimeoutMillis, DefaultSessionTimeoutMillis)
+}
+
+// maxPollInterval is max.poll.interval.ms (MaxPollIntervalMillis, default 61 s).
+func (c ConsumerTopicConfig) maxPollInterval() time.Duration {
+	return millis(c.MaxPollIntervalMillis, DefaultMaxPollIntervalMillis)
+}
+
+// processDelay is ProcessDelayMillis; 0 (no delay) when unset.
+func (c ConsumerTopicConfig) processDelay() time.Duration {
+	return millis(c.ProcessDelayMillis, 0)
+}
+
+// knownFormatter reports whether ft names a formatter of this library (empty means json).
+func knownFormatter(ft FormatterType) bool {
+	switch ft {
+	case "", JSONFmt, StringFmt, ProtoRawFmt, ProtoBase64Fmt, ProtoJSONFmt, AvroFmt, CustomFmt,
+		AvroSchemaRegistry, ProtobufSchemaRegistry, JSONSchemaRegistry:
+		return true
+	}
+	return false
+}
+
+// isSet reports whether an optional string is present and non-empty.
+func isSet(s *string) bool { return s != nil && *s != "" }
+
+// validateSASL checks that a username and password come together. owner names the struct.
+func validateSASL(owner string, user, pass *string) error {
+	switch {
+	case isSet(user) && !isSet(pass):
+		return errConfig("%s.SaslUsername is set but SaslPassword is empty", owner)
+	case !isSet(user) && isSet(pass):
+		return errConfig("%s.SaslPassword is set but SaslUsername is empty", owner)
+	}
+	return nil
+}
+
+// validateNonNegative checks optional millisecond fields; names and values pair up.
+func validateNonNegative(owner string, fields map[string]*int) error {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if v := fields[n]; v != nil && *v < 0 {
+			return errConfig("%s.%s is negative (%d)", owner, n, *v)
+		}
+	}
+	return nil
+}
+
+// validateConsumer checks what a Reader or Work needs before anything is created. The errors
+// are sentences naming the field; none of them contains a secret.
+func validateConsumer(conf Config, tc ConsumerTopicConfig) error {
+	const owner = "ConsumerTopicConfig"
+	if tc.ClientID == "" {
+		return errConfig("%s.ClientID is empty", owner)
+	}
+	if tc.GroupID == "" {
+		return errConfig("%s.GroupID is empty", owner)
+	}
+	if len(tc.topics()) == 0 {
+		return errConfig("%s has no topic (set Topic or Topics)", owner)
+	}
+	if len(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers)) == 0 {
+		return errConfig("no bootstrap servers (set Config.BootstrapServers or %s.BootstrapServers)", owner)
+	}
+	if !knownFormatter(tc.Formatter) {
+		return errConfig("%s.Formatter %q is not a known formatter", owner, string(tc.Formatter))
+	}
+	if err := validateNonNegative(owner, map[string]*int{
+		"ReadTimeoutMillis":     tc.ReadTimeoutMillis,
+		"ProcessTimeoutMillis":  tc.ProcessTimeoutMillis,
+		"SessionTimeoutMillis":  tc.SessionTimeoutMillis,
+		"MaxPollIntervalMillis": tc.MaxPollIntervalMillis,
+		"ProcessDelayMillis":    tc.ProcessDelayMillis,
+		"AutoCommitIntervalMs":  tc.AutoCommitIntervalMs,
+	}); err != nil {
+		return err
+	}
+	if tc.maxPollInterval() < tc.sessionTimeout() {
+		return errConfig("%s.MaxPollIntervalMillis (%d) must not be less than SessionTimeoutMillis (%d)",
+			owner, tc.maxPollInterval().Milliseconds(), tc.sessionTimeout().Milliseconds())
+	}
+	if err := validateSASL("Config", conf.SaslUsername, conf.SaslPassword); err != nil {
+		return err
+	}
+	if err := validateSASL(owner, tc.SaslUsername, tc.SaslPassword); err != nil {
+		return err
+	}
+	if dl := tc.DeadLetterTopicConfig; dl != nil {
+		if dl.Topic == "" {
+			return errConfig("%s.DeadLetterTopicConfig.Topic is empty", owner)
+		}
+		if !knownFormatter(dl.Formatter) {
+			return errConfig("%s.DeadLetterTopicConfig.Formatter %q is not a known formatter", owner, string(dl.Formatter))
+		}
+	}
+	return nil
+}
+
+// validateProducer checks what a Writer needs before anything is created. The errors are
+// sentences naming the field; none of them contains a secret.
+func validateProducer(conf Config, tc ProducerTopicConfig) error {
+	const owner = "ProducerTopicConfig"
+	if tc.ClientID == "" {
+		return errConfig("%s.ClientID is empty", owner)
+	}
+	if tc.Topic == "" {
+		return errConfig("%s.Topic is empty", owner)
+	}
+	if len(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers)) == 0 {
+		return errConfig("no bootstrap servers (set Config.BootstrapServers or %s.BootstrapServers)", owner)
+	}
+	if !knownFormatter(tc.Formatter) {
+		return errConfig("%s.Formatter %q is not a known formatter", owner, string(tc.Formatter))
+	}
+	lingerMillis := tc.LingerMillis
+	if err := validateNonNegative(owner, map[string]*int{
+		"DeliveryTimeoutMs": tc.DeliveryTimeoutMs,
+		"LingerMillis":      &lingerMillis,
+	}); err != nil {
+		return err
+	}
+	if err := validateSASL("Config", conf.SaslUsername, conf.SaslPassword); err != nil {
+		return err
+	}
+	return validateSASL(owner, tc.SaslUsername, tc.SaslPassword)
+}
+
+// bootstrapServers returns the topic's servers when it has any, else the client's, without
+// empty entries.
+func bootstrapServers(client, topic []string) []string {
+	src := client
+	if len(nonEmpty(topic)) > 0 {
+		src = topic
+	}
+	return nonEmpty(src)
+}
+
+func nonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Consumer keys of librdkafka that the library sets.
+const (
+	keyEnableAutoOffsetStore = "enable.auto.offset.store"
+	keyHeartbeatInterval     = "heartbeat.interval.ms"
+	keySessionTimeout        = "session.timeout.ms"
+	// maxHeartbeatMillis caps the derived heartbeat.interval.ms.
+	maxHeartbeatMillis = 3000
+)
+
+// makeConsumerConfig is the one place a consumer's configuration becomes librdkafka keys:
+//
+//	bootstrap.servers         tc.BootstrapServers when set, else conf.BootstrapServers
+//	client.id                 tc.ClientID
+//	group.id                  groupPrefix + tc.GroupID
+//	enable.auto.commit        true (stored offsets are committed periodically, on revoke and close)
+//	auto.commit.interval.ms   tc.AutoCommitIntervalMs, when set
+//	auto.offset.reset         earliest
+//	session.timeout.ms        tc.SessionTimeoutMillis (default 61000)
+//	max.poll.interval.ms      tc.MaxPollIntervalMillis (default 61000)
+//	heartbeat.interval.ms     min(session timeout / 3, 3000)
+//	isolation.level           read_committed when tc.Transaction, else read_uncommitted
+//	fetch.queue.backoff.ms    10 (librdkafka's 1 s default stalls a consumer after a pause)
+//	go.logs.channel.enable    false
+//	SASL and TLS keys         see applySecurity
+//	tc.AdditionalProps        applied last, overriding any key above
+//	enable.auto.offset.store  false, always, after AdditionalProps: the library stores offsets
+//	                          itself, only for finished messages
+func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string) kafka.ConfigMap {
+	cm := kafka.ConfigMap{
+		"bootstrap.servers":      strings.Join(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers), ","),
+		"client.id":              tc.ClientID,
+		"group.id":               groupPrefix + tc.GroupID,
+		"enable.auto.commit":     true,
+		"auto.offset.reset":      "earliest",
+		keySessionTimeout:        int(tc.sessionTimeout().Milliseconds()),
+		"max.poll.interval.ms":   int(tc.maxPollInterval().Milliseconds()),
+		"isolation.level":        "read_uncommitted",
+		"fetch.queue.backoff.ms": 10,
+		"go.logs.channel.enable": false,
+	}
+	if tc.AutoCommitIntervalMs != nil {
+		cm["auto.commit.interval.ms"] = *tc.AutoCommitIntervalMs
+	}
+	if tc.Transaction {
+		cm["isolation.level"] = "read_committed"
+	}
+	applySecurity(cm, conf, tc.SaslUsername, tc.SaslPassword)
+	for k, v := range tc.AdditionalProps {
+		cm[k] = v
+	}
+	if _, ok := tc.AdditionalProps[keyHeartbeatInterval]; !ok {
+		session := int(tc.sessionTimeout().Milliseconds())
+		if s, ok := intValue(tc.AdditionalProps[keySessionTimeout]); ok && s > 0 {
+			session = s
+		}
+		cm[keyHeartbeatInterval] = max(1, min(session/3, maxHeartbeatMillis))
+	}
+	cm[keyEnableAutoOffsetStore] = false
+	return cm
+}
+
+// makeProducerConfig is the one place a producer's configuration becomes librdkafka keys:
+//
+//	bootstrap.servers          tc.BootstrapServers when set, else conf.BootstrapServers
+//	client.id                  tc.ClientID
+//	enable.idempotence         tc.EnableIdempotence (default true)
+//	acks                       tc.RequestRequiredAcks, when set (librdkafka default all)
+//	linger.ms                  tc.LingerMillis (default 0)
+//	socket.nagle.disable       tc.NagleDisable (default true)
+//	delivery.timeout.ms        tc.DeliveryTimeoutMs, when set
+//	transactional.id           tc.ClientID, when tc.Transaction
+//	go.delivery.report.fields  none (a write only needs the partition and offset back)
+//	go.logs.channel.enable     false
+//	SASL and TLS keys          see applySecurity
+//	tc.AdditionalProps         applied last, overriding any key above
+func makeProducerConfig(conf Config, tc ProducerTopicConfig) kafka.ConfigMap {
+	idempotence := true
+	if tc.EnableIdempotence != nil {
+		idempotence = *tc.EnableIdempotence
+	}
+	nagleDisable := true
+	if tc.NagleDisable != nil {
+		nagleDisable = *tc.NagleDisable
+	}
+	cm := kafka.ConfigMap{
+		"bootstrap.servers":         strings.Join(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers), ","),
+		"client.id":                 tc.ClientID,
+		"enable.idempotence":        idempotence,
+		"linger.ms":                 tc.LingerMillis,
+		"socket.nagle.disable":      nagleDisable,
+		"go.delivery.report.fields": "none",
+		"go.logs.channel.enable":    false,
+	}
+	if tc.RequestRequiredAcks != nil {
+		cm["acks"] = *tc.RequestRequiredAcks
+	}
+	if tc.DeliveryTimeoutMs != nil {
+		cm["delivery.timeout.ms"] = *tc.DeliveryTimeoutMs
+	}
+	if tc.Transaction {
+		cm["transactional.id"] = tc.ClientID
+	}
+	applySecurity(cm, conf, tc.SaslUsername, tc.SaslPassword)
+	for k, v := range tc.AdditionalProps {
+		cm[k] = v
+	}
+	return cm
+}
+
+// applySecurity sets the SASL and TLS keys shared by consumers and producers. The topic's
+// username and password, when set, replace the client's. With credentials:
+// security.protocol SASL_SSL, sasl.mechanism SCRAM-SHA-256, sasl.username, sasl.password.
+// CAFile, KeyFile and CertFile set ssl.ca.location, ssl.key.location and
+// ssl.certificate.location, and security.protocol SSL (SASL_SSL with credentials).
+// AdditionalProps, applied afterwards, may change any of these (e.g. sasl.mechanism PLAIN).
+func applySecurity(cm kafka.ConfigMap, conf Config, user, pass *string) {
+	if !isSet(user) {
+		user, pass = conf.SaslUsername, conf.SaslPassword
+	}
+	sasl := isSet(user) && isSet(pass)
+	tls := conf.CAFile != "" || conf.KeyFile != "" || conf.CertFile != ""
+	switch {
+	case sasl:
+		cm["security.protocol"] = "SASL_SSL"
+	case tls:
+		cm["security.protocol"] = "SSL"
+	}
+	if sasl {
+		cm["sasl.mechanism"] = "SCRAM-SHA-256"
+		cm["sasl.username"] = *user
+		cm["sasl.password"] = *pass
+	}
+	if conf.CAFile != "" {
+		cm["ssl.ca.location"] = conf.CAFile
+	}
+	if conf.KeyFile != "" {
+		cm["ssl.key.location"] = conf.KeyFile
+	}
+	if conf.CertFile != "" {
+		cm["ssl.certificate.location"] = conf.CertFile
+	}
+}
+
+// intValue reads an integer librdkafka value given as a Go number or a decimal string.
+func intValue(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int32:
+		return int(n), true
+	case int64:
+		return int(n), true
+	case float64:
+		return int(n), true
+	case string:
+		i, err := strconv.Atoi(strings.TrimSpace(n))
+		return i, err == nil
+	}
+	return 0, false
 }

@@ -144,15 +144,6 @@ func newReader(args readerArgs) (*KReader, error) {
 	return r, nil
 }
 
-// defaultConsumerProvider creates a real confluent-kafka-go consumer.
-func defaultConsumerProvider(cfg map[string]any) (KafkaConsumer, error) {
-	cm := kafka.ConfigMap{}
-	for k, v := range cfg {
-		cm[k] = v
-	}
-	return kafka.NewConsumer(&cm)
-}
-
 // toAnyMap converts a librdkafka config map to a plain map.
 func toAnyMap(cm kafka.ConfigMap) map[string]any {
 	out := make(map[string]any, len(cm))

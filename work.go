@@ -755,5 +755,3 @@ func safeErr(f func() error) (err error) {
 	}()
 	return f()
 }
-
-const instrumentationName = "github.com/zkafka-go/zkafka"

@@ -1,0 +1,284 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ClientProvider creates readers and writers; Client is the implementation, FakeClient and
+// mocks.MockClientProvider stand in for it in tests.
+type ClientProvider interface {
+	Reader(ctx context.Context, topicConfig ConsumerTopicConfig, opts ...ReaderOption) (Reader, error)
+	Writer(ctx context.Context, topicConfig ProducerTopicConfig, opts ...WriterOption) (Writer, error)
+	Close() error
+}
+
+var _ ClientProvider = (*Client)(nil)
+
+// Client creates and caches the readers and writers of one Kafka cluster configuration:
+// readers by ClientID, writers by ClientID and topic. It is safe for concurrent use. Close it
+// when done: that flushes and closes every writer, then closes every reader.
+type Client struct {
+	conf Config
+
+	// Settings from the options, read by the readers, writers and the Work engine.
+	log              Logger
+	tp               trace.TracerProvider          // nil: no spans
+	prop             propagation.TextMapPropagator // nil: no trace context in headers
+	groupPrefix      string
+	lifecycle        LifecycleHooks
+	consumerProvider func(map[string]any) (KafkaConsumer, error)
+	producerProvider func(map[string]any) (KafkaProducer, error)
+
+	mu      sync.Mutex
+	closed  bool
+	readers map[string]*KReader
+	writers map[writerKey]*KWriter
+}
+
+// writerKey identifies a cached writer.
+type writerKey struct {
+	clientID string
+	topic    string
+}
+
+// closer is what the cache asks of a reader or writer to know whether to replace it.
+type closer interface{ isClosed() bool }
+
+// Option customises a Client.
+type Option func(*Client)
+
+// LoggerOption sets the Logger of the client and of its readers and writers (default
+// NoopLogger).
+func LoggerOption(l Logger) Option {
+	return func(c *Client) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithClientTracerProviderOption sets the tracer provider: writers create a producer span
+// per write (default none: no spans).
+func WithClientTracerProviderOption(tp trace.TracerProvider) Option {
+	return func(c *Client) { c.tp = tp }
+}
+
+// WithClientTextMapPropagator sets the propagator that writers inject the trace context into
+// record headers with (default none: no trace headers).
+func WithClientTextMapPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *Client) { c.prop = p }
+}
+
+// KafkaGroupPrefixOption prefixes every consumer group id (default no prefix), e.g. to keep
+// environments sharing a cluster apart.
+func KafkaGroupPrefixOption(prefix string) Option {
+	return func(c *Client) { c.groupPrefix = prefix }
+}
+
+// WithClientLifecycleHooks sets hooks the client's readers and writers call (default none).
+func WithClientLifecycleHooks(h LifecycleHooks) Option {
+	return func(c *Client) { c.lifecycle = h }
+}
+
+// WithConsumerProvider replaces how consumers are created (default confluent-kafka-go's
+// kafka.NewConsumer); the function receives the librdkafka configuration. For tests.
+func WithConsumerProvider(p func(map[string]any) (KafkaConsumer, error)) Option {
+	return func(c *Client) { c.consumerProvider = p }
+}
+
+// WithProducerProvider replaces how producers are created (default confluent-kafka-go's
+// kafka.NewProducer); the function receives the librdkafka configuration. For tests.
+func WithProducerProvider(p func(map[string]any) (KafkaProducer, error)) Option {
+	return func(c *Client) { c.producerProvider = p }
+}
+
+// NewClient returns a Client for conf. Nothing connects until the first Reader or Writer.
+func NewClient(conf Config, opts ...Option) *Client {
+	c := &Client{
+		conf:             conf,
+		log:              NoopLogger{},
+		consumerProvider: defaultConsumerProvider,
+		producerProvider: defaultProducerProvider,
+		readers:          map[string]*KReader{},
+		writers:          map[writerKey]*KWriter{},
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(c)
+		}
+	}
+	if c.consumerProvider == nil {
+		c.consumerProvider = defaultConsumerProvider
+	}
+	if c.producerProvider == nil {
+		c.producerProvider = defaultProducerProvider
+	}
+	return c
+}
+
+// defaultConsumerProvider creates a confluent-kafka-go consumer.
+func defaultConsumerProvider(conf map[string]any) (KafkaConsumer, error) {
+	cm := make(kafka.ConfigMap, len(conf))
+	for k, v := range conf {
+		cm[k] = v
+	}
+	kc, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		return nil, err
+	}
+	return kc, nil
+}
+
+// errClientClosed is returned by Reader and Writer after Close.
+var errClientClosed = errors.New("zkafka: client is closed")
+
+// Reader returns the reader for topicConfig.ClientID, creating it when there is none or the
+// cached one is closed. The options apply only when the reader is created. It returns a
+// configuration error (IsConfigError) for an invalid topicConfig.
+func (c *Client) Reader(ctx context.Context, topicConfig ConsumerTopicConfig, opts ...ReaderOption) (Reader, error) {
+	if err := validateConsumer(c.conf, topicConfig); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClientClosed
+	}
+	if r, ok := c.readers[topicConfig.ClientID]; ok && !isClosed(r) {
+		return r, nil
+	}
+	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaRegistry)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil && !readerOptionsSetFormatter(opts) {
+		return nil, errConfig("formatter %s needs RFormatterOption", string(CustomFmt))
+	}
+	r, err := newReader(readerArgs{
+		conf:        c.conf,
+		tc:          topicConfig,
+		groupPrefix: c.groupPrefix,
+		fmt:         f,
+		logger:      c.log,
+		hooks:       c.lifecycle,
+		provider:    c.consumerProvider,
+		opts:        opts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.log.Debugw(ctx, "zkafka: created reader", "config", topicConfig)
+	c.readers[topicConfig.ClientID] = r
+	return r, nil
+}
+
+// readerOptionsSetFormatter applies opts to a scratch KReader to see whether one of them
+// supplies a formatter.
+func readerOptionsSetFormatter(opts []ReaderOption) bool {
+	var scratch KReader
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&scratch)
+		}
+	}
+	return scratch.fmt != nil
+}
+
+// Writer returns the writer for topicConfig's ClientID and Topic, creating it when there is
+// none or the cached one is closed. The options apply only when the writer is created. It
+// returns a configuration error (IsConfigError) for an invalid topicConfig.
+func (c *Client) Writer(ctx context.Context, topicConfig ProducerTopicConfig, opts ...WriterOption) (Writer, error) {
+	if err := validateProducer(c.conf, topicConfig); err != nil {
+		return nil, err
+	}
+	key := writerKey{clientID: topicConfig.ClientID, topic: topicConfig.Topic}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClientClosed
+	}
+	if w, ok := c.writers[key]; ok && !w.isClosed() {
+		return w, nil
+	}
+	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaRegistry)
+	if err != nil {
+		return nil, err
+	}
+	w, err := newWriter(ctx, writerArgs{
+		conf:     c.conf,
+		tc:       topicConfig,
+		fmt:      f,
+		logger:   c.log,
+		tp:       c.tp,
+		p:        c.prop,
+		hooks:    c.lifecycle,
+		provider: c.producerProvider,
+		opts:     opts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.log.Debugw(ctx, "zkafka: created writer", "config", topicConfig)
+	c.writers[key] = w
+	return w, nil
+}
+
+// isClosed reports whether a cached reader or writer knows itself to be closed; one that
+// cannot tell is taken to be open.
+func isClosed(v any) bool {
+	cl, ok := v.(closer)
+	return ok && cl.isClosed()
+}
+
+// Close flushes and closes every writer (concurrently, each for up to 10 s), then closes
+// every reader, and joins their errors.
+// Reader and Writer fail after Close. Safe to call more than once.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	writers, readers := c.writers, c.readers
+	c.writers, c.readers = map[writerKey]*KWriter{}, map[string]*KReader{}
+	c.mu.Unlock()
+
+	// Writers flush concurrently, so the wait is that of the slowest, not their sum.
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
+	for k, w := range writers {
+		wg.Go(func() {
+			if err := w.close(); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("closing writer %s of topic %s: %w", k.clientID, k.topic, err))
+				emu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for id, r := range readers {
+		if err := r.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing reader %s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logger is the client's Logger (never nil).
+func (c *Client) logger() Logger { return c.log }
+
+// tracerProvider is the client's tracer provider; nil when none was set.
+func (c *Client) tracerProvider() trace.TracerProvider { return c.tp }
+
+// propagator is the client's propagator; nil when none was set.
+func (c *Client) propagator() propagation.TextMapPropagator { return c.prop }
+
+// hooks are the client's lifecycle hooks.
+func (c *Client) hooks() LifecycleHooks { return c.lifecycle }

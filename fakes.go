@@ -1,0 +1,90 @@
+package zkafka
+
+import (
+	"context"
+	"time"
+)
+
+// FakeMessage describes a Message for tests of processors; turn it into one with
+// GetMsgFromFake.
+type FakeMessage struct {
+	// Key of the record; nil means a record without a key.
+	Key *string
+	// Value is the raw payload. When nil, ValueData is encoded with Fmt instead.
+	Value []byte
+	// ValueData is encoded with Fmt to become the payload when Value is nil.
+	ValueData any
+	// Fmt is the formatter Decode uses, and the one ValueData is encoded with (default json).
+	Fmt FormatterType
+	// Headers of the record.
+	Headers map[string][]byte
+	// Offset, Partition, Topic, GroupID and TimeStamp are copied to the Message.
+	Offset    int64
+	Partition int32
+	Topic     string
+	GroupID   string
+	// TimeStamp of the record (default time.Now() when zero).
+	TimeStamp time.Time
+	// DoneFunc is called by the Message's Done (default does nothing).
+	DoneFunc func(ctx context.Context)
+}
+
+// GetMsgFromFake builds the Message a processor would receive for input; nil for nil input.
+// A ValueData the formatter cannot encode (or a formatter that needs a registry or an
+// option) leaves the Message without a value; Decode then reports the problem.
+func GetMsgFromFake(input *FakeMessage) *Message {
+	if input == nil {
+		return nil
+	}
+	f, _ := getFormatter(input.Fmt, SchemaRegistryConfig{})
+	value := input.Value
+	if value == nil && input.ValueData != nil && f != nil {
+		if b, err := f.marshall(marshReq{topic: input.Topic, subject: input.ValueData}); err == nil {
+			value = b
+		}
+	}
+	ts := input.TimeStamp
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	m := &Message{
+		Headers:   input.Headers,
+		Offset:    input.Offset,
+		Partition: input.Partition,
+		Topic:     input.Topic,
+		GroupID:   input.GroupID,
+		TimeStamp: ts,
+		isKeyNil:  input.Key == nil,
+		value:     value,
+		fmt:       f,
+		doneFunc:  input.DoneFunc,
+	}
+	if input.Key != nil {
+		m.Key = *input.Key
+	}
+	return m
+}
+
+// FakeClient is a ClientProvider that hands out the Reader and Writer it holds, for tests
+// of code that takes a ClientProvider.
+type FakeClient struct {
+	// R is returned by every Reader call.
+	R Reader
+	// W is returned by every Writer call.
+	W Writer
+}
+
+var _ ClientProvider = FakeClient{}
+
+// Reader returns f.R.
+func (f FakeClient) Reader(context.Context, ConsumerTopicConfig, ...ReaderOption) (Reader, error) {
+	return f.R, nil
+}
+
+// Writer returns f.W.
+func (f FakeClient) Writer(context.Context, ProducerTopicConfig, ...WriterOption) (Writer, error) {
+	return f.W, nil
+}
+
+// Close does nothing.
+func (f FakeClient) Close() error { return nil }

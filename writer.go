@@ -1,0 +1,469 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Writer writes records to one topic. Every write waits for the broker's delivery report.
+type Writer interface {
+	// Write encodes value with the writer's formatter and writes it under a random key (a
+	// UUID v4 string), which spreads records evenly over the partitions.
+	Write(ctx context.Context, value any, opts ...WriteOption) (Response, error)
+	// WriteKey encodes value with the writer's formatter and writes it under key.
+	WriteKey(ctx context.Context, key string, value any, opts ...WriteOption) (Response, error)
+	// WriteRaw writes value as it is. A nil key is written as no key at all; a pointer to ""
+	// is written as an empty key.
+	WriteRaw(ctx context.Context, key *string, value []byte, opts ...WriteOption) (Response, error)
+	// Close flushes what is queued (for up to 10 s) and closes the producer. Writes after
+	// Close return an error.
+	Close()
+}
+
+// KafkaProducer is the part of confluent-kafka-go's *kafka.Producer the library uses. It
+// exists so tests can substitute the producer (WithProducerProvider).
+type KafkaProducer interface {
+	Produce(msg *kafka.Message, deliveryChan chan kafka.Event) error
+	Events() chan kafka.Event
+	Flush(timeoutMs int) int
+	Len() int
+	Close()
+	InitTransactions(ctx context.Context) error
+	BeginTransaction() error
+	CommitTransaction(ctx context.Context) error
+	AbortTransaction(ctx context.Context) error
+}
+
+var _ KafkaProducer = (*kafka.Producer)(nil)
+
+// WriterOption customises a KWriter created by Client.Writer. Options are applied only when
+// the writer is created; a cached writer returned later keeps its first options.
+type WriterOption func(*KWriter)
+
+// WFormatterOption sets the Formatter a writer encodes with; use it with FormatterType
+// CustomFmt (it takes precedence over the configured formatter).
+func WFormatterOption(f Formatter) WriterOption {
+	return func(w *KWriter) {
+		if f != nil {
+			w.fmt = formatterAdapter{f}
+		}
+	}
+}
+
+// WriterSettings are switches of a writer's behaviour, set with WithWriterSettings.
+type WriterSettings struct {
+	// DisableTracePropagation stops the writer from injecting the trace context into record
+	// headers (default false: the client's propagator, when set, injects it).
+	DisableTracePropagation bool
+}
+
+// WithWriterSettings applies settings to the writer (default: the zero WriterSettings).
+func WithWriterSettings(s WriterSettings) WriterOption {
+	return func(w *KWriter) { w.settings = s }
+}
+
+// WriteOption changes one record before it is written.
+type WriteOption interface {
+	apply(msg *kafka.Message)
+}
+
+// WithHeaders adds headers to the record, replacing headers of the same name.
+func WithHeaders(headers map[string]string) WriteOption {
+	return withHeaders(headers)
+}
+
+type withHeaders map[string]string
+
+func (h withHeaders) apply(msg *kafka.Message) {
+	for k, v := range h {
+		setHeader(&msg.Headers, k, []byte(v))
+	}
+}
+
+// closeFlushTimeout bounds how long Close waits for queued records to be delivered.
+const closeFlushTimeout = 10 * time.Second
+
+// errWriterClosed is returned by writes after Close.
+var errWriterClosed = errors.New("writer is closed")
+
+// KWriter is the Writer over a confluent-kafka-go producer. Writes from many goroutines run
+// concurrently: each waits on its own delivery channel. A goroutine owned by the writer
+// drains the producer's Events channel (errors and logs) until Close.
+type KWriter struct {
+	producer KafkaProducer
+	topic    string
+	tc       ProducerTopicConfig
+	fmt      kFormatter
+	logger   Logger
+	tracer   trace.Tracer // nil: no spans
+	p        propagation.TextMapPropagator
+	hooks    LifecycleHooks
+	settings WriterSettings
+
+	// mu guards closed; writes hold it shared only while they hand a record to the
+	// producer (or run a transaction), Close holds it exclusively to stop new writes.
+	mu     sync.RWMutex
+	closed bool
+	// txMu serialises transactions: a producer runs one at a time.
+	txMu sync.Mutex
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{} // closed when Close has finished with the producer
+	stopDrain chan struct{} // closed after the producer is closed
+	drained   chan struct{} // closed when the drain goroutine has returned
+}
+
+// writerArgs is what Client hands to newWriter.
+type writerArgs struct {
+	conf     Config
+	tc       ProducerTopicConfig
+	fmt      kFormatter
+	logger   Logger
+	tp       trace.TracerProvider
+	p        propagation.TextMapPropagator
+	hooks    LifecycleHooks
+	provider func(map[string]any) (KafkaProducer, error)
+	opts     []WriterOption
+}
+
+// newWriter builds a KWriter: applies the options, checks it has a formatter, creates the
+// producer (and initialises transactions when tc.Transaction) and starts draining events.
+func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
+	w := &KWriter{
+		topic:     args.tc.Topic,
+		tc:        args.tc,
+		fmt:       args.fmt,
+		logger:    args.logger,
+		p:         args.p,
+		hooks:     args.hooks,
+		done:      make(chan struct{}),
+		stopDrain: make(chan struct{}),
+		drained:   make(chan struct{}),
+	}
+	if w.logger == nil {
+		w.logger = NoopLogger{}
+	}
+	if args.tp != nil {
+		w.tracer = args.tp.Tracer(instrumentationName)
+	}
+	for _, opt := range args.opts {
+		if opt != nil {
+			opt(w)
+		}
+	}
+	if w.fmt == nil {
+		return nil, errConfig("formatter %s needs WFormatterOption", string(CustomFmt))
+	}
+	provider := args.provider
+	if provider == nil {
+		provider = defaultProducerProvider
+	}
+	producer, err := provider(configMapToAny(makeProducerConfig(args.conf, args.tc)))
+	if err != nil {
+		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", args.tc.ClientID, args.tc.Topic, err)
+	}
+	w.producer = producer
+	if args.tc.Transaction {
+		if err := producer.InitTransactions(ctx); err != nil {
+			producer.Close()
+			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", args.tc.ClientID, err)
+		}
+	}
+	if events := producer.Events(); events != nil {
+		go w.drain(events)
+	} else {
+		close(w.drained)
+	}
+	return w, nil
+}
+
+// defaultProducerProvider creates a confluent-kafka-go producer.
+func defaultProducerProvider(conf map[string]any) (KafkaProducer, error) {
+	cm := make(kafka.ConfigMap, len(conf))
+	for k, v := range conf {
+		cm[k] = v
+	}
+	p, err := kafka.NewProducer(&cm)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// configMapToAny converts a ConfigMap for the provider functions.
+func configMapToAny(cm kafka.ConfigMap) map[string]any {
+	out := make(map[string]any, len(cm))
+	for k, v := range cm {
+		out[k] = v
+	}
+	return out
+}
+
+// drain reads the producer's Events channel until it is closed or Close stops it, logging
+// errors; delivery reports never arrive there because every write has its own channel.
+func (w *KWriter) drain(events chan kafka.Event) {
+	defer close(w.drained)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if e, isErr := ev.(kafka.Error); isErr {
+				w.logger.Warnw(context.Background(), "zkafka: producer error", "topic", w.topic, "error", e.Error())
+			}
+		case <-w.stopDrain:
+			return
+		}
+	}
+}
+
+// Write encodes value and writes it under a random UUID key (see Writer).
+func (w *KWriter) Write(ctx context.Context, value any, opts ...WriteOption) (Response, error) {
+	return w.WriteKey(ctx, uuid.NewString(), value, opts...)
+}
+
+// WriteKey encodes value and writes it under key (see Writer).
+func (w *KWriter) WriteKey(ctx context.Context, key string, value any, opts ...WriteOption) (Response, error) {
+	b, err := w.marshall(value)
+	if err != nil {
+		return Response{}, err
+	}
+	return w.send(ctx, []byte(key), b, nil, opts)
+}
+
+// WriteRaw writes value as it is; a nil key stays nil (see Writer).
+func (w *KWriter) WriteRaw(ctx context.Context, key *string, value []byte, opts ...WriteOption) (Response, error) {
+	var k []byte
+	if key != nil {
+		k = []byte(*key)
+	}
+	return w.send(ctx, k, value, nil, opts)
+}
+
+// writeMessage writes exactly key, value and headers (a nil key stays nil) and waits for the
+// ack; the dead letter path uses it to copy a record.
+func (w *KWriter) writeMessage(ctx context.Context, key []byte, value []byte, headers []kafka.Header) (Response, error) {
+	return w.send(ctx, key, value, headers, nil)
+}
+
+func (w *KWriter) marshall(value any) ([]byte, error) {
+	if w.fmt == nil {
+		return nil, errConfig("writer for topic %s has no formatter", w.topic)
+	}
+	b, err := w.fmt.marshall(marshReq{topic: w.topic, subject: value})
+	if err != nil {
+		return nil, fmt.Errorf("zkafka: encoding a %T for topic %s: %w", value, w.topic, err)
+	}
+	return b, nil
+}
+
+// send writes one record and waits for its delivery report, ctx or Close, whichever comes
+// first. The order of header sources, later ones replacing earlier ones of the same name:
+// headers, opts, the PreWrite hook, the propagator.
+func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.Header, opts []WriteOption) (resp Response, err error) {
+	if err := ctx.Err(); err != nil {
+		return Response{}, err
+	}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &w.topic, Partition: kafka.PartitionAny},
+		Key:            key,
+		Value:          value,
+		Headers:        append([]kafka.Header(nil), headers...),
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(msg)
+		}
+	}
+	if w.tracer != nil {
+		var span trace.Span
+		ctx, span = w.tracer.Start(ctx, w.topic+" publish",
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(messagingSystemKafka, attrMessagingDestination.String(w.topic),
+				attrMessagingOperation.String("publish")))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			} else {
+				span.SetAttributes(attrMessagingPartition.Int(int(resp.Partition)), attrMessagingOffset.Int64(resp.Offset))
+			}
+			span.End()
+		}()
+	}
+	w.preWrite(ctx, msg)
+	if w.p != nil && !w.settings.DisableTracePropagation {
+		w.p.Inject(ctx, kafkaHeaderCarrier{headers: &msg.Headers})
+	}
+	if len(msg.Headers) == 0 {
+		msg.Headers = nil
+	}
+
+	produceTime := time.Now()
+	if w.tc.Transaction {
+		resp, err = w.sendInTransaction(ctx, msg)
+	} else {
+		resp, err = w.produceAndWait(ctx, msg)
+	}
+	if err != nil {
+		return resp, err
+	}
+	w.postAck(ctx, produceTime)
+	return resp, nil
+}
+
+// produceAndWait hands msg to the producer and waits for its delivery report. The shared
+// lock is held only while producing so that Close cannot destroy the producer underneath.
+func (w *KWriter) produceAndWait(ctx context.Context, msg *kafka.Message) (Response, error) {
+	delivery := make(chan kafka.Event, 1)
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
+	}
+	err := w.producer.Produce(msg, delivery)
+	w.mu.RUnlock()
+	if err != nil {
+		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err)
+	}
+	return w.awaitDelivery(ctx, delivery, w.done)
+}
+
+// sendInTransaction writes msg in a transaction of its own and commits it. Transactions of a
+// producer run one at a time, so transactional writes are serialised; Close waits for one in
+// progress.
+func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (Response, error) {
+	w.txMu.Lock()
+	defer w.txMu.Unlock()
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
+	}
+	if err := w.producer.BeginTransaction(); err != nil {
+		return Response{}, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", w.topic, err)
+	}
+	abort := func(cause error) error {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
+		defer cancel()
+		if err := w.producer.AbortTransaction(actx); err != nil {
+			return errors.Join(cause, fmt.Errorf("zkafka: aborting the transaction on topic %s: %w", w.topic, err))
+		}
+		return cause
+	}
+	delivery := make(chan kafka.Event, 1)
+	if err := w.producer.Produce(msg, delivery); err != nil {
+		return Response{}, abort(fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err))
+	}
+	resp, err := w.awaitDelivery(ctx, delivery, nil)
+	if err != nil {
+		return resp, abort(err)
+	}
+	if err := w.producer.CommitTransaction(ctx); err != nil {
+		return resp, abort(fmt.Errorf("zkafka: committing the transaction on topic %s: %w", w.topic, err))
+	}
+	return resp, nil
+}
+
+// awaitDelivery waits for the delivery report on delivery, returning ctx.Err() as soon as
+// ctx is done, and an error when closed is closed first.
+func (w *KWriter) awaitDelivery(ctx context.Context, delivery chan kafka.Event, closed chan struct{}) (Response, error) {
+	select {
+	case ev := <-delivery:
+		m, ok := ev.(*kafka.Message)
+		if !ok {
+			return Response{}, fmt.Errorf("zkafka: writing to topic %s: unexpected delivery event %v", w.topic, ev)
+		}
+		if m.TopicPartition.Error != nil {
+			return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, m.TopicPartition.Error)
+		}
+		return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil
+	case <-ctx.Done():
+		return Response{}, ctx.Err()
+	case <-closed:
+		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w before the delivery report arrived", w.topic, errWriterClosed)
+	}
+}
+
+// preWrite runs the PreWrite hook and adds its headers. A failing or panicking hook is
+// logged and the write goes on.
+func (w *KWriter) preWrite(ctx context.Context, msg *kafka.Message) {
+	if w.hooks.PreWrite == nil {
+		return
+	}
+	var resp LifecyclePreWriteResp
+	err := callHook(func() (err error) {
+		resp, err = w.hooks.PreWrite(ctx, LifecyclePreWriteMeta{})
+		return err
+	})
+	if err != nil {
+		w.logger.Warnw(ctx, "zkafka: PreWrite hook failed", "topic", w.topic, "error", err.Error())
+	}
+	for k, v := range resp.Headers {
+		setHeader(&msg.Headers, k, v)
+	}
+}
+
+// postAck runs the PostAck hook; a failing or panicking hook is logged.
+func (w *KWriter) postAck(ctx context.Context, produceTime time.Time) {
+	if w.hooks.PostAck == nil {
+		return
+	}
+	err := callHook(func() error {
+		return w.hooks.PostAck(ctx, LifecyclePostAckMeta{Topic: w.topic, ProduceTime: produceTime})
+	})
+	if err != nil {
+		w.logger.Warnw(ctx, "zkafka: PostAck hook failed", "topic", w.topic, "error", err.Error())
+	}
+}
+
+// callHook runs fn, turning a panic into an error.
+func callHook(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+		}
+	}()
+	return fn()
+}
+
+// Close flushes queued records (for up to 10 s), closes the producer and stops the event
+// drain. Safe to call more than once and concurrently with writes.
+func (w *KWriter) Close() {
+	_ = w.close()
+}
+
+// close is Close, reporting records that could not be flushed.
+func (w *KWriter) close() error {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		if n := w.producer.Flush(int(closeFlushTimeout.Milliseconds())); n > 0 {
+			w.closeErr = fmt.Errorf("zkafka: closing writer for topic %s: %d records or events were not flushed", w.topic, n)
+		}
+		w.producer.Close()
+		close(w.stopDrain)
+		<-w.drained
+		close(w.done)
+	})
+	return w.closeErr
+}
+
+// isClosed reports whether Close was called; Client replaces closed writers.
+func (w *KWriter) isClosed() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.closed
+}
