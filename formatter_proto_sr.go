@@ -11,7 +11,9 @@ import (
 // protoSchemaRegistryFormatter is ProtobufSchemaRegistry: protobuf in the schema registry wire
 // format, through confluent's serde/protobuf. Values and targets must be generated
 // proto.Message types. Without Serialization.Schema, an auto-registering writer registers the
-// .proto file of the message (and its imports); see srBase.serializerConfig for the rest.
+// .proto file of the message (and its imports); see srBase.serializerConfig for the rest. A
+// configured Serialization.Schema must be the .proto file the message was generated from: the
+// payload's message index is taken from the generated descriptor.
 type protoSchemaRegistryFormatter struct {
 	srBase
 	sers   topicCache[*protobuf.Serializer]
