@@ -1,7 +1,9 @@
 package zkafka
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 
 	"github.com/hamba/avro/v2"
@@ -103,8 +105,21 @@ func avroDecode(name string, schema avro.Schema, data []byte, target any) error 
 		return fmt.Errorf("zkafka: %s formatter cannot decode into %T: need a non-nil pointer", name, target)
 	}
 	return guard(name, "decoding", func() error {
-		if err := avroAPI.Unmarshal(schema, data, target); err != nil {
-			return fmt.Errorf("zkafka: %s formatter: decoding into %T: %w", name, target, err)
+		// Not avroAPI.Unmarshal: it reports a truncated payload as success (it ignores io.EOF)
+		// and ignores trailing bytes, so a corrupt or mismatched payload would decode into a
+		// partly zero value. Both are errors here.
+		r := avro.NewReader(nil, 0, avro.WithReaderConfig(avroAPI))
+		r.Reset(data)
+		r.ReadVal(schema, target)
+		switch {
+		case errors.Is(r.Error, io.EOF) || errors.Is(r.Error, io.ErrUnexpectedEOF):
+			return fmt.Errorf("zkafka: %s formatter: decoding into %T: payload of %d bytes is truncated", name, target, len(data))
+		case r.Error != nil:
+			return fmt.Errorf("zkafka: %s formatter: decoding into %T: %w", name, target, r.Error)
+		}
+		if r.Peek(); r.Error == nil {
+			return fmt.Errorf("zkafka: %s formatter: decoding into %T: payload has trailing bytes after the value "+
+				"(was it written with another schema?)", name, target)
 		}
 		return nil
 	})

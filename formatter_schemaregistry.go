@@ -36,6 +36,9 @@ func schemaRegistryClient(url string) (schemaregistry.Client, error) {
 	if err != nil {
 		return nil, errConfig("SchemaRegistry.URL %q is not usable: %v", url, err)
 	}
+	if strings.HasPrefix(url, "mock://") {
+		c = &mockRegistryClient{Client: c}
+	}
 	schemaRegistryClients.byURL[url] = c
 	return c, nil
 }
@@ -144,4 +147,27 @@ func (c *topicCache[T]) get(topic string, build func() (T, error)) (T, error) {
 	}
 	c.byTopic[topic] = v
 	return v, nil
+}
+
+// mockRegistryClient serializes schema registrations on confluent's in-memory mock registry:
+// in confluent-kafka-go v2.14.1 the mock hands out ids from an unguarded counter and checks
+// for an existing registration before taking its locks, so concurrent first writes would race.
+// Everything else is passed through.
+type mockRegistryClient struct {
+	schemaregistry.Client
+	mu sync.Mutex
+}
+
+// Register registers schema under subject, one registration at a time.
+func (c *mockRegistryClient) Register(subject string, schema schemaregistry.SchemaInfo, normalize bool) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Client.Register(subject, schema, normalize)
+}
+
+// RegisterFullResponse registers schema under subject, one registration at a time.
+func (c *mockRegistryClient) RegisterFullResponse(subject string, schema schemaregistry.SchemaInfo, normalize bool) (schemaregistry.SchemaMetadata, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Client.RegisterFullResponse(subject, schema, normalize)
 }
