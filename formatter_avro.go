@@ -70,7 +70,7 @@ func (f *avroFormatter) marshall(req marshReq) ([]byte, error) {
 }
 
 func (f *avroFormatter) unmarshal(req unmarshReq) error {
-	return avroDecode(string(AvroFmt), f.reader, req.data, req.target)
+	return avroDecode(string(AvroFmt), f.writer, f.reader, req.data, req.target)
 }
 
 // parseAvroSchema parses one self-contained avro schema with a cache of its own, so that two
@@ -99,27 +99,26 @@ func avroEncode(name string, schema avro.Schema, v any) ([]byte, error) {
 	return out, err
 }
 
-// avroDecode decodes data with schema into target, a non-nil pointer.
-func avroDecode(name string, schema avro.Schema, data []byte, target any) error {
+// avroDecode checks that data is one value written with writer and decodes it with schema (writer
+// itself, or writer resolved to a reader schema) into target, a non-nil pointer.
+func avroDecode(name string, writer, schema avro.Schema, data []byte, target any) error {
 	if rv := reflect.ValueOf(target); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("zkafka: %s formatter cannot decode into %T: need a non-nil pointer", name, target)
 	}
 	return guard(name, "decoding", func() error {
-		// Not avroAPI.Unmarshal: it reports a truncated payload as success (it ignores io.EOF)
-		// and ignores trailing bytes, so a corrupt or mismatched payload would decode into a
-		// partly zero value. Both are errors here.
+		if err := checkAvro(writer, data); err != nil {
+			return fmt.Errorf("zkafka: %s formatter: decoding into %T: %w", name, target, err)
+		}
+		// Not avroAPI.Unmarshal: it reports running out of data as success (it ignores
+		// io.EOF). checkAvro has ruled that out; this is the second line of defence.
 		r := avro.NewReader(nil, 0, avro.WithReaderConfig(avroAPI))
 		r.Reset(data)
 		r.ReadVal(schema, target)
 		switch {
 		case errors.Is(r.Error, io.EOF) || errors.Is(r.Error, io.ErrUnexpectedEOF):
-			return fmt.Errorf("zkafka: %s formatter: decoding into %T: payload of %d bytes is truncated", name, target, len(data))
+			return fmt.Errorf("zkafka: %s formatter: decoding into %T: %w", name, target, errAvroTruncated)
 		case r.Error != nil:
 			return fmt.Errorf("zkafka: %s formatter: decoding into %T: %w", name, target, r.Error)
-		}
-		if r.Peek(); r.Error == nil {
-			return fmt.Errorf("zkafka: %s formatter: decoding into %T: payload has trailing bytes after the value "+
-				"(was it written with another schema?)", name, target)
 		}
 		return nil
 	})

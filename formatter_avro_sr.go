@@ -125,36 +125,44 @@ func (f *avroSchemaRegistryFormatter) unmarshal(req unmarshReq) error {
 	if err != nil {
 		return fmt.Errorf("zkafka: %s formatter: finding the writer schema for topic %q: %w", f.name, req.topic, err)
 	}
-	schema, err := f.decoder(info)
+	dec, err := f.decoder(info)
 	if err != nil {
 		return err
 	}
-	return avroDecode(f.name, schema, req.data[n:], req.target)
+	return avroDecode(f.name, dec.writer, dec.schema, req.data[n:], req.target)
 }
 
-// decoder returns the schema to decode data written with the writer schema info.
-func (f *avroSchemaRegistryFormatter) decoder(info schemaregistry.SchemaInfo) (avro.Schema, error) {
-	if s, ok := f.decoders.Load(info.Schema); ok {
-		return s.(avro.Schema), nil
+// avroDecoder is how payloads written with one writer schema are decoded.
+type avroDecoder struct {
+	// writer is the schema the payload was written with (it is checked against it).
+	writer avro.Schema
+	// schema decodes: writer, or writer resolved to the reader schema.
+	schema avro.Schema
+}
+
+// decoder returns how to decode data written with the writer schema info.
+func (f *avroSchemaRegistryFormatter) decoder(info schemaregistry.SchemaInfo) (avroDecoder, error) {
+	if d, ok := f.decoders.Load(info.Schema); ok {
+		return d.(avroDecoder), nil
 	}
 	writer, err := f.parseWithReferences(info, &avro.SchemaCache{}, 0)
 	if err != nil {
-		return nil, fmt.Errorf("zkafka: %s formatter: parsing the writer schema: %w", f.name, err)
+		return avroDecoder{}, fmt.Errorf("zkafka: %s formatter: parsing the writer schema: %w", f.name, err)
 	}
-	schema := writer
+	d := avroDecoder{writer: writer, schema: writer}
 	if f.reader != nil && f.reader.Fingerprint() != writer.Fingerprint() {
 		err = guard(f.name, "resolving schemas", func() error {
 			var err error
-			schema, err = avro.NewSchemaCompatibility().Resolve(f.reader, writer)
+			d.schema, err = avro.NewSchemaCompatibility().Resolve(f.reader, writer)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("zkafka: %s formatter: SchemaRegistry.Deserialization.Schema cannot read data "+
+			return avroDecoder{}, fmt.Errorf("zkafka: %s formatter: SchemaRegistry.Deserialization.Schema cannot read data "+
 				"written with the registered writer schema: %w", f.name, err)
 		}
 	}
-	f.decoders.Store(info.Schema, schema)
-	return schema, nil
+	f.decoders.Store(info.Schema, d)
+	return d, nil
 }
 
 // parseWithReferences parses info after the schemas it references, all into cache.

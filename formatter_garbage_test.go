@@ -2,6 +2,7 @@ package zkafka
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"sync"
 	"testing"
 
@@ -125,12 +126,6 @@ func TestDecodeGarbageReturnsErrors(t *testing.T) {
 					require.NoError(t, err, "any bytes are a string")
 					return
 				}
-				if c.name == "avro" && name == "magic 0 too short" {
-					// Plain avro has no framing: these bytes read as "", 0 and a skipped
-					// string field of length -1, which hamba's skip tolerates. No panic is
-					// all that can be asked.
-					return
-				}
 				require.Error(t, err)
 			})
 		}
@@ -225,4 +220,82 @@ func FuzzFormatterDecode(f *testing.F) {
 			}()
 		}
 	})
+}
+
+func TestDecodeCraftedCountsFailFast(t *testing.T) {
+	// Payloads whose counts would make the libraries allocate or loop without bound (an
+	// unrecoverable out-of-memory crash in confluent's protobuf deserializer and in hamba's
+	// generic avro decoding).
+	cases := decodeCases(t)
+	byName := map[string]decodeCase{}
+	for _, c := range cases {
+		byName[c.name] = c
+	}
+	c, err := schemaRegistryClient("mock://zkafka-decode-cases")
+	require.NoError(t, err)
+	richMeta, err := c.GetLatestSchemaMetadata("rich")
+	require.NoError(t, err)
+	protoMeta, err := c.GetLatestSchemaMetadata("proto")
+	require.NoError(t, err)
+
+	// The rich record up to its array: "", 0, 0.0, empty bytes; then an array block count.
+	richPrefix := append([]byte{0x00, 0x00}, make([]byte, 8)...)
+	richPrefix = append(richPrefix, 0x00)
+	hugeArray := binary.AppendVarint(append([]byte(nil), richPrefix...), 1<<40)
+	negBlock := binary.AppendVarint(binary.AppendVarint(append([]byte(nil), richPrefix...), -(1<<40)), 1<<40)
+
+	tests := []struct {
+		formatter string
+		payload   []byte
+		wantErr   string
+	}{
+		{formatter: "avro rich", payload: hugeArray, wantErr: "does not fit"},
+		{formatter: "avro rich", payload: negBlock, wantErr: "does not fit"},
+		{formatter: "avro_schema_registry rich", payload: append(srHeader(richMeta.ID), hugeArray...), wantErr: "does not fit"},
+		{formatter: "proto_schema_registry", payload: binary.AppendVarint(srHeader(protoMeta.ID), 1<<34), wantErr: "message indexes"},
+		{formatter: "proto_schema_registry", payload: binary.AppendVarint(srHeader(protoMeta.ID), -1), wantErr: "message indexes"},
+		{formatter: "proto_schema_registry", payload: append(binary.AppendVarint(srHeader(protoMeta.ID), 1), 0x7e), wantErr: "decoding failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.formatter, func(t *testing.T) {
+			f := byName[tt.formatter]
+			require.NotNil(t, f.f)
+			err := f.f.unmarshal(unmarshReq{topic: fuzzTopic, data: tt.payload, target: f.target()})
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+func srHeader(id int) []byte {
+	return binary.BigEndian.AppendUint32([]byte{0x00}, uint32(id))
+}
+
+func TestCheckAvro(t *testing.T) {
+	rich, err := parseAvroSchema(richAvroSchema)
+	require.NoError(t, err)
+	valid, err := avroAPI.Marshal(rich, map[string]any{
+		"s": "x", "l": int64(1), "d": 1.5, "b": []byte{1}, "arr": []any{"a"},
+		"m": map[string]any{"k": int64(2)}, "u": nil, "e": "RED",
+		"f": [4]byte{}, "nested": []any{},
+	})
+	require.NoError(t, err)
+	require.NoError(t, checkAvro(rich, valid))
+	require.ErrorContains(t, checkAvro(rich, append(valid, 0)), "1 trailing bytes")
+	for i := range valid {
+		require.Error(t, checkAvro(rich, valid[:i]), "truncated at %d", i)
+	}
+	nulls, err := parseAvroSchema(`{"type":"array","items":"null"}`)
+	require.NoError(t, err)
+	require.NoError(t, checkAvro(nulls, binary.AppendVarint(binary.AppendVarint(nil, 10), 0)))
+	require.ErrorContains(t, checkAvro(nulls, binary.AppendVarint(binary.AppendVarint(nil, 1<<20), 0)), "take no bytes")
+	enum, err := parseAvroSchema(`{"type":"enum","name":"E","symbols":["A"]}`)
+	require.NoError(t, err)
+	require.ErrorContains(t, checkAvro(enum, []byte{0x02}), "enum index 1 is out of range")
+	union, err := parseAvroSchema(`["null","int"]`)
+	require.NoError(t, err)
+	require.ErrorContains(t, checkAvro(union, []byte{0x04}), "union index 2 is out of range")
+	str, err := parseAvroSchema(`"string"`)
+	require.NoError(t, err)
+	require.ErrorContains(t, checkAvro(str, []byte{0x01}), "length -1")
+	require.ErrorContains(t, checkAvro(str, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), "overflows")
 }

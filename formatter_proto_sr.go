@@ -1,6 +1,7 @@
 package zkafka
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry/serde"
@@ -93,6 +94,9 @@ func (f *protoSchemaRegistryFormatter) unmarshal(req unmarshReq) error {
 	if err := f.checkWireFormat(req.data); err != nil {
 		return err
 	}
+	if err := f.checkMessageIndexes(req.data); err != nil {
+		return err
+	}
 	d, err := f.deserializer(req.topic)
 	if err != nil {
 		return err
@@ -108,4 +112,23 @@ func (f *protoSchemaRegistryFormatter) unmarshal(req unmarshReq) error {
 		}
 		return nil
 	})
+}
+
+// checkMessageIndexes checks the message index list that follows the schema id. confluent's
+// deserializer allocates the list at the size the payload claims before reading it, so a corrupt
+// count (say 2^34) makes the process die of an out-of-memory error that cannot be recovered.
+// Every index takes at least one byte, so the count cannot exceed the bytes that follow it.
+func (f *protoSchemaRegistryFormatter) checkMessageIndexes(data []byte) error {
+	rest := data[5:]
+	if data[0] == serde.MagicByteV1 {
+		rest = data[17:]
+	}
+	count, n := binary.Varint(rest)
+	if n <= 0 {
+		return fmt.Errorf("zkafka: %s formatter: payload has no readable message index list", f.name)
+	}
+	if count < 0 || count > int64(len(rest)-n) {
+		return fmt.Errorf("zkafka: %s formatter: payload claims %d message indexes but has %d bytes left", f.name, count, len(rest)-n)
+	}
+	return nil
 }
