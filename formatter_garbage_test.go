@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -210,14 +211,21 @@ func FuzzFormatterDecode(f *testing.F) {
 	f.Add([]byte("CgR0ZXN0"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, c := range cases {
-			func() {
-				defer func() {
-					if r := recover(); r != nil {
-						t.Fatalf("%s panicked decoding %x: %v", c.name, data, r)
-					}
-				}()
+			// A decode that spins or allocates without bound is as fatal as a panic; the
+			// watchdog turns it into a reported failure with the input saved.
+			done := make(chan any, 1)
+			go func() {
+				defer func() { done <- recover() }()
 				_ = c.f.unmarshal(unmarshReq{topic: fuzzTopic, data: data, target: c.target()})
 			}()
+			select {
+			case r := <-done:
+				if r != nil {
+					t.Fatalf("%s panicked decoding %x: %v", c.name, data, r)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s did not finish decoding %x within 5s", c.name, data)
+			}
 		}
 	})
 }
