@@ -32,7 +32,10 @@ const (
 // Formatter turns values into payloads and back. Implement it to plug in a format of your own
 // (with FormatterType CustomFmt and RFormatterOption / WFormatterOption).
 type Formatter interface {
+	// Marshall encodes v into a message value.
 	Marshall(v any) ([]byte, error)
+	// Unmarshal decodes the message value b into v, usually a pointer. It must return an
+	// error, not panic, for a value it cannot read.
 	Unmarshal(b []byte, v any) error
 }
 

@@ -19,10 +19,12 @@ var avroAPI = avro.Config{
 
 // avroFormatter is AvroFmt: avro binary without a registry and without a schema id in the
 // payload. Both sides must therefore know the writer schema. It writes with
-// SchemaRegistryConfig.Serialization.Schema and reads with Deserialization.Schema; when both are
-// configured and differ, data written with the Serialization schema is resolved to the
-// Deserialization schema (avro schema resolution: fields the reader does not know are skipped,
-// fields the writer did not have take the reader's default).
+// SchemaRegistryConfig.Serialization.Schema and reads with Deserialization.Schema, each falling
+// back to the other when only one is set; when both are configured and differ, data written
+// with the Serialization schema is resolved to the Deserialization schema (avro schema
+// resolution: fields the reader does not know are skipped, fields the writer did not have take
+// the reader's default). Payloads that are truncated, have trailing bytes or do not follow the
+// writer schema are errors.
 type avroFormatter struct {
 	// writer encodes, and is the schema payloads are assumed to be written with.
 	writer avro.Schema
