@@ -1,0 +1,275 @@
+package zkafka
+
+import (
+	"encoding/binary"
+	"sync"
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Schema evolution and schema registry behaviour.
+
+func TestAvroEvolutionOldReaderReadsNewerData(t *testing.T) {
+	// The producer writes with v2; the consumer knows both schemas (plain avro carries no
+	// schema id) and reads with v1.
+	w := mustFormatter(t, AvroFmt, SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV2Schema}})
+	b, err := w.marshall(marshReq{topic: "t", subject: personV2{Name: "ann", Age: 31, Email: "a@x"}})
+	require.NoError(t, err)
+
+	r := mustFormatter(t, AvroFmt, SchemaRegistryConfig{
+		Serialization:   SerializationConfig{Schema: personV2Schema},
+		Deserialization: DeserializationConfig{Schema: personV1Schema},
+	})
+	var got personV1
+	require.NoError(t, r.unmarshal(unmarshReq{topic: "t", data: b, target: &got}))
+	require.Equal(t, personV1{Name: "ann", Age: 31}, got)
+
+	// Without resolution, reading v2 bytes as v1 would only work by accident: the reader
+	// must not be configured with v1 alone and silently misread. Check the resolved reader
+	// also rejects truncated data.
+	require.Error(t, r.unmarshal(unmarshReq{topic: "t", data: b[:2], target: &got}))
+}
+
+func TestAvroEvolutionNewReaderReadsOlderDataWithDefault(t *testing.T) {
+	w := mustFormatter(t, AvroFmt, SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV1Schema}})
+	b, err := w.marshall(marshReq{topic: "t", subject: personV1{Name: "bo", Age: 4}})
+	require.NoError(t, err)
+	r := mustFormatter(t, AvroFmt, SchemaRegistryConfig{
+		Serialization:   SerializationConfig{Schema: personV1Schema},
+		Deserialization: DeserializationConfig{Schema: personV2Schema},
+	})
+	var got personV2
+	require.NoError(t, r.unmarshal(unmarshReq{topic: "t", data: b, target: &got}))
+	require.Equal(t, personV2{Name: "bo", Age: 4, Email: "none"}, got)
+}
+
+func TestAvroSchemaRegistryEvolution(t *testing.T) {
+	url := mockURL(t)
+	const topic = "people"
+	// An old producer registers and writes v1, a newer one registers and writes v2.
+	w1 := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}})
+	b1, err := w1.marshall(marshReq{topic: topic, subject: personV1{Name: "old", Age: 1}})
+	require.NoError(t, err)
+	w2 := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}})
+	b2, err := w2.marshall(marshReq{topic: topic, subject: personV2{Name: "new", Age: 2, Email: "n@x"}})
+	require.NoError(t, err)
+	require.NotEqual(t, binary.BigEndian.Uint32(b1[1:5]), binary.BigEndian.Uint32(b2[1:5]), "each version has its own id")
+
+	t.Run("old reader schema reads newer data", func(t *testing.T) {
+		r := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Deserialization: DeserializationConfig{Schema: personV1Schema}})
+		var got personV1
+		require.NoError(t, r.unmarshal(unmarshReq{topic: topic, data: b2, target: &got}))
+		require.Equal(t, personV1{Name: "new", Age: 2}, got)
+		got = personV1{}
+		require.NoError(t, r.unmarshal(unmarshReq{topic: topic, data: b1, target: &got}))
+		require.Equal(t, personV1{Name: "old", Age: 1}, got)
+	})
+	t.Run("new reader schema reads older data with the default", func(t *testing.T) {
+		r := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Deserialization: DeserializationConfig{Schema: personV2Schema}})
+		var got personV2
+		require.NoError(t, r.unmarshal(unmarshReq{topic: topic, data: b1, target: &got}))
+		require.Equal(t, personV2{Name: "old", Age: 1, Email: "none"}, got)
+	})
+	t.Run("no reader schema decodes with the writer schema", func(t *testing.T) {
+		r := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url})
+		var got personV2
+		require.NoError(t, r.unmarshal(unmarshReq{topic: topic, data: b2, target: &got}))
+		require.Equal(t, personV2{Name: "new", Age: 2, Email: "n@x"}, got)
+	})
+	t.Run("incompatible reader schema is an error", func(t *testing.T) {
+		r := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Deserialization: DeserializationConfig{
+			Schema: `{"type":"record","name":"Person","namespace":"zkafka.test","fields":[{"name":"id","type":"long"}]}`,
+		}})
+		var got struct {
+			ID int64 `avro:"id"`
+		}
+		err := r.unmarshal(unmarshReq{topic: topic, data: b1, target: &got})
+		require.ErrorContains(t, err, "cannot read data written with the registered writer schema")
+	})
+}
+
+func TestSchemaRegistryWriterWithoutAutoRegister(t *testing.T) {
+	url := mockURL(t)
+	const topic = "strict"
+	sr := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{Schema: personV1Schema}}
+	w := mustFormatter(t, AvroSchemaRegistry, sr)
+	_, err := w.marshall(marshReq{topic: topic, subject: personV1{Name: "a", Age: 1}})
+	require.ErrorContains(t, err, `SchemaRegistry.Serialization.Schema is not registered under subject "strict-value"`)
+
+	// Once registered out of band, the same formatter writes with it (a failed lookup is
+	// not cached).
+	c, err := schemaRegistryClient(url)
+	require.NoError(t, err)
+	id, err := c.Register("strict-value", schemaregistry.SchemaInfo{Schema: personV1Schema}, false)
+	require.NoError(t, err)
+	b, err := w.marshall(marshReq{topic: topic, subject: personV1{Name: "a", Age: 1}})
+	require.NoError(t, err)
+	require.Equal(t, uint32(id), binary.BigEndian.Uint32(b[1:5]))
+
+	// Without a configured schema and without auto-registration the latest version is used.
+	latest := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url})
+	b, err = latest.marshall(marshReq{topic: topic, subject: personV1{Name: "b", Age: 2}})
+	require.NoError(t, err)
+	require.Equal(t, uint32(id), binary.BigEndian.Uint32(b[1:5]))
+	var got personV1
+	require.NoError(t, latest.unmarshal(unmarshReq{topic: topic, data: b, target: &got}))
+	require.Equal(t, personV1{Name: "b", Age: 2}, got)
+
+	_, err = latest.marshall(marshReq{topic: "no-such-subject", subject: personV1{}})
+	require.Error(t, err)
+}
+
+func TestSchemaRegistrySubjectName(t *testing.T) {
+	url := mockURL(t)
+	sr := SchemaRegistryConfig{URL: url, SubjectName: "people-subject", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}}
+	w := mustFormatter(t, AvroSchemaRegistry, sr)
+	b, err := w.marshall(marshReq{topic: "any-topic", subject: personV1{Name: "s", Age: 1}})
+	require.NoError(t, err)
+	c, err := schemaRegistryClient(url)
+	require.NoError(t, err)
+	md, err := c.GetLatestSchemaMetadata("people-subject")
+	require.NoError(t, err)
+	require.Equal(t, uint32(md.ID), binary.BigEndian.Uint32(b[1:5]))
+	_, err = c.GetLatestSchemaMetadata("any-topic-value")
+	require.Error(t, err, "the topic name strategy is not used when SubjectName is set")
+
+	// A reader on another topic with the same SubjectName finds the schema.
+	r := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, SubjectName: "people-subject"})
+	var got personV1
+	require.NoError(t, r.unmarshal(unmarshReq{topic: "other-topic", data: b, target: &got}))
+	require.Equal(t, personV1{Name: "s", Age: 1}, got)
+}
+
+func TestMockRegistrySharedByURL(t *testing.T) {
+	url := mockURL(t)
+	a, err := schemaRegistryClient(url)
+	require.NoError(t, err)
+	b, err := schemaRegistryClient(url)
+	require.NoError(t, err)
+	require.Same(t, a, b)
+	other, err := schemaRegistryClient(mockURL(t))
+	require.NoError(t, err)
+	require.NotSame(t, a, other)
+
+	// Data written through one mock registry cannot be read through another.
+	w := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}})
+	payload, err := w.marshall(marshReq{topic: "t", subject: personV1{Name: "x"}})
+	require.NoError(t, err)
+	r := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: mockURL(t)})
+	require.Error(t, r.unmarshal(unmarshReq{topic: "t", data: payload, target: &personV1{}}))
+}
+
+func TestProtoSchemaRegistryConfiguredSchema(t *testing.T) {
+	url := mockURL(t)
+	// The configured schema must be the .proto file the message was generated from: the
+	// payload's message index comes from the generated descriptor (StringValue is the 8th
+	// message of wrappers.proto).
+	const schema = `syntax = "proto3";
+package google.protobuf;
+message DoubleValue { double value = 1; }
+message FloatValue { float value = 1; }
+message Int64Value { int64 value = 1; }
+message UInt64Value { uint64 value = 1; }
+message Int32Value { int32 value = 1; }
+message UInt32Value { uint32 value = 1; }
+message BoolValue { bool value = 1; }
+message StringValue { string value = 1; }
+message BytesValue { bytes value = 1; }
+`
+	sr := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: schema}}
+	w := mustFormatter(t, ProtobufSchemaRegistry, sr)
+	b, err := w.marshall(marshReq{topic: "p", subject: wrapperspb.String("configured")})
+	require.NoError(t, err)
+	c, err := schemaRegistryClient(url)
+	require.NoError(t, err)
+	md, err := c.GetLatestSchemaMetadata("p-value")
+	require.NoError(t, err)
+	require.Equal(t, "PROTOBUF", md.SchemaType)
+	require.Equal(t, uint32(md.ID), binary.BigEndian.Uint32(b[1:5]))
+
+	r := mustFormatter(t, ProtobufSchemaRegistry, SchemaRegistryConfig{URL: url})
+	var got wrapperspb.StringValue
+	require.NoError(t, r.unmarshal(unmarshReq{topic: "p", data: b, target: &got}))
+	require.True(t, proto.Equal(wrapperspb.String("configured"), &got))
+}
+
+func TestJSONSchemaRegistryValidatesAgainstConfiguredSchema(t *testing.T) {
+	url := mockURL(t)
+	sr := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}}
+	w := mustFormatter(t, JSONSchemaRegistry, sr)
+	_, err := w.marshall(marshReq{topic: "j", subject: map[string]any{"name": 5}})
+	require.Error(t, err, "a value that breaks the configured schema is not written")
+	b, err := w.marshall(marshReq{topic: "j", subject: map[string]any{"name": "ok", "age": 3}})
+	require.NoError(t, err)
+	var got map[string]any
+	require.NoError(t, w.unmarshal(unmarshReq{topic: "j", data: b, target: &got}))
+	require.Equal(t, map[string]any{"name": "ok", "age": float64(3)}, got)
+}
+
+func TestSchemaRegistryTombstoneLeavesTargetUntouched(t *testing.T) {
+	url := mockURL(t)
+	for _, ft := range []FormatterType{AvroSchemaRegistry, ProtobufSchemaRegistry, JSONSchemaRegistry} {
+		t.Run(string(ft), func(t *testing.T) {
+			f := mustFormatter(t, ft, SchemaRegistryConfig{URL: url})
+			target := wrapperspb.String("keep")
+			require.NoError(t, f.unmarshal(unmarshReq{topic: "t", data: nil, target: target}))
+			require.Equal(t, "keep", target.GetValue())
+		})
+	}
+}
+
+func TestSchemaRegistryFormattersConcurrentUse(t *testing.T) {
+	url := mockURL(t)
+	avroF := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}})
+	protoF := mustFormatter(t, ProtobufSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}})
+	jsonF := mustFormatter(t, JSONSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}})
+	var wg sync.WaitGroup
+	for i := range 16 {
+		topic := []string{"c1", "c2", "c3", "c4"}[i%4]
+		wg.Go(func() {
+			for range 20 {
+				b, err := avroF.marshall(marshReq{topic: topic + "-avro", subject: personV2{Name: topic, Age: i, Email: "e"}})
+				if !assertNoError(t, err) {
+					return
+				}
+				var p personV1
+				if !assertNoError(t, avroF.unmarshal(unmarshReq{topic: topic + "-avro", data: b, target: &p})) || p.Name != topic || p.Age != i {
+					t.Errorf("avro: got %+v", p)
+					return
+				}
+				b, err = protoF.marshall(marshReq{topic: topic + "-proto", subject: wrapperspb.String(topic)})
+				if !assertNoError(t, err) {
+					return
+				}
+				var s wrapperspb.StringValue
+				if !assertNoError(t, protoF.unmarshal(unmarshReq{topic: topic + "-proto", data: b, target: &s})) || s.GetValue() != topic {
+					t.Errorf("proto: got %v", &s)
+					return
+				}
+				b, err = jsonF.marshall(marshReq{topic: topic + "-json", subject: personV1{Name: topic, Age: i}})
+				if !assertNoError(t, err) {
+					return
+				}
+				var j personV1
+				if !assertNoError(t, jsonF.unmarshal(unmarshReq{topic: topic + "-json", data: b, target: &j})) || j.Name != topic {
+					t.Errorf("json: got %+v", j)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func assertNoError(t *testing.T, err error) bool {
+	t.Helper()
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
