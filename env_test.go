@@ -45,14 +45,14 @@ func newEnv(t testing.TB) *testEnv {
 // external broker, so callers check embedded() first and choose what to assert.
 func (e *testEnv) embedded() bool { return e.cluster != nil }
 
-func uniqueName(t testing.TB, prefix string) string {
+func uniqueTestName(t testing.TB, prefix string) string {
 	n := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	return fmt.Sprintf("%s-%s-%d-%d", prefix, strings.ToLower(n), time.Now().UnixNano()%1e6, nameSeq.Add(1))
 }
 
 func (e *testEnv) newTopic(t testing.TB, partitions int) string {
 	t.Helper()
-	name := uniqueName(t, "t")
+	name := uniqueTestName(t, "t")
 	e.createTopic(t, name, partitions)
 	return name
 }
@@ -171,7 +171,7 @@ func (e *testEnv) endOffsets(t testing.TB, topic string) map[int32]int64 {
 // consumeAll reads n records of topic from the beginning with a fresh group.
 func (e *testEnv) consumeAll(t testing.TB, topic string, n int) []*kafka.Message {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": e.addr, "group.id": uniqueName(t, "reader"), "auto.offset.reset": "earliest",
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": e.addr, "group.id": uniqueTestName(t, "reader"), "auto.offset.reset": "earliest",
 		"enable.auto.commit": false, "go.logs.channel.enable": false, "log_level": 3})
 	require.NoError(t, err)
 	defer func() { _ = c.Close() }()
@@ -189,7 +189,7 @@ func (e *testEnv) consumeAll(t testing.TB, topic string, n int) []*kafka.Message
 }
 
 func (e *testEnv) client(t testing.TB) ClientProvider {
-	c := newTestClient(e.addr)
+	c := NewClient(Config{BootstrapServers: []string{e.addr}})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }

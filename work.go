@@ -634,7 +634,7 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (err e
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && rs.ctx.Err() == nil {
 			if err == nil {
 				err = fmt.Errorf("%w (%s)", errProcessTimeout, rs.processTimeout)
-			} else if !errors.Is(err, context.DeadlineExceeded) {
+			} else {
 				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, rs.processTimeout, err)
 			}
 		}
