@@ -111,6 +111,7 @@ start() {
 	fetch_libs
 
 	mkdir -p "${RUN_DIR}"
+	remove_data
 	local data
 	data="$(mktemp -d "${TMPDIR:-/tmp}/zkafka-kafka-data.XXXXXX")"
 	echo "${data}" >"${DATA_FILE}"
@@ -154,7 +155,7 @@ start() {
 
 fail_start() {
 	local pid="$1" data="$2"
-	log "Kafka did not come up; its logs follow"
+	log "Kafka did not come up; its logs follow (kept in ${data} until the next start or stop)"
 	for f in stdout.log server.log; do
 		[[ -f "${data}/${f}" ]] && { echo "--- ${data}/${f}" >&2; tail -n 80 "${data}/${f}" >&2; }
 	done
@@ -185,15 +186,20 @@ stop() {
 		log "not running"
 	fi
 	rm -f "${PID_FILE}"
-	if [[ -f "${DATA_FILE}" ]]; then
-		local data
-		data="$(cat "${DATA_FILE}")"
-		# Remove only a data dir this script made.
-		if [[ "${data}" == */zkafka-kafka-data.* && -d "${data}" ]]; then
-			rm -rf "${data}"
-		fi
-		rm -f "${DATA_FILE}"
+	remove_data
+}
+
+# remove_data deletes the data dir recorded by the last start (a failed start keeps it so its
+# logs can be read; the next start or stop removes it).
+remove_data() {
+	[[ -f "${DATA_FILE}" ]] || return 0
+	local data
+	data="$(cat "${DATA_FILE}")"
+	# Remove only a data dir this script made.
+	if [[ "${data}" == */zkafka-kafka-data.* && -d "${data}" ]]; then
+		rm -rf "${data}"
 	fi
+	rm -f "${DATA_FILE}"
 }
 
 status() {
