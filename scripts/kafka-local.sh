@@ -55,8 +55,13 @@ fetch_libs() {
 	local tmp="${LIBS}.tmp.$$"
 	rm -rf "${tmp}"
 	mkdir -p "${CACHE_DIR}"
-	mvn -B -q -Dstyle.color=never -f "${HERE}/kafka/pom.xml" dependency:copy-dependencies \
-		-Dkafka.version="${KAFKA_VERSION}" -DincludeScope=runtime -DoutputDirectory="${tmp}"
+	if ! mvn -B -Dstyle.color=never -f "${HERE}/kafka/pom.xml" dependency:copy-dependencies \
+		-Dkafka.version="${KAFKA_VERSION}" -DincludeScope=runtime -DoutputDirectory="${tmp}" \
+		>"${CACHE_DIR}/mvn.log" 2>&1; then
+		log "Maven could not fetch the jars; its log follows"
+		tail -n 60 "${CACHE_DIR}/mvn.log" >&2
+		exit 1
+	fi
 	rm -rf "${LIBS}"
 	mv "${tmp}" "${LIBS}"
 	touch "${LIBS}/.complete"

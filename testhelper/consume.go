@@ -10,6 +10,7 @@ import (
 
 // Consumed is one record read back by [ConsumeAll].
 type Consumed struct {
+	// Topic, Partition and Offset say where the record was read.
 	Topic     string
 	Partition int32
 	Offset    int64
@@ -19,7 +20,9 @@ type Consumed struct {
 	Value []byte
 	// Headers holds the record's headers; when a key repeats, the last value wins. nil when
 	// the record has none.
-	Headers   map[string][]byte
+	Headers map[string][]byte
+	// Timestamp is the record's timestamp (producer create time unless the topic says
+	// LogAppendTime).
 	Timestamp time.Time
 }
 

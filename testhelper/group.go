@@ -24,6 +24,8 @@ type Group struct {
 
 // GroupMember is one member of a [Group].
 type GroupMember struct {
+	// MemberID is the id the broker gave the member; ClientID and Host are what the member's
+	// client reported.
 	MemberID string
 	ClientID string
 	Host     string
