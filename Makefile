@@ -1,0 +1,80 @@
+# zkafka developer targets. `make test` needs only Go and a C compiler: the tests use an
+# embedded Kafka broker unless KAFKA_BOOTSTRAP_SERVERS names another (see testhelper).
+
+GO            ?= go
+GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+TEST_FLAGS    ?= -race -count=1 -timeout 30m
+TEST_ARGS     ?=
+COVER_PROFILE ?= coverage.out
+
+.PHONY: all test cover lint gen bench setup teardown kafka-start kafka-stop kafka-status \
+	example example-producer example-worker example-deadletter-worker example-delay-worker \
+	chaos ci
+
+all: lint test
+
+## test: run every test with the race detector (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)
+test:
+	$(GO) test $(TEST_FLAGS) $(TEST_ARGS) ./...
+
+## cover: run the tests with coverage of every package and print the per-function summary
+cover:
+	$(GO) test $(TEST_FLAGS) -covermode=atomic -coverpkg=./... -coverprofile=$(COVER_PROFILE) ./...
+	$(GO) tool cover -func=$(COVER_PROFILE) | tail -n 1
+	@echo "HTML report: $(GO) tool cover -html=$(COVER_PROFILE)"
+
+## lint: golangci-lint v2 with .golangci.yml
+lint:
+	$(GOLANGCI_LINT) run ./...
+
+## gen: regenerate mocks and other generated code
+gen:
+	$(GO) generate ./...
+
+## bench: run the benchmarks (to be replaced by cmd/zkafka-bench)
+bench:
+	$(GO) test -run xxx -bench . -benchmem ./...
+
+## setup: start Kafka (KRaft) on localhost:29092 and a schema registry on localhost:8081 with Docker
+setup:
+	docker compose up -d --wait
+
+## teardown: stop what setup started
+teardown:
+	docker compose down -v
+
+## kafka-start: start a real Apache Kafka on 127.0.0.1:29092 without Docker (Java 17+ and Maven)
+kafka-start:
+	scripts/kafka-local.sh start
+
+## kafka-stop: stop the broker kafka-start started and remove its data
+kafka-stop:
+	scripts/kafka-local.sh stop
+
+## kafka-status: say whether the local broker runs
+kafka-status:
+	scripts/kafka-local.sh status
+
+## example: the quickstart on an embedded broker
+example:
+	$(GO) run ./examples/quickstart
+
+example-producer:
+	$(GO) run ./examples/producer
+
+example-worker:
+	$(GO) run ./examples/worker
+
+example-deadletter-worker:
+	$(GO) run ./examples/deadletter-worker
+
+example-delay-worker:
+	$(GO) run ./examples/delay-worker
+
+## chaos: fault-injection runs (placeholder until the chaos suite lands)
+chaos:
+	@echo "chaos: no chaos suite yet"
+
+## ci: what CI runs (.ci/run)
+ci:
+	bash .ci/run
