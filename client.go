@@ -279,6 +279,3 @@ func (c *Client) tracerProvider() trace.TracerProvider { return c.tp }
 
 // propagator is the client's propagator; nil when none was set.
 func (c *Client) propagator() propagation.TextMapPropagator { return c.prop }
-
-// hooks are the client's lifecycle hooks.
-func (c *Client) hooks() LifecycleHooks { return c.lifecycle }

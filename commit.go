@@ -115,14 +115,6 @@ func (t *partitionTracker) take() (offset int64, ok bool) {
 	return t.next, true
 }
 
-// pending returns the number of read messages not yet popped (unfinished, or finished behind
-// an unfinished one).
-func (t *partitionTracker) pending() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return int(t.tail - t.head)
-}
-
 // close stops the tracker: later completions are ignored (the partition was revoked).
 func (t *partitionTracker) close() {
 	t.mu.Lock()

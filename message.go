@@ -111,18 +111,6 @@ func (m *Message) key() []byte {
 	return []byte(m.Key)
 }
 
-// headerList converts the headers map back to confluent's header list.
-func headerList(h map[string][]byte) []kafka.Header {
-	if len(h) == 0 {
-		return nil
-	}
-	out := make([]kafka.Header, 0, len(h))
-	for k, v := range h {
-		out = append(out, kafka.Header{Key: k, Value: v})
-	}
-	return out
-}
-
 // headerMap converts confluent's header list to the Message's map; nil for no headers.
 func headerMap(hs []kafka.Header) map[string][]byte {
 	if len(hs) == 0 {

@@ -122,13 +122,6 @@ func (vp *virtualPartition) removeIf(drop func(*Message) bool) []*Message {
 	return dropped
 }
 
-// len returns the number of queued messages.
-func (vp *virtualPartition) len() int {
-	vp.mu.Lock()
-	defer vp.mu.Unlock()
-	return vp.n
-}
-
 // signal does a non-blocking send on a capacity-1 channel.
 func signal(c chan struct{}) {
 	select {

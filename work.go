@@ -48,8 +48,6 @@ func (w *Work) AbandonedHandlers() int64 { return w.abandoned.Load() }
 var (
 	// errProcessTimeout is the failure of a message whose handler outlived ProcessTimeoutMillis.
 	errProcessTimeout = errors.New("zkafka: processing exceeded ProcessTimeoutMillis")
-	// errShuttingDown marks a message let go of, unfinished, because Run is stopping.
-	errShuttingDown = errors.New("zkafka: work is shutting down")
 )
 
 // Run reads and processes messages until shutdown is closed or ctx is cancelled.
@@ -142,6 +140,18 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 		rs.topic = topics[0]
 	}
 	rs.grace = min(rs.processTimeout, 10*time.Second)
+	if c, ok := w.cp.(*Client); ok {
+		// What the factory leaves unset comes from the client.
+		if _, noop := w.logger.(NoopLogger); noop {
+			w.logger = c.logger()
+		}
+		if w.tp == nil {
+			w.tp = c.tracerProvider()
+		}
+		if w.propagator == nil {
+			w.propagator = c.propagator()
+		}
+	}
 	if w.tp != nil {
 		rs.tracer = w.tp.Tracer(instrumentationName)
 	}
@@ -467,7 +477,7 @@ func (rs *runState) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 		}
 	}
 	vp.cbDone = cbDone
-	err, abandoned := rs.process(vp, m, gen)
+	abandoned, err := rs.process(vp, m, gen)
 	if abandoned {
 		return false
 	}
@@ -576,7 +586,7 @@ func breakerState(s gobreaker.State) CircuitBreakerState {
 
 // process runs the hooks, the span and the handler. abandoned is true when the watchdog gave
 // up on the handler while it ran.
-func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (err error, abandoned bool) {
+func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (abandoned bool, err error) {
 	w := rs.w
 	ctx := m.ctx
 	if ctx == nil {
@@ -628,7 +638,7 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (err e
 		if cancel != nil {
 			cancel()
 		}
-		return nil, true // the watchdog took over this message
+		return true, nil // the watchdog took over this message
 	}
 	if cancel != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && rs.ctx.Err() == nil {
@@ -648,7 +658,7 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (err e
 			w.logger.Warnw(ctx, "zkafka: PostProcessing hook failed", "error", herr)
 		}
 	}
-	return err, false
+	return false, err
 }
 
 // call runs the processor, turning a panic into an error.
@@ -677,7 +687,7 @@ func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone
 	}
 	if err != nil {
 		w.logger.Warnw(ctx, "zkafka: processing failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
-		if rs.dlt != nil && !(isPE && perr.DisableDLTWrite) {
+		if rs.dlt != nil && (!isPE || !perr.DisableDLTWrite) {
 			if !rs.dlt.write(ctx, vp, m, err) {
 				rs.release(m) // not written: stays uncommitted and is read again later
 				return

@@ -28,7 +28,8 @@ func startWork(t testing.TB, w *Work) *running {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-r.done:
+		case err := <-r.done:
+			r.done <- err
 		case <-time.After(30 * time.Second):
 		}
 	})
@@ -94,13 +95,6 @@ func (k *keyOrder) end(m *Message) {
 	delete(k.active, fmt.Sprintf("%s/%d/%s", m.Topic, m.Partition, m.Key))
 }
 
-// resetRun forgets the per-key history: order is promised within one uninterrupted run.
-func (k *keyOrder) resetRun() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.last = map[string]int64{}
-}
-
 func (k *keyOrder) check(t testing.TB) {
 	t.Helper()
 	k.mu.Lock()
@@ -131,7 +125,7 @@ func TestG1G2EveryMessageOnceInKeyOrderAtSpeedup64(t *testing.T) {
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic), "graceful shutdown commits everything processed (G3)")
 
 	// A restarted worker of the same group processes nothing old: only a new sentinel.
-	e.produce(t, topic, []rec{{key: []byte("sentinel"), value: []byte("new"), partition: 0}})
+	e.produce(t, topic, []rec{{Key: []byte("sentinel"), Value: []byte("new"), Partition: 0}})
 	var got []string
 	var mu sync.Mutex
 	w2 := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
@@ -150,7 +144,7 @@ func TestG4CancelReturnsPromptlyAndRedelivers(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 1)
 	dlt := e.newTopic(t, 1)
-	e.produce(t, topic, []rec{{key: []byte("a"), value: []byte("1")}, {key: []byte("a"), value: []byte("2")}})
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("a"), Value: []byte("2")}})
 	group := uniqueTestName(t, "g")
 	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
 		DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}}
@@ -167,7 +161,8 @@ func TestG4CancelReturnsPromptlyAndRedelivers(t *testing.T) {
 	t0 := time.Now()
 	r.cancel()
 	select {
-	case <-r.done:
+	case err := <-r.done:
+		require.NoError(t, err, "an abrupt stop is not an error")
 	case <-time.After(2 * time.Second):
 		t.Fatal("Run did not return within 2 s of the cancel")
 	}
@@ -229,7 +224,7 @@ func TestG6RebalanceCooperative(t *testing.T) { testG6Rebalance(t, "cooperative-
 func TestG7SlowHandlerKeepsGroupMembership(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 1)
-	e.produce(t, topic, []rec{{key: []byte("k"), value: []byte("1")}, {key: []byte("k"), value: []byte("2")}, {key: []byte("k"), value: []byte("3")}})
+	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}, {Key: []byte("k"), Value: []byte("3")}})
 	group := uniqueTestName(t, "g")
 	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
 		SessionTimeoutMillis: intp(2000), MaxPollIntervalMillis: intp(2000)}
@@ -302,7 +297,7 @@ func TestG8MemoryStaysFlatBehindASlowHandler(t *testing.T) {
 func TestG10TimeoutCancelsAndFailsTheMessage(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 1)
-	e.produce(t, topic, []rec{{key: []byte("k"), value: []byte("1")}, {key: []byte("k"), value: []byte("2")}})
+	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}})
 	group := uniqueTestName(t, "g")
 	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic, ProcessTimeoutMillis: intp(200)}
 	events := make(chan string, 10)
@@ -331,7 +326,7 @@ func TestG10TimeoutCancelsAndFailsTheMessage(t *testing.T) {
 func TestG10NextMessageWaitsForTheAbandonedHandler(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 1)
-	e.produce(t, topic, []rec{{key: []byte("k"), value: []byte("1")}, {key: []byte("k"), value: []byte("2")}})
+	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}})
 	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"), Topic: topic, ProcessTimeoutMillis: intp(100)}
 	stuck := make(chan struct{})
 	secondStarted := make(chan int64, 1)
@@ -357,7 +352,7 @@ func TestG11CircuitBreakerOpensProbesAndCloses(t *testing.T) {
 	topic := e.newTopic(t, 1)
 	var recs []rec
 	for i := 0; i < 6; i++ {
-		recs = append(recs, rec{key: []byte("k"), value: []byte(fmt.Sprint(i))})
+		recs = append(recs, rec{Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
 	}
 	e.produce(t, topic, recs)
 	group := uniqueTestName(t, "g")

@@ -215,7 +215,7 @@ func TestWriteTracing(t *testing.T) {
 	require.Equal(t, parent.SpanContext().SpanID(), span.Parent().SpanID())
 	attrs := map[string]string{}
 	for _, a := range span.Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	require.Equal(t, "kafka", attrs["messaging.system"])
 	require.Equal(t, topic, attrs["messaging.destination.name"])
