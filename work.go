@@ -286,6 +286,9 @@ func (rs *runState) dispatch(msg *Message) {
 		})
 		if err != nil {
 			w.logger.Warnw(rs.ctx, "zkafka: PostRead hook failed", "error", err)
+			if isHookPanic(err) {
+				msg.hookErr = err
+			}
 		}
 		if ctx != nil {
 			msg.ctx = ctx
@@ -621,6 +624,9 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 		})
 		if herr != nil {
 			w.logger.Warnw(ctx, "zkafka: PreProcessing hook failed", "error", herr)
+			if isHookPanic(herr) && m.hookErr == nil {
+				m.hookErr = herr
+			}
 		}
 		if next != nil {
 			ctx = next
@@ -633,7 +639,11 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 	start := time.Now()
 	vp.startedAt.Store(start.UnixNano())
 	vp.running.Store(m)
-	err = rs.call(ctx, m)
+	if m.hookErr != nil {
+		err = m.hookErr // a hook panicked: the message fails without running the processor
+	} else {
+		err = rs.call(ctx, m)
+	}
 	if !vp.running.CompareAndSwap(m, nil) {
 		if cancel != nil {
 			cancel()
@@ -656,6 +666,9 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 		})
 		if herr != nil {
 			w.logger.Warnw(ctx, "zkafka: PostProcessing hook failed", "error", herr)
+			if isHookPanic(herr) && err == nil {
+				err = herr
+			}
 		}
 	}
 	return false, err
@@ -746,11 +759,23 @@ func (rs *runState) watchdog() {
 	}
 }
 
+// hookPanicError is a lifecycle hook's panic, recovered: it fails the message it ran for.
+type hookPanicError struct{ value any }
+
+func (e hookPanicError) Error() string {
+	return fmt.Sprintf("zkafka: lifecycle hook panicked: %v", e.value)
+}
+
+func isHookPanic(err error) bool {
+	var hp hookPanicError
+	return errors.As(err, &hp)
+}
+
 // safeHook runs a context-returning hook, turning a panic into an error.
 func safeHook(f func() (context.Context, error)) (ctx context.Context, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			ctx, err = nil, fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+			ctx, err = nil, hookPanicError{r}
 		}
 	}()
 	return f()
@@ -760,7 +785,7 @@ func safeHook(f func() (context.Context, error)) (ctx context.Context, err error
 func safeErr(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+			err = hookPanicError{r}
 		}
 	}()
 	return f()
