@@ -216,7 +216,7 @@ reading:
 			break reading
 		default:
 		}
-		wantPause := rs.full() || rs.cbOpen.Load()
+		wantPause := rs.full(paused) || rs.cbOpen.Load()
 		if rs.cb != nil && rs.cbOpen.Load() {
 			rs.cb.State() // lets the breaker move to half-open once its open period is over
 		}
@@ -269,11 +269,17 @@ reading:
 	return runErr
 }
 
-// full reports whether the unfinished messages reached the bound (hysteresis: once full, it
-// stays full until half the bound is free again).
-func (rs *runState) full() bool {
+// full reports whether the unfinished messages (or their bytes) reached the bound. While
+// paused it stays true until they are back at half the bound, so that partitions are not
+// paused and resumed on every message near the bound.
+func (rs *runState) full(paused bool) bool {
 	n, b := rs.inMsgs.Load(), rs.inSize.Load()
-	return n >= int64(rs.w.maxInFlight) || b >= rs.w.maxBytes
+	limit, bytes := int64(rs.w.maxInFlight), rs.w.maxBytes
+	if paused {
+		limit, bytes = max(limit/2, 1), max(bytes/2, 1)
+		return n >= limit || b >= bytes
+	}
+	return n >= limit || b >= bytes
 }
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
