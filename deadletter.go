@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers a dead letter carries besides the original message's own (G5).
@@ -114,9 +115,12 @@ func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *M
 			headers = replaceHeader(headers, k, v)
 		}
 	}
+	// Each attempt ends with the run's context, not the message's, but keeps the processing
+	// span as its parent so that a writer with a tracer stays in the message's trace.
+	sendCtx := trace.ContextWithSpanContext(rs.ctx, trace.SpanContextFromContext(ctx))
 	backoff := deadLetterMinBackoff
 	for attempt := 1; ; attempt++ {
-		wctx, cancel := context.WithTimeout(rs.ctx, deadLetterAttemptTimeout)
+		wctx, cancel := context.WithTimeout(sendCtx, deadLetterAttemptTimeout)
 		_, err := d.send(wctx, m, headers)
 		cancel()
 		if err == nil {
