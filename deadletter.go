@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers a dead letter carries besides the original message's own (G5).
@@ -24,11 +25,15 @@ const (
 
 // Dead letter write retries: capped exponential backoff from deadLetterMinBackoff, doubling
 // up to deadLetterMaxBackoff, for as long as it takes. Each attempt waits at most
-// deadLetterAttemptTimeout for the broker's acknowledgement.
+// deadLetterAttemptTimeout for the broker's acknowledgement. Once a graceful stop begins, no
+// new attempt starts and one in flight gets at most deadLetterStopGrace more; a message whose
+// dead letter is not acknowledged by then stays uncommitted (its dead letter may still be
+// delivered by the producer, and is written again when the message is read again).
 const (
 	deadLetterMinBackoff     = 100 * time.Millisecond
 	deadLetterMaxBackoff     = 10 * time.Second
 	deadLetterAttemptTimeout = 10 * time.Second
+	deadLetterStopGrace      = 2 * time.Second
 )
 
 // rawWriter is implemented by KWriter: it writes bytes and headers as they are.
@@ -42,6 +47,10 @@ type deadLetterWriter struct {
 	rs     *runState
 	writer Writer
 	topic  string
+	// ctx bounds every write attempt: it ends with the run's context, or deadLetterStopGrace
+	// after a graceful stop began, or at close.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
@@ -68,7 +77,28 @@ func newDeadLetterWriter(ctx context.Context, w *Work, rs *runState) (*deadLette
 	if err != nil {
 		return nil, fmt.Errorf("zkafka: creating the dead letter writer for %s: %w", cfg.Topic, err)
 	}
-	return &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic}, nil
+	d := &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic}
+	d.ctx, d.cancel = context.WithCancel(rs.ctx)
+	go d.cutOnStop()
+	return d, nil
+}
+
+// cutOnStop ends d.ctx deadLetterStopGrace after the stop began, so that a write the broker
+// does not acknowledge (a retriable outage: the producer retries on its own) cannot hold a
+// graceful stop for a whole attempt timeout. It exits at close.
+func (d *deadLetterWriter) cutOnStop() {
+	select {
+	case <-d.rs.stopping:
+	case <-d.ctx.Done():
+		return
+	}
+	t := time.NewTimer(deadLetterStopGrace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		d.cancel()
+	case <-d.ctx.Done():
+	}
 }
 
 // deadLetterHeaders returns the original headers plus the zkafka-* ones.
@@ -114,9 +144,12 @@ func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *M
 			headers = replaceHeader(headers, k, v)
 		}
 	}
+	// Each attempt ends with the run's context, not the message's, but keeps the processing
+	// span as its parent so that a writer with a tracer stays in the message's trace.
+	sendCtx := trace.ContextWithSpanContext(d.ctx, trace.SpanContextFromContext(ctx))
 	backoff := deadLetterMinBackoff
 	for attempt := 1; ; attempt++ {
-		wctx, cancel := context.WithTimeout(rs.ctx, deadLetterAttemptTimeout)
+		wctx, cancel := context.WithTimeout(sendCtx, deadLetterAttemptTimeout)
 		_, err := d.send(wctx, m, headers)
 		cancel()
 		if err == nil {
@@ -127,6 +160,12 @@ func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *M
 		}
 		if rs.ctx.Err() != nil {
 			return false
+		}
+		select {
+		case <-rs.stopping:
+			rs.w.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			return false
+		default:
 		}
 		rs.w.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
@@ -175,5 +214,6 @@ func replaceHeader(hs []kafka.Header, key string, value []byte) []kafka.Header {
 	return append(hs, kafka.Header{Key: key, Value: value})
 }
 
-// close is a no-op: the writer belongs to the Client's cache and closes with the Client.
-func (d *deadLetterWriter) close() {}
+// close ends the writer's context. The writer itself belongs to the Client's cache and
+// closes with the Client.
+func (d *deadLetterWriter) close() { d.cancel() }

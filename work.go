@@ -616,6 +616,13 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 				attribute.Int64("messaging.kafka.offset", m.Offset),
 				attribute.String("messaging.kafka.message.key", m.Key),
 			))
+		// The dead letter and the OnDone callbacks run after the span ended; they link to it
+		// through the message's context.
+		base := m.ctx
+		if base == nil {
+			base = rs.ctx
+		}
+		m.ctx = trace.ContextWithSpanContext(base, span.SpanContext())
 		defer func() {
 			if err != nil {
 				span.RecordError(err)
