@@ -25,10 +25,12 @@ const (
 
 // Dead letter write retries: capped exponential backoff from deadLetterMinBackoff, doubling
 // up to deadLetterMaxBackoff, for as long as it takes. Each attempt waits at most
-// deadLetterAttemptTimeout for the broker's acknowledgement. Once a graceful stop begins, no
-// new attempt starts and one in flight gets at most deadLetterStopGrace more; a message whose
-// dead letter is not acknowledged by then stays uncommitted (its dead letter may still be
-// delivered by the producer, and is written again when the message is read again).
+// deadLetterAttemptTimeout for the broker's acknowledgement. Once a graceful stop begins, a
+// failed attempt is not retried, an attempt in flight gets at most deadLetterStopGrace more,
+// and an attempt started during the stop (a message of the drain failed) gets
+// deadLetterStopGrace in all. A message whose dead letter is not acknowledged in time stays
+// uncommitted (its dead letter may still be delivered by the producer, and is written again
+// when the message is read again).
 const (
 	deadLetterMinBackoff     = 100 * time.Millisecond
 	deadLetterMaxBackoff     = 10 * time.Second
@@ -47,8 +49,8 @@ type deadLetterWriter struct {
 	rs     *runState
 	writer Writer
 	topic  string
-	// ctx bounds every write attempt: it ends with the run's context, or deadLetterStopGrace
-	// after a graceful stop began, or at close.
+	// ctx ends with the run's context, deadLetterStopGrace after a graceful stop began, or at
+	// close; it cuts attempts that were in flight when the stop began.
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -146,11 +148,22 @@ func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *M
 	}
 	// Each attempt ends with the run's context, not the message's, but keeps the processing
 	// span as its parent so that a writer with a tracer stays in the message's trace.
-	sendCtx := trace.ContextWithSpanContext(d.ctx, trace.SpanContextFromContext(ctx))
+	sendCtx := trace.ContextWithSpanContext(rs.ctx, trace.SpanContextFromContext(ctx))
 	backoff := deadLetterMinBackoff
 	for attempt := 1; ; attempt++ {
-		wctx, cancel := context.WithTimeout(sendCtx, deadLetterAttemptTimeout)
+		timeout, cutAtGrace := deadLetterAttemptTimeout, true
+		select {
+		case <-rs.stopping:
+			timeout, cutAtGrace = deadLetterStopGrace, false
+		default:
+		}
+		wctx, cancel := context.WithTimeout(sendCtx, timeout)
+		unhook := func() bool { return false }
+		if cutAtGrace {
+			unhook = context.AfterFunc(d.ctx, cancel)
+		}
 		_, err := d.send(wctx, m, headers)
+		unhook()
 		cancel()
 		if err == nil {
 			if attempt > 1 {
