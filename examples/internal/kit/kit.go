@@ -146,5 +146,6 @@ func NewAdmin(addr string) (*kafka.AdminClient, error) {
 		"bootstrap.servers":    addr,
 		"client.id":            "zkafka-example-admin",
 		"log.connection.close": false,
+		"enable.metrics.push":  false, // no KIP-714 telemetry, and no log line about it
 	})
 }
