@@ -57,8 +57,11 @@ func main() {
 	}
 	defer broker.Close()
 	cfg.brokers = broker.Addr
-	if broker.Embedded {
+	if broker.Embedded { // it starts empty: write some orders, stop when they are done
 		cfg.seed = 20
+		if cfg.maxMessages == 0 {
+			cfg.maxMessages = 20
+		}
 	}
 
 	signals := make(chan os.Signal, 1)
@@ -76,7 +79,12 @@ func run(ctx context.Context, cfg config, signals <-chan os.Signal, out io.Write
 	client := zkafka.NewClient(zkafka.Config{BootstrapServers: []string{cfg.brokers}},
 		zkafka.LoggerOption(zkafka.NewSlogLogger(logger)))
 	defer client.Close()
-	if err := seed(ctx, client, cfg.topic, cfg.seed); err != nil {
+	customers := []string{"alice", "bob", "carol", "dave", "erin"}
+	err := kit.Seed(ctx, client, cfg.topic, cfg.seed, func(i int) (string, any) {
+		o := Order{ID: i, Customer: customers[i%len(customers)], Amount: float64(10 + i)}
+		return o.Customer, o
+	})
+	if err != nil {
 		return err
 	}
 
@@ -124,26 +132,7 @@ func run(ctx context.Context, cfg config, signals <-chan os.Signal, out io.Write
 		}
 	}()
 
-	err := work.Run(ctx, shutdown)
+	err = work.Run(ctx, shutdown)
 	fmt.Fprintf(out, "stopped after processing %d orders\n", processed.Load())
 	return err
-}
-
-// seed writes n demo orders, for a broker nobody else writes to.
-func seed(ctx context.Context, client *zkafka.Client, topic string, n int) error {
-	if n == 0 {
-		return nil
-	}
-	w, err := client.Writer(ctx, zkafka.ProducerTopicConfig{ClientID: "example-worker-seed", Topic: topic})
-	if err != nil {
-		return err
-	}
-	customers := []string{"alice", "bob", "carol", "dave", "erin"}
-	for i := range n {
-		o := Order{ID: i, Customer: customers[i%len(customers)], Amount: float64(10 + i)}
-		if _, err := w.WriteKey(ctx, o.Customer, o); err != nil {
-			return err
-		}
-	}
-	return nil
 }

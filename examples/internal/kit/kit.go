@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zkafka-go/zkafka"
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
@@ -148,4 +150,52 @@ func NewAdmin(addr string) (*kafka.AdminClient, error) {
 		"log.connection.close": false,
 		"enable.metrics.push":  false, // no KIP-714 telemetry, and no log line about it
 	})
+}
+
+// Seed writes n values to topic, value i under key, for a broker nobody else writes to (the
+// embedded one starts empty).
+func Seed(ctx context.Context, client *zkafka.Client, topic string, n int, gen func(i int) (key string, value any)) error {
+	if n == 0 {
+		return nil
+	}
+	w, err := client.Writer(ctx, zkafka.ProducerTopicConfig{ClientID: "example-seed", Topic: topic})
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		key, value := gen(i)
+		if _, err := w.WriteKey(ctx, key, value); err != nil {
+			return fmt.Errorf("seeding %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// Shutdown returns the shutdown channel of Work.Run and a function that closes it. The
+// channel is closed (a graceful stop) on the first signal, when d > 0 has passed, or when
+// stop is called; if the Works are still running drain later, cancel is called (an abrupt
+// stop). The goroutine behind it ends with ctx, so cancel ctx once the Works returned.
+func Shutdown(ctx context.Context, signals <-chan os.Signal, d, drain time.Duration, cancel context.CancelFunc) (shutdown <-chan struct{}, stop func()) {
+	ch := make(chan struct{})
+	stop = sync.OnceFunc(func() { close(ch) })
+	go func() {
+		var deadline <-chan time.Time
+		if d > 0 {
+			deadline = time.After(d)
+		}
+		select {
+		case <-signals:
+		case <-deadline:
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+		stop()
+		select {
+		case <-time.After(drain):
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ch, stop
 }
