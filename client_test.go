@@ -9,6 +9,9 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/mock/gomock"
+
+	mock_confluent "github.com/zkafka-go/zkafka/mocks/confluent"
 )
 
 func TestClientWriterCache(t *testing.T) {
@@ -83,21 +86,33 @@ func TestClientProviderErrorIsReturned(t *testing.T) {
 }
 
 func TestClientReaderCache(t *testing.T) {
-	var created int
+	ctrl := gomock.NewController(t)
+	var created []*mock_confluent.MockKafkaConsumer
 	c := NewClient(Config{BootstrapServers: []string{"b:1"}}, WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) {
-		created++
-		return nil, errors.New("no consumer in this test")
+		m := mock_confluent.NewMockKafkaConsumer(ctrl)
+		m.EXPECT().SubscribeTopics([]string{"a"}, gomock.Any()).Return(nil)
+		m.EXPECT().Close().Return(nil)
+		created = append(created, m)
+		return m, nil
 	}))
-	defer func() { require.NoError(t, c.Close()) }()
 	tc := ConsumerTopicConfig{ClientID: "id", GroupID: "g", Topic: "a"}
 	r1, err := c.Reader(t.Context(), tc)
-	if err != nil && err.Error() == "zkafka: reader not implemented yet" {
-		t.Skip("newReader is implemented in the engine change")
-	}
 	require.NoError(t, err)
 	r2, err := c.Reader(t.Context(), tc)
 	require.NoError(t, err)
-	require.Same(t, r1, r2)
+	require.Same(t, r1, r2, "readers are cached by ClientID")
+	require.Len(t, created, 1)
+
+	require.NoError(t, r1.Close())
+	r3, err := c.Reader(t.Context(), tc)
+	require.NoError(t, err)
+	require.NotSame(t, r1, r3, "a closed cached reader is replaced")
+	require.Len(t, created, 2)
+
+	require.NoError(t, c.Close(), "Close closes the open reader")
+	require.NoError(t, c.Close(), "Close twice is fine")
+	_, err = c.Reader(t.Context(), tc)
+	require.ErrorIs(t, err, errClientClosed)
 }
 
 // upperFormatter is a custom Formatter for tests.

@@ -355,6 +355,7 @@ const (
 //	isolation.level           read_committed when tc.Transaction, else read_uncommitted
 //	fetch.queue.backoff.ms    10 (librdkafka's 1 s default stalls a consumer after a pause)
 //	go.logs.channel.enable    false
+//	log_level                 4 (warnings and errors on stderr; librdkafka's 6 adds chatter)
 //	SASL and TLS keys         see applySecurity
 //	tc.AdditionalProps        applied last, overriding any key above
 //	enable.auto.offset.store  false, always, after AdditionalProps: the library stores offsets
@@ -371,6 +372,7 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 		"isolation.level":        "read_uncommitted",
 		"fetch.queue.backoff.ms": 10,
 		"go.logs.channel.enable": false,
+		"log_level":              4,
 	}
 	if tc.AutoCommitIntervalMs != nil {
 		cm["auto.commit.interval.ms"] = *tc.AutoCommitIntervalMs
@@ -405,6 +407,7 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 //	transactional.id           tc.ClientID, when tc.Transaction
 //	go.delivery.report.fields  none (a write only needs the partition and offset back)
 //	go.logs.channel.enable     false
+//	log_level                  4 (warnings and errors on stderr)
 //	SASL and TLS keys          see applySecurity
 //	tc.AdditionalProps         applied last, overriding any key above
 func makeProducerConfig(conf Config, tc ProducerTopicConfig) kafka.ConfigMap {
@@ -424,6 +427,7 @@ func makeProducerConfig(conf Config, tc ProducerTopicConfig) kafka.ConfigMap {
 		"socket.nagle.disable":      nagleDisable,
 		"go.delivery.report.fields": "none",
 		"go.logs.channel.enable":    false,
+		"log_level":                 4,
 	}
 	if tc.RequestRequiredAcks != nil {
 		cm["acks"] = *tc.RequestRequiredAcks

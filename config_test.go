@@ -26,6 +26,7 @@ func TestConsumerConfigDefaults(t *testing.T) {
 		"isolation.level":          "read_uncommitted",
 		"fetch.queue.backoff.ms":   10,
 		"go.logs.channel.enable":   false,
+		"log_level":                4,
 	}, got)
 }
 
@@ -40,6 +41,7 @@ func TestProducerConfigDefaults(t *testing.T) {
 		"socket.nagle.disable":      true,
 		"go.delivery.report.fields": "none",
 		"go.logs.channel.enable":    false,
+		"log_level":                 4,
 	}, got)
 }
 

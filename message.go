@@ -43,6 +43,8 @@ type Message struct {
 	ctx context.Context
 	// vp is the virtual partition the message was routed to.
 	vp int
+	// hookErr is set when a lifecycle hook panicked for this message: it then fails.
+	hookErr error
 }
 
 // Response is what a write returns: where the broker stored the record.

@@ -216,7 +216,7 @@ reading:
 			break reading
 		default:
 		}
-		wantPause := rs.full() || rs.cbOpen.Load()
+		wantPause := rs.full(paused) || rs.cbOpen.Load()
 		if rs.cb != nil && rs.cbOpen.Load() {
 			rs.cb.State() // lets the breaker move to half-open once its open period is over
 		}
@@ -269,11 +269,17 @@ reading:
 	return runErr
 }
 
-// full reports whether the unfinished messages reached the bound (hysteresis: once full, it
-// stays full until half the bound is free again).
-func (rs *runState) full() bool {
+// full reports whether the unfinished messages (or their bytes) reached the bound. While
+// paused it stays true until they are back at half the bound, so that partitions are not
+// paused and resumed on every message near the bound.
+func (rs *runState) full(paused bool) bool {
 	n, b := rs.inMsgs.Load(), rs.inSize.Load()
-	return n >= int64(rs.w.maxInFlight) || b >= rs.w.maxBytes
+	limit, bytes := int64(rs.w.maxInFlight), rs.w.maxBytes
+	if paused {
+		limit, bytes = max(limit/2, 1), max(bytes/2, 1)
+		return n >= limit || b >= bytes
+	}
+	return n >= limit || b >= bytes
 }
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
@@ -286,6 +292,9 @@ func (rs *runState) dispatch(msg *Message) {
 		})
 		if err != nil {
 			w.logger.Warnw(rs.ctx, "zkafka: PostRead hook failed", "error", err)
+			if isHookPanic(err) {
+				msg.hookErr = err
+			}
 		}
 		if ctx != nil {
 			msg.ctx = ctx
@@ -621,6 +630,9 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 		})
 		if herr != nil {
 			w.logger.Warnw(ctx, "zkafka: PreProcessing hook failed", "error", herr)
+			if isHookPanic(herr) && m.hookErr == nil {
+				m.hookErr = herr
+			}
 		}
 		if next != nil {
 			ctx = next
@@ -633,7 +645,11 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 	start := time.Now()
 	vp.startedAt.Store(start.UnixNano())
 	vp.running.Store(m)
-	err = rs.call(ctx, m)
+	if m.hookErr != nil {
+		err = m.hookErr // a hook panicked: the message fails without running the processor
+	} else {
+		err = rs.call(ctx, m)
+	}
 	if !vp.running.CompareAndSwap(m, nil) {
 		if cancel != nil {
 			cancel()
@@ -656,6 +672,9 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 		})
 		if herr != nil {
 			w.logger.Warnw(ctx, "zkafka: PostProcessing hook failed", "error", herr)
+			if isHookPanic(herr) && err == nil {
+				err = herr
+			}
 		}
 	}
 	return false, err
@@ -746,11 +765,23 @@ func (rs *runState) watchdog() {
 	}
 }
 
+// hookPanicError is a lifecycle hook's panic, recovered: it fails the message it ran for.
+type hookPanicError struct{ value any }
+
+func (e hookPanicError) Error() string {
+	return fmt.Sprintf("zkafka: lifecycle hook panicked: %v", e.value)
+}
+
+func isHookPanic(err error) bool {
+	var hp hookPanicError
+	return errors.As(err, &hp)
+}
+
 // safeHook runs a context-returning hook, turning a panic into an error.
 func safeHook(f func() (context.Context, error)) (ctx context.Context, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			ctx, err = nil, fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+			ctx, err = nil, hookPanicError{r}
 		}
 	}()
 	return f()
@@ -760,7 +791,7 @@ func safeHook(f func() (context.Context, error)) (ctx context.Context, err error
 func safeErr(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
+			err = hookPanicError{r}
 		}
 	}()
 	return f()

@@ -14,35 +14,40 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// runWork starts w.Run in a goroutine; stop closes shutdown and returns Run's error.
+// running is a Work started by startWork.
 type running struct {
 	shutdown chan struct{}
 	cancel   context.CancelFunc
-	done     chan error
+	done     chan struct{} // closed when Run returned
+	err      error         // what Run returned, once done is closed
 }
 
+// startWork starts w.Run in a goroutine; the test's cleanup cancels it and waits.
 func startWork(t testing.TB, w *Work) *running {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{shutdown: make(chan struct{}), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- w.Run(ctx, r.shutdown) }()
+	r := &running{shutdown: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = w.Run(ctx, r.shutdown)
+		close(r.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-r.done:
-			r.done <- err
+		case <-r.done:
 		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30 s of the cancel")
 		}
 	})
 	return r
 }
 
+// stop closes shutdown (the graceful stop) and returns what Run returned.
 func (r *running) stop(t testing.TB) error {
 	t.Helper()
 	close(r.shutdown)
 	select {
-	case err := <-r.done:
-		r.done <- err
-		return err
+	case <-r.done:
+		return r.err
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run did not return after shutdown")
 		return nil
@@ -161,8 +166,8 @@ func TestG4CancelReturnsPromptlyAndRedelivers(t *testing.T) {
 	t0 := time.Now()
 	r.cancel()
 	select {
-	case err := <-r.done:
-		require.NoError(t, err, "an abrupt stop is not an error")
+	case <-r.done:
+		require.NoError(t, r.err, "an abrupt stop is not an error")
 	case <-time.After(2 * time.Second):
 		t.Fatal("Run did not return within 2 s of the cancel")
 	}

@@ -1,0 +1,106 @@
+package zkafka
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Each case reads offsets, finishes some by sequence number, and checks the offset to store.
+func TestPartitionTrackerTransitions(t *testing.T) {
+	tests := []struct {
+		name    string
+		read    []int64
+		finish  []int // indexes into read
+		want    int64 // -1: nothing to store
+		closeAt int   // finish index after which the tracker is closed; -1 never
+	}{
+		{name: "nothing finished", read: []int64{0, 1, 2}, want: -1, closeAt: -1},
+		{name: "head finished", read: []int64{0, 1, 2}, finish: []int{0}, want: 1, closeAt: -1},
+		{name: "later finished, head not", read: []int64{0, 1, 2}, finish: []int{2, 1}, want: -1, closeAt: -1},
+		{name: "gap closed by the head", read: []int64{0, 1, 2}, finish: []int{2, 1, 0}, want: 3, closeAt: -1},
+		{name: "offset gaps (compaction, markers)", read: []int64{5, 9, 20}, finish: []int{0, 1}, want: 10, closeAt: -1},
+		{name: "finishing twice is harmless", read: []int64{0, 1}, finish: []int{0, 0}, want: 1, closeAt: -1},
+		{name: "completions after close are ignored", read: []int64{0, 1}, finish: []int{0, 1}, want: 1, closeAt: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ct := newCommitTracker()
+			pt := ct.get("t", 0)
+			seqs := make([]uint64, len(tt.read))
+			for i, off := range tt.read {
+				seqs[i] = pt.add(off)
+			}
+			for i, idx := range tt.finish {
+				pt.finish(seqs[idx])
+				if i == tt.closeAt {
+					if got, ok := pt.take(); ok {
+						require.Equal(t, tt.want, got)
+					}
+					pt.close()
+				}
+			}
+			got, ok := int64(-1), false
+			if tt.closeAt < 0 {
+				got, ok = pt.take()
+			}
+			if tt.want < 0 || tt.closeAt >= 0 {
+				require.False(t, ok, "nothing to store, got %d", got)
+				return
+			}
+			require.True(t, ok)
+			require.Equal(t, tt.want, got)
+			_, again := pt.take()
+			require.False(t, again, "take clears the dirty flag")
+		})
+	}
+}
+
+func TestPartitionTrackerGrowsPastItsRing(t *testing.T) {
+	ct := newCommitTracker()
+	pt := ct.get("t", 0)
+	const n = 1000 // far more than the initial ring of 64
+	seqs := make([]uint64, n)
+	for i := range seqs {
+		seqs[i] = pt.add(int64(i))
+	}
+	for i := n - 1; i >= 1; i-- {
+		pt.finish(seqs[i])
+	}
+	_, ok := pt.take()
+	require.False(t, ok, "offset 0 unfinished holds everything")
+	pt.finish(seqs[0])
+	got, ok := pt.take()
+	require.True(t, ok)
+	require.Equal(t, int64(n), got)
+}
+
+func TestCommitTrackerStorableAndReset(t *testing.T) {
+	ct := newCommitTracker()
+	a, b := ct.get("t", 0), ct.get("t", 1)
+	a.finish(a.add(10))
+	b.finish(b.add(20))
+	got := ct.storable(func(k tpKey) bool { return k.partition == 1 })
+	require.Equal(t, []storedOffset{{tpKey: tpKey{"t", 1}, offset: 21}}, got)
+	require.Equal(t, []storedOffset{{tpKey: tpKey{"t", 0}, offset: 11}}, ct.storable(nil))
+	require.Empty(t, ct.storable(nil))
+
+	seq := a.add(11)
+	ct.reset("t", 0) // assigned again: the old tracker is closed, a fresh one starts
+	a.finish(seq)
+	require.Empty(t, ct.storable(nil), "a completion for the old assignment is ignored")
+	require.NotSame(t, a, ct.get("t", 0))
+}
+
+func TestRouteKeyIsStableAndSpread(t *testing.T) {
+	// FNV-1a 32 of "" is 2166136261 (the offset basis).
+	require.Equal(t, int(uint32(2166136261)%7), routeKey("", 7))
+	require.Equal(t, routeKey("order-42", 64), routeKey("order-42", 64))
+	counts := make([]int, 8)
+	for i := 0; i < 8000; i++ {
+		counts[routeKey("key-"+string(rune('a'+i%26))+string(rune(i)), 8)]++
+	}
+	for i, c := range counts {
+		require.InDelta(t, 1000, c, 200, "virtual partition %d got %d of 8000", i, c)
+	}
+}

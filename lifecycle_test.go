@@ -1,0 +1,224 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+type ctxKey string
+
+func TestChainLifecycleHooksThreadsContextAndJoinsErrors(t *testing.T) {
+	var order []string
+	a := LifecycleHooks{
+		PreProcessing: func(ctx context.Context, _ LifecyclePreProcessingMeta) (context.Context, error) {
+			order = append(order, "a")
+			return context.WithValue(ctx, ctxKey("a"), 1), errors.New("a failed")
+		},
+		PreWrite: func(context.Context, LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
+			return LifecyclePreWriteResp{Headers: map[string][]byte{"x": []byte("1")}}, nil
+		},
+	}
+	b := LifecycleHooks{
+		PreProcessing: func(ctx context.Context, _ LifecyclePreProcessingMeta) (context.Context, error) {
+			order = append(order, "b")
+			require.Equal(t, 1, ctx.Value(ctxKey("a")), "b sees the context a returned")
+			return context.WithValue(ctx, ctxKey("b"), 2), errors.New("b failed")
+		},
+		PreWrite: func(context.Context, LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
+			return LifecyclePreWriteResp{Headers: map[string][]byte{"y": []byte("2")}}, nil
+		},
+	}
+	h := ChainLifecycleHooks(a, LifecycleHooks{}, b)
+	ctx, err := h.PreProcessing(context.Background(), LifecyclePreProcessingMeta{})
+	require.Equal(t, []string{"a", "b"}, order)
+	require.Equal(t, 2, ctx.Value(ctxKey("b")))
+	require.EqualError(t, err, "a failed\nb failed")
+	resp, err := h.PreWrite(context.Background(), LifecyclePreWriteMeta{})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]byte{"x": []byte("1"), "y": []byte("2")}, resp.Headers)
+
+	// Nil fields never panic.
+	empty := ChainLifecycleHooks(LifecycleHooks{}, LifecycleHooks{})
+	_, err = empty.PostRead(context.Background(), LifecyclePostReadMeta{})
+	require.NoError(t, err)
+	empty.PostReadImmediate(context.Background(), LifecyclePostReadImmediateMeta{})
+	require.NoError(t, empty.PostProcessing(context.Background(), LifecyclePostProcessingMeta{}))
+	require.NoError(t, empty.PostAck(context.Background(), LifecyclePostAckMeta{}))
+	empty.PostFanout(context.Background())
+	empty.CircuitBreakerStateChanged(context.Background(), LifecycleCircuitBreakerStateChanged{})
+}
+
+func TestLifecycleHooksAndProcessingSpans(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+
+	// A parent span whose context travels in the message headers.
+	parentTP := sdktrace.NewTracerProvider()
+	parentCtx, parent := parentTP.Tracer("test").Start(context.Background(), "producer")
+	carrier := map[string][]byte{}
+	propagation.TraceContext{}.Inject(parentCtx, msgCarrier(carrier))
+	parent.End()
+	e.produce(t, topic, []rec{
+		{Key: []byte("k"), Value: []byte("ok"), Headers: carrier},
+		{Key: []byte("k"), Value: []byte("fail")},
+	})
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	var mu sync.Mutex
+	var events []string
+	add := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	var pre []LifecyclePreProcessingMeta
+	var post []LifecyclePostProcessingMeta
+	hooks := LifecycleHooks{
+		PostRead: func(ctx context.Context, m LifecyclePostReadMeta) (context.Context, error) {
+			add("PostRead " + string(m.Message.Value()))
+			return context.WithValue(ctx, ctxKey("read"), string(m.Message.Value())), errors.New("logged, not fatal")
+		},
+		PostFanout: func(ctx context.Context) { add("PostFanout") },
+		PreProcessing: func(ctx context.Context, m LifecyclePreProcessingMeta) (context.Context, error) {
+			mu.Lock()
+			pre = append(pre, m)
+			mu.Unlock()
+			add("PreProcessing " + string(m.Message.Value()))
+			return ctx, nil
+		},
+		PostProcessing: func(ctx context.Context, m LifecyclePostProcessingMeta) error {
+			mu.Lock()
+			post = append(post, m)
+			mu.Unlock()
+			add("PostProcessing " + string(m.Msg.Value()))
+			return nil
+		},
+	}
+	group := uniqueTestName(t, "g")
+	wf := NewWorkFactory(e.client(t), WithTracerProvider(tp), WithTextMapPropagator(propagation.TraceContext{}), WithWorkLifecycleHooks(hooks))
+	done := make(chan struct{}, 2)
+	w := wf.CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}, func(ctx context.Context, m *Message) error {
+		add("Process " + string(m.Value()))
+		require.Equal(t, string(m.Value()), ctx.Value(ctxKey("read")), "the processor's context descends from PostRead's")
+		if string(m.Value()) == "fail" {
+			return errors.New("processing failed")
+		}
+		return nil
+	}, Speedup(3), WithOnDone(func(context.Context, *Message, error) { done <- struct{}{} }))
+	r := startWork(t, w)
+	<-done
+	<-done
+	require.NoError(t, r.stop(t))
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{
+		"PostRead ok", "PostFanout", "PostRead fail", "PostFanout",
+		"PreProcessing ok", "Process ok", "PostProcessing ok",
+		"PreProcessing fail", "Process fail", "PostProcessing fail",
+	}, filterReads(events))
+	idx := routeKey("k", 3)
+	for _, m := range pre {
+		require.Equal(t, idx, m.VirtualPartitionIndex)
+		require.Equal(t, group, m.GroupID)
+		require.GreaterOrEqual(t, m.TopicLag, time.Duration(0))
+	}
+	require.NoError(t, post[0].ResponseErr)
+	require.EqualError(t, post[1].ResponseErr, "processing failed")
+	require.Positive(t, post[0].ProcessingTime)
+
+	spans := rec.Ended()
+	require.Len(t, spans, 2)
+	require.Equal(t, topic+" process", spans[0].Name())
+	require.Equal(t, trace.SpanKindConsumer, spans[0].SpanKind())
+	require.Equal(t, parent.SpanContext().TraceID(), spans[0].Parent().TraceID(), "the parent comes from the headers")
+	require.Equal(t, parent.SpanContext().SpanID(), spans[0].Parent().SpanID())
+	require.False(t, spans[1].Parent().IsValid(), "no headers, no parent")
+	require.Equal(t, "processing failed", spans[1].Status().Description)
+	require.Len(t, spans[1].Events(), 1, "the error is recorded")
+}
+
+// filterReads keeps the order of reads and processing but drops interleaving of the reader
+// and processors: reads first in read order, then processing in processing order.
+func filterReads(events []string) []string {
+	var reads, procs []string
+	for _, e := range events {
+		switch {
+		case len(e) >= 8 && e[:8] == "PostRead", e == "PostFanout":
+			reads = append(reads, e)
+		default:
+			procs = append(procs, e)
+		}
+	}
+	return append(reads, procs...)
+}
+
+func TestPanicsInProcessorsAndHooksFailOnlyTheirMessage(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{
+		{Key: []byte("1"), Value: []byte("processor")},
+		{Key: []byte("2"), Value: []byte("prehook")},
+		{Key: []byte("3"), Value: []byte("ok")},
+	})
+	group := uniqueTestName(t, "g")
+	results := make(chan string, 3)
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}, func(ctx context.Context, m *Message) error {
+		if string(m.Value()) == "processor" {
+			panic("processor boom")
+		}
+		return nil
+	}, WithLifecycleHooks(LifecycleHooks{
+		PreProcessing: func(ctx context.Context, m LifecyclePreProcessingMeta) (context.Context, error) {
+			if string(m.Message.Value()) == "prehook" {
+				panic("hook boom")
+			}
+			return ctx, nil
+		},
+	}), WithOnDone(func(_ context.Context, m *Message, err error) {
+		if err != nil {
+			results <- string(m.Value()) + ": " + err.Error()
+		} else {
+			results <- string(m.Value()) + ": ok"
+		}
+	}))
+	r := startWork(t, w)
+	require.Equal(t, "processor: zkafka: processor panicked: processor boom", <-results)
+	require.Equal(t, "prehook: zkafka: lifecycle hook panicked: hook boom", <-results)
+	require.Equal(t, "ok: ok", <-results)
+	require.NoError(t, r.stop(t))
+	require.Equal(t, map[int32]int64{0: 3}, e.committed(t, group, topic))
+}
+
+func TestRunCanBeCalledAgain(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	seen := make(chan string, 2)
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}, func(ctx context.Context, m *Message) error {
+		seen <- string(m.Value())
+		return nil
+	})
+	for _, v := range []string{"first", "second"} {
+		e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte(v)}})
+		r := startWork(t, w)
+		require.Equal(t, v, <-seen)
+		require.NoError(t, r.stop(t))
+	}
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic))
+
+	// Configuration errors come back from Run, permanent and clear.
+	err := NewWorkFactory(e.client(t)).Create(ConsumerTopicConfig{ClientID: "c", Topic: topic}, nil).Run(context.Background(), nil)
+	require.True(t, IsConfigError(err))
+	err = wf.CreateWithFunc(ConsumerTopicConfig{ClientID: "c", Topic: topic}, func(context.Context, *Message) error { return nil }).Run(context.Background(), nil)
+	require.EqualError(t, err, "zkafka: ConsumerTopicConfig.GroupID is empty")
+	require.True(t, IsConfigError(err))
+}
