@@ -120,10 +120,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		finish            = sync.OnceFunc(func() { close(finished) })
 	)
 	work := zkafka.NewWorkFactory(client).CreateWithFunc(zkafka.ConsumerTopicConfig{
-		ClientID:        "quickstart",
-		GroupID:         group,
-		Topic:           topic,
-		AdditionalProps: quiet,
+		ClientID: "quickstart",
+		GroupID:  group,
+		Topic:    topic,
 	}, func(ctx context.Context, msg *zkafka.Message) error {
 		var o Order
 		if err := msg.Decode(&o); err != nil {
@@ -138,7 +137,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return nil
 	},
 		zkafka.Speedup(cfg.speedup),
-		zkafka.WithDeadLetterTopic(zkafka.ProducerTopicConfig{Topic: deadLetters, AdditionalProps: quiet}),
+		zkafka.WithDeadLetterTopic(zkafka.ProducerTopicConfig{Topic: deadLetters}),
 		zkafka.WithOnDone(func(_ context.Context, _ *zkafka.Message, err error) {
 			// Runs once per order, after its dead letter (if any) was acknowledged.
 			if err != nil {
@@ -217,13 +216,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	return nil
 }
 
-// quiet stops librdkafka from pushing client metrics (KIP-714): the embedded broker offers to
-// take them, and librdkafka logs that on stderr for every client.
-var quiet = map[string]any{"enable.metrics.push": false}
-
 // produce writes cfg.messages orders: order n has key n%keys and is the (n/keys)-th of its key.
 func produce(ctx context.Context, client *zkafka.Client, topic string, cfg config) error {
-	w, err := client.Writer(ctx, zkafka.ProducerTopicConfig{ClientID: "quickstart-producer", Topic: topic, AdditionalProps: quiet})
+	w, err := client.Writer(ctx, zkafka.ProducerTopicConfig{ClientID: "quickstart-producer", Topic: topic})
 	if err != nil {
 		return err
 	}
@@ -250,10 +245,9 @@ func produce(ctx context.Context, client *zkafka.Client, topic string, cfg confi
 // checks that each carries the headers zkafka adds. It returns how many it read.
 func readDeadLetters(ctx context.Context, client *zkafka.Client, topic string, want int) (int, error) {
 	r, err := client.Reader(ctx, zkafka.ConsumerTopicConfig{
-		ClientID:        "quickstart-dead-letter-check",
-		GroupID:         "quickstart-dead-letter-check-" + topic,
-		Topic:           topic,
-		AdditionalProps: quiet,
+		ClientID: "quickstart-dead-letter-check",
+		GroupID:  "quickstart-dead-letter-check-" + topic,
+		Topic:    topic,
 	})
 	if err != nil {
 		return 0, err
