@@ -78,7 +78,7 @@ func run(ctx context.Context, cfg config, signals <-chan os.Signal, out, spans i
 		return err
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
-	defer tp.Shutdown(context.Background())
+	defer func() { _ = tp.Shutdown(context.Background()) }() // the syncer printed each span as it ended
 	propagator := propagation.TraceContext{}
 
 	// The client's writers start publish spans and inject their context into headers; the

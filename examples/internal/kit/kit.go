@@ -29,7 +29,7 @@ const (
 	DefaultBootstrap = "localhost:29092"
 	// EnvBootstrap names a broker to use, e.g. "127.0.0.1:29092".
 	EnvBootstrap = testhelper.EnvBootstrapServers
-	// EnvEmbedded, set to "1", starts an embedded broker in the example's process.
+	// EnvEmbedded set to "1" starts an embedded broker in the example's process.
 	EnvEmbedded = "ZKAFKA_EMBEDDED"
 	// EnvDuration is the default of every example's -duration flag, e.g. "10s".
 	EnvDuration = "EXAMPLE_DURATION"
