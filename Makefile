@@ -55,21 +55,25 @@ kafka-stop:
 kafka-status:
 	scripts/kafka-local.sh status
 
-## example: the quickstart on an embedded broker
+## example: the quickstart: an embedded broker, 5,000 orders, 8 virtual partitions, dead letters
 example:
 	$(GO) run ./examples/quickstart
 
+## example-producer: write JSON orders (Kafka of `make setup`, or KAFKA_BOOTSTRAP_SERVERS, or ZKAFKA_EMBEDDED=1)
 example-producer:
 	$(GO) run ./examples/producer
 
+## example-worker: consume the orders with Speedup 5 and a graceful stop on SIGINT/SIGTERM
 example-worker:
 	$(GO) run ./examples/worker
 
+## example-deadletter-worker: a worker whose failures go to a dead letter topic
 example-deadletter-worker:
-	$(GO) run ./examples/deadletter-worker
+	$(GO) run ./examples/worker-deadletter
 
+## example-delay-worker: a retry chain: topic -> delayed retry worker -> final dead letter topic
 example-delay-worker:
-	$(GO) run ./examples/delay-worker
+	$(GO) run ./examples/worker-delay
 
 ## chaos: fault-injection runs (placeholder until the chaos suite lands)
 chaos:
