@@ -101,9 +101,11 @@ type runState struct {
 	vps    []*virtualPartition
 	rr     atomic.Uint64 // round-robin counter for nil keys
 	wg     sync.WaitGroup
-	inMsgs atomic.Int64 // messages read and not finished or dropped
-	inSize atomic.Int64 // payload bytes of those
-	room   chan struct{}
+	inMsgs atomic.Int64  // messages read and not finished or dropped
+	inSize atomic.Int64  // payload bytes of those
+	room   chan struct{} // signalled when the reader waits for room (roomWanted) and there is
+	// roomWanted is set while the reader waits on room.
+	roomWanted atomic.Bool
 
 	stopping  chan struct{} // closed when the stop starts
 	stopOnce  sync.Once
@@ -201,12 +203,35 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	return rs, nil
 }
 
+// Reader loop tuning.
+const (
+	// drainBatch is how many messages the reader takes from librdkafka's queue without
+	// waiting (Poll(0)) after one that it waited for, before it does its bookkeeping again.
+	drainBatch = 256
+	// storeEvery is how often, at most, finished offsets are handed to librdkafka while
+	// messages flow (they are also stored whenever a poll comes back empty, on revoke and on
+	// stop). librdkafka commits stored offsets only every auto.commit.interval.ms anyway.
+	storeEvery = 5 * time.Millisecond
+	// softWait is how long the reader, at the in-flight bound, waits for room without polling
+	// before it pauses its partitions. Waiting keeps librdkafka's prefetched messages (a pause
+	// drops them); it is far below max.poll.interval.ms, and rebalance callbacks only wait
+	// that long.
+	softWait = 100 * time.Millisecond
+)
+
 // loop is the reader: it polls, routes, applies back-pressure and stops the run.
+//
+// Back-pressure has two steps. At the in-flight bound the reader first stops polling and waits
+// up to softWait for the queues to drain to half the bound (a short hiccup: librdkafka keeps
+// its prefetched messages). If they do not, it pauses every assigned partition and keeps
+// polling (G7), and resumes once half the bound is free again.
 func (rs *runState) loop(shutdown <-chan struct{}) error {
 	w := rs.w
 	var runErr error
 	paused := false
 	pollEvery := min(w.topicConfig.readTimeout(), 100*time.Millisecond)
+	var lastStore time.Time
+	idle := true
 reading:
 	for {
 		select {
@@ -216,19 +241,14 @@ reading:
 			break reading
 		default:
 		}
-		wantPause := rs.full() || rs.cbOpen.Load()
-		if rs.cb != nil && rs.cbOpen.Load() {
+		cbOpen := rs.cbOpen.Load()
+		if rs.cb != nil && cbOpen {
 			rs.cb.State() // lets the breaker move to half-open once its open period is over
 		}
 		if rs.kr == nil {
 			// A foreign Reader cannot be paused: wait for room instead of reading.
-			if wantPause {
-				select {
-				case <-rs.room:
-				case <-rs.ctx.Done():
-				case <-shutdown:
-				case <-time.After(50 * time.Millisecond):
-				}
+			if cbOpen || rs.full() {
+				rs.waitRoom(shutdown, 50*time.Millisecond)
 				continue
 			}
 			msg, err := rs.reader.Read(rs.ctx)
@@ -245,35 +265,84 @@ reading:
 			}
 			continue
 		}
+		wantPause := cbOpen
+		switch {
+		case rs.full():
+			if !paused && !cbOpen && rs.waitRoom(shutdown, softWait) {
+				continue
+			}
+			wantPause = true
+		case paused && !rs.halfFree():
+			wantPause = true // hysteresis: resume only once half the bound is free
+		}
 		if wantPause != paused {
 			rs.kr.setPaused(wantPause)
 			paused = wantPause
 		}
-		rs.kr.storeFinished()
+		if now := time.Now(); idle || paused || now.Sub(lastStore) >= storeEvery {
+			rs.kr.storeFinished()
+			lastStore = now
+		}
 		timeout := pollEvery
 		if paused {
 			timeout = 10 * time.Millisecond
 		}
 		msg, err := rs.kr.poll(timeout)
-		rs.postReadImmediate(msg, err)
-		if err != nil {
-			w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
-			runErr = err
-			break reading
-		}
-		if msg != nil {
+		for n := 0; ; n++ {
+			if msg != nil || err != nil {
+				rs.postReadImmediate(msg, err)
+			}
+			if err != nil {
+				w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
+				runErr = err
+				break reading
+			}
+			if msg == nil {
+				break
+			}
 			rs.dispatch(msg)
+			if n == drainBatch || rs.full() {
+				break
+			}
+			msg, err = rs.kr.poll(0)
 		}
+		idle = msg == nil
 	}
 	rs.stop(shutdown, runErr != nil)
 	return runErr
 }
 
-// full reports whether the unfinished messages reached the bound (hysteresis: once full, it
-// stays full until half the bound is free again).
+// full reports whether the unfinished messages (or their bytes) reached the bound.
 func (rs *runState) full() bool {
-	n, b := rs.inMsgs.Load(), rs.inSize.Load()
-	return n >= int64(rs.w.maxInFlight) || b >= rs.w.maxBytes
+	return rs.inMsgs.Load() >= int64(rs.w.maxInFlight) || rs.inSize.Load() >= rs.w.maxBytes
+}
+
+// halfFree reports whether at most half the bound is in use.
+func (rs *runState) halfFree() bool {
+	return rs.inMsgs.Load() <= int64(rs.w.maxInFlight/2) && rs.inSize.Load() <= rs.w.maxBytes/2
+}
+
+// waitRoom waits, up to d, until half the in-flight bound is free. It reports whether there
+// is room (or the run is stopping) rather than the wait timing out.
+func (rs *runState) waitRoom(shutdown <-chan struct{}, d time.Duration) bool {
+	rs.roomWanted.Store(true)
+	if rs.halfFree() {
+		rs.roomWanted.Store(false)
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-rs.room:
+		return true
+	case <-rs.ctx.Done():
+		return true
+	case <-shutdown:
+		return true
+	case <-t.C:
+		rs.roomWanted.Store(false)
+		return false
+	}
 }
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
@@ -321,11 +390,14 @@ func (rs *runState) postReadImmediate(msg *Message, err error) {
 	}
 }
 
-// release lets go of a message that is finished or dropped.
+// release lets go of a message that is finished or dropped, and wakes the reader when it
+// waits for room and half the bound is free.
 func (rs *runState) release(m *Message) {
-	rs.inMsgs.Add(-1)
-	rs.inSize.Add(-int64(len(m.value)))
-	signal(rs.room)
+	n := rs.inMsgs.Add(-1)
+	b := rs.inSize.Add(-int64(len(m.value)))
+	if rs.roomWanted.Load() && n <= int64(rs.w.maxInFlight/2) && b <= rs.w.maxBytes/2 && rs.roomWanted.CompareAndSwap(true, false) {
+		signal(rs.room)
+	}
 }
 
 // stop ends the run: graceful unless ctx was cancelled (or the consumer failed).
@@ -626,29 +698,32 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 			ctx = next
 		}
 	}
-	var cancel context.CancelFunc
-	if rs.processTimeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, rs.processTimeout)
-	}
 	start := time.Now()
+	var pc *procCtx
+	if rs.processTimeout > 0 {
+		// Like context.WithTimeout, without a timer or an allocation (see procCtx).
+		pc = &m.pctx
+		pc.start(ctx, start.Add(rs.processTimeout))
+		ctx = pc
+	}
 	vp.startedAt.Store(start.UnixNano())
 	vp.running.Store(m)
 	err = rs.call(ctx, m)
 	if !vp.running.CompareAndSwap(m, nil) {
-		if cancel != nil {
-			cancel()
+		if pc != nil {
+			pc.finish()
 		}
 		return true, nil // the watchdog took over this message
 	}
-	if cancel != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && rs.ctx.Err() == nil {
+	if pc != nil {
+		if pc.timedOut(time.Now()) && rs.ctx.Err() == nil {
 			if err == nil {
 				err = fmt.Errorf("%w (%s)", errProcessTimeout, rs.processTimeout)
 			} else {
 				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, rs.processTimeout, err)
 			}
 		}
-		cancel()
+		pc.finish()
 	}
 	if h := w.lifecycle.PostProcessing; h != nil {
 		herr := safeErr(func() error {
