@@ -44,8 +44,9 @@ type Message struct {
 	seq uint64
 	// Set by a Work: the context PostRead returned, the processor's parent.
 	ctx context.Context
-	// vp is the virtual partition the message was routed to.
-	vp int
+	// vp is the virtual partition the message was routed to; route is its key's route.
+	vp    int
+	route *keyRoute
 }
 
 // Response is what a write returns: where the broker stored the record.

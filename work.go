@@ -99,6 +99,7 @@ type runState struct {
 	group  string
 
 	vps    []*virtualPartition
+	router *keyRouter    // used by the reader goroutine only
 	rr     atomic.Uint64 // round-robin counter for nil keys
 	wg     sync.WaitGroup
 	inMsgs atomic.Int64  // messages read and not finished or dropped
@@ -195,6 +196,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 		rs.wg.Add(1)
 		go rs.serve(vp, vp.gen.Load())
 	}
+	rs.router = newKeyRouter(rs.vps, w.maxInFlight)
 	if rs.processTimeout > 0 {
 		go rs.watchdog()
 	} else {
@@ -366,12 +368,16 @@ func (rs *runState) dispatch(msg *Message) {
 		if msg.isKeyNil {
 			idx = int(rs.rr.Add(1) % uint64(n))
 		} else {
-			idx = routeKey(msg.Key, n)
+			msg.route = rs.router.route(msg.Key)
+			idx = msg.route.vp
 		}
 	}
 	msg.vp = idx
 	rs.inMsgs.Add(1)
 	rs.inSize.Add(int64(len(msg.value)))
+	if debugRoute != nil {
+		debugRoute(rs, idx)
+	}
 	rs.vps[idx].push(msg)
 	if w.lifecycle.PostFanout != nil {
 		func() {
@@ -393,6 +399,9 @@ func (rs *runState) postReadImmediate(msg *Message, err error) {
 // release lets go of a message that is finished or dropped, and wakes the reader when it
 // waits for room and half the bound is free.
 func (rs *runState) release(m *Message) {
+	if m.route != nil {
+		m.route.done(rs.vps[m.vp])
+	}
 	n := rs.inMsgs.Add(-1)
 	b := rs.inSize.Add(-int64(len(m.value)))
 	if rs.roomWanted.Load() && n <= int64(rs.w.maxInFlight/2) && b <= rs.w.maxBytes/2 && rs.roomWanted.CompareAndSwap(true, false) {
@@ -840,3 +849,5 @@ func safeErr(f func() error) (err error) {
 	}()
 	return f()
 }
+
+var debugRoute func(*runState, int)

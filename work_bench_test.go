@@ -166,3 +166,34 @@ func benchWork(b *testing.B, speedup uint16) {
 func BenchmarkWorkNoopS1(b *testing.B)  { benchWork(b, 1) }
 func BenchmarkWorkNoopS8(b *testing.B)  { benchWork(b, 8) }
 func BenchmarkWorkNoopS64(b *testing.B) { benchWork(b, 64) }
+
+// BenchmarkKeyRouter routes 1000 keys over 64 virtual partitions with up to 10 messages of a
+// key in flight, letting each go in a random order (the reader's and processors' share).
+func BenchmarkKeyRouter(b *testing.B) {
+	vps := make([]*virtualPartition, 64)
+	for i := range vps {
+		vps[i] = newVirtualPartition(i)
+	}
+	r := newKeyRouter(vps, 10000)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "key-" + strconv.Itoa(i)
+	}
+	type inflight struct {
+		kr *keyRoute
+		vp int
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pending := make([]inflight, 0, 10000)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		kr := r.route(keys[i%len(keys)])
+		pending = append(pending, inflight{kr, kr.vp})
+		if len(pending) == cap(pending) {
+			j := rng.IntN(len(pending))
+			pending[j].kr.done(vps[pending[j].vp])
+			pending[j] = pending[len(pending)-1]
+			pending = pending[:len(pending)-1]
+		}
+	}
+}
