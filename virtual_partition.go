@@ -43,7 +43,10 @@ type virtualPartition struct {
 	closed bool // no more pushes: drain, then exit
 
 	wake chan struct{} // a push happened (capacity 1)
-	kick chan struct{} // a rebalance wants waiting messages to look at their partition (capacity 1)
+	// wakePending is set by the reader when it queued a message here in the current batch
+	// and has not signalled wake yet (reader goroutine only).
+	wakePending bool
+	kick        chan struct{} // a rebalance wants waiting messages to look at their partition (capacity 1)
 
 	// gen identifies the goroutine currently serving this virtual partition; it moves on when
 	// the watchdog abandons a stuck handler and starts a replacement.
@@ -160,6 +163,12 @@ func newVirtualPartition(idx int) *virtualPartition {
 
 // push appends m and wakes the processor.
 func (vp *virtualPartition) push(m *Message) {
+	vp.enqueue(m)
+	signal(vp.wake)
+}
+
+// enqueue appends m without waking the processor: the caller signals wake later.
+func (vp *virtualPartition) enqueue(m *Message) {
 	vp.mu.Lock()
 	if vp.n == len(vp.q) {
 		q := make([]*Message, 2*len(vp.q))
@@ -171,7 +180,6 @@ func (vp *virtualPartition) push(m *Message) {
 	vp.q[(vp.head+vp.n)&(len(vp.q)-1)] = m
 	vp.n++
 	vp.mu.Unlock()
-	signal(vp.wake)
 }
 
 // pop removes the oldest message; ok is false when the queue is empty. closed reports whether

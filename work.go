@@ -99,8 +99,9 @@ type runState struct {
 	group  string
 
 	vps    []*virtualPartition
-	router *keyRouter    // used by the reader goroutine only
-	rr     atomic.Uint64 // round-robin counter for nil keys
+	router *keyRouter          // used by the reader goroutine only
+	toWake []*virtualPartition // queued to in the current batch, not yet woken (reader only)
+	rr     atomic.Uint64       // round-robin counter for nil keys
 	wg     sync.WaitGroup
 	inMsgs atomic.Int64  // messages read and not finished or dropped
 	inSize atomic.Int64  // payload bytes of those
@@ -264,6 +265,7 @@ reading:
 			}
 			if msg != nil {
 				rs.dispatch(msg)
+				rs.wakeQueued()
 			}
 			continue
 		}
@@ -295,6 +297,7 @@ reading:
 				rs.postReadImmediate(msg, err)
 			}
 			if err != nil {
+				rs.wakeQueued()
 				w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
 				runErr = err
 				break reading
@@ -308,10 +311,22 @@ reading:
 			}
 			msg, err = rs.kr.poll(0)
 		}
+		// One wake per virtual partition per batch, not per message: the processors start
+		// once the reader is done with librdkafka's ready messages.
+		rs.wakeQueued()
 		idle = msg == nil
 	}
 	rs.stop(shutdown, runErr != nil)
 	return runErr
+}
+
+// wakeQueued wakes the processors of the virtual partitions dispatch queued to.
+func (rs *runState) wakeQueued() {
+	for _, vp := range rs.toWake {
+		vp.wakePending = false
+		signal(vp.wake)
+	}
+	rs.toWake = rs.toWake[:0]
 }
 
 // full reports whether the unfinished messages (or their bytes) reached the bound.
@@ -378,7 +393,12 @@ func (rs *runState) dispatch(msg *Message) {
 	if debugRoute != nil {
 		debugRoute(rs, idx)
 	}
-	rs.vps[idx].push(msg)
+	vp := rs.vps[idx]
+	vp.enqueue(msg)
+	if !vp.wakePending {
+		vp.wakePending = true
+		rs.toWake = append(rs.toWake, vp)
+	}
 	if w.lifecycle.PostFanout != nil {
 		func() {
 			defer func() { _ = recover() }()
