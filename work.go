@@ -780,8 +780,7 @@ func (rs *runState) call(ctx context.Context, m *Message) (err error) {
 // commit tracker and the OnDone callbacks, in that order.
 func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone func(bool)) {
 	w := rs.w
-	var perr ProcessError
-	isPE := errors.As(err, &perr)
+	perr, isPE := processError(err)
 	if cbDone != nil {
 		cbDone(err == nil || (isPE && perr.DisableCircuitBreak))
 	}
@@ -810,6 +809,17 @@ func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone
 		}()
 	}
 	rs.release(m)
+}
+
+// processError finds a ProcessError in err's chain. (A function of its own so that the target
+// of errors.As escapes to the heap only for failed messages.)
+func processError(err error) (ProcessError, bool) {
+	if err == nil {
+		return ProcessError{}, false
+	}
+	var perr ProcessError
+	ok := errors.As(err, &perr)
+	return perr, ok
 }
 
 // watchdog abandons handlers that outlive their timeout by the grace period (G10).
