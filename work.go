@@ -225,9 +225,10 @@ const (
 // loop is the reader: it polls, routes, applies back-pressure and stops the run.
 //
 // Back-pressure has two steps. At the in-flight bound the reader first stops polling and waits
-// up to softWait for the queues to drain to half the bound (a short hiccup: librdkafka keeps
-// its prefetched messages). If they do not, it pauses every assigned partition and keeps
-// polling (G7), and resumes once half the bound is free again.
+// up to softWait for a tenth of the bound to free up (a short hiccup: librdkafka keeps its
+// prefetched messages). If it does not, it pauses every assigned partition and keeps polling
+// (G7), and resumes once half the bound is free again (a pause drops the prefetch, so it is
+// worth a longer stretch of reading).
 func (rs *runState) loop(shutdown <-chan struct{}) error {
 	w := rs.w
 	var runErr error
@@ -339,11 +340,20 @@ func (rs *runState) halfFree() bool {
 	return rs.inMsgs.Load() <= int64(rs.w.maxInFlight/2) && rs.inSize.Load() <= rs.w.maxBytes/2
 }
 
-// waitRoom waits, up to d, until half the in-flight bound is free. It reports whether there
-// is room (or the run is stopping) rather than the wait timing out.
+// roomFor reports whether n messages of b bytes in flight leave a tenth of the bound free:
+// enough for the reader to go on without waking for every message.
+func (rs *runState) roomFor(n, b int64) bool {
+	m := int64(rs.w.maxInFlight)
+	return n <= m-max(m/10, 1) && b <= rs.w.maxBytes-rs.w.maxBytes/10
+}
+
+// waitRoom waits, up to d, until a tenth of the in-flight bound is free. It reports whether
+// there is room (or the run is stopping) rather than the wait timing out. Resuming early keeps
+// the window of messages in flight wide, and with it the number of distinct keys the virtual
+// partitions can work on.
 func (rs *runState) waitRoom(shutdown <-chan struct{}, d time.Duration) bool {
 	rs.roomWanted.Store(true)
-	if rs.halfFree() {
+	if rs.roomFor(rs.inMsgs.Load(), rs.inSize.Load()) {
 		rs.roomWanted.Store(false)
 		return true
 	}
@@ -417,14 +427,14 @@ func (rs *runState) postReadImmediate(msg *Message, err error) {
 }
 
 // release lets go of a message that is finished or dropped, and wakes the reader when it
-// waits for room and half the bound is free.
+// waits for room and there is (see waitRoom).
 func (rs *runState) release(m *Message) {
 	if m.route != nil {
 		m.route.done(rs.vps[m.vp])
 	}
 	n := rs.inMsgs.Add(-1)
 	b := rs.inSize.Add(-int64(len(m.value)))
-	if rs.roomWanted.Load() && n <= int64(rs.w.maxInFlight/2) && b <= rs.w.maxBytes/2 && rs.roomWanted.CompareAndSwap(true, false) {
+	if rs.roomWanted.Load() && rs.roomFor(n, b) && rs.roomWanted.CompareAndSwap(true, false) {
 		signal(rs.room)
 	}
 }
