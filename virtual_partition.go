@@ -161,13 +161,8 @@ func newVirtualPartition(idx int) *virtualPartition {
 	}
 }
 
-// push appends m and wakes the processor.
-func (vp *virtualPartition) push(m *Message) {
-	vp.enqueue(m)
-	signal(vp.wake)
-}
-
-// enqueue appends m without waking the processor: the caller signals wake later.
+// enqueue appends m without waking the processor: the caller signals wake afterwards (the
+// reader does it once per batch, see runState.wakeQueued).
 func (vp *virtualPartition) enqueue(m *Message) {
 	vp.mu.Lock()
 	if vp.n == len(vp.q) {
