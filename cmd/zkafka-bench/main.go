@@ -327,6 +327,7 @@ func produce(addr, topic string, o options) error {
 		"batch.num.messages":         10000,
 		"queue.buffering.max.kbytes": 1 << 20,
 		"go.delivery.reports":        false,
+		"enable.metrics.push":        false,
 		"go.logs.channel.enable":     false,
 	})
 	if err != nil {
