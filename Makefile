@@ -7,7 +7,7 @@ TEST_FLAGS    ?= -race -count=1 -timeout 30m
 TEST_ARGS     ?=
 COVER_PROFILE ?= coverage.out
 
-.PHONY: all test cover lint gen bench setup teardown kafka-start kafka-stop kafka-status \
+.PHONY: all test cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
 	example example-producer example-worker example-deadletter-worker example-delay-worker \
 	chaos ci
 
@@ -31,9 +31,17 @@ lint:
 gen:
 	$(GO) generate ./...
 
-## bench: run the benchmarks (to be replaced by cmd/zkafka-bench)
+BENCH_ARGS    ?=
+
+## bench: zkafka vs a plain confluent-kafka-go loop on the embedded broker (cmd/zkafka-bench;
+## BENCH_ARGS="-rounds 5 -count 3000000 …"), then the Go micro-benchmarks (bench-go)
 bench:
-	$(GO) test -run xxx -bench . -benchmem ./...
+	$(GO) run ./cmd/zkafka-bench $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-go
+
+## bench-go: the hot-path Go benchmarks without librdkafka (routing, commit tracking, the per-message path)
+bench-go:
+	$(GO) test -run xxx -bench . -benchmem -benchtime 1000000x .
 
 ## setup: start Kafka (KRaft) on localhost:29092 and a schema registry on localhost:8081 with Docker
 setup:

@@ -3,7 +3,7 @@ package zkafka
 import (
 	"context"
 	"errors"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -34,15 +34,19 @@ type Message struct {
 	fmt      kFormatter
 
 	doneFunc func(ctx context.Context)
-	doneOnce sync.Once
+	done     atomic.Bool // set by the first Done
+
+	// pctx is the processor's context for this message (see procCtx).
+	pctx procCtx
 
 	// Set by KReader: the partition's commit tracker and the message's sequence in it.
 	trk *partitionTracker
 	seq uint64
 	// Set by a Work: the context PostRead returned, the processor's parent.
 	ctx context.Context
-	// vp is the virtual partition the message was routed to.
-	vp int
+	// vp is the virtual partition the message was routed to; route is its key's route.
+	vp    int
+	route *keyRoute
 	// hookErr is set when a lifecycle hook panicked for this message: it then fails.
 	hookErr error
 }
@@ -95,14 +99,15 @@ func (m *Message) DoneWithContext(ctx context.Context) {
 	if m == nil {
 		return
 	}
-	m.doneOnce.Do(func() {
-		if m.trk != nil {
-			m.trk.finish(m.seq)
-		}
-		if m.doneFunc != nil {
-			m.doneFunc(ctx)
-		}
-	})
+	if m.done.Load() || !m.done.CompareAndSwap(false, true) {
+		return
+	}
+	if m.trk != nil {
+		m.trk.finish(m.seq)
+	}
+	if m.doneFunc != nil {
+		m.doneFunc(ctx)
+	}
 }
 
 // key returns the record key as the wire sees it: nil for a nil key.

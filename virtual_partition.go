@@ -6,14 +6,24 @@ import (
 )
 
 // A virtual partition is an unbounded FIFO of messages drained, in order, by one processor
-// goroutine at a time. Equal keys always land on the same virtual partition, so messages of a
-// key are processed one at a time in offset order (G2). The queues are bounded together, not
-// one by one: the reader pauses Kafka when the total of unfinished messages reaches the
-// Work's bound, so a busy virtual partition never blocks the reader from feeding the others.
+// goroutine at a time. While a key has messages in flight (queued, running, or waiting for a
+// dead letter), every further message of that key goes to the same virtual partition, so the
+// messages of a key are processed one at a time in offset order (G2). The queues are bounded
+// together, not one by one: the reader pauses Kafka when the total of unfinished messages
+// reaches the Work's bound, so a busy virtual partition never blocks the reader from feeding
+// the others.
+//
+// Routing (keyRouter): a key with nothing in flight goes to the virtual partition with the
+// fewest keys in flight, looking first at routeKey's choice (so an idle Work routes exactly by
+// the hash) and taking another only when it has fewer active keys. A pure hash puts some
+// virtual partitions under many more keys than others (1,000 keys over 64 virtual partitions:
+// up to 20 on one, 15.6 on average; and the in-flight window often holds only the keys of one
+// or two Kafka partitions, since librdkafka hands out a partition's fetched batch in one run),
+// and at the in-flight bound the busiest virtual partition would set the pace for all of them.
 
-// routeKey maps a key to a virtual partition: 32-bit FNV-1a of the key bytes, modulo n. It is
-// stable across processes and releases. Nil keys do not come here; they are spread
-// round-robin.
+// routeKey maps a key to its preferred virtual partition: 32-bit FNV-1a of the key bytes,
+// modulo n. It is stable across processes and releases. Nil keys do not come here; they are
+// spread round-robin.
 func routeKey(key string, n int) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(key); i++ {
@@ -33,7 +43,10 @@ type virtualPartition struct {
 	closed bool // no more pushes: drain, then exit
 
 	wake chan struct{} // a push happened (capacity 1)
-	kick chan struct{} // a rebalance wants waiting messages to look at their partition (capacity 1)
+	// wakePending is set by the reader when it queued a message here in the current batch
+	// and has not signalled wake yet (reader goroutine only).
+	wakePending bool
+	kick        chan struct{} // a rebalance wants waiting messages to look at their partition (capacity 1)
 
 	// gen identifies the goroutine currently serving this virtual partition; it moves on when
 	// the watchdog abandons a stuck handler and starts a replacement.
@@ -47,6 +60,96 @@ type virtualPartition struct {
 	cbDone func(bool)
 	// busy is the message this virtual partition has popped and not yet let go of.
 	busy atomic.Pointer[Message]
+	// keys counts the keys routed here that have messages in flight.
+	keys atomic.Int64
+}
+
+// keyRoute is where a key's messages go while any of them is in flight.
+type keyRoute struct {
+	vp       int
+	inFlight atomic.Int64 // messages of the key routed and not yet let go of
+}
+
+// keyRouter assigns keys to virtual partitions. Only the reader goroutine calls route and
+// sweep; the processors decrement the counters.
+type keyRouter struct {
+	vps    []*virtualPartition
+	keys   map[string]*keyRoute
+	free   []*keyRoute // swept routes for reuse
+	sweepN int         // sweep when the map grows past this
+}
+
+// maxScan bounds how many virtual partitions a new key looks at for the least loaded one.
+const maxScan = 256
+
+func newKeyRouter(vps []*virtualPartition, maxInFlight int) *keyRouter {
+	return &keyRouter{vps: vps, keys: map[string]*keyRoute{}, sweepN: max(2*maxInFlight, 1024)}
+}
+
+// route returns the route of key, counting one more message in flight on it.
+func (r *keyRouter) route(key string) *keyRoute {
+	kr := r.keys[key]
+	if kr == nil {
+		if len(r.keys) >= r.sweepN {
+			r.sweep()
+		}
+		if n := len(r.free); n > 0 {
+			kr = r.free[n-1]
+			r.free = r.free[:n-1]
+		} else {
+			kr = &keyRoute{}
+		}
+		r.keys[key] = kr
+	}
+	if kr.inFlight.Load() == 0 {
+		// Nothing of this key in flight: it may go anywhere. Only the reader increments
+		// inFlight, so it stays at 0 until the Add below.
+		kr.vp = r.leastLoaded(key)
+		r.vps[kr.vp].keys.Add(1)
+	}
+	kr.inFlight.Add(1)
+	return kr
+}
+
+// done counts one message of the route, routed to vp, as let go of. (vp is the message's, not
+// kr.vp: once inFlight is 0 the reader may move the key.)
+func (kr *keyRoute) done(vp *virtualPartition) {
+	if kr.inFlight.Add(-1) == 0 {
+		vp.keys.Add(-1)
+	}
+}
+
+// leastLoaded picks the virtual partition for a key with nothing in flight: routeKey's choice
+// unless one of the next maxScan has fewer keys in flight.
+func (r *keyRouter) leastLoaded(key string) int {
+	n := len(r.vps)
+	best := routeKey(key, n)
+	bestLoad := r.vps[best].keys.Load()
+	for i, j := 1, best+1; i < min(n, maxScan) && bestLoad > 0; i, j = i+1, j+1 {
+		if j == n {
+			j = 0
+		}
+		if l := r.vps[j].keys.Load(); l < bestLoad {
+			best, bestLoad = j, l
+		}
+	}
+	return best
+}
+
+// sweep forgets keys with nothing in flight, so the map does not grow with the number of
+// distinct keys ever seen (G8): it holds at most sweepN keys plus those in flight.
+func (r *keyRouter) sweep() {
+	for k, kr := range r.keys {
+		if kr.inFlight.Load() == 0 {
+			delete(r.keys, k)
+			if len(r.free) < r.sweepN {
+				r.free = append(r.free, kr)
+			}
+		}
+	}
+	if len(r.keys) >= r.sweepN/2 {
+		r.sweepN *= 2 // mostly in flight: sweep less often
+	}
 }
 
 func newVirtualPartition(idx int) *virtualPartition {
@@ -58,8 +161,9 @@ func newVirtualPartition(idx int) *virtualPartition {
 	}
 }
 
-// push appends m and wakes the processor.
-func (vp *virtualPartition) push(m *Message) {
+// enqueue appends m without waking the processor: the caller signals wake afterwards (the
+// reader does it once per batch, see runState.wakeQueued).
+func (vp *virtualPartition) enqueue(m *Message) {
 	vp.mu.Lock()
 	if vp.n == len(vp.q) {
 		q := make([]*Message, 2*len(vp.q))
@@ -71,7 +175,6 @@ func (vp *virtualPartition) push(m *Message) {
 	vp.q[(vp.head+vp.n)&(len(vp.q)-1)] = m
 	vp.n++
 	vp.mu.Unlock()
-	signal(vp.wake)
 }
 
 // pop removes the oldest message; ok is false when the queue is empty. closed reports whether

@@ -36,6 +36,7 @@ type Work struct {
 	dlt         *ProducerTopicConfig
 	maxInFlight int
 	maxBytes    int64
+	hashRouting bool
 
 	running   atomic.Bool
 	abandoned atomic.Int64
@@ -99,11 +100,15 @@ type runState struct {
 	group  string
 
 	vps    []*virtualPartition
-	rr     atomic.Uint64 // round-robin counter for nil keys
+	router *keyRouter          // used by the reader goroutine only
+	toWake []*virtualPartition // queued to in the current batch, not yet woken (reader only)
+	rr     atomic.Uint64       // round-robin counter for nil keys
 	wg     sync.WaitGroup
-	inMsgs atomic.Int64 // messages read and not finished or dropped
-	inSize atomic.Int64 // payload bytes of those
-	room   chan struct{}
+	inMsgs atomic.Int64  // messages read and not finished or dropped
+	inSize atomic.Int64  // payload bytes of those
+	room   chan struct{} // signalled when the reader waits for room (roomWanted) and there is
+	// roomWanted is set while the reader waits on room.
+	roomWanted atomic.Bool
 
 	stopping  chan struct{} // closed when the stop starts
 	stopOnce  sync.Once
@@ -193,6 +198,9 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 		rs.wg.Add(1)
 		go rs.serve(vp, vp.gen.Load())
 	}
+	if !w.hashRouting {
+		rs.router = newKeyRouter(rs.vps, w.maxInFlight)
+	}
 	if rs.processTimeout > 0 {
 		go rs.watchdog()
 	} else {
@@ -201,12 +209,36 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	return rs, nil
 }
 
+// Reader loop tuning.
+const (
+	// drainBatch is how many messages the reader takes from librdkafka's queue without
+	// waiting (Poll(0)) after one that it waited for, before it does its bookkeeping again.
+	drainBatch = 256
+	// storeEvery is how often, at most, finished offsets are handed to librdkafka while
+	// messages flow (they are also stored whenever a poll comes back empty, on revoke and on
+	// stop). librdkafka commits stored offsets only every auto.commit.interval.ms anyway.
+	storeEvery = 5 * time.Millisecond
+	// softWait is how long the reader, at the in-flight bound, waits for room without polling
+	// before it pauses its partitions. Waiting keeps librdkafka's prefetched messages (a pause
+	// drops them); it is far below max.poll.interval.ms, and rebalance callbacks only wait
+	// that long.
+	softWait = 100 * time.Millisecond
+)
+
 // loop is the reader: it polls, routes, applies back-pressure and stops the run.
+//
+// Back-pressure has two steps. At the in-flight bound the reader first stops polling and waits
+// up to softWait for a tenth of the bound to free up (a short hiccup: librdkafka keeps its
+// prefetched messages). If it does not, it pauses every assigned partition and keeps polling
+// (G7), and resumes once half the bound is free again (a pause drops the prefetch, so it is
+// worth a longer stretch of reading).
 func (rs *runState) loop(shutdown <-chan struct{}) error {
 	w := rs.w
 	var runErr error
 	paused := false
 	pollEvery := min(w.topicConfig.readTimeout(), 100*time.Millisecond)
+	var lastStore time.Time
+	idle := true
 reading:
 	for {
 		select {
@@ -216,19 +248,14 @@ reading:
 			break reading
 		default:
 		}
-		wantPause := rs.full(paused) || rs.cbOpen.Load()
-		if rs.cb != nil && rs.cbOpen.Load() {
+		cbOpen := rs.cbOpen.Load()
+		if rs.cb != nil && cbOpen {
 			rs.cb.State() // lets the breaker move to half-open once its open period is over
 		}
 		if rs.kr == nil {
 			// A foreign Reader cannot be paused: wait for room instead of reading.
-			if wantPause {
-				select {
-				case <-rs.room:
-				case <-rs.ctx.Done():
-				case <-shutdown:
-				case <-time.After(50 * time.Millisecond):
-				}
+			if cbOpen || rs.full() {
+				rs.waitRoom(shutdown, 50*time.Millisecond)
 				continue
 			}
 			msg, err := rs.reader.Read(rs.ctx)
@@ -242,44 +269,110 @@ reading:
 			}
 			if msg != nil {
 				rs.dispatch(msg)
+				rs.wakeQueued()
 			}
 			continue
+		}
+		wantPause := cbOpen
+		switch {
+		case rs.full():
+			if !paused && !cbOpen && rs.waitRoom(shutdown, softWait) {
+				continue
+			}
+			wantPause = true
+		case paused && !rs.halfFree():
+			wantPause = true // hysteresis: resume only once half the bound is free
 		}
 		if wantPause != paused {
 			rs.kr.setPaused(wantPause)
 			paused = wantPause
 		}
-		rs.kr.storeFinished()
+		if now := time.Now(); idle || paused || now.Sub(lastStore) >= storeEvery {
+			rs.kr.storeFinished()
+			lastStore = now
+		}
 		timeout := pollEvery
 		if paused {
 			timeout = 10 * time.Millisecond
 		}
 		msg, err := rs.kr.poll(timeout)
-		rs.postReadImmediate(msg, err)
-		if err != nil {
-			w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
-			runErr = err
-			break reading
-		}
-		if msg != nil {
+		for n := 0; ; n++ {
+			if msg != nil || err != nil {
+				rs.postReadImmediate(msg, err)
+			}
+			if err != nil {
+				rs.wakeQueued()
+				w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
+				runErr = err
+				break reading
+			}
+			if msg == nil {
+				break
+			}
 			rs.dispatch(msg)
+			if n == drainBatch || rs.full() {
+				break
+			}
+			msg, err = rs.kr.poll(0)
 		}
+		// One wake per virtual partition per batch, not per message: the processors start
+		// once the reader is done with librdkafka's ready messages.
+		rs.wakeQueued()
+		idle = msg == nil
 	}
 	rs.stop(shutdown, runErr != nil)
 	return runErr
 }
 
-// full reports whether the unfinished messages (or their bytes) reached the bound. While
-// paused it stays true until they are back at half the bound, so that partitions are not
-// paused and resumed on every message near the bound.
-func (rs *runState) full(paused bool) bool {
-	n, b := rs.inMsgs.Load(), rs.inSize.Load()
-	limit, bytes := int64(rs.w.maxInFlight), rs.w.maxBytes
-	if paused {
-		limit, bytes = max(limit/2, 1), max(bytes/2, 1)
-		return n >= limit || b >= bytes
+// wakeQueued wakes the processors of the virtual partitions dispatch queued to.
+func (rs *runState) wakeQueued() {
+	for _, vp := range rs.toWake {
+		vp.wakePending = false
+		signal(vp.wake)
 	}
-	return n >= limit || b >= bytes
+	rs.toWake = rs.toWake[:0]
+}
+
+// full reports whether the unfinished messages (or their bytes) reached the bound.
+func (rs *runState) full() bool {
+	return rs.inMsgs.Load() >= int64(rs.w.maxInFlight) || rs.inSize.Load() >= rs.w.maxBytes
+}
+
+// halfFree reports whether at most half the bound is in use.
+func (rs *runState) halfFree() bool {
+	return rs.inMsgs.Load() <= int64(rs.w.maxInFlight/2) && rs.inSize.Load() <= rs.w.maxBytes/2
+}
+
+// roomFor reports whether n messages of b bytes in flight leave a tenth of the bound free:
+// enough for the reader to go on without waking for every message.
+func (rs *runState) roomFor(n, b int64) bool {
+	m := int64(rs.w.maxInFlight)
+	return n <= m-max(m/10, 1) && b <= rs.w.maxBytes-rs.w.maxBytes/10
+}
+
+// waitRoom waits, up to d, until a tenth of the in-flight bound is free. It reports whether
+// there is room (or the run is stopping) rather than the wait timing out. Resuming early keeps
+// the window of messages in flight wide, and with it the number of distinct keys the virtual
+// partitions can work on.
+func (rs *runState) waitRoom(shutdown <-chan struct{}, d time.Duration) bool {
+	rs.roomWanted.Store(true)
+	if rs.roomFor(rs.inMsgs.Load(), rs.inSize.Load()) {
+		rs.roomWanted.Store(false)
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-rs.room:
+		return true
+	case <-rs.ctx.Done():
+		return true
+	case <-shutdown:
+		return true
+	case <-t.C:
+		rs.roomWanted.Store(false)
+		return false
+	}
 }
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
@@ -305,14 +398,25 @@ func (rs *runState) dispatch(msg *Message) {
 	if n > 1 {
 		if msg.isKeyNil {
 			idx = int(rs.rr.Add(1) % uint64(n))
+		} else if rs.router == nil {
+			idx = routeKey(msg.Key, n) // HashRouting
 		} else {
-			idx = routeKey(msg.Key, n)
+			msg.route = rs.router.route(msg.Key)
+			idx = msg.route.vp
 		}
 	}
 	msg.vp = idx
 	rs.inMsgs.Add(1)
 	rs.inSize.Add(int64(len(msg.value)))
-	rs.vps[idx].push(msg)
+	if debugRoute != nil {
+		debugRoute(rs, idx)
+	}
+	vp := rs.vps[idx]
+	vp.enqueue(msg)
+	if !vp.wakePending {
+		vp.wakePending = true
+		rs.toWake = append(rs.toWake, vp)
+	}
 	if w.lifecycle.PostFanout != nil {
 		func() {
 			defer func() { _ = recover() }()
@@ -330,11 +434,17 @@ func (rs *runState) postReadImmediate(msg *Message, err error) {
 	}
 }
 
-// release lets go of a message that is finished or dropped.
+// release lets go of a message that is finished or dropped, and wakes the reader when it
+// waits for room and there is (see waitRoom).
 func (rs *runState) release(m *Message) {
-	rs.inMsgs.Add(-1)
-	rs.inSize.Add(-int64(len(m.value)))
-	signal(rs.room)
+	if m.route != nil {
+		m.route.done(rs.vps[m.vp])
+	}
+	n := rs.inMsgs.Add(-1)
+	b := rs.inSize.Add(-int64(len(m.value)))
+	if rs.roomWanted.Load() && rs.roomFor(n, b) && rs.roomWanted.CompareAndSwap(true, false) {
+		signal(rs.room)
+	}
 }
 
 // stop ends the run: graceful unless ctx was cancelled (or the consumer failed).
@@ -645,11 +755,14 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 			ctx = next
 		}
 	}
-	var cancel context.CancelFunc
-	if rs.processTimeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, rs.processTimeout)
-	}
 	start := time.Now()
+	var pc *procCtx
+	if rs.processTimeout > 0 {
+		// Like context.WithTimeout, without a timer or an allocation (see procCtx).
+		pc = &m.pctx
+		pc.start(ctx, start.Add(rs.processTimeout))
+		ctx = pc
+	}
 	vp.startedAt.Store(start.UnixNano())
 	vp.running.Store(m)
 	if m.hookErr != nil {
@@ -658,20 +771,20 @@ func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (aband
 		err = rs.call(ctx, m)
 	}
 	if !vp.running.CompareAndSwap(m, nil) {
-		if cancel != nil {
-			cancel()
+		if pc != nil {
+			pc.finish()
 		}
 		return true, nil // the watchdog took over this message
 	}
-	if cancel != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && rs.ctx.Err() == nil {
+	if pc != nil {
+		if pc.timedOut(time.Now()) && rs.ctx.Err() == nil {
 			if err == nil {
 				err = fmt.Errorf("%w (%s)", errProcessTimeout, rs.processTimeout)
 			} else {
 				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, rs.processTimeout, err)
 			}
 		}
-		cancel()
+		pc.finish()
 	}
 	if h := w.lifecycle.PostProcessing; h != nil {
 		herr := safeErr(func() error {
@@ -702,8 +815,7 @@ func (rs *runState) call(ctx context.Context, m *Message) (err error) {
 // commit tracker and the OnDone callbacks, in that order.
 func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone func(bool)) {
 	w := rs.w
-	var perr ProcessError
-	isPE := errors.As(err, &perr)
+	perr, isPE := processError(err)
 	if cbDone != nil {
 		cbDone(err == nil || (isPE && perr.DisableCircuitBreak))
 	}
@@ -732,6 +844,17 @@ func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone
 		}()
 	}
 	rs.release(m)
+}
+
+// processError finds a ProcessError in err's chain. (A function of its own so that the target
+// of errors.As escapes to the heap only for failed messages.)
+func processError(err error) (ProcessError, bool) {
+	if err == nil {
+		return ProcessError{}, false
+	}
+	var perr ProcessError
+	ok := errors.As(err, &perr)
+	return perr, ok
 }
 
 // watchdog abandons handlers that outlive their timeout by the grace period (G10).
@@ -803,3 +926,5 @@ func safeErr(f func() error) (err error) {
 	}()
 	return f()
 }
+
+var debugRoute func(*runState, int)

@@ -395,3 +395,33 @@ func TestG11CircuitBreakerOpensProbesAndCloses(t *testing.T) {
 }
 
 var _ = kafka.PartitionAny
+
+func TestG2HashRoutingSendsEachKeyToItsHashedVirtualPartition(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 3)
+	const n = 3000
+	e.produce(t, topic, keyed(n, 100))
+	ko := newKeyOrder()
+	var mu sync.Mutex
+	var wrong []string
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"), Topic: topic}, func(ctx context.Context, m *Message) error {
+		ko.begin(m)
+		ko.end(m)
+		return nil
+	}, Speedup(8), HashRouting(), WithLifecycleHooks(LifecycleHooks{
+		PreProcessing: func(ctx context.Context, m LifecyclePreProcessingMeta) (context.Context, error) {
+			if want := routeKey(m.Message.Key, 8); m.VirtualPartitionIndex != want {
+				mu.Lock()
+				wrong = append(wrong, fmt.Sprintf("%s on %d, want %d", m.Message.Key, m.VirtualPartitionIndex, want))
+				mu.Unlock()
+			}
+			return ctx, nil
+		},
+	}))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return ko.count.Load() == n }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+	ko.check(t)
+	require.Empty(t, wrong)
+}

@@ -149,6 +149,16 @@ func Speedup(n uint16) WorkOption {
 	return workOptionFunc(func(w *Work) { w.speedup = max(n, 1) })
 }
 
+// HashRouting routes every keyed message to virtual partition FNV-1a-32(key) mod Speedup,
+// always, so a key's virtual partition (LifecyclePreProcessingMeta.VirtualPartitionIndex)
+// never changes. The default routing prefers that same partition but, for a key with nothing
+// in flight, takes a virtual partition with fewer keys in flight when there is one, which
+// keeps every virtual partition busy when few keys are hot. Both keep the messages of a key
+// in order, one at a time (G2).
+func HashRouting() WorkOption {
+	return workOptionFunc(func(w *Work) { w.hashRouting = true })
+}
+
 // CircuitBreakAfter sets how many consecutive failures open the circuit breaker (default 5).
 func CircuitBreakAfter(n uint32) WorkOption {
 	return workOptionFunc(func(w *Work) { w.cbAfter = max(n, 1) })

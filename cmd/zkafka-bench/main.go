@@ -1,0 +1,545 @@
+// Command zkafka-bench measures zkafka against a plain confluent-kafka-go consumer loop, side
+// by side, in one run on one machine.
+//
+// It starts an embedded broker (or uses KAFKA_BOOTSTRAP_SERVERS), produces the data set once,
+// then runs every scenario in its own child process (this binary re-executed with -child) with
+// a fresh consumer group, so that each scenario's CPU time, allocations and peak RSS are its
+// own: the broker and the producer run in the parent. Each scenario is repeated -rounds times;
+// the medians are printed, one line per scenario, then a one-line summary.
+//
+// Scenarios:
+//
+//	raw            Poll + StoreMessage with auto commit, the librdkafka settings zkafka uses
+//	noop-sN        zkafka Work, Speedup(N), a processor that returns nil at once
+//	sleep1ms-sN    zkafka Work, Speedup(N), a processor that sleeps 1 ms
+//
+// The raw consumer's configuration is the one zkafka's Client builds: the bench creates a
+// Client with a consumer provider that captures the librdkafka map it is handed, so the two
+// can never drift apart and the library exports nothing for the bench.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/zkafka-go/zkafka"
+	"github.com/zkafka-go/zkafka/testhelper"
+)
+
+const allScenarios = "raw,noop-s1,noop-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256"
+
+type options struct {
+	count      int
+	size       int
+	keys       int
+	partitions int
+	rounds     int
+	scenarios  string
+	sleepSecs  float64
+	timeout    time.Duration
+
+	// child mode
+	child     string
+	bootstrap string
+	topic     string
+	group     string
+	sleepDur  time.Duration
+	profile   string
+	props     string
+	inFlight  int
+}
+
+// result is what a child reports to the parent, as one JSON line on stdout.
+type result struct {
+	Scenario  string  `json:"scenario"`
+	Msgs      int     `json:"msgs"`
+	Seconds   float64 `json:"seconds"`
+	CPUSecs   float64 `json:"cpu_seconds"`
+	Mallocs   uint64  `json:"mallocs"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+	Err       string  `json:"error,omitempty"`
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.count, "count", 300000, "messages in the data set (noop and raw scenarios read all of them)")
+	flag.IntVar(&o.size, "size", 100, "value size in bytes")
+	flag.IntVar(&o.keys, "keys", 1000, "distinct keys")
+	flag.IntVar(&o.partitions, "partitions", 8, "topic partitions")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every scenario; medians are reported")
+	flag.StringVar(&o.scenarios, "scenarios", allScenarios, "comma-separated scenarios to run")
+	flag.Float64Var(&o.sleepSecs, "sleep-seconds", 4, "target duration of each sleep scenario (its message count is Speedup × this / the measured 1 ms sleep, at most -count/2)")
+	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on a scenario after this long")
+	flag.StringVar(&o.child, "child", "", "internal: run one scenario and report it as JSON")
+	flag.StringVar(&o.bootstrap, "bootstrap", "", "internal: broker address for -child")
+	flag.StringVar(&o.topic, "topic", "", "internal: topic for -child")
+	flag.StringVar(&o.group, "group", "", "internal: consumer group for -child")
+	flag.DurationVar(&o.sleepDur, "sleep", time.Millisecond, "handler sleep of the sleep scenarios")
+	flag.StringVar(&o.props, "props", "", "extra librdkafka consumer keys for every scenario, raw included (ConsumerTopicConfig.AdditionalProps): k=v,k=v")
+	flag.IntVar(&o.inFlight, "max-in-flight", 0, "zkafka.MaxInFlight for the zkafka scenarios (0: the library default)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to DIR/SCENARIO.pprof")
+	flag.Parse()
+
+	if o.child != "" {
+		res := runChild(o)
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		os.Exit(0) // no graceful close: the next scenario uses a fresh group
+	}
+	if err := runParent(o); err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// scenario parses a scenario name into its kind ("raw", "noop", "sleep1ms") and speedup.
+func scenario(name string) (kind string, speedup int, err error) {
+	if name == "raw" {
+		return "raw", 0, nil
+	}
+	kind, s, ok := strings.Cut(name, "-s")
+	if !ok || (kind != "noop" && kind != "sleep1ms") {
+		return "", 0, fmt.Errorf("unknown scenario %q", name)
+	}
+	speedup, err = strconv.Atoi(s)
+	if err != nil || speedup < 1 || speedup > math.MaxUint16 {
+		return "", 0, fmt.Errorf("bad speedup in scenario %q", name)
+	}
+	return kind, speedup, nil
+}
+
+func runParent(o options) error {
+	names := strings.Split(o.scenarios, ",")
+	for _, n := range names {
+		if _, _, err := scenario(n); err != nil {
+			return err
+		}
+	}
+	addr := os.Getenv("KAFKA_BOOTSTRAP_SERVERS")
+	brokerKind := "external " + addr
+	if addr == "" {
+		e, err := testhelper.StartEmbedded()
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		addr = e.Addr()
+		brokerKind = "embedded kfake"
+	}
+	topic := fmt.Sprintf("zkafka-bench-%d", time.Now().UnixNano())
+	start := time.Now()
+	if err := produce(addr, topic, o); err != nil {
+		return err
+	}
+	sleepDur := measureSleep(time.Millisecond)
+	fmt.Printf("# zkafka-bench: broker=%s topic=%s msgs=%d size=%d keys=%d partitions=%d rounds=%d cpus=%d go=%s\n",
+		brokerKind, topic, o.count, o.size, o.keys, o.partitions, o.rounds, runtime.NumCPU(), runtime.Version())
+	fmt.Printf("# produced in %.1fs; time.Sleep(1ms) takes %.3fms here\n", time.Since(start).Seconds(), float64(sleepDur)/1e6)
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	all := map[string][]result{}
+	ratios := map[string][]float64{} // per round: rate / raw's rate in the same round
+	for round := 1; round <= o.rounds; round++ {
+		rawRate := 0.0
+		for _, name := range names {
+			kind, speedup, _ := scenario(name)
+			msgs := o.count
+			if kind == "sleep1ms" {
+				// At most half the data set: the rate is measured with messages still behind
+				// the window, not while the last keys drain one message per ms each.
+				msgs = min(o.count/2, max(1000, int(float64(speedup)*o.sleepSecs*float64(time.Second)/float64(sleepDur))))
+			}
+			group := fmt.Sprintf("%s-%s-r%d", topic, name, round)
+			res := runChildProcess(exe, o, name, addr, topic, group, msgs)
+			if res.Err != "" {
+				fmt.Printf("# round %d %s: error: %s\n", round, name, res.Err)
+				continue
+			}
+			fmt.Printf("# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f MB peak RSS (%d msgs in %.2fs)\n",
+				round, name, float64(res.Msgs)/res.Seconds, res.CPUSecs*1e6/float64(res.Msgs),
+				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds)
+			all[name] = append(all[name], res)
+			rate := float64(res.Msgs) / res.Seconds
+			switch {
+			case kind == "raw":
+				rawRate = rate
+			case kind == "sleep1ms":
+				ratios[name] = append(ratios[name], rate/(float64(speedup)*float64(time.Second)/float64(sleepDur)))
+			case rawRate > 0:
+				ratios[name] = append(ratios[name], rate/rawRate)
+			}
+		}
+	}
+
+	type med struct{ rate, cpu, allocs, rss float64 }
+	meds := map[string]med{}
+	for _, name := range names {
+		rs := all[name]
+		if len(rs) == 0 {
+			continue
+		}
+		meds[name] = med{
+			rate:   median(rs, func(r result) float64 { return float64(r.Msgs) / r.Seconds }),
+			cpu:    median(rs, func(r result) float64 { return r.CPUSecs * 1e6 / float64(r.Msgs) }),
+			allocs: median(rs, func(r result) float64 { return float64(r.Mallocs) / float64(r.Msgs) }),
+			rss:    median(rs, func(r result) float64 { return r.PeakRSSMB }),
+		}
+	}
+	raw, haveRaw := meds["raw"]
+	var summary []string
+	for _, name := range names {
+		m, ok := meds[name]
+		if !ok {
+			fmt.Printf("scenario=%s error=no_successful_round\n", name)
+			continue
+		}
+		kind, _, _ := scenario(name)
+		line := fmt.Sprintf("scenario=%s msgs_per_s=%.0f cpu_us_per_msg=%.2f allocs_per_msg=%.1f peak_rss_mb=%.0f",
+			name, m.rate, m.cpu, m.allocs, m.rss)
+		r := medianOf(ratios[name])
+		switch {
+		case kind == "sleep1ms":
+			line += fmt.Sprintf(" ratio_vs_ideal=%.2f", r)
+			summary = append(summary, fmt.Sprintf("%s=%.2f×ideal", name, r))
+		case kind == "raw":
+			line += " ratio_vs_raw=1.00"
+		case haveRaw:
+			line += fmt.Sprintf(" ratio_vs_raw=%.2f", r)
+			summary = append(summary, fmt.Sprintf("%s=%.2f×raw", name, r))
+		}
+		fmt.Println(line)
+	}
+	if haveRaw {
+		summary = append([]string{fmt.Sprintf("raw=%.0f msg/s", raw.rate)}, summary...)
+	}
+	fmt.Printf("summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s)\n", strings.Join(summary, " "), o.rounds, brokerKind)
+	return nil
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = f(r)
+	}
+	return medianOf(vs)
+}
+
+func medianOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	vs = slices.Clone(vs)
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2]
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+}
+
+// measureSleep returns the median duration of time.Sleep(d) on this machine.
+func measureSleep(d time.Duration) time.Duration {
+	ds := make([]time.Duration, 201)
+	for i := range ds {
+		t := time.Now()
+		time.Sleep(d)
+		ds[i] = time.Since(t)
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+func runChildProcess(exe string, o options, name, addr, topic, group string, msgs int) result {
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-child", name, "-bootstrap", addr, "-topic", topic, "-group", group,
+		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return result{Scenario: name, Err: fmt.Sprintf("%v: %s", err, lastLine(errb.String()))}
+	}
+	var res result
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		if line := sc.Bytes(); len(line) > 0 && line[0] == '{' {
+			if err := json.Unmarshal(line, &res); err != nil {
+				return result{Scenario: name, Err: err.Error()}
+			}
+		}
+	}
+	if res.Scenario == "" && res.Err == "" {
+		return result{Scenario: name, Err: "child printed no result: " + lastLine(errb.String())}
+	}
+	return res
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// produce creates the topic and writes the data set: count values of size bytes, key i mod keys.
+func produce(addr, topic string, o options) error {
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": addr, "broker.address.family": "v4", "enable.metrics.push": false})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: o.partitions, ReplicationFactor: 1}})
+	admin.Close()
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	for _, r := range res {
+		if r.Error.Code() != kafka.ErrNoError {
+			return fmt.Errorf("creating topic %s: %w", topic, r.Error)
+		}
+	}
+	p, err := kafka.NewProducer(&kafka.ConfigMap{
+		"bootstrap.servers":          addr,
+		"broker.address.family":      "v4",
+		"linger.ms":                  20,
+		"batch.num.messages":         10000,
+		"queue.buffering.max.kbytes": 1 << 20,
+		"go.delivery.reports":        false,
+		"enable.metrics.push":        false,
+		"go.logs.channel.enable":     false,
+	})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	value := bytes.Repeat([]byte{'x'}, o.size)
+	keys := make([][]byte, o.keys)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key-%d", i))
+	}
+	for i := 0; i < o.count; i++ {
+		m := &kafka.Message{
+			TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+			Key:            keys[i%o.keys],
+			Value:          value,
+		}
+		for {
+			err := p.Produce(m, nil)
+			if err == nil {
+				break
+			}
+			var kerr kafka.Error
+			if errors.As(err, &kerr) && kerr.Code() == kafka.ErrQueueFull {
+				p.Flush(100)
+				continue
+			}
+			return fmt.Errorf("producing: %w", err)
+		}
+	}
+	for left := p.Flush(60000); left > 0; left = p.Flush(1000) {
+		return fmt.Errorf("producing: %d messages not delivered", left)
+	}
+	return nil
+}
+
+// --- child side ---
+
+// meter records the process's CPU time, allocations and wall clock at the first message and
+// at the last.
+type meter struct {
+	profile string // file for a CPU profile of the window, if set
+	started atomic.Bool
+	t0      time.Time
+	cpu0    time.Duration
+	mallocs uint64
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (m *meter) first() {
+	if m.started.Load() || !m.started.CompareAndSwap(false, true) {
+		return
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m.mallocs = ms.Mallocs
+	if m.profile != "" {
+		if f, err := os.Create(m.profile); err == nil {
+			_ = pprof.StartCPUProfile(f)
+		}
+	}
+	m.cpu0 = cpuTime()
+	m.t0 = time.Now()
+}
+
+// end reports the totals for n messages. The first message itself is excluded from the window
+// (it starts it), so the rate is (n-1) / elapsed.
+func (m *meter) end(name string, n int) result {
+	elapsed := time.Since(m.t0)
+	cpu := cpuTime() - m.cpu0
+	if m.profile != "" {
+		pprof.StopCPUProfile()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return result{
+		Scenario:  name,
+		Msgs:      n - 1,
+		Seconds:   elapsed.Seconds(),
+		CPUSecs:   cpu.Seconds(),
+		Mallocs:   ms.Mallocs - m.mallocs,
+		PeakRSSMB: peakRSSMB(),
+	}
+}
+
+// peakRSSMB reads VmHWM from /proc/self/status: the process's peak resident set.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// consumerConfig returns the librdkafka configuration zkafka's Client builds for tc.
+func consumerConfig(conf zkafka.Config, tc zkafka.ConsumerTopicConfig) (kafka.ConfigMap, error) {
+	var captured map[string]any
+	errCaptured := errors.New("captured")
+	c := zkafka.NewClient(conf, zkafka.WithConsumerProvider(func(m map[string]any) (zkafka.KafkaConsumer, error) {
+		captured = m
+		return nil, errCaptured
+	}))
+	defer c.Close()
+	if _, err := c.Reader(context.Background(), tc); !errors.Is(err, errCaptured) {
+		return nil, fmt.Errorf("capturing zkafka's consumer config: %v", err)
+	}
+	cm := make(kafka.ConfigMap, len(captured))
+	for k, v := range captured {
+		cm[k] = v
+	}
+	return cm, nil
+}
+
+func profilePath(o options) string {
+	if o.profile == "" {
+		return ""
+	}
+	return filepath.Join(o.profile, o.child+".pprof")
+}
+
+func runChild(o options) result {
+	kind, speedup, err := scenario(o.child)
+	if err != nil {
+		return result{Scenario: o.child, Err: err.Error()}
+	}
+	conf := zkafka.Config{BootstrapServers: []string{o.bootstrap}}
+	tc := zkafka.ConsumerTopicConfig{ClientID: o.group, GroupID: o.group, Topic: o.topic}
+	if o.props != "" {
+		tc.AdditionalProps = map[string]any{}
+		for _, kv := range strings.Split(o.props, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			tc.AdditionalProps[k] = v
+		}
+	}
+	if kind == "raw" {
+		return runRaw(o, conf, tc)
+	}
+	m := meter{profile: profilePath(o)}
+	var n atomic.Int64
+	done := make(chan struct{})
+	target := int64(o.count)
+	sleep := o.sleepDur
+	handler := func(context.Context, *zkafka.Message) error {
+		m.first()
+		if kind == "sleep1ms" {
+			time.Sleep(sleep)
+		}
+		if n.Add(1) == target {
+			close(done)
+		}
+		return nil
+	}
+	client := zkafka.NewClient(conf)
+	opts := []zkafka.WorkOption{zkafka.Speedup(uint16(speedup))}
+	if o.inFlight > 0 {
+		opts = append(opts, zkafka.MaxInFlight(o.inFlight))
+	}
+	w := zkafka.NewWorkFactory(client).CreateWithFunc(tc, handler, opts...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(ctx, nil) }()
+	select {
+	case <-done:
+		return m.end(o.child, o.count)
+	case err := <-runErr:
+		return result{Scenario: o.child, Err: fmt.Sprintf("Run returned early: %v", err)}
+	}
+}
+
+// runRaw is the plain confluent-kafka-go loop: Poll, StoreMessage, auto commit.
+func runRaw(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig) result {
+	cm, err := consumerConfig(conf, tc)
+	if err != nil {
+		return result{Scenario: o.child, Err: err.Error()}
+	}
+	c, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		return result{Scenario: o.child, Err: err.Error()}
+	}
+	if err := c.SubscribeTopics([]string{o.topic}, nil); err != nil {
+		return result{Scenario: o.child, Err: err.Error()}
+	}
+	m := meter{profile: profilePath(o)}
+	n := 0
+	for n < o.count {
+		switch e := c.Poll(100).(type) {
+		case *kafka.Message:
+			if e.TopicPartition.Error != nil {
+				continue
+			}
+			m.first()
+			if _, err := c.StoreMessage(e); err != nil {
+				return result{Scenario: o.child, Err: err.Error()}
+			}
+			n++
+		case kafka.Error:
+			if e.IsFatal() {
+				return result{Scenario: o.child, Err: e.Error()}
+			}
+		}
+	}
+	return m.end(o.child, o.count)
+}

@@ -1,0 +1,199 @@
+package zkafka
+
+// Benchmarks of the hot paths without librdkafka: key routing, commit tracking, and the whole
+// per-message path of a Work (poll → message → dispatch → virtual partition → process →
+// complete → tracker → store) driven by an in-memory consumer. Run them with `make bench-go`.
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+func BenchmarkRouteKey(b *testing.B) {
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "key-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	sum := 0
+	for i := 0; b.Loop(); i++ {
+		sum += routeKey(keys[i%len(keys)], 64)
+	}
+	_ = sum
+}
+
+// BenchmarkTrackerRandomFinish adds messages to a partition tracker and finishes them in a
+// random order within a window of 1024 in-flight messages.
+func BenchmarkTrackerRandomFinish(b *testing.B) {
+	const window = 1024
+	t := newPartitionTracker(newCommitTracker(), "t", 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	pending := make([]uint64, 0, window)
+	off := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		pending = append(pending, t.add(off))
+		off++
+		if len(pending) == window {
+			i := rng.IntN(len(pending))
+			t.finish(pending[i])
+			pending[i] = pending[len(pending)-1]
+			pending = pending[:len(pending)-1]
+		}
+	}
+	for _, s := range pending {
+		t.finish(s)
+	}
+	if _, ok := t.take(); !ok {
+		b.Fatal("nothing to store")
+	}
+}
+
+// memConsumer is an in-memory KafkaConsumer: one topic of parts partitions holding an endless
+// stream of 100-byte messages over 1000 keys. Poll returns the next message, round-robin over
+// the partitions; the first Poll assigns every partition through the rebalance callback.
+type memConsumer struct {
+	KafkaConsumer // unused methods panic
+	topic         string
+	parts         int32
+	keys          [][]byte
+	value         []byte
+	offsets       []int64
+	n             int
+	cb            kafka.RebalanceCb
+	assigned      bool
+	paused        atomic.Bool
+	buf           [64]kafka.Message
+	stores        atomic.Int64
+	pauses        atomic.Int64
+}
+
+func newMemConsumer(parts int32) *memConsumer {
+	c := &memConsumer{topic: "bench", parts: parts, value: make([]byte, 100), offsets: make([]int64, parts)}
+	for i := range 1000 {
+		c.keys = append(c.keys, []byte("key-"+strconv.Itoa(i)))
+	}
+	return c
+}
+
+func (c *memConsumer) SubscribeTopics(_ []string, cb kafka.RebalanceCb) error {
+	c.cb = cb
+	return nil
+}
+
+func (c *memConsumer) Poll(timeoutMs int) kafka.Event {
+	if c.paused.Load() {
+		// Like librdkafka: nothing to return from paused partitions, so Poll waits.
+		time.Sleep(time.Duration(timeoutMs) * time.Millisecond)
+		return nil
+	}
+	if !c.assigned {
+		c.assigned = true
+		var tps []kafka.TopicPartition
+		for p := range c.parts {
+			tps = append(tps, kafka.TopicPartition{Topic: &c.topic, Partition: p})
+		}
+		_ = c.cb(nil, kafka.AssignedPartitions{Partitions: tps})
+		return nil
+	}
+	p := int32(c.n) % c.parts
+	m := &c.buf[c.n%len(c.buf)]
+	*m = kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &c.topic, Partition: p, Offset: kafka.Offset(c.offsets[p])},
+		Key:            c.keys[c.n%len(c.keys)],
+		Value:          c.value,
+		Timestamp:      time.Now(),
+	}
+	c.offsets[p]++
+	c.n++
+	return m
+}
+
+func (c *memConsumer) StoreOffsets(o []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	c.stores.Add(1)
+	return o, nil
+}
+func (c *memConsumer) Commit() ([]kafka.TopicPartition, error)     { return nil, nil }
+func (c *memConsumer) Assign([]kafka.TopicPartition) error         { return nil }
+func (c *memConsumer) Unassign() error                             { return nil }
+func (c *memConsumer) Pause([]kafka.TopicPartition) error          { return nil }
+func (c *memConsumer) Resume([]kafka.TopicPartition) error         { return nil }
+func (c *memConsumer) GetRebalanceProtocol() string                { return "EAGER" }
+func (c *memConsumer) AssignmentLost() bool                        { return false }
+func (c *memConsumer) Close() error                                { return nil }
+func (c *memConsumer) Assignment() ([]kafka.TopicPartition, error) { return nil, nil }
+
+// benchWork runs b.N messages through a Work at the given Speedup with a no-op processor and
+// reports the per-message cost of everything but librdkafka.
+func benchWork(b *testing.B, speedup uint16) {
+	mc := newMemConsumer(8)
+	client := NewClient(Config{BootstrapServers: []string{"mem:9092"}},
+		WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) { return mc, nil }))
+	defer client.Close()
+	var n atomic.Int64
+	target := int64(b.N)
+	done := make(chan struct{})
+	w := NewWorkFactory(client).CreateWithFunc(ConsumerTopicConfig{ClientID: "bench", GroupID: "bench", Topic: "bench"},
+		func(context.Context, *Message) error {
+			if n.Add(1) == target {
+				close(done)
+			}
+			return nil
+		}, Speedup(speedup))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shutdown := make(chan struct{})
+	errc := make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() { errc <- w.Run(ctx, shutdown) }()
+	<-done
+	b.StopTimer()
+	b.ReportMetric(float64(mc.stores.Load())/float64(b.N), "stores/op")
+	b.ReportMetric(float64(mc.pauses.Load()), "pauses")
+	cancel()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkWorkNoopS1(b *testing.B)  { benchWork(b, 1) }
+func BenchmarkWorkNoopS8(b *testing.B)  { benchWork(b, 8) }
+func BenchmarkWorkNoopS64(b *testing.B) { benchWork(b, 64) }
+
+// BenchmarkKeyRouter routes 1000 keys over 64 virtual partitions with up to 10 messages of a
+// key in flight, letting each go in a random order (the reader's and processors' share).
+func BenchmarkKeyRouter(b *testing.B) {
+	vps := make([]*virtualPartition, 64)
+	for i := range vps {
+		vps[i] = newVirtualPartition(i)
+	}
+	r := newKeyRouter(vps, 10000)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "key-" + strconv.Itoa(i)
+	}
+	type inflight struct {
+		kr *keyRoute
+		vp int
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pending := make([]inflight, 0, 10000)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		kr := r.route(keys[i%len(keys)])
+		pending = append(pending, inflight{kr, kr.vp})
+		if len(pending) == cap(pending) {
+			j := rng.IntN(len(pending))
+			pending[j].kr.done(vps[pending[j].vp])
+			pending[j] = pending[len(pending)-1]
+			pending = pending[:len(pending)-1]
+		}
+	}
+}
