@@ -143,9 +143,9 @@ func testG5DeadLetterHeadersAndPayload(t *testing.T, via string) {
 	recs := make([]rec, n)
 	for i := range recs {
 		r := rec{Value: []byte(fmt.Sprintf("v%d", i)), Partition: int32(i % 2)} // offset i/2
-		switch {
-		case i%40 == 0: // partition 0, offsets 0, 20, 40: failing, nil key
-		case i%40 == 21: // partition 1, offsets 10, 30: failing, empty key
+		switch i % 40 {
+		case 0: // partition 0, offsets 0, 20, 40: failing, nil key
+		case 21: // partition 1, offsets 10, 30: failing, empty key
 			r.Key = []byte{}
 		default:
 			r.Key = []byte(fmt.Sprintf("k%d", i%7))
@@ -723,9 +723,13 @@ func TestG5PanicsAndTimeoutsAreDeadLettered(t *testing.T) {
 		return nil
 	}, WithOnDone(func(_ context.Context, _ *Message, err error) { results <- err }))
 	r := startWork(t, w)
+	failed := 0
 	for range 3 {
-		<-results
+		if err := <-results; err != nil {
+			failed++
+		}
 	}
+	require.Equal(t, 2, failed, "the panic and the timeout fail, the third succeeds")
 	require.NoError(t, r.stop(t))
 	require.Equal(t, map[int32]int64{0: 3}, e.committed(t, group, topic))
 	dls := e.consumeAll(t, dlt, 2)
