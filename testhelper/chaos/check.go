@@ -1,8 +1,11 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -21,6 +24,9 @@ type Report struct {
 	Produced int
 	// Processed is the number of distinct offsets a processor returned nil for.
 	Processed int
+	// ByDrain is the number of offsets first finished by the final drain worker rather than
+	// during the chaos: a large share means the workers made little progress under the faults.
+	ByDrain int
 	// Processings is the number of times a processor returned nil, duplicates included.
 	Processings int
 	// Failures is the number of processor calls that returned an error, panicked or timed out.
@@ -40,6 +46,8 @@ type Report struct {
 	Restarts map[Fault]int
 	// WorstLag is the longest time between a record's timestamp and its first finish.
 	WorstLag time.Duration
+	// WorstLagAt names the message of WorstLag ("partition 3 offset 120 key \"k7\"").
+	WorstLagAt string
 	// Duration is the wall-clock time of the run.
 	Duration time.Duration
 	// Violations are the broken invariants, one readable sentence each; empty when all held.
@@ -52,7 +60,8 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "chaos report (seed %d, %s):\n", r.Seed, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "  produced %d, processed %d (%d processings, %d duplicates = %.2f%%), failures %d, dead-lettered %d (%d dead letter records)\n",
 		r.Produced, r.Processed, r.Processings, r.Duplicates, 100*float64(r.Duplicates)/math.Max(1, float64(r.Produced)), r.Failures, r.DeadLettered, r.DeadLetterRecords)
-	fmt.Fprintf(&b, "  offset commits checked %d, worst lag %s\n", r.Commits, r.WorstLag.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  processed under chaos %d, left for the final drain %d\n", r.Processed-r.ByDrain, r.ByDrain)
+	fmt.Fprintf(&b, "  offset commits checked %d, worst lag %s (%s)\n", r.Commits, r.WorstLag.Round(time.Millisecond), r.WorstLagAt)
 	fmt.Fprintf(&b, "  faults injected: %s\n", counts(r.Faults))
 	fmt.Fprintf(&b, "  worker restarts: %s\n", counts(r.Restarts))
 	if len(r.Violations) == 0 {
@@ -87,6 +96,7 @@ type offsetState struct {
 	hasKey    bool
 	ts        int64
 	okAt      int64 // first successful return; 0 if none
+	okRun     string
 	doneAt    int64 // first OnDone; 0 if none
 	doneErrAt int64 // first OnDone of a failure (dead letter acknowledged); 0 if none
 	failedAt  int64 // first failed return
@@ -130,12 +140,18 @@ func (h *harness) check(faults map[Fault]int) Report {
 	h.mu.Unlock()
 	for _, f := range files {
 		evs, err := readEvents(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the process was killed before it opened its record
+		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("reading a worker's record: %v", err))
 		}
 		events = append(events, evs...)
 	}
 	rep.Violations = append(rep.Violations, problems...)
+	if path := os.Getenv(EnvDump); path != "" {
+		h.dump(path, events, commits, rebalances)
+	}
 	if produceErrs > 0 {
 		rep.Violations = append(rep.Violations, fmt.Sprintf("the harness's producer lost %d records (delivery failures)", produceErrs))
 	}
@@ -168,7 +184,7 @@ func (h *harness) check(faults map[Fault]int) Report {
 			s.oks++
 			rep.Processings++
 			if s.okAt == 0 || e.at < s.okAt {
-				s.okAt = e.at
+				s.okAt, s.okRun = e.at, e.run
 			}
 		case evReturnErr:
 			s.fails++
@@ -244,9 +260,15 @@ func (h *harness) check(faults map[Fault]int) Report {
 			s := &state[p][o]
 			if s.oks > 0 {
 				rep.Processed++
+				if s.okRun == "drain" {
+					rep.ByDrain++
+				}
 			}
 			if f := s.finishedAt(0); f != math.MaxInt64 && s.ts > 0 {
-				rep.WorstLag = max(rep.WorstLag, time.Duration(f-s.ts))
+				if lag := time.Duration(f - s.ts); lag > rep.WorstLag {
+					rep.WorstLag = lag
+					rep.WorstLagAt = fmt.Sprintf("partition %d offset %d %s, finished %s", p, o, keyOf(s), rel(f))
+				}
 			}
 			accounted := s.oks > 0 || s.deadLeter || (h.dlt == "" && s.doneErrAt != 0)
 			if !accounted {
@@ -355,4 +377,25 @@ func (h *harness) check(faults map[Fault]int) Report {
 		rep.Violations = append(rep.Violations, order...)
 	}
 	return rep
+}
+
+// EnvDump names an environment variable: when set to a file path, the harness writes every
+// recorded event, commit and rebalance there, one per line, for a post-mortem (default unset).
+const EnvDump = "CHAOS_DUMP"
+
+func (h *harness) dump(path string, events []event, commits []commit, rebalances []int64) {
+	var b strings.Builder
+	base := h.start.UnixNano()
+	for _, e := range events {
+		fmt.Fprintf(&b, "%c run=%s p=%d o=%d at=%s key=%q\n", e.kind, e.run, e.partition, e.offset, time.Duration(e.at-base), e.key)
+	}
+	for _, c := range commits {
+		fmt.Fprintf(&b, "C p=%d o=%d at=%s\n", c.partition, c.offset, time.Duration(c.at-base))
+	}
+	for _, r := range rebalances {
+		fmt.Fprintf(&b, "J at=%s\n", time.Duration(r-base))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		h.t.Logf("chaos: writing %s: %v", path, err)
+	}
 }

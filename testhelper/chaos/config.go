@@ -86,6 +86,10 @@ type Config struct {
 	// fault without a worker of its kind (FaultWorkerKill without ProcessWorkers, for
 	// example) is skipped.
 	Faults []Fault
+	// WorkerFaultGap is the least time between two worker faults (leave, cancel, kill)
+	// (default 3 s): each one costs the group a rebalance, and a group that does nothing but
+	// rebalance processes nothing. A worker fault drawn sooner is skipped.
+	WorkerFaultGap time.Duration
 	// NoFaults turns fault injection off (default false), for a baseline run.
 	NoFaults bool
 
@@ -156,6 +160,7 @@ func (c Config) withDefaults() Config {
 	defd(&c.Duration, 20*time.Second)
 	defd(&c.ProduceFor, c.Duration*6/10)
 	defd(&c.FaultEvery, 400*time.Millisecond)
+	defd(&c.WorkerFaultGap, 3*time.Second)
 	defd(&c.ProcessTimeout, 300*time.Millisecond)
 	defd(&c.SessionTimeout, 3*time.Second)
 	defd(&c.AutoCommitInterval, 250*time.Millisecond)

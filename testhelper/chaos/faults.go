@@ -15,10 +15,11 @@ type injector struct {
 	h   *harness
 	rng *rand.Rand
 
-	mu      sync.Mutex
-	counts  map[Fault]int
-	handles []*kfake.FaultHandle
-	timers  []*time.Timer
+	mu              sync.Mutex
+	counts          map[Fault]int
+	lastWorkerFault time.Time
+	handles         []*kfake.FaultHandle
+	timers          []*time.Timer
 }
 
 func newInjector(h *harness) *injector {
@@ -98,13 +99,14 @@ func (in *injector) apply(kind Fault) bool {
 			}
 			cands = append(cands, s)
 		}
-		if len(cands) == 0 {
+		if len(cands) == 0 || time.Since(in.lastWorkerFault) < h.cfg.WorkerFaultGap {
 			return false
 		}
 		s := cands[in.rng.IntN(len(cands))]
 		c := command{kind: kind, restartAfter: 200*time.Millisecond + time.Duration(in.rng.IntN(1500))*time.Millisecond}
 		select {
 		case s.cmd <- c:
+			in.lastWorkerFault = time.Now()
 		default:
 			return false // the worker is restarting from an earlier fault
 		}

@@ -108,7 +108,7 @@ func newWork(client *zkafka.Client, cfg *Config, spec workerSpec, s sink, inject
 		ReadTimeoutMillis:     ms(100 * time.Millisecond),
 		ProcessTimeoutMillis:  ms(cfg.ProcessTimeout),
 		SessionTimeoutMillis:  ms(cfg.SessionTimeout),
-		MaxPollIntervalMillis: ms(max(cfg.SessionTimeout, 20*time.Second)),
+		MaxPollIntervalMillis: ms(max(cfg.SessionTimeout, 6*time.Second)), // also the rebalance timeout: how long a rebalance waits for a killed member
 		AutoCommitIntervalMs:  ms(cfg.AutoCommitInterval),
 	}
 	if spec.DLT != "" {
