@@ -128,6 +128,13 @@ func Run(t testing.TB, cfg Config) Report {
 	in := newInjector(h)
 	stopFaults := make(chan struct{})
 	faultsDone := make(chan struct{})
+	var stopOnce sync.Once
+	endFaults := func() {
+		stopOnce.Do(func() { close(stopFaults) })
+		<-faultsDone
+		in.clear()
+	}
+	t.Cleanup(endFaults) // also on a t.Fatalf midway: before the workers stop and the cluster closes
 	if !cfg.NoFaults {
 		go func() { defer close(faultsDone); in.run(stopFaults) }()
 	} else {
@@ -137,9 +144,7 @@ func Run(t testing.TB, cfg Config) Report {
 	if rest := time.Until(h.start.Add(cfg.Duration)); rest > 0 {
 		time.Sleep(rest)
 	}
-	close(stopFaults)
-	<-faultsDone
-	in.clear()
+	endFaults()
 	logf("chaos: faults stopped after %s; stopping the workers", time.Since(h.start).Round(time.Millisecond))
 	stopKids()
 	logf("chaos: workers stopped at %s; draining", time.Since(h.start).Round(time.Millisecond))
