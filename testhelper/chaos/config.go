@@ -44,7 +44,8 @@ const (
 	FaultWorkerLeave Fault = "worker-leave"
 	// FaultWorkerCancel cancels an in-process worker's context (abrupt stop) and restarts it.
 	FaultWorkerCancel Fault = "worker-cancel"
-	// FaultWorkerKill kills a worker process with SIGKILL and restarts it.
+	// FaultWorkerKill kills a worker process with SIGKILL and restarts it. In a run with
+	// worker processes and this kind in its mix, the first worker fault is always a kill.
 	FaultWorkerKill Fault = "worker-kill"
 )
 

@@ -51,12 +51,34 @@ func (in *injector) run(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		kind := cfg.Faults[in.rng.IntN(len(cfg.Faults))]
+		if in.firstWorkerFault(kind) {
+			kind = FaultWorkerKill // every run with worker processes kills at least one
+		}
 		if in.apply(kind) {
 			in.mu.Lock()
 			in.counts[kind]++
 			in.mu.Unlock()
 		}
 	}
+}
+
+// firstWorkerFault reports whether kind is the run's first worker fault, in a run that has
+// worker processes and kills in its mix.
+func (in *injector) firstWorkerFault(kind Fault) bool {
+	switch kind {
+	case FaultWorkerLeave, FaultWorkerCancel, FaultWorkerKill:
+	default:
+		return false
+	}
+	if in.h.cfg.ProcessWorkers == 0 || !in.lastWorkerFault.IsZero() {
+		return false
+	}
+	for _, f := range in.h.cfg.Faults {
+		if f == FaultWorkerKill {
+			return true
+		}
+	}
+	return false
 }
 
 // apply injects one fault and reports whether it was applicable.
