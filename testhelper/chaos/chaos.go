@@ -351,7 +351,9 @@ func (h *harness) stopWorker(r *running, run string, kind Fault) {
 	case <-time.After(limit):
 		h.problem("worker %s did not stop within %s of a %s; killing it%s", run, limit, kind, outputOf(r))
 		r.abrupt()
-		<-r.exited
+		if err := <-r.exited; err != nil {
+			h.t.Logf("chaos: worker %s, killed after a stuck stop: %v", run, err)
+		}
 	}
 }
 
