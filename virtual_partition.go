@@ -22,14 +22,20 @@ import (
 // and at the in-flight bound the busiest virtual partition would set the pace for all of them.
 
 // routeKey maps a key to its preferred virtual partition: 32-bit FNV-1a of the key bytes,
-// modulo n. It is stable across processes and releases. Nil keys do not come here; they are
-// spread round-robin.
+// mixed by murmur3's 32-bit finalizer (FNV-1a alone spreads sequential keys such as "k1",
+// "k2", … unevenly over many virtual partitions), modulo n. It is stable across processes and
+// releases. Nil keys do not come here; they are spread round-robin.
 func routeKey(key string, n int) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(key); i++ {
 		h ^= uint32(key[i])
 		h *= 16777619
 	}
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
 	return int(h % uint32(n))
 }
 

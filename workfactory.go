@@ -149,7 +149,8 @@ func Speedup(n uint16) WorkOption {
 	return workOptionFunc(func(w *Work) { w.speedup = max(n, 1) })
 }
 
-// HashRouting routes every keyed message to virtual partition FNV-1a-32(key) mod Speedup,
+// HashRouting routes every keyed message to virtual partition hash(key) mod Speedup (hash:
+// 32-bit FNV-1a of the key bytes, then murmur3's fmix32 finalizer),
 // always, so a key's virtual partition (LifecyclePreProcessingMeta.VirtualPartitionIndex)
 // never changes. The default routing prefers that same partition but, for a key with nothing
 // in flight, takes a virtual partition with fewer keys in flight when there is one, which
