@@ -67,8 +67,27 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 	if dlt.SaslUsername == nil && dlt.SaslPassword == nil {
 		dlt.SaslUsername, dlt.SaslPassword = tc.SaslUsername, tc.SaslPassword
 	}
+	if _, set := dlt.AdditionalProps[keyMessageMaxBytes]; !set {
+		// librdkafka's producer refuses records over 1,000,000 bytes by itself, and a refused
+		// dead letter is retried forever: raise its limit to what a consumer can have read.
+		// The dead letter topic's own max.message.bytes must allow it too.
+		props := make(map[string]any, len(dlt.AdditionalProps)+1)
+		for k, v := range dlt.AdditionalProps {
+			props[k] = v
+		}
+		props[keyMessageMaxBytes] = deadLetterMaxMessageBytes
+		dlt.AdditionalProps = props
+	}
 	return dlt
 }
+
+// Dead letter producer limit on one record (message.max.bytes), unless the dead letter config's
+// AdditionalProps set it: librdkafka's default fetch.max.bytes, the most a consumer reads at
+// once, so any message read can be dead-lettered.
+const (
+	keyMessageMaxBytes        = "message.max.bytes"
+	deadLetterMaxMessageBytes = 52428800
+)
 
 func newDeadLetterWriter(ctx context.Context, w *Work, rs *runState) (*deadLetterWriter, error) {
 	cfg := deadLetterConfig(w.topicConfig, *w.dlt)

@@ -107,6 +107,7 @@ func (p *recordingProvider) writerConfigs() []ProducerTopicConfig {
 
 func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 	user, pass, other := "u", "p", "other"
+	big := map[string]any{"message.max.bytes": deadLetterMaxMessageBytes}
 	consumer := ConsumerTopicConfig{ClientID: "consumer", GroupID: "g", Topic: "src",
 		BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass}
 	for _, tc := range []struct {
@@ -115,13 +116,19 @@ func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 		want ProducerTopicConfig
 	}{
 		{"all unset", ProducerTopicConfig{Topic: "dlt"},
-			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass, AdditionalProps: big}},
 		{"own client id", ProducerTopicConfig{Topic: "dlt", ClientID: "mine"},
-			ProducerTopicConfig{Topic: "dlt", ClientID: "mine", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "mine", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass, AdditionalProps: big}},
 		{"own bootstrap", ProducerTopicConfig{Topic: "dlt", BootstrapServers: []string{"b2:9092"}},
-			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b2:9092"}, SaslUsername: &user, SaslPassword: &pass}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b2:9092"}, SaslUsername: &user, SaslPassword: &pass, AdditionalProps: big}},
 		{"own credentials are not mixed with the consumer's", ProducerTopicConfig{Topic: "dlt", SaslUsername: &other},
-			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &other}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &other, AdditionalProps: big}},
+		{"own message.max.bytes is kept", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"message.max.bytes": 1 << 20, "acks": "1"}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
+				AdditionalProps: map[string]any{"message.max.bytes": 1 << 20, "acks": "1"}}},
+		{"other props keep company with the raised limit", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"acks": "1"}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
+				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "acks": "1"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, deadLetterConfig(consumer, tc.dlt))

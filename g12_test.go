@@ -124,7 +124,8 @@ func TestG12BadInputNeverStopsAWorker(t *testing.T) {
 	group := uniqueTestName(t, "g")
 	cfg := ConsumerTopicConfig{
 		ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic, Formatter: JSONFmt,
-		DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt, AdditionalProps: map[string]any{"message.max.bytes": bigMessageBytes}},
+		// No message.max.bytes here: the dead letter producer's default must take a 1 MiB record.
+		DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt},
 	}
 	var mu sync.Mutex
 	var processed []int64
