@@ -132,7 +132,7 @@ func newReader(args readerArgs) (*KReader, error) {
 	if provider == nil {
 		provider = defaultConsumerProvider
 	}
-	consumer, err := provider(map[string]any(toAnyMap(cfg)))
+	consumer, err := provider(configMapToAny(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("zkafka: creating consumer %s: %w", tc.ClientID, err)
 	}
@@ -142,15 +142,6 @@ func newReader(args readerArgs) (*KReader, error) {
 		return nil, fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", tc.ClientID, tc.topics(), err)
 	}
 	return r, nil
-}
-
-// toAnyMap converts a librdkafka config map to a plain map.
-func toAnyMap(cm kafka.ConfigMap) map[string]any {
-	out := make(map[string]any, len(cm))
-	for k, v := range cm {
-		out[k] = v
-	}
-	return out
 }
 
 // Read returns the next message, or nil and no error when none arrived within the read
