@@ -186,7 +186,7 @@ func startProcess(testName, dir string, spec workerSpec) (*running, error) {
 		return nil, err
 	}
 	cmd := exec.Command(os.Args[0], "-test.run="+testPattern(testName), "-test.count=1", "-test.timeout=0")
-	cmd.Env = append(os.Environ(), envWorker+"="+string(js))
+	cmd.Env = append(os.Environ(), envWorker+"="+string(js), envReady+"="+filepath.Join(dir, spec.Run+".ready"))
 	cmd.Stdout, cmd.Stderr = out, out
 	stdin, err := cmd.StdinPipe() // the worker exits when this closes: it never outlives us
 	if err != nil {
@@ -197,11 +197,21 @@ func startProcess(testName, dir string, spec workerSpec) (*running, error) {
 		out.Close()
 		return nil, err
 	}
+	ready := filepath.Join(dir, spec.Run+".ready")
 	r := &running{
-		exited:   make(chan error, 1),
-		graceful: func() { _ = cmd.Process.Signal(syscall.SIGTERM) },
-		abrupt:   func() { _ = cmd.Process.Kill() },
-		output:   out.Name(),
+		exited: make(chan error, 1),
+		graceful: func() {
+			// SIGTERM before the child installed its handler would kill it outright: wait
+			// (bounded) for the file it writes once it listens.
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if _, err := os.Stat(ready); err == nil {
+					break
+				}
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+		},
+		abrupt: func() { _ = cmd.Process.Kill() },
+		output: out.Name(),
 	}
 	go func() {
 		err := cmd.Wait()
@@ -226,6 +236,9 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// envReady names the file a worker process creates once it handles SIGTERM.
+const envReady = "ZKAFKA_CHAOS_READY"
+
 // childMain runs in a re-executed test binary: it runs one worker until SIGTERM (graceful)
 // or until its stdin closes (the harness is gone), then exits the process.
 func childMain(cfg Config, js string) {
@@ -242,6 +255,9 @@ func childMain(cfg Config, js string) {
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
+	if ready := os.Getenv(envReady); ready != "" {
+		_ = os.WriteFile(ready, nil, 0o600) // the harness may send SIGTERM from now on
+	}
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		fmt.Fprintln(os.Stderr, "chaos worker: harness gone, exiting")
