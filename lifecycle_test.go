@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,6 +78,7 @@ func TestLifecycleHooksAndProcessingSpans(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
 	add := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	var readWithMsg, readEmpty atomic.Int64
 	var pre []LifecyclePreProcessingMeta
 	var post []LifecyclePostProcessingMeta
 	hooks := LifecycleHooks{
@@ -85,6 +87,13 @@ func TestLifecycleHooksAndProcessingSpans(t *testing.T) {
 			return context.WithValue(ctx, ctxKey("read"), string(m.Message.Value())), errors.New("logged, not fatal")
 		},
 		PostFanout: func(ctx context.Context) { add("PostFanout") },
+		PostReadImmediate: func(ctx context.Context, m LifecyclePostReadImmediateMeta) {
+			if m.Message != nil {
+				readWithMsg.Add(1)
+			} else {
+				readEmpty.Add(1)
+			}
+		},
 		PreProcessing: func(ctx context.Context, m LifecyclePreProcessingMeta) (context.Context, error) {
 			mu.Lock()
 			pre = append(pre, m)
@@ -114,7 +123,10 @@ func TestLifecycleHooksAndProcessingSpans(t *testing.T) {
 	r := startWork(t, w)
 	<-done
 	<-done
+	require.Eventually(t, func() bool { return readEmpty.Load() > 0 }, 30*time.Second, 10*time.Millisecond,
+		"PostReadImmediate runs for polls that return nothing too")
 	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(2), readWithMsg.Load())
 
 	mu.Lock()
 	defer mu.Unlock()

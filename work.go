@@ -296,10 +296,8 @@ reading:
 			timeout = 10 * time.Millisecond
 		}
 		msg, err := rs.kr.poll(timeout)
+		rs.postReadImmediate(msg, err) // after every waiting poll, with or without a message
 		for n := 0; ; n++ {
-			if msg != nil || err != nil {
-				rs.postReadImmediate(msg, err)
-			}
 			if err != nil {
 				rs.wakeQueued()
 				w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
@@ -314,6 +312,9 @@ reading:
 				break
 			}
 			msg, err = rs.kr.poll(0)
+			if msg != nil || err != nil {
+				rs.postReadImmediate(msg, err)
+			}
 		}
 		// One wake per virtual partition per batch, not per message: the processors start
 		// once the reader is done with librdkafka's ready messages.

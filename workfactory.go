@@ -223,8 +223,9 @@ func WithWorkTextMapPropagator(p propagation.TextMapPropagator) WorkOption {
 }
 
 // MaxInFlight bounds the messages read but not yet finished, over all virtual partitions
-// (default 10,000). At the bound the reader pauses its partitions and keeps polling, so the
-// group membership holds however slow the processor is; it resumes at half the bound.
+// (default 10,000). At the bound the reader waits up to 100 ms for a tenth of it to free up,
+// then pauses its partitions and keeps polling, so the group membership holds however slow
+// the processor is; it resumes at half the bound.
 func MaxInFlight(n int) WorkOption {
 	return workOptionFunc(func(w *Work) {
 		if n > 0 {
