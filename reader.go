@@ -246,6 +246,12 @@ func (r *KReader) store(offs []storedOffset) {
 // commit stores what is finished and commits stored offsets synchronously.
 func (r *KReader) commit() error {
 	r.storeFinished()
+	return r.commitStored()
+}
+
+// commitStored commits the stored offsets synchronously. Nothing to commit (ErrNoOffset) and
+// no assignment left to commit for (ErrState) are not errors.
+func (r *KReader) commitStored() error {
 	if _, err := r.consumer.Commit(); err != nil {
 		var kerr kafka.Error
 		if errors.As(err, &kerr) && (kerr.Code() == kafka.ErrNoOffset || kerr.Code() == kafka.ErrState) {
@@ -318,11 +324,8 @@ func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	lost := r.consumer.AssignmentLost()
 	if !lost {
 		r.store(r.tracker.storable(func(k tpKey) bool { _, ok := set[k]; return ok }))
-		if _, err := r.consumer.Commit(); err != nil {
-			var kerr kafka.Error
-			if !errors.As(err, &kerr) || (kerr.Code() != kafka.ErrNoOffset && kerr.Code() != kafka.ErrState) {
-				r.logger.Warnw(ctx, "zkafka: committing on revoke failed", "group", r.groupID, "error", err)
-			}
+		if err := r.commitStored(); err != nil {
+			r.logger.Warnw(ctx, "zkafka: committing on revoke failed", "group", r.groupID, "error", err)
 		}
 	}
 	for _, k := range keys {
