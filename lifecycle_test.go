@@ -3,6 +3,7 @@ package zkafka
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,13 +182,15 @@ func TestPanicsInProcessorsAndHooksFailOnlyTheirMessage(t *testing.T) {
 	})
 	group := uniqueTestName(t, "g")
 	results := make(chan string, 3)
-	wf := NewWorkFactory(e.client(t))
+	logs := newCaptureLogger()
+	wf := NewWorkFactory(e.client(t), WithLogger(logs))
 	w := wf.CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}, func(ctx context.Context, m *Message) error {
 		if string(m.Value()) == "processor" {
 			panic("processor boom")
 		}
 		return nil
 	}, WithLifecycleHooks(LifecycleHooks{
+		PostFanout: func(context.Context) { panic("fanout boom") }, // logged; fails nothing
 		PreProcessing: func(ctx context.Context, m LifecyclePreProcessingMeta) (context.Context, error) {
 			if string(m.Message.Value()) == "prehook" {
 				panic("hook boom")
@@ -207,6 +210,13 @@ func TestPanicsInProcessorsAndHooksFailOnlyTheirMessage(t *testing.T) {
 	require.Equal(t, "ok: ok", <-results)
 	require.NoError(t, r.stop(t))
 	require.Equal(t, map[int32]int64{0: 3}, e.committed(t, group, topic))
+	fanoutPanics := 0
+	for _, line := range logs.all() {
+		if strings.Contains(line, "PostFanout hook panicked") && strings.Contains(line, "fanout boom") {
+			fanoutPanics++
+		}
+	}
+	require.Equal(t, 3, fanoutPanics, "a panic in a hook that belongs to no message is logged")
 }
 
 func TestRunCanBeCalledAgain(t *testing.T) {

@@ -418,20 +418,14 @@ func (rs *runState) dispatch(msg *Message) {
 		vp.wakePending = true
 		rs.toWake = append(rs.toWake, vp)
 	}
-	if w.lifecycle.PostFanout != nil {
-		func() {
-			defer func() { _ = recover() }()
-			w.lifecycle.PostFanout(msg.ctx)
-		}()
+	if h := w.lifecycle.PostFanout; h != nil {
+		rs.notify("PostFanout", func() { h(msg.ctx) })
 	}
 }
 
 func (rs *runState) postReadImmediate(msg *Message, err error) {
 	if h := rs.w.lifecycle.PostReadImmediate; h != nil {
-		func() {
-			defer func() { _ = recover() }()
-			h(rs.ctx, LifecyclePostReadImmediateMeta{Message: msg, Err: err})
-		}()
+		rs.notify("PostReadImmediate", func() { h(rs.ctx, LifecyclePostReadImmediateMeta{Message: msg, Err: err}) })
 	}
 }
 
@@ -686,10 +680,9 @@ func (rs *runState) breakerChanged(_ string, from, to gobreaker.State) {
 	rs.cbOpen.Store(to == gobreaker.StateOpen)
 	rs.w.logger.Infow(rs.ctx, "zkafka: circuit breaker changed state", "topic", rs.topic, "from", from.String(), "to", to.String())
 	if h := rs.w.lifecycle.CircuitBreakerStateChanged; h != nil {
-		func() {
-			defer func() { _ = recover() }()
+		rs.notify("CircuitBreakerStateChanged", func() {
 			h(rs.ctx, LifecycleCircuitBreakerStateChanged{Topic: rs.topic, GroupID: rs.group, From: breakerState(from), To: breakerState(to)})
-		}()
+		})
 	}
 }
 
@@ -916,6 +909,14 @@ func safeHook(f func() (context.Context, error)) (ctx context.Context, err error
 		}
 	}()
 	return f()
+}
+
+// notify runs a hook that returns nothing and belongs to no message: a panic in it is
+// recovered and logged.
+func (rs *runState) notify(name string, f func()) {
+	if err := safeErr(func() error { f(); return nil }); err != nil {
+		rs.w.logger.Errorw(rs.ctx, "zkafka: "+name+" hook panicked", "topic", rs.topic, "error", err)
+	}
 }
 
 // safeErr runs an error-returning hook, turning a panic into an error.
