@@ -125,10 +125,7 @@ func NewClient(conf Config, opts ...Option) *Client {
 
 // defaultConsumerProvider creates a confluent-kafka-go consumer.
 func defaultConsumerProvider(conf map[string]any) (KafkaConsumer, error) {
-	cm := make(kafka.ConfigMap, len(conf))
-	for k, v := range conf {
-		cm[k] = v
-	}
+	cm := toConfigMap(conf)
 	kc, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		return nil, err

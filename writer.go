@@ -189,15 +189,21 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 
 // defaultProducerProvider creates a confluent-kafka-go producer.
 func defaultProducerProvider(conf map[string]any) (KafkaProducer, error) {
-	cm := make(kafka.ConfigMap, len(conf))
-	for k, v := range conf {
-		cm[k] = v
-	}
+	cm := toConfigMap(conf)
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// toConfigMap converts a provider function's map back to a ConfigMap.
+func toConfigMap(conf map[string]any) kafka.ConfigMap {
+	cm := make(kafka.ConfigMap, len(conf))
+	for k, v := range conf {
+		cm[k] = v
+	}
+	return cm
 }
 
 // configMapToAny converts a ConfigMap for the provider functions.
