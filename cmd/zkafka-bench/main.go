@@ -12,6 +12,9 @@
 //	raw            Poll + StoreMessage with auto commit, the librdkafka settings zkafka uses
 //	noop-sN        zkafka Work, Speedup(N), a processor that returns nil at once
 //	sleep1ms-sN    zkafka Work, Speedup(N), a processor that sleeps 1 ms
+//	raw-sleep1ms-sN  the control for sleep1ms-sN: the raw loop handing every message to N
+//	               goroutines that sleep 1 ms, with no per-key order and no commit tracking;
+//	               the most any Kafka library can reach for that handler on this machine
 //
 // The raw consumer's configuration is the one zkafka's Client builds: the bench creates a
 // Client with a consumer provider that captures the librdkafka map it is handed, so the two
@@ -26,6 +29,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -45,7 +49,7 @@ import (
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
-const allScenarios = "raw,noop-s1,noop-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256"
+const allScenarios = "raw,noop-s1,noop-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256"
 
 type options struct {
 	count      int
@@ -79,44 +83,64 @@ type result struct {
 	Err       string  `json:"error,omitempty"`
 }
 
+// childEnv marks a process started by runChildProcess, so that a test binary standing in for
+// this command (see main_test.go) knows to run as the command.
+const childEnv = "ZKAFKA_BENCH_CHILD"
+
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the command: it parses args and runs the benchmark (or, with -child, one scenario),
+// printing to stdout, and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
 	var o options
-	flag.IntVar(&o.count, "count", 300000, "messages in the data set (noop and raw scenarios read all of them)")
-	flag.IntVar(&o.size, "size", 100, "value size in bytes")
-	flag.IntVar(&o.keys, "keys", 1000, "distinct keys")
-	flag.IntVar(&o.partitions, "partitions", 8, "topic partitions")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every scenario; medians are reported")
-	flag.StringVar(&o.scenarios, "scenarios", allScenarios, "comma-separated scenarios to run")
-	flag.Float64Var(&o.sleepSecs, "sleep-seconds", 4, "target duration of each sleep scenario (its message count is Speedup × this / the measured 1 ms sleep, at most -count/2)")
-	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on a scenario after this long")
-	flag.StringVar(&o.child, "child", "", "internal: run one scenario and report it as JSON")
-	flag.StringVar(&o.bootstrap, "bootstrap", "", "internal: broker address for -child")
-	flag.StringVar(&o.topic, "topic", "", "internal: topic for -child")
-	flag.StringVar(&o.group, "group", "", "internal: consumer group for -child")
-	flag.DurationVar(&o.sleepDur, "sleep", time.Millisecond, "handler sleep of the sleep scenarios")
-	flag.StringVar(&o.props, "props", "", "extra librdkafka consumer keys for every scenario, raw included (ConsumerTopicConfig.AdditionalProps): k=v,k=v")
-	flag.IntVar(&o.inFlight, "max-in-flight", 0, "zkafka.MaxInFlight for the zkafka scenarios (0: the library default)")
-	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to DIR/SCENARIO.pprof")
-	flag.Parse()
+	fs := flag.NewFlagSet("zkafka-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.count, "count", 300000, "messages in the data set (noop and raw scenarios read all of them)")
+	fs.IntVar(&o.size, "size", 100, "value size in bytes")
+	fs.IntVar(&o.keys, "keys", 1000, "distinct keys")
+	fs.IntVar(&o.partitions, "partitions", 8, "topic partitions")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds of every scenario; medians are reported")
+	fs.StringVar(&o.scenarios, "scenarios", allScenarios, "comma-separated scenarios to run")
+	fs.Float64Var(&o.sleepSecs, "sleep-seconds", 4, "target duration of each sleep scenario (its message count is Speedup × this / the measured 1 ms sleep, at most -count/2)")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up on a scenario after this long")
+	fs.StringVar(&o.child, "child", "", "internal: run one scenario and report it as JSON")
+	fs.StringVar(&o.bootstrap, "bootstrap", "", "internal: broker address for -child")
+	fs.StringVar(&o.topic, "topic", "", "internal: topic for -child")
+	fs.StringVar(&o.group, "group", "", "internal: consumer group for -child")
+	fs.DurationVar(&o.sleepDur, "sleep", time.Millisecond, "handler sleep of the sleep scenarios")
+	fs.StringVar(&o.props, "props", "", "extra librdkafka consumer keys for every scenario, raw included (ConsumerTopicConfig.AdditionalProps): k=v,k=v")
+	fs.IntVar(&o.inFlight, "max-in-flight", 0, "zkafka.MaxInFlight for the zkafka scenarios (0: the library default)")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to DIR/SCENARIO.pprof")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
 
 	if o.child != "" {
 		res := runChild(o)
-		_ = json.NewEncoder(os.Stdout).Encode(res)
-		os.Exit(0) // no graceful close: the next scenario uses a fresh group
+		_ = json.NewEncoder(stdout).Encode(res)
+		return 0 // no graceful close: the process exits, and the next scenario uses a fresh group
 	}
-	if err := runParent(o); err != nil {
-		fmt.Fprintln(os.Stderr, "zkafka-bench:", err)
-		os.Exit(1)
+	if err := runParent(o, stdout); err != nil {
+		fmt.Fprintln(stderr, "zkafka-bench:", err)
+		return 1
 	}
+	return 0
 }
 
-// scenario parses a scenario name into its kind ("raw", "noop", "sleep1ms") and speedup.
+// scenario parses a scenario name into its kind ("raw", "noop", "sleep1ms", "raw-sleep1ms")
+// and speedup.
 func scenario(name string) (kind string, speedup int, err error) {
 	if name == "raw" {
 		return "raw", 0, nil
 	}
-	kind, s, ok := strings.Cut(name, "-s")
-	if !ok || (kind != "noop" && kind != "sleep1ms") {
+	i := strings.LastIndex(name, "-s")
+	if i < 0 {
+		return "", 0, fmt.Errorf("unknown scenario %q", name)
+	}
+	kind, s := name[:i], name[i+2:]
+	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	speedup, err = strconv.Atoi(s)
@@ -126,7 +150,33 @@ func scenario(name string) (kind string, speedup int, err error) {
 	return kind, speedup, nil
 }
 
-func runParent(o options) error {
+// validate checks the flags of a parent run.
+func (o options) validate() error {
+	switch {
+	case o.count < 2:
+		return fmt.Errorf("-count %d: need at least 2 messages (the first one starts the clock)", o.count)
+	case o.size < 0:
+		return fmt.Errorf("-size %d: a value cannot have a negative size", o.size)
+	case o.keys < 1:
+		return fmt.Errorf("-keys %d: need at least one key", o.keys)
+	case o.partitions < 1:
+		return fmt.Errorf("-partitions %d: need at least one partition", o.partitions)
+	case o.rounds < 1:
+		return fmt.Errorf("-rounds %d: need at least one round", o.rounds)
+	case o.sleepSecs <= 0:
+		return fmt.Errorf("-sleep-seconds %g: must be positive", o.sleepSecs)
+	case o.sleepDur <= 0:
+		return fmt.Errorf("-sleep %s: must be positive", o.sleepDur)
+	case o.timeout <= 0:
+		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
+	}
+	return nil
+}
+
+func runParent(o options, out io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	names := strings.Split(o.scenarios, ",")
 	for _, n := range names {
 		if _, _, err := scenario(n); err != nil {
@@ -150,9 +200,9 @@ func runParent(o options) error {
 		return err
 	}
 	sleepDur := measureSleep(time.Millisecond)
-	fmt.Printf("# zkafka-bench: broker=%s topic=%s msgs=%d size=%d keys=%d partitions=%d rounds=%d cpus=%d go=%s\n",
+	fmt.Fprintf(out, "# zkafka-bench: broker=%s topic=%s msgs=%d size=%d keys=%d partitions=%d rounds=%d cpus=%d go=%s\n",
 		brokerKind, topic, o.count, o.size, o.keys, o.partitions, o.rounds, runtime.NumCPU(), runtime.Version())
-	fmt.Printf("# produced in %.1fs; time.Sleep(1ms) takes %.3fms here\n", time.Since(start).Seconds(), float64(sleepDur)/1e6)
+	fmt.Fprintf(out, "# produced in %.1fs; time.Sleep(1ms) takes %.3fms here\n", time.Since(start).Seconds(), float64(sleepDur)/1e6)
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -165,7 +215,7 @@ func runParent(o options) error {
 		for _, name := range names {
 			kind, speedup, _ := scenario(name)
 			msgs := o.count
-			if kind == "sleep1ms" {
+			if isSleep(kind) {
 				// At most half the data set: the rate is measured with messages still behind
 				// the window, not while the last keys drain one message per ms each.
 				msgs = min(o.count/2, max(1000, int(float64(speedup)*o.sleepSecs*float64(time.Second)/float64(sleepDur))))
@@ -173,10 +223,10 @@ func runParent(o options) error {
 			group := fmt.Sprintf("%s-%s-r%d", topic, name, round)
 			res := runChildProcess(exe, o, name, addr, topic, group, msgs)
 			if res.Err != "" {
-				fmt.Printf("# round %d %s: error: %s\n", round, name, res.Err)
+				fmt.Fprintf(out, "# round %d %s: error: %s\n", round, name, res.Err)
 				continue
 			}
-			fmt.Printf("# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f MB peak RSS (%d msgs in %.2fs)\n",
+			fmt.Fprintf(out, "# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f MB peak RSS (%d msgs in %.2fs)\n",
 				round, name, float64(res.Msgs)/res.Seconds, res.CPUSecs*1e6/float64(res.Msgs),
 				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds)
 			all[name] = append(all[name], res)
@@ -184,7 +234,7 @@ func runParent(o options) error {
 			switch {
 			case kind == "raw":
 				rawRate = rate
-			case kind == "sleep1ms":
+			case isSleep(kind):
 				ratios[name] = append(ratios[name], rate/(float64(speedup)*float64(time.Second)/float64(sleepDur)))
 			case rawRate > 0:
 				ratios[name] = append(ratios[name], rate/rawRate)
@@ -211,7 +261,7 @@ func runParent(o options) error {
 	for _, name := range names {
 		m, ok := meds[name]
 		if !ok {
-			fmt.Printf("scenario=%s error=no_successful_round\n", name)
+			fmt.Fprintf(out, "scenario=%s error=no_successful_round\n", name)
 			continue
 		}
 		kind, _, _ := scenario(name)
@@ -219,23 +269,31 @@ func runParent(o options) error {
 			name, m.rate, m.cpu, m.allocs, m.rss)
 		r := medianOf(ratios[name])
 		switch {
-		case kind == "sleep1ms":
+		case isSleep(kind):
 			line += fmt.Sprintf(" ratio_vs_ideal=%.2f", r)
-			summary = append(summary, fmt.Sprintf("%s=%.2f×ideal", name, r))
+			item := fmt.Sprintf("%s=%.2f×ideal", name, r)
+			if c, ok := meds["raw-"+name]; ok && c.rate > 0 {
+				line += fmt.Sprintf(" ratio_vs_control=%.2f", m.rate/c.rate)
+				item += fmt.Sprintf("(%.2f×control)", m.rate/c.rate)
+			}
+			summary = append(summary, item)
 		case kind == "raw":
 			line += " ratio_vs_raw=1.00"
 		case haveRaw:
 			line += fmt.Sprintf(" ratio_vs_raw=%.2f", r)
 			summary = append(summary, fmt.Sprintf("%s=%.2f×raw", name, r))
 		}
-		fmt.Println(line)
+		fmt.Fprintln(out, line)
 	}
 	if haveRaw {
 		summary = append([]string{fmt.Sprintf("raw=%.0f msg/s", raw.rate)}, summary...)
 	}
-	fmt.Printf("summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s)\n", strings.Join(summary, " "), o.rounds, brokerKind)
+	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s)\n", strings.Join(summary, " "), o.rounds, brokerKind)
 	return nil
 }
+
+// isSleep reports whether a scenario kind runs the 1 ms sleep handler.
+func isSleep(kind string) bool { return kind == "sleep1ms" || kind == "raw-sleep1ms" }
 
 func median(rs []result, f func(result) float64) float64 {
 	vs := make([]float64, len(rs))
@@ -274,6 +332,7 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-child", name, "-bootstrap", addr, "-topic", topic, "-group", group,
 		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight))
+	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -473,8 +532,11 @@ func runChild(o options) result {
 			tc.AdditionalProps[k] = v
 		}
 	}
-	if kind == "raw" {
-		return runRaw(o, conf, tc)
+	switch kind {
+	case "raw":
+		return runRaw(o, conf, tc, 0)
+	case "raw-sleep1ms":
+		return runRaw(o, conf, tc, speedup)
 	}
 	m := meter{profile: profilePath(o)}
 	var n atomic.Int64
@@ -509,8 +571,11 @@ func runChild(o options) result {
 	}
 }
 
-// runRaw is the plain confluent-kafka-go loop: Poll, StoreMessage, auto commit.
-func runRaw(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig) result {
+// runRaw is the plain confluent-kafka-go loop: Poll, StoreMessage, auto commit. With sleepers
+// > 0 it hands every message to that many goroutines that sleep o.sleepDur each (the control
+// of the sleep scenarios), through a channel as deep as zkafka's default in-flight bound, and
+// counts a message when its sleep is over.
+func runRaw(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig, sleepers int) result {
 	cm, err := consumerConfig(conf, tc)
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
@@ -523,6 +588,19 @@ func runRaw(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig) result
 		return result{Scenario: o.child, Err: err.Error()}
 	}
 	m := meter{profile: profilePath(o)}
+	var slept atomic.Int64
+	done := make(chan struct{})
+	work := make(chan *kafka.Message, 10000)
+	for range sleepers {
+		go func() {
+			for range work {
+				time.Sleep(o.sleepDur)
+				if slept.Add(1) == int64(o.count) {
+					close(done)
+				}
+			}
+		}()
+	}
 	n := 0
 	for n < o.count {
 		switch e := c.Poll(100).(type) {
@@ -535,11 +613,17 @@ func runRaw(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig) result
 				return result{Scenario: o.child, Err: err.Error()}
 			}
 			n++
+			if sleepers > 0 {
+				work <- e
+			}
 		case kafka.Error:
 			if e.IsFatal() {
 				return result{Scenario: o.child, Err: e.Error()}
 			}
 		}
+	}
+	if sleepers > 0 {
+		<-done
 	}
 	return m.end(o.child, o.count)
 }

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain lets the test binary stand in for the command when the benchmark re-executes
+// itself for a scenario (runChildProcess marks those processes with childEnv).
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestScenarioNames(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		kind    string
+		speedup int
+		wantErr string
+	}{
+		{name: "raw", kind: "raw"},
+		{name: "noop-s1", kind: "noop", speedup: 1},
+		{name: "noop-s8", kind: "noop", speedup: 8},
+		{name: "sleep1ms-s256", kind: "sleep1ms", speedup: 256},
+		{name: "raw-sleep1ms-s64", kind: "raw-sleep1ms", speedup: 64},
+		{name: "noop", wantErr: `unknown scenario "noop"`},
+		{name: "raw-s8", wantErr: `unknown scenario "raw-s8"`},
+		{name: "sleep2ms-s8", wantErr: `unknown scenario "sleep2ms-s8"`},
+		{name: "noop-s0", wantErr: `bad speedup in scenario "noop-s0"`},
+		{name: "noop-s65536", wantErr: `bad speedup in scenario "noop-s65536"`},
+		{name: "noop-sx", wantErr: `bad speedup in scenario "noop-sx"`},
+		{name: "", wantErr: `unknown scenario ""`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			kind, speedup, err := scenario(tt.name)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.kind, kind)
+			require.Equal(t, tt.speedup, speedup)
+		})
+	}
+}
+
+func TestMedians(t *testing.T) {
+	require.True(t, math.IsNaN(medianOf(nil)), "no rounds, no median")
+	require.Equal(t, 3.0, medianOf([]float64{3}))
+	require.Equal(t, 2.5, medianOf([]float64{4, 1, 3, 2}))
+	require.Equal(t, 2.0, medianOf([]float64{5, 1, 2}))
+	rs := []result{{Msgs: 100, Seconds: 1}, {Msgs: 100, Seconds: 4}, {Msgs: 100, Seconds: 2}}
+	require.Equal(t, 50.0, median(rs, func(r result) float64 { return float64(r.Msgs) / r.Seconds }))
+}
+
+func TestBadFlagsAreRefusedWithAReason(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"-count", "1"}, 1, "-count 1: need at least 2 messages"},
+		{[]string{"-keys", "0"}, 1, "-keys 0: need at least one key"},
+		{[]string{"-partitions", "0"}, 1, "-partitions 0: need at least one partition"},
+		{[]string{"-rounds", "0"}, 1, "-rounds 0: need at least one round"},
+		{[]string{"-size", "-1"}, 1, "-size -1: a value cannot have a negative size"},
+		{[]string{"-sleep-seconds", "0"}, 1, "-sleep-seconds 0: must be positive"},
+		{[]string{"-scenarios", "raw,fast-s8"}, 1, `unknown scenario "fast-s8"`},
+		{[]string{"-no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			require.Equal(t, tt.code, run(tt.args, &out, &errb))
+			require.Contains(t, errb.String(), tt.msg)
+			require.Empty(t, out.String(), "nothing is measured")
+		})
+	}
+}
+
+// TestBenchmarkRunsEveryKindOfScenario runs the benchmark end to end on a small data set, each
+// scenario in a child process, against the embedded broker (or KAFKA_BOOTSTRAP_SERVERS), and
+// checks the lines it prints.
+func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker and five child processes")
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{
+		"-count", "4000", "-keys", "50", "-partitions", "4", "-rounds", "1", "-sleep-seconds", "0.25",
+		"-scenarios", "raw,noop-s1,noop-s8,sleep1ms-s8,raw-sleep1ms-s8",
+	}, &out, &errb)
+	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
+
+	lines := map[string]map[string]string{}
+	var summary string
+	field := regexp.MustCompile(`(\w+)=(\S+)`)
+	for _, line := range strings.Split(out.String(), "\n") {
+		switch {
+		case strings.HasPrefix(line, "scenario="):
+			kv := map[string]string{}
+			for _, m := range field.FindAllStringSubmatch(line, -1) {
+				kv[m[1]] = m[2]
+			}
+			lines[kv["scenario"]] = kv
+		case strings.HasPrefix(line, "summary: "):
+			summary = line
+		}
+	}
+	require.Len(t, lines, 5, out.String())
+	positive := func(name, key string) float64 {
+		v, err := strconv.ParseFloat(lines[name][key], 64)
+		require.NoError(t, err, "%s %s in %v", name, key, lines[name])
+		require.Greater(t, v, 0.0, "%s %s", name, key)
+		return v
+	}
+	for name := range lines {
+		for _, k := range []string{"msgs_per_s", "cpu_us_per_msg", "allocs_per_msg", "peak_rss_mb"} {
+			positive(name, k)
+		}
+	}
+	require.Equal(t, "1.00", lines["raw"]["ratio_vs_raw"])
+	positive("noop-s1", "ratio_vs_raw")
+	positive("noop-s8", "ratio_vs_raw")
+	// 8 handlers sleeping 1 ms cannot beat 8 per ms, whatever else is true.
+	require.LessOrEqual(t, positive("sleep1ms-s8", "ratio_vs_ideal"), 1.05)
+	require.LessOrEqual(t, positive("raw-sleep1ms-s8", "ratio_vs_ideal"), 1.05)
+	positive("sleep1ms-s8", "ratio_vs_control")
+	require.NotContains(t, lines["raw-sleep1ms-s8"], "ratio_vs_control")
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal \(medians of 1 rounds`, summary)
+}
