@@ -106,7 +106,10 @@ type ConsumerTopicConfig struct {
 	// SaslUsername and SaslPassword override Config's for this consumer. Never logged.
 	SaslUsername *string
 	SaslPassword *string
-	// DeadLetterTopicConfig, when set, is where a Work writes messages that failed.
+	// DeadLetterTopicConfig, when set, is where a Work writes messages that failed. What it
+	// leaves unset of ClientID, BootstrapServers, the SASL credentials and the connection keys
+	// of AdditionalProps (security.protocol, ssl.*, sasl.*, broker.address.family,
+	// client.dns.lookup) comes from this consumer config. Default: none.
 	DeadLetterTopicConfig *ProducerTopicConfig
 }
 

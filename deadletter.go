@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -56,7 +57,9 @@ type deadLetterWriter struct {
 }
 
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
-// ClientID, bootstrap servers and SASL credentials.
+// ClientID, bootstrap servers, SASL credentials, and the consumer's AdditionalProps that say
+// how to reach the brokers (isConnectionKey: TLS and SASL settings made through
+// AdditionalProps), so that a dead letter producer connects wherever its consumer does.
 func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerTopicConfig {
 	if dlt.ClientID == "" {
 		dlt.ClientID = tc.ClientID
@@ -67,18 +70,34 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 	if dlt.SaslUsername == nil && dlt.SaslPassword == nil {
 		dlt.SaslUsername, dlt.SaslPassword = tc.SaslUsername, tc.SaslPassword
 	}
-	if _, set := dlt.AdditionalProps[keyMessageMaxBytes]; !set {
+	props := make(map[string]any, len(dlt.AdditionalProps)+1)
+	for k, v := range tc.AdditionalProps {
+		if isConnectionKey(k) {
+			props[k] = v
+		}
+	}
+	for k, v := range dlt.AdditionalProps {
+		props[k] = v // the dead letter config's own keys win
+	}
+	if _, set := props[keyMessageMaxBytes]; !set {
 		// librdkafka's producer refuses records over 1,000,000 bytes by itself, and a refused
 		// dead letter is retried forever: raise its limit to what a consumer can have read.
 		// The dead letter topic's own max.message.bytes must allow it too.
-		props := make(map[string]any, len(dlt.AdditionalProps)+1)
-		for k, v := range dlt.AdditionalProps {
-			props[k] = v
-		}
 		props[keyMessageMaxBytes] = deadLetterMaxMessageBytes
-		dlt.AdditionalProps = props
 	}
+	dlt.AdditionalProps = props
 	return dlt
+}
+
+// isConnectionKey reports whether a librdkafka key describes how to reach and authenticate to
+// the brokers rather than how to consume: such keys of a consumer's AdditionalProps carry over
+// to its dead letter producer.
+func isConnectionKey(k string) bool {
+	switch k {
+	case "security.protocol", "broker.address.family", "client.dns.lookup":
+		return true
+	}
+	return strings.HasPrefix(k, "ssl.") || strings.HasPrefix(k, "sasl.")
 }
 
 // Dead letter producer limit on one record (message.max.bytes), unless the dead letter config's

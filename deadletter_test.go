@@ -136,6 +136,45 @@ func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 	}
 }
 
+func TestG5DeadLetterProducerInheritsTheConsumersConnectionProps(t *testing.T) {
+	consumer := ConsumerTopicConfig{ClientID: "consumer", GroupID: "g", Topic: "src", AdditionalProps: map[string]any{
+		"security.protocol":        "SSL",
+		"ssl.ca.location":          "/etc/ca.pem",
+		"ssl.certificate.pem":      "CERT",
+		"sasl.mechanisms":          "PLAIN",
+		"broker.address.family":    "v4",
+		"client.dns.lookup":        "use_all_dns_ips",
+		"fetch.min.bytes":          1,        // a consumer key: stays with the consumer
+		"auto.offset.reset":        "latest", // likewise
+		"enable.auto.offset.store": false,
+	}}
+	for _, tc := range []struct {
+		name string
+		own  map[string]any
+		want map[string]any
+	}{
+		{"nothing of its own", nil, map[string]any{
+			"security.protocol": "SSL", "ssl.ca.location": "/etc/ca.pem", "ssl.certificate.pem": "CERT",
+			"sasl.mechanisms": "PLAIN", "broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
+			"message.max.bytes": deadLetterMaxMessageBytes}},
+		{"its own keys win", map[string]any{"ssl.ca.location": "/etc/other-ca.pem", "security.protocol": "SASL_SSL", "acks": "1"}, map[string]any{
+			"security.protocol": "SASL_SSL", "ssl.ca.location": "/etc/other-ca.pem", "ssl.certificate.pem": "CERT",
+			"sasl.mechanisms": "PLAIN", "broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
+			"acks": "1", "message.max.bytes": deadLetterMaxMessageBytes}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			own := map[string]any{}
+			for k, v := range tc.own {
+				own[k] = v
+			}
+			got := deadLetterConfig(consumer, ProducerTopicConfig{Topic: "dlt", AdditionalProps: own})
+			require.Equal(t, tc.want, got.AdditionalProps)
+			require.Equal(t, len(tc.own), len(own), "the caller's map is not written to")
+			require.Len(t, consumer.AdditionalProps, 9, "nor the consumer's")
+		})
+	}
+}
+
 func TestG5DeadLetterHeadersAndPayload(t *testing.T) {
 	for _, via := range []string{"WithDeadLetterTopic", "DeadLetterTopicConfig"} {
 		t.Run(via, func(t *testing.T) { testG5DeadLetterHeadersAndPayload(t, via) })
