@@ -425,3 +425,31 @@ func TestG2HashRoutingSendsEachKeyToItsHashedVirtualPartition(t *testing.T) {
 	ko.check(t)
 	require.Empty(t, wrong)
 }
+
+func TestG4CancelCommitsWhatFinishedBeforeIt(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}, {Key: []byte("b"), Value: []byte("1")}, {Key: []byte("c"), Value: []byte("2")}})
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}
+	blocked := make(chan struct{})
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset == 2 {
+			close(blocked)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	r := startWork(t, w)
+	<-blocked // offsets 0 and 1 are finished
+	r.cancel()
+	select {
+	case <-r.done:
+		require.NoError(t, r.err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2 s of the cancel")
+	}
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic),
+		"the finished prefix is committed, the interrupted message is not")
+}
