@@ -136,6 +136,10 @@ const (
 	// inFlightPerVP is the default bound's share per virtual partition, where that is more
 	// than defaultMaxInFlight (Speedup above 125).
 	inFlightPerVP = 80
+	// maxDefaultInFlight caps the default bound (reached at Speedup 1250): every message in
+	// flight costs about 700 bytes of Go heap besides its payload, which MaxInFlightBytes does
+	// not count, so this keeps that overhead under about 70 MB.
+	maxDefaultInFlight = 100000
 	// defaultMaxInFlightBytes bounds the payload bytes read but not finished.
 	defaultMaxInFlightBytes = 256 << 20
 )
@@ -235,11 +239,12 @@ func WithWorkTextMapPropagator(p propagation.TextMapPropagator) WorkOption {
 // and a handler sleeping 1 ms, make bench measured 0.63 of the ideal rate with 10,000 and 0.71
 // with 20,480 (docs/performance.md).
 func defaultInFlight(speedup uint16) int {
-	return max(defaultMaxInFlight, inFlightPerVP*int(speedup))
+	return min(max(defaultMaxInFlight, inFlightPerVP*int(speedup)), maxDefaultInFlight)
 }
 
 // MaxInFlight bounds the messages read but not yet finished, over all virtual partitions
-// (default 10,000, or 80 per virtual partition when that is more: 20,480 for Speedup(256)).
+// (default 10,000, or 80 per virtual partition when that is more, up to 100,000: 20,480 for
+// Speedup(256)).
 // At the bound the reader waits up to 100 ms for a tenth of it to free up,
 // then pauses its partitions and keeps polling, so the group membership holds however slow
 // the processor is; it resumes at half the bound.
