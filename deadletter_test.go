@@ -828,3 +828,40 @@ func mergeHeaders(a, b map[string][]byte) map[string][]byte {
 	}
 	return out
 }
+
+// TestG5DeadLettersSurviveAFatalProducerError: the dead letter producer of a running Work
+// falls into librdkafka's fatal state (as an idempotent producer does on an out-of-order
+// sequence number). The writer replaces it, the failed message is still dead-lettered and its
+// partition's offsets are committed. Before, every later dead letter failed for good and the
+// partition stalled behind the first one.
+func TestG5DeadLettersSurviveAFatalProducerError(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	dlt := e.newTopic(t, 1)
+	fp := &fatalProducers{}
+	c := NewClient(Config{BootstrapServers: []string{e.addr}}, WithProducerProvider(fp.provider))
+	t.Cleanup(func() { _ = c.Close() })
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}}
+	var done atomic.Int64
+	w := NewWorkFactory(c).CreateWithFunc(cfg, func(_ context.Context, m *Message) error {
+		defer done.Add(1)
+		if string(m.value) == "bad" {
+			return errors.New("bad message")
+		}
+		return nil
+	}, WithDisableCircuitBreaker(true))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return fp.count() == 1 }, 30*time.Second, 10*time.Millisecond, "the dead letter producer is made when Run starts")
+	require.Equal(t, kafka.ErrNoError, fp.last().TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by the test"))
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("ok")}, {Key: []byte("b"), Value: []byte("bad")}, {Key: []byte("c"), Value: []byte("ok")}})
+	require.Eventually(t, func() bool { return done.Load() == 3 }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return e.endOffsets(t, dlt)[0] == 1 }, 30*time.Second, 20*time.Millisecond, "the failed message is dead-lettered")
+	require.NoError(t, r.stop(t))
+	require.Equal(t, map[int32]int64{0: 3}, e.committed(t, group, topic))
+	require.Equal(t, 2, fp.count(), "one replacement producer")
+	got := e.consumeAll(t, dlt, 1)
+	require.Equal(t, []byte("bad"), got[0].Value)
+}

@@ -98,16 +98,23 @@ var errWriterClosed = errors.New("writer is closed")
 // KWriter is the Writer over a confluent-kafka-go producer. Writes from many goroutines run
 // concurrently: each waits on its own delivery channel. A goroutine owned by the writer
 // drains the producer's Events channel (errors and logs) until Close.
+//
+// A producer that hits a fatal error (librdkafka's idempotent or transactional producer, for
+// example when the broker reports an out-of-order sequence number) refuses every later record;
+// librdkafka's remedy is a new producer. The writer makes one when a write fails and the
+// producer reports a fatal error: that write fails (or, when the record was refused before it
+// was queued, is retried once on the new producer), and later writes go to the new producer.
 type KWriter struct {
-	producer KafkaProducer
-	topic    string
-	tc       ProducerTopicConfig
-	fmt      kFormatter
-	logger   Logger
-	tracer   trace.Tracer // nil: no spans
-	p        propagation.TextMapPropagator
-	hooks    LifecycleHooks
-	settings WriterSettings
+	producer    KafkaProducer
+	newProducer func() (KafkaProducer, error) // makes a replacement after a fatal error
+	topic       string
+	tc          ProducerTopicConfig
+	fmt         kFormatter
+	logger      Logger
+	tracer      trace.Tracer // nil: no spans
+	p           propagation.TextMapPropagator
+	hooks       LifecycleHooks
+	settings    WriterSettings
 
 	// mu guards closed; writes hold it shared only while they hand a record to the
 	// producer (or run a transaction), Close holds it exclusively to stop new writes.
@@ -120,7 +127,7 @@ type KWriter struct {
 	closeErr  error
 	done      chan struct{} // closed when Close has finished with the producer
 	stopDrain chan struct{} // closed after the producer is closed
-	drained   chan struct{} // closed when the drain goroutine has returned
+	drained   chan struct{} // closed when the current producer's drain goroutine has returned
 }
 
 // writerArgs is what Client hands to newWriter.
@@ -168,23 +175,82 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	if provider == nil {
 		provider = defaultProducerProvider
 	}
-	producer, err := provider(configMapToAny(makeProducerConfig(args.conf, args.tc)))
+	conf := makeProducerConfig(args.conf, args.tc)
+	w.newProducer = func() (KafkaProducer, error) { return provider(configMapToAny(conf)) }
+	producer, err := w.newProducer()
 	if err != nil {
 		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", args.tc.ClientID, args.tc.Topic, err)
 	}
-	w.producer = producer
 	if args.tc.Transaction {
 		if err := producer.InitTransactions(ctx); err != nil {
 			producer.Close()
 			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", args.tc.ClientID, err)
 		}
 	}
-	if events := producer.Events(); events != nil {
-		go w.drain(events)
+	w.use(producer)
+	return w, nil
+}
+
+// use makes p the writer's producer and starts draining its events. The caller holds mu
+// exclusively, or is newWriter.
+func (w *KWriter) use(p KafkaProducer) {
+	w.producer = p
+	w.drained = make(chan struct{})
+	if events := p.Events(); events != nil {
+		go w.drain(events, w.drained)
 	} else {
 		close(w.drained)
 	}
-	return w, nil
+}
+
+// fatalError returns the fatal error of a producer that has one (a confluent-kafka-go
+// producer does; a producer from WithProducerProvider may implement GetFatalError too).
+func fatalError(p KafkaProducer) error {
+	if f, ok := p.(interface{ GetFatalError() error }); ok {
+		return f.GetFatalError()
+	}
+	return nil
+}
+
+// replaceIfFatal makes a new producer when failed, the producer a write just used, is in a
+// fatal state and is still the writer's. It reports whether the writer's producer is now a
+// different one than failed (made here or by a concurrent write).
+func (w *KWriter) replaceIfFatal(ctx context.Context, failed KafkaProducer) bool {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return false
+	}
+	if w.producer != failed {
+		w.mu.Unlock()
+		return true
+	}
+	fatal := fatalError(failed)
+	if fatal == nil {
+		w.mu.Unlock()
+		return false
+	}
+	p, err := w.newProducer()
+	if err == nil && w.tc.Transaction {
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
+		err = p.InitTransactions(ictx)
+		cancel()
+		if err != nil {
+			p.Close()
+		}
+	}
+	if err != nil {
+		w.mu.Unlock()
+		w.logger.Errorw(ctx, "zkafka: producer has a fatal error and a new one could not be made", "topic", w.topic, "fatal", fatal.Error(), "error", err.Error())
+		return false
+	}
+	w.use(p)
+	w.mu.Unlock()
+	w.logger.Errorw(ctx, "zkafka: producer had a fatal error; replaced it with a new one", "topic", w.topic, "fatal", fatal.Error())
+	// What the old producer still holds fails with its fatal error; closing it closes its
+	// events channel, which ends its drain goroutine.
+	go failed.Close()
+	return true
 }
 
 // defaultProducerProvider creates a confluent-kafka-go producer.
@@ -215,10 +281,11 @@ func configMapToAny(cm kafka.ConfigMap) map[string]any {
 	return out
 }
 
-// drain reads the producer's Events channel until it is closed or Close stops it, logging
-// errors; delivery reports never arrive there because every write has its own channel.
-func (w *KWriter) drain(events chan kafka.Event) {
-	defer close(w.drained)
+// drain reads a producer's Events channel until it is closed or Close stops it, logging
+// errors, and closes done; delivery reports never arrive there because every write has its
+// own channel.
+func (w *KWriter) drain(events chan kafka.Event, done chan struct{}) {
+	defer close(done)
 	for {
 		select {
 		case ev, ok := <-events:
@@ -317,10 +384,18 @@ func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.H
 	}
 
 	produceTime := time.Now()
-	if w.tc.Transaction {
-		resp, err = w.sendInTransaction(ctx, msg)
-	} else {
-		resp, err = w.produceAndWait(ctx, msg)
+	for attempt := 0; ; attempt++ {
+		var used KafkaProducer
+		var queued bool
+		if w.tc.Transaction {
+			resp, used, queued, err = w.sendInTransaction(ctx, msg)
+		} else {
+			resp, used, queued, err = w.produceAndWait(ctx, msg)
+		}
+		if err == nil || used == nil || !w.replaceIfFatal(ctx, used) || queued || attempt > 0 {
+			break
+		}
+		// Refused before it was queued, by a producer since replaced: try the new one once.
 	}
 	if err != nil {
 		return resp, err
@@ -330,35 +405,46 @@ func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.H
 }
 
 // produceAndWait hands msg to the producer and waits for its delivery report. The shared
-// lock is held only while producing so that Close cannot destroy the producer underneath.
-func (w *KWriter) produceAndWait(ctx context.Context, msg *kafka.Message) (Response, error) {
+// lock is held only while producing so that Close cannot destroy the producer underneath. It
+// returns the producer it used, and whether the record was queued (false when Produce
+// refused it).
+func (w *KWriter) produceAndWait(ctx context.Context, msg *kafka.Message) (_ Response, used KafkaProducer, queued bool, _ error) {
 	delivery := make(chan kafka.Event, 1)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
+		return Response{}, nil, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
 	}
-	err := w.producer.Produce(msg, delivery)
+	used = w.producer
+	err := used.Produce(msg, delivery)
 	w.mu.RUnlock()
 	if err != nil {
-		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err)
+		return Response{}, used, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err)
 	}
-	return w.awaitDelivery(ctx, delivery, w.done)
+	resp, err := w.awaitDelivery(ctx, delivery, w.done)
+	return resp, used, true, err
 }
 
 // sendInTransaction writes msg in a transaction of its own and commits it. Transactions of a
 // producer run one at a time, so transactional writes are serialised; Close waits for one in
-// progress.
-func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (Response, error) {
+// progress. It returns the producer it used, and whether the record was queued (false when
+// the transaction could not begin or Produce refused the record).
+func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (_ Response, used KafkaProducer, queued bool, _ error) {
 	w.txMu.Lock()
 	defer w.txMu.Unlock()
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
-		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
+		return Response{}, nil, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
 	}
+	resp, queued, err := w.transact(ctx, msg)
+	return resp, w.producer, queued, err
+}
+
+// transact runs one transaction of msg on the current producer; the caller holds mu shared.
+func (w *KWriter) transact(ctx context.Context, msg *kafka.Message) (_ Response, queued bool, _ error) {
 	if err := w.producer.BeginTransaction(); err != nil {
-		return Response{}, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", w.topic, err)
+		return Response{}, false, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", w.topic, err)
 	}
 	abort := func(cause error) error {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
@@ -370,16 +456,16 @@ func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (Re
 	}
 	delivery := make(chan kafka.Event, 1)
 	if err := w.producer.Produce(msg, delivery); err != nil {
-		return Response{}, abort(fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err))
+		return Response{}, false, abort(fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err))
 	}
 	resp, err := w.awaitDelivery(ctx, delivery, nil)
 	if err != nil {
-		return resp, abort(err)
+		return resp, true, abort(err)
 	}
 	if err := w.producer.CommitTransaction(ctx); err != nil {
-		return resp, abort(fmt.Errorf("zkafka: committing the transaction on topic %s: %w", w.topic, err))
+		return resp, true, abort(fmt.Errorf("zkafka: committing the transaction on topic %s: %w", w.topic, err))
 	}
-	return resp, nil
+	return resp, true, nil
 }
 
 // awaitDelivery waits for the delivery report on delivery, returning ctx.Err() as soon as

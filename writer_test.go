@@ -3,6 +3,7 @@ package zkafka
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -337,5 +338,86 @@ func TestTransactionalWriter(t *testing.T) {
 	got := readBack(t, addr, topic, 3, kafka.ConfigMap{"isolation.level": "read_committed"})
 	for i, m := range got {
 		require.Equal(t, []byte{byte(i)}, m.Value)
+	}
+}
+
+// fatalProducers is a producer provider that keeps every confluent producer it makes, so a
+// test can put one into librdkafka's fatal state (Producer.TestFatalError).
+type fatalProducers struct {
+	mu    sync.Mutex
+	made  []*kafka.Producer
+	confs []map[string]any
+}
+
+func (f *fatalProducers) provider(conf map[string]any) (KafkaProducer, error) {
+	cm := toConfigMap(conf)
+	p, err := kafka.NewProducer(&cm)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.made = append(f.made, p)
+	f.confs = append(f.confs, conf)
+	return p, nil
+}
+
+func (f *fatalProducers) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.made)
+}
+
+func (f *fatalProducers) last() *kafka.Producer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.made[len(f.made)-1]
+}
+
+// TestWriterReplacesAProducerWithAFatalError puts the writer's producer into librdkafka's
+// fatal state, as an idempotent producer gets when the broker reports an out-of-order
+// sequence number. The writer makes a new producer with the same configuration and goes on
+// writing; without that, every later write (and every dead letter) would fail for good.
+func TestWriterReplacesAProducerWithAFatalError(t *testing.T) {
+	for _, tx := range []bool{false, true} {
+		t.Run(map[bool]string{false: "idempotent", true: "transactional"}[tx], func(t *testing.T) {
+			fp := &fatalProducers{}
+			logs := newCaptureLogger()
+			addr, topic, c := brokerClient(t, WithProducerProvider(fp.provider), LoggerOption(logs))
+			w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: uniqueName("fatal"), Topic: topic, Transaction: tx})
+			require.NoError(t, err)
+			_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("before"))
+			require.NoError(t, err)
+			require.Equal(t, 1, fp.count())
+
+			first := fp.last()
+			require.Equal(t, kafka.ErrNoError, first.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by the test"))
+			require.Error(t, first.GetFatalError())
+
+			// The producer refuses the record before queueing it: the writer replaces the
+			// producer and writes the record with the new one.
+			_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("after"))
+			require.NoError(t, err)
+			require.Equal(t, 2, fp.count(), "exactly one new producer")
+			require.Equal(t, fp.confs[0], fp.confs[1], "with the same configuration")
+			require.NoError(t, fp.last().GetFatalError())
+			_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("later"))
+			require.NoError(t, err)
+			require.Equal(t, 2, fp.count())
+			replaced := 0
+			for _, l := range logs.all() {
+				if strings.HasPrefix(l, "error zkafka: producer had a fatal error; replaced it with a new one") {
+					replaced++
+				}
+			}
+			require.Equal(t, 1, replaced, "logged once, at error level")
+
+			iso := kafka.ConfigMap{}
+			if tx {
+				iso["isolation.level"] = "read_committed"
+			}
+			got := readBack(t, addr, topic, 3, iso)
+			require.Equal(t, []string{"before", "after", "later"}, []string{string(got[0].Value), string(got[1].Value), string(got[2].Value)})
+		})
 	}
 }
