@@ -567,7 +567,18 @@ func (rs *runState) serve(vp *virtualPartition, gen uint64) {
 			rs.release(m) // abrupt stop: not processed, not finished
 			continue
 		}
+		if debugPopped != nil {
+			debugPopped(m)
+		}
 		vp.busy.Store(m)
+		if m.trk != nil && m.trk.isRevoking() {
+			// Popped while its partition was being revoked, before busy told revoked to wait
+			// for it: the partition's next owner reads it again. (revoked sets revoking, then
+			// reads busy; this sets busy, then reads revoking: one of the two sees the other.)
+			vp.busy.Store(nil)
+			rs.release(m)
+			continue
+		}
 		if !rs.handle(vp, m, gen) {
 			return // abandoned: the replacement goroutine finishes m
 		}
@@ -930,3 +941,7 @@ func safeErr(f func() error) (err error) {
 }
 
 var debugRoute func(*runState, int)
+
+// debugPopped, when set by a test, is called by a processor goroutine for every message it
+// takes from its queue, before it marks the message busy.
+var debugPopped func(*Message)

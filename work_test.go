@@ -453,3 +453,66 @@ func TestG4CancelCommitsWhatFinishedBeforeIt(t *testing.T) {
 	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic),
 		"the finished prefix is committed, the interrupted message is not")
 }
+
+// revokeLogger signals every "partitions revoked" line of a Work.
+type revokeLogger struct {
+	NoopLogger
+	revoked chan struct{}
+}
+
+func (l revokeLogger) Infow(_ context.Context, msg string, _ ...any) {
+	if msg == "zkafka: partitions revoked" {
+		select {
+		case l.revoked <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// TestG6MessagePoppedDuringARevokeIsLeftToTheNextOwner: a processor takes a message from its
+// queue just as the message's partition is revoked, before it marks the message as running,
+// so the revoke does not wait for it. The message must then be left to the partition's next
+// owner, not processed as well by a consumer that no longer owns it.
+func TestG6MessagePoppedDuringARevokeIsLeftToTheNextOwner(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("x")}})
+	group := uniqueTestName(t, "g")
+
+	popped, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	debugPopped = func(*Message) { once.Do(func() { close(popped); <-release }) }
+	t.Cleanup(func() { debugPopped = nil })
+
+	var processed atomic.Int64
+	mk := func(l Logger) *Work {
+		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)}
+		c := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(l)) // the reader logs revokes with the client's logger
+		t.Cleanup(func() { _ = c.Close() })
+		return NewWorkFactory(c).CreateWithFunc(cfg, func(context.Context, *Message) error {
+			processed.Add(1)
+			return nil
+		})
+	}
+	first := revokeLogger{revoked: make(chan struct{}, 1)}
+	r1 := startWork(t, mk(first))
+	select {
+	case <-popped:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first worker never took the message from its queue")
+	}
+	r2 := startWork(t, mk(NoopLogger{})) // joining makes the group take the partition from the first
+	select {
+	case <-first.revoked:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first worker's partition was never revoked")
+	}
+	close(release)
+
+	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 1 }, 60*time.Second, 20*time.Millisecond,
+		"the partition's next owner processes and commits the message")
+	require.NoError(t, r1.stop(t))
+	require.NoError(t, r2.stop(t))
+	require.Equal(t, int64(1), processed.Load(), "processed once, by the owner of its partition")
+}
