@@ -94,7 +94,9 @@ func WithConsumerProvider(p func(map[string]any) (KafkaConsumer, error)) Option 
 }
 
 // WithProducerProvider replaces how producers are created (default confluent-kafka-go's
-// kafka.NewProducer); the function receives the librdkafka configuration. For tests.
+// kafka.NewProducer); the function receives the librdkafka configuration. For tests. A Writer
+// calls it again to replace a producer in a fatal state, which it recognises only when the
+// producer has confluent's GetFatalError() error method.
 func WithProducerProvider(p func(map[string]any) (KafkaProducer, error)) Option {
 	return func(c *Client) { c.producerProvider = p }
 }
