@@ -67,12 +67,14 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 	if len(dlt.BootstrapServers) == 0 {
 		dlt.BootstrapServers = tc.BootstrapServers
 	}
-	if dlt.SaslUsername == nil && dlt.SaslPassword == nil {
+	ownSASL := dlt.SaslUsername != nil || dlt.SaslPassword != nil
+	if !ownSASL {
 		dlt.SaslUsername, dlt.SaslPassword = tc.SaslUsername, tc.SaslPassword
 	}
 	props := make(map[string]any, len(dlt.AdditionalProps)+1)
 	for k, v := range tc.AdditionalProps {
-		if isConnectionKey(k) {
+		if isConnectionKey(k) && !(ownSASL && strings.HasPrefix(k, "sasl.")) {
+			// Credentials of its own are not mixed with the consumer's sasl.* keys.
 			props[k] = v
 		}
 	}

@@ -173,6 +173,15 @@ func TestG5DeadLetterProducerInheritsTheConsumersConnectionProps(t *testing.T) {
 			require.Len(t, consumer.AdditionalProps, 9, "nor the consumer's")
 		})
 	}
+	t.Run("its own credentials keep the consumer's sasl keys out", func(t *testing.T) {
+		user, pass := "dlt-user", "dlt-pass"
+		got := deadLetterConfig(consumer, ProducerTopicConfig{Topic: "dlt", SaslUsername: &user, SaslPassword: &pass})
+		require.Equal(t, map[string]any{
+			"security.protocol": "SSL", "ssl.ca.location": "/etc/ca.pem", "ssl.certificate.pem": "CERT",
+			"broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
+			"message.max.bytes": deadLetterMaxMessageBytes}, got.AdditionalProps)
+		require.Equal(t, &user, got.SaslUsername)
+	})
 }
 
 func TestG5DeadLetterHeadersAndPayload(t *testing.T) {

@@ -244,8 +244,7 @@ func defaultInFlight(speedup uint16) int {
 
 // MaxInFlight bounds the messages read but not yet finished, over all virtual partitions
 // (default 10,000, or 80 per virtual partition when that is more, up to 100,000: 20,480 for
-// Speedup(256)).
-// At the bound the reader waits up to 100 ms for a tenth of it to free up,
+// Speedup(256)). At the bound the reader waits up to 100 ms for a tenth of it to free up,
 // then pauses its partitions and keeps polling, so the group membership holds however slow
 // the processor is; it resumes at half the bound.
 func MaxInFlight(n int) WorkOption {
