@@ -73,7 +73,7 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 	}
 	props := make(map[string]any, len(dlt.AdditionalProps)+1)
 	for k, v := range tc.AdditionalProps {
-		if isConnectionKey(k) && !(ownSASL && strings.HasPrefix(k, "sasl.")) {
+		if isConnectionKey(k) && (!ownSASL || !strings.HasPrefix(k, "sasl.")) {
 			// Credentials of its own are not mixed with the consumer's sasl.* keys.
 			props[k] = v
 		}
