@@ -84,7 +84,8 @@ example-delay-worker:
 	$(GO) run ./examples/worker-delay
 
 ## chaos: about five minutes of mixed faults, 3 workers (2 of them OS processes), 100,000 messages;
-## prints the seed and the report, fails on any broken invariant. Reproduce a run with CHAOS_SEED=<seed>.
+## prints the seed and the report, fails on any broken invariant. Reproduce a run with CHAOS_SEED=<seed>;
+## CHAOS_STRATEGY=cooperative-sticky runs the incremental rebalance protocol.
 CHAOS_FLAGS ?= -count=1 -timeout 20m
 chaos:
 	CHAOS_LONG=1 $(GO) test $(CHAOS_FLAGS) -run '^TestChaosLong$$' -v ./testhelper/chaos/

@@ -40,6 +40,33 @@ func TestChaosShort(t *testing.T) {
 	}
 }
 
+// TestChaosShortCooperative is TestChaosShort with the cooperative-sticky assignor: only the
+// partitions that move are revoked, and G6 holds for the incremental protocol too.
+func TestChaosShortCooperative(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run skipped in -short mode")
+	}
+	rep := chaos.Run(t, chaos.Config{
+		Messages:           3000,
+		Keys:               40,
+		Partitions:         4,
+		Workers:            3,
+		ProcessWorkers:     1,
+		Duration:           18 * time.Second,
+		FaultEvery:         250 * time.Millisecond,
+		AssignmentStrategy: "cooperative-sticky",
+	})
+	if os.Getenv("ZKAFKA_CHAOS_WORKER") != "" {
+		return
+	}
+	if rep.Produced != 3000 || rep.Processed+rep.DeadLettered < 3000 {
+		t.Errorf("report does not account for every message: %+v", rep)
+	}
+	if rep.Restarts[chaos.FaultWorkerKill] == 0 {
+		t.Errorf("no worker process was killed and restarted: %v", rep.Restarts)
+	}
+}
+
 // TestChaosLong is `make chaos`: 3 workers (two of them processes) over 100,000 messages with
 // every fault for about four minutes. It runs only when CHAOS_LONG=1.
 func TestChaosLong(t *testing.T) {
@@ -56,6 +83,8 @@ func TestChaosLong(t *testing.T) {
 		ProduceFor:     3 * time.Minute,
 		FaultEvery:     300 * time.Millisecond,
 		DrainTimeout:   2 * time.Minute,
+		// CHAOS_STRATEGY=cooperative-sticky make chaos runs the incremental protocol.
+		AssignmentStrategy: os.Getenv("CHAOS_STRATEGY"),
 	})
 }
 

@@ -120,6 +120,9 @@ type Config struct {
 	SessionTimeout time.Duration
 	// AutoCommitInterval is ConsumerTopicConfig.AutoCommitIntervalMs (default 250 ms).
 	AutoCommitInterval time.Duration
+	// AssignmentStrategy is the Works' partition.assignment.strategy (default "": librdkafka's
+	// eager range,roundrobin); "cooperative-sticky" runs the incremental rebalance protocol.
+	AssignmentStrategy string
 	// WorkOptions are added to every Work the harness creates (default none).
 	WorkOptions []zkafka.WorkOption
 

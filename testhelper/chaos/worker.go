@@ -111,6 +111,9 @@ func newWork(client *zkafka.Client, cfg *Config, spec workerSpec, s sink, inject
 		MaxPollIntervalMillis: ms(max(cfg.SessionTimeout, 6*time.Second)), // also the rebalance timeout: how long a rebalance waits for a killed member
 		AutoCommitIntervalMs:  ms(cfg.AutoCommitInterval),
 	}
+	if cfg.AssignmentStrategy != "" {
+		tc.AdditionalProps = map[string]any{"partition.assignment.strategy": cfg.AssignmentStrategy}
+	}
 	if spec.DLT != "" {
 		tc.DeadLetterTopicConfig = &zkafka.ProducerTopicConfig{Topic: spec.DLT, DeliveryTimeoutMs: ms(5 * time.Second)}
 	}
