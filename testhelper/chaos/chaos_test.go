@@ -16,33 +16,15 @@ import (
 // TestChaosShort is the chaos run of every `go test`: in-process and process workers, every
 // fault kind (the first worker fault is always a SIGKILL), a few thousand messages, well
 // under a minute.
-func TestChaosShort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("chaos run skipped in -short mode")
-	}
-	rep := chaos.Run(t, chaos.Config{
-		Messages:       3000,
-		Keys:           40,
-		Partitions:     4,
-		Workers:        3,
-		ProcessWorkers: 1,
-		Duration:       18 * time.Second,
-		FaultEvery:     250 * time.Millisecond,
-	})
-	if os.Getenv("ZKAFKA_CHAOS_WORKER") != "" {
-		return
-	}
-	if rep.Produced != 3000 || rep.Processed+rep.DeadLettered < 3000 {
-		t.Errorf("report does not account for every message: %+v", rep)
-	}
-	if rep.Restarts[chaos.FaultWorkerKill] == 0 {
-		t.Errorf("no worker process was killed and restarted: %v", rep.Restarts)
-	}
-}
+func TestChaosShort(t *testing.T) { runShortChaos(t, "") }
 
 // TestChaosShortCooperative is TestChaosShort with the cooperative-sticky assignor: only the
 // partitions that move are revoked, and G6 holds for the incremental protocol too.
-func TestChaosShortCooperative(t *testing.T) {
+func TestChaosShortCooperative(t *testing.T) { runShortChaos(t, "cooperative-sticky") }
+
+// runShortChaos runs the short chaos mix with the given partition.assignment.strategy ("":
+// librdkafka's default) and checks the report accounts for every message and a SIGKILL.
+func runShortChaos(t *testing.T, strategy string) {
 	if testing.Short() {
 		t.Skip("chaos run skipped in -short mode")
 	}
@@ -54,7 +36,7 @@ func TestChaosShortCooperative(t *testing.T) {
 		ProcessWorkers:     1,
 		Duration:           18 * time.Second,
 		FaultEvery:         250 * time.Millisecond,
-		AssignmentStrategy: "cooperative-sticky",
+		AssignmentStrategy: strategy,
 	})
 	if os.Getenv("ZKAFKA_CHAOS_WORKER") != "" {
 		return
