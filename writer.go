@@ -177,18 +177,28 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	}
 	conf := makeProducerConfig(args.conf, args.tc)
 	w.newProducer = func() (KafkaProducer, error) { return provider(configMapToAny(conf)) }
-	producer, err := w.newProducer()
+	producer, err := w.startProducer(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", args.tc.ClientID, args.tc.Topic, err)
-	}
-	if args.tc.Transaction {
-		if err := producer.InitTransactions(ctx); err != nil {
-			producer.Close()
-			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", args.tc.ClientID, err)
-		}
+		return nil, err
 	}
 	w.use(producer)
 	return w, nil
+}
+
+// startProducer makes a producer from the writer's configuration and, for a transactional
+// writer, initialises its transactions.
+func (w *KWriter) startProducer(ctx context.Context) (KafkaProducer, error) {
+	p, err := w.newProducer()
+	if err != nil {
+		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", w.tc.ClientID, w.topic, err)
+	}
+	if w.tc.Transaction {
+		if err := p.InitTransactions(ctx); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", w.tc.ClientID, err)
+		}
+	}
+	return p, nil
 }
 
 // use makes p the writer's producer and starts draining its events. The caller holds mu
@@ -230,15 +240,9 @@ func (w *KWriter) replaceIfFatal(ctx context.Context, failed KafkaProducer) bool
 		w.mu.Unlock()
 		return false
 	}
-	p, err := w.newProducer()
-	if err == nil && w.tc.Transaction {
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
-		err = p.InitTransactions(ictx)
-		cancel()
-		if err != nil {
-			p.Close()
-		}
-	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
+	p, err := w.startProducer(sctx)
+	cancel()
 	if err != nil {
 		w.mu.Unlock()
 		w.logger.Errorw(ctx, "zkafka: producer has a fatal error and a new one could not be made", "topic", w.topic, "fatal", fatal.Error(), "error", err.Error())
