@@ -3,7 +3,6 @@ package zkafka
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -252,19 +251,19 @@ func (c *Client) Close() error {
 		emu  sync.Mutex
 		errs []error
 	)
-	for k, w := range writers {
+	for _, w := range writers {
 		wg.Go(func() {
 			if err := w.close(); err != nil {
 				emu.Lock()
-				errs = append(errs, fmt.Errorf("closing writer %s of topic %s: %w", k.clientID, k.topic, err))
+				errs = append(errs, err) // it names the writer
 				emu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	for id, r := range readers {
+	for _, r := range readers {
 		if err := r.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing reader %s: %w", id, err))
+			errs = append(errs, err) // it names the consumer
 		}
 	}
 	return errors.Join(errs...)

@@ -1,13 +1,22 @@
 package zkafka
 
+// The dead letter path (G5): a failed message is written, with its original key, value and
+// headers plus the zkafka-* headers, to the dead letter topic, and is finished only once the
+// broker acknowledged the write. A failed write is retried with capped exponential backoff for
+// as long as it takes; the message's offset waits meanwhile. A stop or a revoke of the
+// message's partition ends the retries, and the message stays unfinished (it is read again).
+//
+// The processors (processor.go, complete) call write; the producer comes from the Client's
+// writer cache (client.go, writer.go) and closes with the Client.
+
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -44,10 +53,19 @@ type rawWriter interface {
 	writeMessage(ctx context.Context, key []byte, value []byte, headers []kafka.Header) (Response, error)
 }
 
+// deadLetterRun is what the dead letter writer needs of the Run it belongs to.
+type deadLetterRun struct {
+	ctx        context.Context // the Run's: cancelled at an abrupt stop
+	stopping   <-chan struct{} // closed when the Run's stop begins
+	group      string
+	logger     Logger
+	propagator propagation.TextMapPropagator // nil: no trace context in the dead letter
+}
+
 // deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
 // different virtual partitions run concurrently: each waits only for its own acknowledgement.
 type deadLetterWriter struct {
-	rs     *runState
+	rs     deadLetterRun
 	writer Writer
 	topic  string
 	// ctx ends with the run's context, deadLetterStopGrace after a graceful stop began, or at
@@ -110,14 +128,15 @@ const (
 	deadLetterMaxMessageBytes = 52428800
 )
 
-func newDeadLetterWriter(ctx context.Context, w *Work, rs *runState) (*deadLetterWriter, error) {
+// newDeadLetterWriter gets the dead letter topic's writer from the Work's client.
+func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadLetterWriter, error) {
 	cfg := deadLetterConfig(w.topicConfig, *w.dlt)
 	if cfg.Topic == "" {
 		return nil, errConfig("dead letter ProducerTopicConfig.Topic is empty")
 	}
 	writer, err := w.cp.Writer(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("zkafka: creating the dead letter writer for %s: %w", cfg.Topic, err)
+		return nil, wrapErr(err, "creating the dead letter writer")
 	}
 	d := &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic}
 	d.ctx, d.cancel = context.WithCancel(rs.ctx)
@@ -176,10 +195,10 @@ func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
 // write writes m's dead letter and waits for the broker's acknowledgement, retrying with
 // backoff (G5). It returns false when it gave up because the run is stopping or the
 // partition is being revoked: the message then stays unfinished and is read again later.
-func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *Message, cause error) bool {
+func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, cause error) bool {
 	rs := d.rs
 	headers := deadLetterHeaders(m, rs.group, cause)
-	if p := rs.w.propagator; p != nil {
+	if p := rs.propagator; p != nil {
 		carrier := map[string][]byte{}
 		p.Inject(ctx, msgCarrier(carrier))
 		for k, v := range carrier {
@@ -207,7 +226,7 @@ func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *M
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				rs.w.logger.Infow(ctx, "zkafka: dead letter written after retries", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempts", attempt)
+				rs.logger.Infow(ctx, "zkafka: dead letter written after retries", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempts", attempt)
 			}
 			return true
 		}
@@ -216,32 +235,33 @@ func (d *deadLetterWriter) write(ctx context.Context, vp *virtualPartition, m *M
 		}
 		select {
 		case <-rs.stopping:
-			rs.w.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
 			return false
 		default:
 		}
-		rs.w.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
+		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
 		case <-rs.stopping:
 			t.Stop()
-			rs.w.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
 			return false
 		case <-rs.ctx.Done():
 			t.Stop()
 			return false
-		case <-vp.kick:
+		case <-cut.kick:
 			t.Stop()
 		}
-		if m.trk != nil && (m.trk.isRevoking() || m.trk.isClosed()) {
+		if cut.revoked() || (m.trk != nil && m.trk.isClosed()) {
 			return false
 		}
 		backoff = min(2*backoff, deadLetterMaxBackoff)
 	}
 }
 
+// send makes one attempt and waits for its acknowledgement.
 func (d *deadLetterWriter) send(ctx context.Context, m *Message, headers []kafka.Header) (Response, error) {
 	if rw, ok := d.writer.(rawWriter); ok {
 		return rw.writeMessage(ctx, m.key(), m.value, headers)
@@ -257,6 +277,7 @@ func (d *deadLetterWriter) send(ctx context.Context, m *Message, headers []kafka
 	return d.writer.WriteRaw(ctx, key, m.value, WithHeaders(hs))
 }
 
+// replaceHeader sets key to value in hs, replacing an existing header of that key.
 func replaceHeader(hs []kafka.Header, key string, value []byte) []kafka.Header {
 	for i := range hs {
 		if hs[i].Key == key {

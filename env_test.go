@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/zkafka-go/zkafka/testhelper"
@@ -91,8 +90,6 @@ func (e *testEnv) client(t testing.TB) *Client {
 }
 
 func intp(v int) *int { return &v }
-
-var _ = kafka.PartitionAny
 
 // Used by the dead letter and reliability tests.
 var (

@@ -3,6 +3,7 @@ package zkafka
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ProcessError is an error a processor may return to change what the Work does with a failed
@@ -32,6 +33,39 @@ func (p ProcessError) Unwrap() error {
 	return p.Err
 }
 
+// processError finds a ProcessError in err's chain. (A function of its own so that the target
+// of errors.As escapes to the heap only for failed messages.)
+func processError(err error) (ProcessError, bool) {
+	if err == nil {
+		return ProcessError{}, false
+	}
+	var perr ProcessError
+	ok := errors.As(err, &perr)
+	return perr, ok
+}
+
+// errPrefix starts every error that reaches the user, once.
+const errPrefix = "zkafka: "
+
+// wrappedError is an error with the user-facing context of an operation.
+type wrappedError struct {
+	msg string
+	err error
+}
+
+func (e *wrappedError) Error() string { return e.msg }
+func (e *wrappedError) Unwrap() error { return e.err }
+
+// wrapErr adds context to err for the user while keeping the "zkafka: " prefix once: its
+// message is "zkafka: <context>: <err's message without its prefix>", and errors.Is and
+// errors.As see err.
+func wrapErr(err error, format string, args ...any) error {
+	return &wrappedError{
+		msg: errPrefix + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), errPrefix),
+		err: err,
+	}
+}
+
 // configError is a permanent error about a configuration a person has to fix.
 type configError struct {
 	msg string
@@ -41,7 +75,7 @@ func (e *configError) Error() string { return e.msg }
 
 // errConfig builds a configuration error; messages are sentences naming the field.
 func errConfig(format string, args ...any) error {
-	return &configError{msg: fmt.Sprintf("zkafka: "+format, args...)}
+	return &configError{msg: fmt.Sprintf(errPrefix+format, args...)}
 }
 
 // IsConfigError reports whether err (or an error it wraps) is a configuration error: a

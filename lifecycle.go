@@ -1,5 +1,10 @@
 package zkafka
 
+// Lifecycle hooks: the callbacks a user attaches to points of a message's life (read, fanned
+// out, processed, written, acknowledged) and to the circuit breaker, their meta structs, and
+// ChainLifecycleHooks. The engine calls them from readloop.go, processor.go and work.go, the
+// writer from writer.go; panics in them are recovered in panics.go.
+
 import (
 	"context"
 	"errors"
@@ -100,6 +105,12 @@ type LifecycleCircuitBreakerStateChanged struct {
 // LifecycleHooks are callbacks at points of a message's life. Every field is optional. A
 // hook's error is logged and never stops processing; a panicking hook is recovered and counts
 // as a failure of that message.
+//
+// Hooks run concurrently and must be safe for that: PostRead, PostReadImmediate and
+// PostFanout run on the reader goroutine, PreProcessing and PostProcessing on the goroutine of
+// the message's virtual partition (up to Speedup of them at once, one per virtual partition),
+// PreWrite and PostAck on whatever goroutine writes, and CircuitBreakerStateChanged on the
+// goroutine whose message moved the breaker.
 type LifecycleHooks struct {
 	// PostRead runs after a message is read, on the reader goroutine; the returned context
 	// becomes the processor's parent context.
@@ -127,74 +138,22 @@ func ChainLifecycleHooks(hooks ...LifecycleHooks) LifecycleHooks {
 		return hooks[0]
 	}
 	return LifecycleHooks{
-		PostRead: func(ctx context.Context, meta LifecyclePostReadMeta) (context.Context, error) {
-			var errs []error
-			for _, h := range hooks {
-				if h.PostRead == nil {
-					continue
-				}
-				next, err := h.PostRead(ctx, meta)
-				if next != nil {
-					ctx = next
-				}
-				errs = append(errs, err)
-			}
-			return ctx, errors.Join(errs...)
-		},
-		PostReadImmediate: func(ctx context.Context, meta LifecyclePostReadImmediateMeta) {
-			for _, h := range hooks {
-				if h.PostReadImmediate != nil {
-					h.PostReadImmediate(ctx, meta)
-				}
-			}
-		},
-		PreProcessing: func(ctx context.Context, meta LifecyclePreProcessingMeta) (context.Context, error) {
-			var errs []error
-			for _, h := range hooks {
-				if h.PreProcessing == nil {
-					continue
-				}
-				next, err := h.PreProcessing(ctx, meta)
-				if next != nil {
-					ctx = next
-				}
-				errs = append(errs, err)
-			}
-			return ctx, errors.Join(errs...)
-		},
-		PostProcessing: func(ctx context.Context, meta LifecyclePostProcessingMeta) error {
-			var errs []error
-			for _, h := range hooks {
-				if h.PostProcessing != nil {
-					errs = append(errs, h.PostProcessing(ctx, meta))
-				}
-			}
-			return errors.Join(errs...)
-		},
-		PostAck: func(ctx context.Context, meta LifecyclePostAckMeta) error {
-			var errs []error
-			for _, h := range hooks {
-				if h.PostAck != nil {
-					errs = append(errs, h.PostAck(ctx, meta))
-				}
-			}
-			return errors.Join(errs...)
-		},
-		PreWrite: func(ctx context.Context, meta LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
-			var errs []error
-			out := LifecyclePreWriteResp{Headers: map[string][]byte{}}
-			for _, h := range hooks {
-				if h.PreWrite == nil {
-					continue
-				}
-				resp, err := h.PreWrite(ctx, meta)
-				errs = append(errs, err)
-				for k, v := range resp.Headers {
-					out.Headers[k] = v
-				}
-			}
-			return out, errors.Join(errs...)
-		},
+		PostRead: chainCtx(hooks, func(h LifecycleHooks) func(context.Context, LifecyclePostReadMeta) (context.Context, error) {
+			return h.PostRead
+		}),
+		PostReadImmediate: chainVoid(hooks, func(h LifecycleHooks) func(context.Context, LifecyclePostReadImmediateMeta) {
+			return h.PostReadImmediate
+		}),
+		PreProcessing: chainCtx(hooks, func(h LifecycleHooks) func(context.Context, LifecyclePreProcessingMeta) (context.Context, error) {
+			return h.PreProcessing
+		}),
+		PostProcessing: chainErr(hooks, func(h LifecycleHooks) func(context.Context, LifecyclePostProcessingMeta) error {
+			return h.PostProcessing
+		}),
+		PostAck: chainErr(hooks, func(h LifecycleHooks) func(context.Context, LifecyclePostAckMeta) error {
+			return h.PostAck
+		}),
+		PreWrite: chainPreWrite(hooks),
 		PostFanout: func(ctx context.Context) {
 			for _, h := range hooks {
 				if h.PostFanout != nil {
@@ -202,12 +161,70 @@ func ChainLifecycleHooks(hooks ...LifecycleHooks) LifecycleHooks {
 				}
 			}
 		},
-		CircuitBreakerStateChanged: func(ctx context.Context, meta LifecycleCircuitBreakerStateChanged) {
-			for _, h := range hooks {
-				if h.CircuitBreakerStateChanged != nil {
-					h.CircuitBreakerStateChanged(ctx, meta)
-				}
+		CircuitBreakerStateChanged: chainVoid(hooks, func(h LifecycleHooks) func(context.Context, LifecycleCircuitBreakerStateChanged) {
+			return h.CircuitBreakerStateChanged
+		}),
+	}
+}
+
+// chainCtx chains the context-returning hook that field picks out of each of hooks.
+func chainCtx[M any](hooks []LifecycleHooks, field func(LifecycleHooks) func(context.Context, M) (context.Context, error)) func(context.Context, M) (context.Context, error) {
+	return func(ctx context.Context, meta M) (context.Context, error) {
+		var errs []error
+		for _, h := range hooks {
+			f := field(h)
+			if f == nil {
+				continue
 			}
-		},
+			next, err := f(ctx, meta)
+			if next != nil {
+				ctx = next
+			}
+			errs = append(errs, err)
+		}
+		return ctx, errors.Join(errs...)
+	}
+}
+
+// chainErr chains the error-returning hook that field picks out of each of hooks.
+func chainErr[M any](hooks []LifecycleHooks, field func(LifecycleHooks) func(context.Context, M) error) func(context.Context, M) error {
+	return func(ctx context.Context, meta M) error {
+		var errs []error
+		for _, h := range hooks {
+			if f := field(h); f != nil {
+				errs = append(errs, f(ctx, meta))
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// chainVoid chains the hook that returns nothing that field picks out of each of hooks.
+func chainVoid[M any](hooks []LifecycleHooks, field func(LifecycleHooks) func(context.Context, M)) func(context.Context, M) {
+	return func(ctx context.Context, meta M) {
+		for _, h := range hooks {
+			if f := field(h); f != nil {
+				f(ctx, meta)
+			}
+		}
+	}
+}
+
+// chainPreWrite chains the PreWrite hooks, merging their headers (a later hook wins).
+func chainPreWrite(hooks []LifecycleHooks) func(context.Context, LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
+	return func(ctx context.Context, meta LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
+		var errs []error
+		out := LifecyclePreWriteResp{Headers: map[string][]byte{}}
+		for _, h := range hooks {
+			if h.PreWrite == nil {
+				continue
+			}
+			resp, err := h.PreWrite(ctx, meta)
+			errs = append(errs, err)
+			for k, v := range resp.Headers {
+				out.Headers[k] = v
+			}
+		}
+		return out, errors.Join(errs...)
 	}
 }

@@ -98,3 +98,24 @@ func TestProcCtxFinishedBeforeDone(t *testing.T) {
 	<-c.Done()
 	require.ErrorIs(t, c.Err(), context.Canceled)
 }
+
+// TestProcCtxCauseWithoutDone: context.Cause reports why the context is done even when the
+// processor never asked for Done.
+func TestProcCtxCauseWithoutDone(t *testing.T) {
+	var c procCtx
+	c.start(context.Background(), time.Now().Add(-time.Millisecond))
+	require.ErrorIs(t, context.Cause(&c), context.DeadlineExceeded)
+
+	var f procCtx
+	f.start(context.Background(), time.Now().Add(time.Hour))
+	require.NoError(t, context.Cause(&f))
+	f.finish()
+	require.ErrorIs(t, context.Cause(&f), context.Canceled)
+
+	parent, cancel := context.WithCancelCause(context.Background())
+	var p procCtx
+	p.start(parent, time.Now().Add(time.Hour))
+	boom := errors.New("boom")
+	cancel(boom)
+	require.ErrorIs(t, context.Cause(&p), boom)
+}

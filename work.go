@@ -1,17 +1,28 @@
 package zkafka
 
+// The Work and the life of one Run: start builds the run's parts and stop takes them down.
+// What happens in between lives next door, one part a file, in the order a message meets
+// them (docs/architecture.md draws the path):
+//
+//   - readloop.go: the reader goroutine: poll, route by key, back-pressure, pause;
+//   - revoke.go: what a revoke does to queued and in-flight messages;
+//   - virtual_partition.go: the queues and the key router;
+//   - inflight.go: the bound on read-but-unfinished messages;
+//   - processor.go: a goroutine per virtual partition runs the handler, and the watchdog;
+//   - breaker.go: the circuit breaker gate;
+//   - deadletter.go: writing failures to the dead letter topic;
+//   - commit.go and reader.go: which offsets are stored and committed.
+//
+// Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
+// watchdog abandoned (and, after an abrupt stop, handlers still returning from their
+// cancelled context), whose results are discarded (G14).
+
 import (
 	"context"
 	"errors"
-	"fmt"
-	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/sony/gobreaker"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -59,11 +70,11 @@ var (
 // or by an open circuit breaker is not started; it stays uncommitted and is read again later.
 //
 // Cancelling ctx is the abrupt stop (G4): handlers see a cancelled context, Run returns within
-// about a second, and nothing that did not finish is marked finished or dead-lettered.
+// about a second (abruptStopWait), and nothing that did not finish is marked finished or dead-lettered.
 //
 // A handler that runs past ProcessTimeoutMillis gets a cancelled context and its message counts
 // as failed (G10). The next message of its virtual partition waits until the handler returns,
-// or until a grace period of min(ProcessTimeoutMillis, 10 s) has passed; then the handler is
+// or until a grace period of min(ProcessTimeoutMillis, maxGrace = 10 s) has passed; then the handler is
 // abandoned (counted by AbandonedHandlers) and its result, when it comes, is discarded.
 //
 // Run returns configuration errors at once and can be called again after it returned.
@@ -86,134 +97,22 @@ func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	return rs.loop(shutdown)
+	err = rs.loop.run(shutdown)
+	rs.stop(err != nil)
+	return err
 }
 
-// runState is everything one call of Run owns.
-type runState struct {
-	w      *Work
-	ctx    context.Context // Run's context: cancelled means abrupt stop
-	reader Reader
-	kr     *KReader // reader when it is the library's own (pause, rebalance, commit)
-	dlt    *deadLetterWriter
-	topic  string
-	group  string
-
-	vps    []*virtualPartition
-	router *keyRouter          // used by the reader goroutine only
-	toWake []*virtualPartition // queued to in the current batch, not yet woken (reader only)
-	rr     atomic.Uint64       // round-robin counter for nil keys
-	wg     sync.WaitGroup
-	inMsgs atomic.Int64  // messages read and not finished or dropped
-	inSize atomic.Int64  // payload bytes of those
-	room   chan struct{} // signalled when the reader waits for room (roomWanted) and there is
-	// roomWanted is set while the reader waits on room.
-	roomWanted atomic.Bool
-
-	stopping  chan struct{} // closed when the stop starts
-	stopOnce  sync.Once
-	vpsDone   chan struct{} // closed when every virtual partition goroutine has exited
-	watchDone chan struct{} // closed when the watchdog has exited
-
-	processTimeout time.Duration
-	grace          time.Duration
-	delay          time.Duration
-	tracer         trace.Tracer
-
-	cb        *gobreaker.TwoStepCircuitBreaker
-	cbOpen    atomic.Bool
-	cbMu      sync.Mutex
-	cbOpenAt  time.Time
-	cbChanged chan struct{} // closed and replaced on every breaker transition
-}
-
-// start validates, creates the reader and dead letter writer, and starts the processors.
-func (w *Work) start(ctx context.Context) (*runState, error) {
-	tc := w.topicConfig
-	rs := &runState{
-		w:              w,
-		ctx:            ctx,
-		room:           make(chan struct{}, 1),
-		stopping:       make(chan struct{}),
-		vpsDone:        make(chan struct{}),
-		watchDone:      make(chan struct{}),
-		processTimeout: tc.processTimeout(),
-		delay:          tc.processDelay(),
-		cbChanged:      make(chan struct{}),
-	}
-	if topics := tc.topics(); len(topics) > 0 {
-		rs.topic = topics[0]
-	}
-	rs.grace = min(rs.processTimeout, 10*time.Second)
-	if c, ok := w.cp.(*Client); ok {
-		// What the factory leaves unset comes from the client.
-		if _, noop := w.logger.(NoopLogger); noop {
-			w.logger = c.logger()
-		}
-		if w.tp == nil {
-			w.tp = c.tracerProvider()
-		}
-		if w.propagator == nil {
-			w.propagator = c.propagator()
-		}
-	}
-	if w.tp != nil {
-		rs.tracer = w.tp.Tracer(instrumentationName)
-	}
-	reader, err := w.cp.Reader(ctx, tc)
-	if err != nil {
-		return nil, err
-	}
-	rs.reader = reader
-	if kr, ok := reader.(*KReader); ok {
-		rs.kr = kr
-		rs.group = kr.groupID
-		kr.setListener(rs)
-	} else {
-		rs.group = tc.GroupID
-	}
-	if w.dlt != nil {
-		dlt, err := newDeadLetterWriter(ctx, w, rs)
-		if err != nil {
-			_ = reader.Close()
-			return nil, err
-		}
-		rs.dlt = dlt
-	}
-	if !w.cbDisabled {
-		rs.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
-			Name:        rs.topic,
-			MaxRequests: 1,
-			Timeout:     w.cbFor,
-			ReadyToTrip: func(c gobreaker.Counts) bool {
-				return c.ConsecutiveFailures >= w.cbAfter
-			},
-			OnStateChange: rs.breakerChanged,
-		})
-	}
-	rs.vps = make([]*virtualPartition, int(w.speedup))
-	for i := range rs.vps {
-		vp := newVirtualPartition(i)
-		rs.vps[i] = vp
-		rs.wg.Add(1)
-		go rs.serve(vp, vp.gen.Load())
-	}
-	if !w.hashRouting {
-		rs.router = newKeyRouter(rs.vps, w.maxInFlight)
-	}
-	if rs.processTimeout > 0 {
-		go rs.watchdog()
-	} else {
-		close(rs.watchDone)
-	}
-	return rs, nil
-}
-
-// Reader loop tuning.
+// Engine tuning: every duration the engine waits for, in one place.
 const (
 	// drainBatch is how many messages the reader takes from librdkafka's queue without
 	// waiting (Poll(0)) after one that it waited for, before it does its bookkeeping again.
 	drainBatch = 256
+	// maxPollEvery is the longest poll timeout of the reader (ReadTimeoutMillis if shorter):
+	// the reader looks at the stop signals, the breaker and the bound at least this often.
+	maxPollEvery = 100 * time.Millisecond
+	// pausedPoll is the poll timeout while every partition is paused, and during the drain
+	// of a graceful stop.
+	pausedPoll = 10 * time.Millisecond
 	// storeEvery is how often, at most, finished offsets are handed to librdkafka while
 	// messages flow (they are also stored whenever a poll comes back empty, on revoke and on
 	// stop). librdkafka commits stored offsets only every auto.commit.interval.ms anyway.
@@ -223,270 +122,177 @@ const (
 	// drops them); it is far below max.poll.interval.ms, and rebalance callbacks only wait
 	// that long.
 	softWait = 100 * time.Millisecond
+	// foreignRoomWait is how long the reader of a Reader that cannot pause (not a KReader)
+	// waits for room at the bound, or while the breaker is open, before it looks again.
+	foreignRoomWait = 50 * time.Millisecond
+	// breakerRecheck is how often a processor blocked by the breaker looks again when it has
+	// no open period to sleep out (DisableBusyLoopBreaker, or a half-open breaker whose probe
+	// is out).
+	breakerRecheck = 10 * time.Millisecond
+	// maxGrace caps the grace period a handler gets past ProcessTimeoutMillis before the
+	// watchdog abandons it (the grace is min(ProcessTimeoutMillis, maxGrace)).
+	maxGrace = 10 * time.Second
+	// watchdogMinTick and watchdogMaxTick bound how often the watchdog looks (a quarter of
+	// the grace period).
+	watchdogMinTick = 5 * time.Millisecond
+	watchdogMaxTick = time.Second
+	// revokeMaxWait caps how long a revoke waits for in-flight messages of the revoked
+	// partitions (half of MaxPollIntervalMillis if shorter); revokeCheckEvery is how often it
+	// looks.
+	revokeMaxWait    = 30 * time.Second
+	revokeCheckEvery = 5 * time.Millisecond
+	// abruptStopWait is how long an abrupt stop (ctx cancelled) waits for handlers to return
+	// from their cancelled context before Run returns without them.
+	abruptStopWait = time.Second
 )
 
-// loop is the reader: it polls, routes, applies back-pressure and stops the run.
-//
-// Back-pressure has two steps. At the in-flight bound the reader first stops polling and waits
-// up to softWait for a tenth of the bound to free up (a short hiccup: librdkafka keeps its
-// prefetched messages). If it does not, it pauses every assigned partition and keeps polling
-// (G7), and resumes once half the bound is free again (a pause drops the prefetch, so it is
-// worth a longer stretch of reading).
-func (rs *runState) loop(shutdown <-chan struct{}) error {
-	w := rs.w
-	var runErr error
-	paused := false
-	pollEvery := min(w.topicConfig.readTimeout(), 100*time.Millisecond)
-	var lastStore time.Time
-	idle := true
-reading:
-	for {
-		select {
-		case <-rs.ctx.Done():
-			break reading
-		case <-shutdown:
-			break reading
-		default:
-		}
-		cbOpen := rs.cbOpen.Load()
-		if rs.cb != nil && cbOpen {
-			rs.cb.State() // lets the breaker move to half-open once its open period is over
-		}
-		if rs.kr == nil {
-			// A foreign Reader cannot be paused: wait for room instead of reading.
-			if cbOpen || rs.full() {
-				rs.waitRoom(shutdown, 50*time.Millisecond)
-				continue
-			}
-			msg, err := rs.reader.Read(rs.ctx)
-			rs.postReadImmediate(msg, err)
-			if err != nil {
-				if rs.ctx.Err() != nil {
-					break reading
-				}
-				w.logger.Warnw(rs.ctx, "zkafka: read failed", "topic", rs.topic, "error", err)
-				continue
-			}
-			if msg != nil {
-				rs.dispatch(msg)
-				rs.wakeQueued()
-			}
-			continue
-		}
-		wantPause := cbOpen
-		switch {
-		case rs.full():
-			if !paused && !cbOpen && rs.waitRoom(shutdown, softWait) {
-				continue
-			}
-			wantPause = true
-		case paused && !rs.halfFree():
-			wantPause = true // hysteresis: resume only once half the bound is free
-		}
-		if wantPause != paused {
-			rs.kr.setPaused(wantPause)
-			paused = wantPause
-		}
-		if now := time.Now(); idle || paused || now.Sub(lastStore) >= storeEvery {
-			rs.kr.storeFinished()
-			lastStore = now
-		}
-		timeout := pollEvery
-		if paused {
-			timeout = 10 * time.Millisecond
-		}
-		msg, err := rs.kr.poll(timeout)
-		rs.postReadImmediate(msg, err) // after every waiting poll, with or without a message
-		for n := 0; ; n++ {
-			if err != nil {
-				rs.wakeQueued()
-				w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
-				runErr = err
-				break reading
-			}
-			if msg == nil {
-				break
-			}
-			rs.dispatch(msg)
-			if n == drainBatch || rs.full() {
-				break
-			}
-			msg, err = rs.kr.poll(0)
-			if msg != nil || err != nil {
-				rs.postReadImmediate(msg, err)
-			}
-		}
-		// One wake per virtual partition per batch, not per message: the processors start
-		// once the reader is done with librdkafka's ready messages.
-		rs.wakeQueued()
-		idle = msg == nil
+// runState is what one call of Run shares between its parts: the reader loop (readloop.go,
+// revoke.go), the processors (processor.go), the bound (inflight.go) and the breaker
+// (breaker.go).
+type runState struct {
+	w      *Work
+	ctx    context.Context // Run's context: cancelled means abrupt stop
+	reader Reader
+	kr     *KReader // reader when it is the library's own (pause, rebalance, commit)
+	dlt    *deadLetterWriter
+	topic  string
+	group  string
+
+	vps   []*virtualPartition
+	bound *inFlight
+	loop  *readLoop
+	proc  *processors
+
+	stopping chan struct{} // closed when the stop starts
+	exited   chan struct{} // closed when every processor goroutine has exited
+}
+
+// start validates, creates the reader and dead letter writer, and starts the processors.
+func (w *Work) start(ctx context.Context) (*runState, error) {
+	tc := w.topicConfig
+	rs := &runState{
+		w:        w,
+		ctx:      ctx,
+		bound:    newInFlight(w.maxInFlight, w.maxBytes),
+		stopping: make(chan struct{}),
+		exited:   make(chan struct{}),
+		group:    tc.GroupID,
 	}
-	rs.stop(shutdown, runErr != nil)
-	return runErr
-}
-
-// wakeQueued wakes the processors of the virtual partitions dispatch queued to.
-func (rs *runState) wakeQueued() {
-	for _, vp := range rs.toWake {
-		vp.wakePending = false
-		signal(vp.wake)
+	if topics := tc.topics(); len(topics) > 0 {
+		rs.topic = topics[0]
 	}
-	rs.toWake = rs.toWake[:0]
-}
-
-// full reports whether the unfinished messages (or their bytes) reached the bound.
-func (rs *runState) full() bool {
-	return rs.inMsgs.Load() >= int64(rs.w.maxInFlight) || rs.inSize.Load() >= rs.w.maxBytes
-}
-
-// halfFree reports whether at most half the bound is in use.
-func (rs *runState) halfFree() bool {
-	return rs.inMsgs.Load() <= int64(rs.w.maxInFlight/2) && rs.inSize.Load() <= rs.w.maxBytes/2
-}
-
-// roomFor reports whether n messages of b bytes in flight leave a tenth of the bound free:
-// enough for the reader to go on without waking for every message.
-func (rs *runState) roomFor(n, b int64) bool {
-	m := int64(rs.w.maxInFlight)
-	return n <= m-max(m/10, 1) && b <= rs.w.maxBytes-rs.w.maxBytes/10
-}
-
-// waitRoom waits, up to d, until a tenth of the in-flight bound is free. It reports whether
-// there is room (or the run is stopping) rather than the wait timing out. Resuming early keeps
-// the window of messages in flight wide, and with it the number of distinct keys the virtual
-// partitions can work on.
-func (rs *runState) waitRoom(shutdown <-chan struct{}, d time.Duration) bool {
-	rs.roomWanted.Store(true)
-	if rs.roomFor(rs.inMsgs.Load(), rs.inSize.Load()) {
-		rs.roomWanted.Store(false)
-		return true
+	w.inheritFromClient()
+	reader, err := w.cp.Reader(ctx, tc)
+	if err != nil {
+		return nil, err
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-rs.room:
-		return true
-	case <-rs.ctx.Done():
-		return true
-	case <-shutdown:
-		return true
-	case <-t.C:
-		rs.roomWanted.Store(false)
-		return false
+	rs.reader = reader
+	if kr, ok := reader.(*KReader); ok {
+		rs.kr = kr
+		rs.group = kr.groupID
 	}
-}
-
-// dispatch runs the read hooks and hands msg to its virtual partition.
-func (rs *runState) dispatch(msg *Message) {
-	w := rs.w
-	msg.ctx = rs.ctx
-	if w.lifecycle.PostRead != nil {
-		ctx, err := safeHook(func() (context.Context, error) {
-			return w.lifecycle.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})
-		})
+	if w.dlt != nil {
+		dlt, err := newDeadLetterWriter(ctx, w, rs.deadLetterRun())
 		if err != nil {
-			w.logger.Warnw(rs.ctx, "zkafka: PostRead hook failed", "error", err)
-			if isHookPanic(err) {
-				msg.hookErr = err
-			}
+			_ = reader.Close()
+			return nil, err
 		}
-		if ctx != nil {
-			msg.ctx = ctx
-		}
+		rs.dlt = dlt
 	}
-	n := len(rs.vps)
-	idx := 0
-	if n > 1 {
-		if msg.isKeyNil {
-			idx = int(rs.rr.Add(1) % uint64(n))
-		} else if rs.router == nil {
-			idx = routeKey(msg.Key, n) // HashRouting
-		} else {
-			msg.route = rs.router.route(msg.Key)
-			idx = msg.route.vp
-		}
+	var gate *breaker
+	if !w.cbDisabled {
+		gate = newBreaker(rs.topic, w.cbAfter, w.cbFor, w.blbDisabled, rs.breakerChanged)
 	}
-	msg.vp = idx
-	rs.inMsgs.Add(1)
-	rs.inSize.Add(int64(len(msg.value)))
-	if debugRoute != nil {
-		debugRoute(rs, idx)
+	rs.vps = make([]*virtualPartition, int(w.speedup))
+	for i := range rs.vps {
+		rs.vps[i] = newVirtualPartition(i)
 	}
-	vp := rs.vps[idx]
-	vp.enqueue(msg)
-	if !vp.wakePending {
-		vp.wakePending = true
-		rs.toWake = append(rs.toWake, vp)
+	rs.loop = &readLoop{rs: rs, gate: gate, pollEvery: min(tc.readTimeout(), maxPollEvery)}
+	if !w.hashRouting {
+		rs.loop.router = newKeyRouter(rs.vps, w.maxInFlight)
 	}
-	if h := w.lifecycle.PostFanout; h != nil {
-		rs.notify("PostFanout", func() { h(msg.ctx) })
+	if rs.kr != nil {
+		rs.kr.setListener(rs.loop)
+	}
+	rs.proc = w.newProcessors(rs, gate)
+	rs.proc.start(rs.vps, rs.exited)
+	return rs, nil
+}
+
+// inheritFromClient takes what the factory left unset (logger, tracer provider, propagator)
+// from the Client.
+func (w *Work) inheritFromClient() {
+	c, ok := w.cp.(*Client)
+	if !ok {
+		return
+	}
+	if _, noop := w.logger.(NoopLogger); noop {
+		w.logger = c.logger()
+	}
+	if w.tp == nil {
+		w.tp = c.tracerProvider()
+	}
+	if w.propagator == nil {
+		w.propagator = c.propagator()
 	}
 }
 
-func (rs *runState) postReadImmediate(msg *Message, err error) {
-	if h := rs.w.lifecycle.PostReadImmediate; h != nil {
-		rs.notify("PostReadImmediate", func() { h(rs.ctx, LifecyclePostReadImmediateMeta{Message: msg, Err: err}) })
+// newProcessors configures the processors of rs.
+func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
+	in := &instrumentation{runCtx: rs.ctx, group: rs.group, logger: w.logger, hooks: w.lifecycle, propagator: w.propagator}
+	if w.tp != nil {
+		in.tracer = w.tp.Tracer(instrumentationName)
 	}
+	p := &processors{
+		rs:              rs,
+		instrumentation: in,
+		handler:         w.processor,
+		onDone:          w.onDone,
+		gate:            gate,
+		dlt:             rs.dlt,
+		abandoned:       &w.abandoned,
+		timeout:         w.topicConfig.processTimeout(),
+		delay:           w.topicConfig.processDelay(),
+	}
+	p.grace = min(p.timeout, maxGrace)
+	return p
 }
 
-// release lets go of a message that is finished or dropped, and wakes the reader when it
-// waits for room and there is (see waitRoom).
-func (rs *runState) release(m *Message) {
-	if m.route != nil {
-		m.route.done(rs.vps[m.vp])
-	}
-	n := rs.inMsgs.Add(-1)
-	b := rs.inSize.Add(-int64(len(m.value)))
-	if rs.roomWanted.Load() && rs.roomFor(n, b) && rs.roomWanted.CompareAndSwap(true, false) {
-		signal(rs.room)
-	}
+// deadLetterRun is what the dead letter writer needs of the run.
+func (rs *runState) deadLetterRun() deadLetterRun {
+	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, propagator: rs.w.propagator}
 }
 
-// stop ends the run: graceful unless ctx was cancelled (or the consumer failed).
-func (rs *runState) stop(shutdown <-chan struct{}, failed bool) {
+// stop ends the run: graceful unless ctx was cancelled or the consumer failed.
+func (rs *runState) stop(failed bool) {
 	w := rs.w
-	rs.stopOnce.Do(func() { close(rs.stopping) })
+	close(rs.stopping)
 	for _, vp := range rs.vps {
 		vp.close()
 	}
-	done := rs.vpsDone
 	go func() {
-		rs.wg.Wait()
-		close(done)
+		rs.proc.wg.Wait()
+		close(rs.exited)
 	}()
 	graceful := rs.ctx.Err() == nil && !failed
-	if graceful && rs.kr != nil {
-		// Keep the group membership while the queues drain: pause and go on polling.
-		rs.kr.setPaused(true)
-	drain:
-		for {
-			select {
-			case <-done:
-				break drain
-			case <-rs.ctx.Done():
-				break drain
-			default:
-			}
-			if msg, _ := rs.kr.poll(10 * time.Millisecond); msg != nil {
-				// Fetched before the pause took effect: not processed, so not finished.
-				rs.w.logger.Debugw(rs.ctx, "zkafka: message read during shutdown left for later", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
-			}
-		}
-	} else if graceful {
+	switch {
+	case graceful && rs.kr != nil:
+		rs.loop.drain(rs.exited) // keeps the group membership while the queues drain
+	case graceful:
 		select {
-		case <-done:
+		case <-rs.exited:
 		case <-rs.ctx.Done():
 		}
 	}
 	if rs.ctx.Err() != nil {
 		// Abrupt: give handlers a moment to see their cancelled context, then go.
 		select {
-		case <-done:
-		case <-time.After(time.Second):
+		case <-rs.exited:
+		case <-time.After(abruptStopWait):
 			w.logger.Warnw(context.Background(), "zkafka: handlers still running after cancel; not waiting for them", "topic", rs.topic)
 		}
 	}
-	<-rs.watchDone
+	<-rs.proc.watchDone
 	if rs.kr != nil {
 		rs.kr.setListener(nil)
 		if graceful {
@@ -501,447 +307,34 @@ func (rs *runState) stop(shutdown <-chan struct{}, failed bool) {
 	if rs.dlt != nil {
 		rs.dlt.close()
 	}
-	_ = shutdown
 }
 
-// revoked is called by the KReader, inside Poll, before partitions go away (G6): queued
-// messages of those partitions are dropped (the next owner reads them), and in-flight ones
-// are waited for, up to a deadline, so that what finishes can still be committed.
-func (rs *runState) revoked(parts []tpKey) {
-	set := make(map[tpKey]struct{}, len(parts))
-	for _, p := range parts {
-		set[p] = struct{}{}
+// release lets go of a message that is finished or dropped: its key's route and its room in
+// the in-flight bound.
+func (rs *runState) release(m *Message) {
+	if m.route != nil {
+		m.route.done(rs.vps[m.vp])
 	}
-	in := func(m *Message) bool {
-		_, ok := set[tpKey{m.Topic, m.Partition}]
-		return ok
-	}
-	for _, vp := range rs.vps {
-		for _, m := range vp.removeIf(in) {
-			rs.release(m)
-		}
-		signal(vp.kick)
-	}
-	deadline := time.Now().Add(rs.revokeWait())
-	for time.Now().Before(deadline) {
-		waiting := false
-		for _, vp := range rs.vps {
-			if m := vp.busy.Load(); m != nil && in(m) {
-				waiting = true
-				break
-			}
-		}
-		if !waiting {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	rs.w.logger.Warnw(rs.ctx, "zkafka: revoke deadline passed with messages still in flight; they will be read again by the next owner", "topic", rs.topic)
+	rs.bound.release(len(m.value))
 }
 
-// revokeWait bounds how long a revoke waits for in-flight messages: half the max poll
-// interval, at most 30 s.
-func (rs *runState) revokeWait() time.Duration {
-	return min(rs.w.topicConfig.maxPollInterval()/2, 30*time.Second)
-}
-
-// serve is the processor goroutine of one virtual partition, for generation gen.
-func (rs *runState) serve(vp *virtualPartition, gen uint64) {
-	for {
-		if vp.gen.Load() != gen {
-			return // replaced by the watchdog; the replacement owns the WaitGroup slot
-		}
-		m, ok, closed := vp.pop()
-		if !ok {
-			if closed || rs.ctx.Err() != nil {
-				rs.wg.Done()
-				return
-			}
-			select {
-			case <-vp.wake:
-			case <-rs.ctx.Done():
-			}
-			continue
-		}
-		if rs.ctx.Err() != nil {
-			rs.release(m) // abrupt stop: not processed, not finished
-			continue
-		}
-		if debugPopped != nil {
-			debugPopped(m)
-		}
-		vp.busy.Store(m)
-		if m.trk != nil && m.trk.isRevoking() {
-			// Popped while its partition was being revoked, before busy told revoked to wait
-			// for it: the partition's next owner reads it again. (revoked sets revoking, then
-			// reads busy; this sets busy, then reads revoking: one of the two sees the other.)
-			vp.busy.Store(nil)
-			rs.release(m)
-			continue
-		}
-		if !rs.handle(vp, m, gen) {
-			return // abandoned: the replacement goroutine finishes m
-		}
-		vp.busy.Store(nil)
-	}
-}
-
-// handle takes one message from hold to finish. It returns false when the handler was
-// abandoned by the watchdog (the caller must exit).
-func (rs *runState) handle(vp *virtualPartition, m *Message, gen uint64) bool {
-	if !rs.hold(vp, m) {
-		rs.release(m)
-		return true
-	}
-	var cbDone func(bool)
-	if rs.cb != nil {
-		var ok bool
-		if cbDone, ok = rs.admit(vp, m); !ok {
-			rs.release(m)
-			return true
-		}
-	}
-	vp.cbDone = cbDone
-	abandoned, err := rs.process(vp, m, gen)
-	if abandoned {
-		return false
-	}
-	if rs.ctx.Err() != nil {
-		// Abrupt stop while the handler ran: its outcome is not trusted (G4).
-		if cbDone != nil {
-			cbDone(true)
-		}
-		rs.release(m)
-		return true
-	}
-	rs.complete(vp, m, err, cbDone)
-	return true
-}
-
-// hold waits until the message is due (ProcessDelayMillis, G9). It returns false when the
-// message must be let go of unfinished (stop, or its partition is being revoked).
-func (rs *runState) hold(vp *virtualPartition, m *Message) bool {
-	if rs.delay <= 0 {
-		return true
-	}
-	wait := time.Until(m.TimeStamp.Add(rs.delay))
-	if wait <= 0 {
-		return true
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			return true
-		case <-rs.stopping:
-			return false
-		case <-rs.ctx.Done():
-			return false
-		case <-vp.kick:
-			if m.trk != nil && m.trk.isRevoking() {
-				return false
-			}
-		}
-	}
-}
-
-// admit waits until the circuit breaker lets a message through (G11).
-func (rs *runState) admit(vp *virtualPartition, m *Message) (func(bool), bool) {
-	for {
-		done, err := rs.cb.Allow()
-		if err == nil {
-			return done, true
-		}
-		rs.cbMu.Lock()
-		changed := rs.cbChanged
-		wait := time.Until(rs.cbOpenAt.Add(rs.w.cbFor))
-		rs.cbMu.Unlock()
-		if rs.w.blbDisabled || wait <= 0 {
-			wait = 10 * time.Millisecond
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-changed:
-		case <-rs.stopping:
-			t.Stop()
-			return nil, false
-		case <-rs.ctx.Done():
-			t.Stop()
-			return nil, false
-		case <-vp.kick:
-			if m.trk != nil && m.trk.isRevoking() {
-				t.Stop()
-				return nil, false
-			}
-		}
-		t.Stop()
-	}
-}
-
-func (rs *runState) breakerChanged(_ string, from, to gobreaker.State) {
-	rs.cbMu.Lock()
-	if to == gobreaker.StateOpen {
-		rs.cbOpenAt = time.Now()
-	}
-	close(rs.cbChanged)
-	rs.cbChanged = make(chan struct{})
-	rs.cbMu.Unlock()
-	rs.cbOpen.Store(to == gobreaker.StateOpen)
+// breakerChanged logs a transition of the breaker and runs the hook.
+func (rs *runState) breakerChanged(from, to CircuitBreakerState) {
 	rs.w.logger.Infow(rs.ctx, "zkafka: circuit breaker changed state", "topic", rs.topic, "from", from.String(), "to", to.String())
 	if h := rs.w.lifecycle.CircuitBreakerStateChanged; h != nil {
 		rs.notify("CircuitBreakerStateChanged", func() {
-			h(rs.ctx, LifecycleCircuitBreakerStateChanged{Topic: rs.topic, GroupID: rs.group, From: breakerState(from), To: breakerState(to)})
+			h(rs.ctx, LifecycleCircuitBreakerStateChanged{Topic: rs.topic, GroupID: rs.group, From: from, To: to})
 		})
 	}
-}
-
-func breakerState(s gobreaker.State) CircuitBreakerState {
-	switch s {
-	case gobreaker.StateOpen:
-		return CircuitBreakerOpen
-	case gobreaker.StateHalfOpen:
-		return CircuitBreakerHalfOpen
-	default:
-		return CircuitBreakerClosed
-	}
-}
-
-// process runs the hooks, the span and the handler. abandoned is true when the watchdog gave
-// up on the handler while it ran.
-func (rs *runState) process(vp *virtualPartition, m *Message, gen uint64) (abandoned bool, err error) {
-	w := rs.w
-	ctx := m.ctx
-	if ctx == nil {
-		ctx = rs.ctx
-	}
-	if rs.tracer != nil {
-		if w.propagator != nil && len(m.Headers) > 0 {
-			ctx = w.propagator.Extract(ctx, msgCarrier(m.Headers))
-		}
-		var span trace.Span
-		ctx, span = rs.tracer.Start(ctx, m.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(
-				attribute.String("messaging.system", "kafka"),
-				attribute.String("messaging.operation.type", "process"),
-				attribute.String("messaging.destination.name", m.Topic),
-				attribute.String("messaging.consumer.group.name", rs.group),
-				attribute.Int("messaging.destination.partition.id", int(m.Partition)),
-				attribute.Int64("messaging.kafka.offset", m.Offset),
-				attribute.String("messaging.kafka.message.key", m.Key),
-			))
-		// The dead letter and the OnDone callbacks run after the span ended; they link to it
-		// through the message's context.
-		base := m.ctx
-		if base == nil {
-			base = rs.ctx
-		}
-		m.ctx = trace.ContextWithSpanContext(base, span.SpanContext())
-		defer func() {
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
-		}()
-	}
-	if h := w.lifecycle.PreProcessing; h != nil {
-		next, herr := safeHook(func() (context.Context, error) {
-			return h(ctx, LifecyclePreProcessingMeta{Topic: m.Topic, GroupID: rs.group, VirtualPartitionIndex: vp.idx, TopicLag: time.Since(m.TimeStamp), Message: m})
-		})
-		if herr != nil {
-			w.logger.Warnw(ctx, "zkafka: PreProcessing hook failed", "error", herr)
-			if isHookPanic(herr) && m.hookErr == nil {
-				m.hookErr = herr
-			}
-		}
-		if next != nil {
-			ctx = next
-		}
-	}
-	start := time.Now()
-	var pc *procCtx
-	if rs.processTimeout > 0 {
-		// Like context.WithTimeout, without a timer or an allocation (see procCtx).
-		pc = &m.pctx
-		pc.start(ctx, start.Add(rs.processTimeout))
-		ctx = pc
-	}
-	vp.startedAt.Store(start.UnixNano())
-	vp.running.Store(m)
-	if m.hookErr != nil {
-		err = m.hookErr // a hook panicked: the message fails without running the processor
-	} else {
-		err = rs.call(ctx, m)
-	}
-	if !vp.running.CompareAndSwap(m, nil) {
-		if pc != nil {
-			pc.finish()
-		}
-		return true, nil // the watchdog took over this message
-	}
-	if pc != nil {
-		if pc.timedOut(time.Now()) && rs.ctx.Err() == nil {
-			if err == nil {
-				err = fmt.Errorf("%w (%s)", errProcessTimeout, rs.processTimeout)
-			} else {
-				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, rs.processTimeout, err)
-			}
-		}
-		pc.finish()
-	}
-	if h := w.lifecycle.PostProcessing; h != nil {
-		herr := safeErr(func() error {
-			return h(ctx, LifecyclePostProcessingMeta{Topic: m.Topic, GroupID: rs.group, VirtualPartitionIndex: vp.idx, ProcessingTime: time.Since(start), Msg: m, ResponseErr: err})
-		})
-		if herr != nil {
-			w.logger.Warnw(ctx, "zkafka: PostProcessing hook failed", "error", herr)
-			if isHookPanic(herr) && err == nil {
-				err = herr
-			}
-		}
-	}
-	return false, err
-}
-
-// call runs the processor, turning a panic into an error.
-func (rs *runState) call(ctx context.Context, m *Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("zkafka: processor panicked: %v", r)
-			rs.w.logger.Errorw(ctx, "zkafka: processor panicked", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-	return rs.w.processor.Process(ctx, m)
-}
-
-// complete records the outcome of a processed message: the breaker, the dead letter, the
-// commit tracker and the OnDone callbacks, in that order.
-func (rs *runState) complete(vp *virtualPartition, m *Message, err error, cbDone func(bool)) {
-	w := rs.w
-	perr, isPE := processError(err)
-	if cbDone != nil {
-		cbDone(err == nil || (isPE && perr.DisableCircuitBreak))
-	}
-	ctx := m.ctx
-	if ctx == nil {
-		ctx = rs.ctx
-	}
-	if err != nil {
-		w.logger.Warnw(ctx, "zkafka: processing failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
-		if rs.dlt != nil && (!isPE || !perr.DisableDLTWrite) {
-			if !rs.dlt.write(ctx, vp, m, err) {
-				rs.release(m) // not written: stays uncommitted and is read again later
-				return
-			}
-		}
-	}
-	m.DoneWithContext(ctx)
-	for _, f := range w.onDone {
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					w.logger.Errorw(ctx, "zkafka: OnDone callback panicked", "panic", r)
-				}
-			}()
-			f(ctx, m, err)
-		}()
-	}
-	rs.release(m)
-}
-
-// processError finds a ProcessError in err's chain. (A function of its own so that the target
-// of errors.As escapes to the heap only for failed messages.)
-func processError(err error) (ProcessError, bool) {
-	if err == nil {
-		return ProcessError{}, false
-	}
-	var perr ProcessError
-	ok := errors.As(err, &perr)
-	return perr, ok
-}
-
-// watchdog abandons handlers that outlive their timeout by the grace period (G10).
-func (rs *runState) watchdog() {
-	defer close(rs.watchDone)
-	tick := min(max(rs.grace/4, 5*time.Millisecond), time.Second)
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	limit := (rs.processTimeout + rs.grace).Nanoseconds()
-	for {
-		select {
-		case <-t.C:
-		case <-rs.vpsDone:
-			return
-		case <-rs.ctx.Done():
-			return
-		}
-		now := time.Now().UnixNano()
-		for _, vp := range rs.vps {
-			m := vp.running.Load()
-			if m == nil || now-vp.startedAt.Load() < limit {
-				continue
-			}
-			if !vp.running.CompareAndSwap(m, nil) {
-				continue
-			}
-			rs.w.abandoned.Add(1)
-			rs.w.logger.Errorw(rs.ctx, "zkafka: handler still running after its timeout and grace period; abandoning it and moving on",
-				"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
-			gen := vp.gen.Add(1)
-			go func() {
-				err := fmt.Errorf("%w (%s) and did not return within the grace period (%s)", errProcessTimeout, rs.processTimeout, rs.grace)
-				rs.complete(vp, m, err, vp.cbDone)
-				vp.busy.Store(nil)
-				rs.serve(vp, gen)
-			}()
-		}
-	}
-}
-
-// hookPanicError is a lifecycle hook's panic, recovered: it fails the message it ran for.
-type hookPanicError struct{ value any }
-
-func (e hookPanicError) Error() string {
-	return fmt.Sprintf("zkafka: lifecycle hook panicked: %v", e.value)
-}
-
-func isHookPanic(err error) bool {
-	var hp hookPanicError
-	return errors.As(err, &hp)
-}
-
-// safeHook runs a context-returning hook, turning a panic into an error.
-func safeHook(f func() (context.Context, error)) (ctx context.Context, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ctx, err = nil, hookPanicError{r}
-		}
-	}()
-	return f()
 }
 
 // notify runs a hook that returns nothing and belongs to no message: a panic in it is
 // recovered and logged.
 func (rs *runState) notify(name string, f func()) {
-	if err := safeErr(func() error { f(); return nil }); err != nil {
-		rs.w.logger.Errorw(rs.ctx, "zkafka: "+name+" hook panicked", "topic", rs.topic, "error", err)
+	if err := catch("lifecycle hook", func() error { f(); return nil }); err != nil {
+		var pe *panicError
+		if errors.As(err, &pe) {
+			rs.w.logger.Errorw(rs.ctx, "zkafka: "+name+" hook panicked", "topic", rs.topic, "error", err, "stack", string(pe.stack))
+		}
 	}
 }
-
-// safeErr runs an error-returning hook, turning a panic into an error.
-func safeErr(f func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = hookPanicError{r}
-		}
-	}()
-	return f()
-}
-
-var debugRoute func(*runState, int)
-
-// debugPopped, when set by a test, is called by a processor goroutine for every message it
-// takes from its queue, before it marks the message busy.
-var debugPopped func(*Message)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
 )
 
@@ -394,8 +393,6 @@ func TestG11CircuitBreakerOpensProbesAndCloses(t *testing.T) {
 	}, log)
 }
 
-var _ = kafka.PartitionAny
-
 func TestG2HashRoutingSendsEachKeyToItsHashedVirtualPartition(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 3)
@@ -481,8 +478,8 @@ func TestG6MessagePoppedDuringARevokeIsLeftToTheNextOwner(t *testing.T) {
 
 	popped, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	debugPopped = func(*Message) { once.Do(func() { close(popped); <-release }) }
-	t.Cleanup(func() { debugPopped = nil })
+	testHookPopped = func(*Message) { once.Do(func() { close(popped); <-release }) }
+	t.Cleanup(func() { testHookPopped = nil })
 
 	var processed atomic.Int64
 	mk := func(l Logger) *Work {

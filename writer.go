@@ -245,7 +245,7 @@ func (w *KWriter) replaceIfFatal(ctx context.Context, failed KafkaProducer) bool
 	cancel()
 	if err != nil {
 		w.mu.Unlock()
-		w.logger.Errorw(ctx, "zkafka: producer has a fatal error and a new one could not be made", "topic", w.topic, "fatal", fatal.Error(), "error", err.Error())
+		w.logger.Errorw(ctx, "zkafka: producer has a fatal error and a new one could not be made", "topic", w.topic, "fatal", fatal, "error", err)
 		return false
 	}
 	w.use(p)
@@ -297,7 +297,7 @@ func (w *KWriter) drain(events chan kafka.Event, done chan struct{}) {
 				return
 			}
 			if e, isErr := ev.(kafka.Error); isErr {
-				w.logger.Warnw(context.Background(), "zkafka: producer error", "topic", w.topic, "error", e.Error())
+				w.logger.Warnw(context.Background(), "zkafka: producer error", "topic", w.topic, "error", e)
 			}
 		case <-w.stopDrain:
 			return
@@ -499,12 +499,12 @@ func (w *KWriter) preWrite(ctx context.Context, msg *kafka.Message) {
 		return
 	}
 	var resp LifecyclePreWriteResp
-	err := callHook(func() (err error) {
+	err := catch("lifecycle hook", func() (err error) {
 		resp, err = w.hooks.PreWrite(ctx, LifecyclePreWriteMeta{})
 		return err
 	})
 	if err != nil {
-		w.logger.Warnw(ctx, "zkafka: PreWrite hook failed", "topic", w.topic, "error", err.Error())
+		logFailure(ctx, w.logger, "zkafka: PreWrite hook failed", err, "topic", w.topic)
 	}
 	for k, v := range resp.Headers {
 		setHeader(&msg.Headers, k, v)
@@ -516,22 +516,12 @@ func (w *KWriter) postAck(ctx context.Context, produceTime time.Time) {
 	if w.hooks.PostAck == nil {
 		return
 	}
-	err := callHook(func() error {
+	err := catch("lifecycle hook", func() error {
 		return w.hooks.PostAck(ctx, LifecyclePostAckMeta{Topic: w.topic, ProduceTime: produceTime})
 	})
 	if err != nil {
-		w.logger.Warnw(ctx, "zkafka: PostAck hook failed", "topic", w.topic, "error", err.Error())
+		logFailure(ctx, w.logger, "zkafka: PostAck hook failed", err, "topic", w.topic)
 	}
-}
-
-// callHook runs fn, turning a panic into an error.
-func callHook(fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("zkafka: lifecycle hook panicked: %v", r)
-		}
-	}()
-	return fn()
 }
 
 // Close flushes queued records (for up to 10 s), closes the producer and stops the event
@@ -547,7 +537,7 @@ func (w *KWriter) close() error {
 		w.closed = true
 		w.mu.Unlock()
 		if n := w.producer.Flush(int(closeFlushTimeout.Milliseconds())); n > 0 {
-			w.closeErr = fmt.Errorf("zkafka: closing writer for topic %s: %d records or events were not flushed", w.topic, n)
+			w.closeErr = fmt.Errorf("zkafka: closing writer %s for topic %s: %d records or events were not flushed", w.tc.ClientID, w.topic, n)
 		}
 		w.producer.Close()
 		close(w.stopDrain)

@@ -1,0 +1,119 @@
+package zkafka
+
+// The circuit breaker of one Run (G11): after CircuitBreakAfter consecutive failed messages no
+// processor starts a message for CircuitBreakFor, then one probe decides. It wraps
+// gobreaker's two-step breaker, which counts and moves the state; this type adds the waiting.
+//
+// States and transitions (gobreaker's, with MaxRequests 1):
+//
+//	closed    --CircuitBreakAfter consecutive failures-->   open
+//	open      --CircuitBreakFor elapsed, on the next look--> half-open
+//	half-open --the probe (one message) succeeds-->          closed
+//	half-open --the probe fails-->                            open (for CircuitBreakFor again)
+//
+// While open, admit blocks the processors without a busy loop: each sleeps until the open
+// period is over or the state changes (every transition closes and replaces the changed
+// channel). The reader (readloop.go) asks isOpen to pause the partitions while open, and its
+// look is what moves an idle breaker to half-open. Processors (processor.go) call admit before
+// each message and report its outcome through the function admit returns.
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker"
+)
+
+// breaker is the circuit breaker gate. A nil *breaker is a disabled one: never open.
+type breaker struct {
+	cb       *gobreaker.TwoStepCircuitBreaker
+	openFor  time.Duration
+	busyLoop bool // DisableBusyLoopBreaker: recheck every breakerRecheck instead of sleeping
+	onChange func(from, to CircuitBreakerState)
+
+	open     atomic.Bool
+	mu       sync.Mutex // guards openedAt and changed
+	openedAt time.Time
+	changed  chan struct{} // closed and replaced on every transition
+}
+
+// newBreaker returns a closed breaker that opens after `after` consecutive failures, for
+// openFor. onChange is called on every transition, after the breaker's own bookkeeping.
+func newBreaker(name string, after uint32, openFor time.Duration, busyLoop bool, onChange func(from, to CircuitBreakerState)) *breaker {
+	b := &breaker{openFor: openFor, busyLoop: busyLoop, onChange: onChange, changed: make(chan struct{})}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
+		Name:        name,
+		MaxRequests: 1,
+		Timeout:     openFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= after
+		},
+		OnStateChange: b.transition,
+	})
+	return b
+}
+
+// isOpen reports whether the breaker is open. Looking at an open breaker lets it move to
+// half-open once its open period is over.
+func (b *breaker) isOpen() bool {
+	if b == nil {
+		return false
+	}
+	open := b.open.Load()
+	if open {
+		b.cb.State()
+	}
+	return open
+}
+
+// admit waits until the breaker lets one message through and returns the function that
+// reports its outcome (true: success). It returns false when cut ends the wait first.
+func (b *breaker) admit(cut waitCut) (func(bool), bool) {
+	for {
+		done, err := b.cb.Allow()
+		if err == nil {
+			return done, true
+		}
+		b.mu.Lock()
+		changed := b.changed
+		wait := time.Until(b.openedAt.Add(b.openFor))
+		b.mu.Unlock()
+		if b.busyLoop || wait <= 0 {
+			wait = breakerRecheck
+		}
+		t := time.NewTimer(wait)
+		ok := cut.sleep(t.C, changed)
+		t.Stop()
+		if !ok {
+			return nil, false
+		}
+	}
+}
+
+// transition is gobreaker's OnStateChange.
+func (b *breaker) transition(_ string, from, to gobreaker.State) {
+	b.mu.Lock()
+	if to == gobreaker.StateOpen {
+		b.openedAt = time.Now()
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+	b.open.Store(to == gobreaker.StateOpen)
+	if b.onChange != nil {
+		b.onChange(breakerState(from), breakerState(to))
+	}
+}
+
+// breakerState maps gobreaker's states to the public ones.
+func breakerState(s gobreaker.State) CircuitBreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return CircuitBreakerOpen
+	case gobreaker.StateHalfOpen:
+		return CircuitBreakerHalfOpen
+	default:
+		return CircuitBreakerClosed
+	}
+}

@@ -1,0 +1,151 @@
+package zkafka
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// breakerLog records a breaker's transitions.
+type breakerLog struct {
+	mu sync.Mutex
+	tr []string
+}
+
+func (l *breakerLog) changed(from, to CircuitBreakerState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tr = append(l.tr, from.String()+"->"+to.String())
+}
+
+func (l *breakerLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.tr...)
+}
+
+// openCut is a waitCut that nothing ends.
+func openCut() waitCut { return waitCut{m: &Message{}} }
+
+// fail admits one message and reports it failed.
+func fail(t *testing.T, b *breaker) {
+	t.Helper()
+	done, ok := b.admit(openCut())
+	require.True(t, ok)
+	done(false)
+}
+
+// TestBreakerTransitions walks every transition of the state machine in breaker.go.
+func TestBreakerTransitions(t *testing.T) {
+	var log breakerLog
+	b := newBreaker("t", 2, 30*time.Millisecond, false, log.changed)
+	require.False(t, b.isOpen())
+
+	// closed: a success resets the count of consecutive failures.
+	fail(t, b)
+	done, ok := b.admit(openCut())
+	require.True(t, ok)
+	done(true)
+	fail(t, b)
+	require.False(t, b.isOpen(), "one failure after a success does not open")
+	require.Empty(t, log.all())
+
+	// closed -> open after 2 consecutive failures.
+	fail(t, b)
+	require.True(t, b.isOpen())
+	require.Equal(t, []string{"closed->open"}, log.all())
+
+	// open -> half-open: admit sleeps out the open period and lets one probe through.
+	probe, ok := b.admit(openCut())
+	require.True(t, ok)
+	require.Equal(t, []string{"closed->open", "open->half-open"}, log.all())
+	require.False(t, b.isOpen())
+
+	// half-open -> open: the probe fails.
+	probe(false)
+	require.True(t, b.isOpen())
+	require.Equal(t, []string{"closed->open", "open->half-open", "half-open->open"}, log.all())
+
+	// open -> half-open -> closed: the next probe succeeds.
+	probe, ok = b.admit(openCut())
+	require.True(t, ok)
+	probe(true)
+	require.False(t, b.isOpen())
+	require.Equal(t, []string{"closed->open", "open->half-open", "half-open->open", "open->half-open", "half-open->closed"}, log.all())
+}
+
+// TestBreakerHalfOpenAdmitsOneProbe: while the probe runs, a second message waits for its
+// outcome and goes through once the breaker closed.
+func TestBreakerHalfOpenAdmitsOneProbe(t *testing.T) {
+	b := newBreaker("t", 1, 10*time.Millisecond, false, nil)
+	fail(t, b)
+	probe, ok := b.admit(openCut())
+	require.True(t, ok)
+	second := make(chan func(bool))
+	go func() {
+		done, ok := b.admit(openCut())
+		if ok {
+			second <- done
+		}
+	}()
+	select {
+	case <-second:
+		t.Fatal("a second message passed a half-open breaker while the probe ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+	probe(true)
+	(<-second)(true)
+}
+
+// TestBreakerOpenIsLookedAtByIsOpen: an open breaker with no message waiting moves to
+// half-open when the reader looks at it after the open period.
+func TestBreakerOpenIsLookedAtByIsOpen(t *testing.T) {
+	var log breakerLog
+	b := newBreaker("t", 1, 5*time.Millisecond, false, log.changed)
+	fail(t, b)
+	require.Eventually(t, func() bool { return !b.isOpen() }, 5*time.Second, time.Millisecond)
+	require.Equal(t, []string{"closed->open", "open->half-open"}, log.all())
+}
+
+// TestBreakerAdmitEndsOnCut: a message waiting at an open breaker is let go of at a stop, an
+// abrupt cancel, or a revoke of its partition, and not at a kick for another partition.
+func TestBreakerAdmitEndsOnCut(t *testing.T) {
+	for _, name := range []string{"stopping", "done", "revoke"} {
+		t.Run(name, func(t *testing.T) {
+			b := newBreaker("t", 1, time.Hour, false, nil)
+			fail(t, b)
+			stopping, ctxDone, kick := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+			trk := newCommitTracker().get("t", 0)
+			m := &Message{trk: trk}
+			res := make(chan bool)
+			go func() {
+				_, ok := b.admit(waitCut{stopping: stopping, done: ctxDone, kick: kick, m: m})
+				res <- ok
+			}()
+			signal(kick) // not this message's partition yet: it keeps waiting
+			select {
+			case <-res:
+				t.Fatal("admit returned at a kick for another partition")
+			case <-time.After(20 * time.Millisecond):
+			}
+			switch name {
+			case "stopping":
+				close(stopping)
+			case "done":
+				close(ctxDone)
+			case "revoke":
+				trk.revoking.Store(true)
+				signal(kick)
+			}
+			require.False(t, <-res)
+		})
+	}
+}
+
+// TestBreakerNilIsDisabled: a nil breaker is never open.
+func TestBreakerNilIsDisabled(t *testing.T) {
+	var b *breaker
+	require.False(t, b.isOpen())
+}

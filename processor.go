@@ -1,0 +1,327 @@
+package zkafka
+
+// The processors of one Run: one goroutine per virtual partition takes its messages in order
+// and carries each from its queue to finished — wait until due (ProcessDelayMillis, G9), pass
+// the circuit breaker (breaker.go, G11), run the hooks, the span and the handler, fence its
+// timeout (G10), then complete it: the breaker's count, the dead letter (deadletter.go, G5),
+// Done for the commit tracker (commit.go) and the OnDone callbacks.
+//
+// The watchdog is the other half of the timeout. A processor publishes the message whose
+// handler runs in vp.running (with vp.startedAt and the breaker's vp.cbDone); whoever clears
+// running with a compare-and-swap owns the message's outcome. When the handler returns first,
+// the processor completes it. When the handler outlives its timeout by the grace period, the
+// watchdog takes it, completes it as failed, and starts a replacement goroutine under a new
+// vp.gen; the stuck goroutine, when its handler returns, sees that it lost and exits.
+//
+// Invariant: every message a processor pops is released exactly once (runState.release),
+// finished or not, and is marked Done only if its handler succeeded or its failure was
+// dead-lettered or needs no dead letter — never on an abrupt stop (G4).
+//
+// Work.start creates the processors; runState.stop closes the queues and waits for them.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// processors runs the handler of one Run over its virtual partitions.
+type processors struct {
+	*instrumentation // the span and hooks around each call, and the logger
+	rs               *runState
+	handler          processor
+	onDone           []func(ctx context.Context, msg *Message, err error)
+	gate             *breaker          // nil: no circuit breaker
+	dlt              *deadLetterWriter // nil: failures are not dead-lettered
+	abandoned        *atomic.Int64     // the Work's count of abandoned handlers
+
+	timeout time.Duration // ProcessTimeoutMillis; 0: none
+	grace   time.Duration // how long past its timeout a handler is waited for
+	delay   time.Duration // ProcessDelayMillis
+
+	wg        sync.WaitGroup // one per virtual partition: its serving goroutine
+	watchDone chan struct{}  // closed when the watchdog has exited
+}
+
+// start runs one goroutine per virtual partition, and the watchdog when there is a timeout.
+// exited is closed by the stop once every serving goroutine has exited.
+func (p *processors) start(vps []*virtualPartition, exited <-chan struct{}) {
+	p.watchDone = make(chan struct{})
+	for _, vp := range vps {
+		p.wg.Add(1)
+		go p.serve(vp, vp.gen.Load())
+	}
+	if p.timeout > 0 {
+		go p.watchdog(vps, exited)
+	} else {
+		close(p.watchDone)
+	}
+}
+
+// waitCut is what ends a message's wait (for its delay, the breaker, or a dead letter retry)
+// before it is due: the run stopping, an abrupt cancel, or a revoke of its partition (the
+// revoke kicks the virtual partition; the message's tracker says whether it is the one).
+type waitCut struct {
+	stopping <-chan struct{}
+	done     <-chan struct{}
+	kick     <-chan struct{}
+	m        *Message
+}
+
+// revoked reports whether the message's partition is being revoked.
+func (c waitCut) revoked() bool { return c.m.trk != nil && c.m.trk.isRevoking() }
+
+// sleep waits for t or wake. It returns false when the message must be let go of instead.
+func (c waitCut) sleep(t <-chan time.Time, wake <-chan struct{}) bool {
+	for {
+		select {
+		case <-t:
+			return true
+		case <-wake:
+			return true
+		case <-c.stopping:
+			return false
+		case <-c.done:
+			return false
+		case <-c.kick:
+			if c.revoked() {
+				return false
+			}
+		}
+	}
+}
+
+func (p *processors) cut(vp *virtualPartition, m *Message) waitCut {
+	return waitCut{stopping: p.rs.stopping, done: p.rs.ctx.Done(), kick: vp.kick, m: m}
+}
+
+// serve is the goroutine of one virtual partition, for generation gen.
+func (p *processors) serve(vp *virtualPartition, gen uint64) {
+	rs := p.rs
+	for {
+		if vp.gen.Load() != gen {
+			return // replaced by the watchdog; the replacement owns the WaitGroup slot
+		}
+		m, ok, closed := vp.pop()
+		if !ok {
+			if closed || rs.ctx.Err() != nil {
+				p.wg.Done()
+				return
+			}
+			select {
+			case <-vp.wake:
+			case <-rs.ctx.Done():
+			}
+			continue
+		}
+		if rs.ctx.Err() != nil {
+			rs.release(m) // abrupt stop: not processed, not finished
+			continue
+		}
+		if testHookPopped != nil {
+			testHookPopped(m)
+		}
+		vp.busy.Store(m)
+		if m.trk != nil && m.trk.isRevoking() {
+			// Popped while its partition was being revoked, before busy told revoked to wait
+			// for it: the partition's next owner reads it again. (revoked sets revoking, then
+			// reads busy; this sets busy, then reads revoking: one of the two sees the other.)
+			vp.busy.Store(nil)
+			rs.release(m)
+			continue
+		}
+		if !p.handle(vp, m, gen) {
+			return // abandoned: the replacement goroutine finishes m
+		}
+		vp.busy.Store(nil)
+	}
+}
+
+// handle takes one message from its wait to finished. It returns false when the handler was
+// abandoned by the watchdog (the caller must exit).
+func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
+	rs := p.rs
+	if !p.hold(m, p.cut(vp, m)) {
+		rs.release(m)
+		return true
+	}
+	var cbDone func(bool)
+	if p.gate != nil {
+		var ok bool
+		if cbDone, ok = p.gate.admit(p.cut(vp, m)); !ok {
+			rs.release(m)
+			return true
+		}
+	}
+	vp.cbDone = cbDone
+	abandoned, err := p.process(vp, m, gen)
+	if abandoned {
+		return false
+	}
+	if rs.ctx.Err() != nil {
+		// Abrupt stop while the handler ran: its outcome is not trusted (G4).
+		if cbDone != nil {
+			cbDone(true)
+		}
+		rs.release(m)
+		return true
+	}
+	p.complete(vp, m, err, cbDone)
+	return true
+}
+
+// hold waits until the message is due (ProcessDelayMillis, G9). It returns false when the
+// message must be let go of unfinished (stop, or its partition is being revoked).
+func (p *processors) hold(m *Message, cut waitCut) bool {
+	if p.delay <= 0 {
+		return true
+	}
+	wait := time.Until(m.TimeStamp.Add(p.delay))
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	return cut.sleep(t.C, nil)
+}
+
+// process runs the hooks, the span and the handler. abandoned is true when the watchdog gave
+// up on the handler while it ran.
+func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (abandoned bool, err error) {
+	ctx := m.ctx
+	if ctx == nil {
+		ctx = p.rs.ctx
+	}
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.startSpan(ctx, m)
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
+	ctx = p.preProcessing(ctx, vp, m)
+	start := time.Now()
+	var pc *procCtx
+	if p.timeout > 0 {
+		// Like context.WithTimeout, without a timer or an allocation (see procCtx).
+		pc = &m.pctx
+		pc.start(ctx, start.Add(p.timeout))
+		ctx = pc
+	}
+	vp.startedAt.Store(start.UnixNano())
+	vp.running.Store(m)
+	if m.hookErr != nil {
+		err = m.hookErr // a hook panicked: the message fails without running the processor
+	} else {
+		err = p.call(ctx, m)
+	}
+	if !vp.running.CompareAndSwap(m, nil) {
+		if pc != nil {
+			pc.finish()
+		}
+		return true, nil // the watchdog took over this message
+	}
+	if pc != nil {
+		if pc.timedOut(time.Now()) && p.rs.ctx.Err() == nil {
+			if err == nil {
+				err = fmt.Errorf("%w (%s)", errProcessTimeout, p.timeout)
+			} else {
+				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, p.timeout, err)
+			}
+		}
+		pc.finish()
+	}
+	return false, p.postProcessing(ctx, vp, m, start, err)
+}
+
+// call runs the handler, turning a panic into an error.
+func (p *processors) call(ctx context.Context, m *Message) error {
+	err := catch("processor", func() error { return p.handler.Process(ctx, m) })
+	if pe, ok := err.(*panicError); ok {
+		p.logger.Errorw(ctx, "zkafka: processor panicked", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", pe.value, "stack", string(pe.stack))
+	}
+	return err
+}
+
+// complete records the outcome of a processed message: the breaker, the dead letter, the
+// commit tracker and the OnDone callbacks, in that order.
+func (p *processors) complete(vp *virtualPartition, m *Message, err error, cbDone func(bool)) {
+	perr, isPE := processError(err)
+	if cbDone != nil {
+		cbDone(err == nil || (isPE && perr.DisableCircuitBreak))
+	}
+	ctx := m.ctx
+	if ctx == nil {
+		ctx = p.rs.ctx
+	}
+	if err != nil {
+		p.logger.Warnw(ctx, "zkafka: processing failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+		if p.dlt != nil && (!isPE || !perr.DisableDLTWrite) {
+			if !p.dlt.write(ctx, p.cut(vp, m), m, err) {
+				p.rs.release(m) // not written: stays uncommitted and is read again later
+				return
+			}
+		}
+	}
+	m.DoneWithContext(ctx)
+	for _, f := range p.onDone {
+		if ferr := catch("OnDone callback", func() error { f(ctx, m, err); return nil }); ferr != nil {
+			logFailure(ctx, p.logger, "zkafka: OnDone callback failed", ferr, "topic", m.Topic)
+		}
+	}
+	p.rs.release(m)
+}
+
+// watchdog abandons handlers that outlive their timeout by the grace period (G10). It exits
+// when exited closes (every serving goroutine is gone) or at an abrupt stop.
+func (p *processors) watchdog(vps []*virtualPartition, exited <-chan struct{}) {
+	defer close(p.watchDone)
+	t := time.NewTicker(min(max(p.grace/4, watchdogMinTick), watchdogMaxTick))
+	defer t.Stop()
+	limit := (p.timeout + p.grace).Nanoseconds()
+	for {
+		select {
+		case <-t.C:
+		case <-exited:
+			return
+		case <-p.rs.ctx.Done():
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, vp := range vps {
+			m := vp.running.Load()
+			if m == nil || now-vp.startedAt.Load() < limit || !vp.running.CompareAndSwap(m, nil) {
+				continue
+			}
+			p.abandon(vp, m)
+		}
+	}
+}
+
+// abandon completes m, whose handler the watchdog took from vp, as failed and starts a
+// replacement goroutine for vp.
+func (p *processors) abandon(vp *virtualPartition, m *Message) {
+	p.abandoned.Add(1)
+	p.logger.Errorw(p.rs.ctx, "zkafka: handler still running after its timeout and grace period; abandoning it and moving on",
+		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
+	gen := vp.gen.Add(1)
+	go func() {
+		err := fmt.Errorf("%w (%s) and did not return within the grace period (%s)", errProcessTimeout, p.timeout, p.grace)
+		p.complete(vp, m, err, vp.cbDone)
+		vp.busy.Store(nil)
+		p.serve(vp, gen)
+	}()
+}
+
+// testHookPopped, when set by a test, is called by a processor goroutine for every message it
+// takes from its queue, before it marks the message busy.
+var testHookPopped func(*Message)

@@ -1,0 +1,241 @@
+package zkafka
+
+// The reader loop of one Run: the one goroutine that talks to the consumer. It polls, runs the
+// read hooks, routes each message by key to its virtual partition (virtual_partition.go) and
+// wakes the processors (processor.go) once per batch. It never blocks on a queue (G7): at the
+// in-flight bound (inflight.go) it first waits briefly for room, then pauses every assigned
+// partition and goes on polling, so rebalances are served and the group membership holds; an
+// open circuit breaker (breaker.go) pauses the same way. Rebalance callbacks run inside its
+// polls (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
+//
+// Invariant: every message read is dispatched, counted in the in-flight bound, and queued on
+// exactly one virtual partition; the loop's own state (router, toWake, paused) is touched by
+// this goroutine only.
+//
+// Work.Run runs it; runState.stop calls drain.
+
+import (
+	"context"
+	"time"
+)
+
+// readLoop is the state of the reader goroutine.
+type readLoop struct {
+	rs   *runState
+	gate *breaker // nil: no circuit breaker
+
+	router    *keyRouter          // nil: pure hash routing (HashRouting)
+	toWake    []*virtualPartition // queued to in the current batch, not yet woken
+	rr        uint64              // round-robin counter for nil keys
+	paused    bool                // every assigned partition is paused
+	idle      bool                // the last poll came back empty
+	lastStore time.Time           // when finished offsets were last handed to librdkafka
+	pollEvery time.Duration       // poll timeout while not paused
+}
+
+// run reads until shutdown is closed, the run's context is cancelled (nil) or the consumer
+// fails (its error).
+func (l *readLoop) run(shutdown <-chan struct{}) error {
+	rs := l.rs
+	l.idle = true
+	for {
+		select {
+		case <-rs.ctx.Done():
+			return nil
+		case <-shutdown:
+			return nil
+		default:
+		}
+		cbOpen := l.gate.isOpen()
+		if rs.kr == nil {
+			if l.readForeign(shutdown, cbOpen) {
+				return nil
+			}
+			continue
+		}
+		if !l.backPressure(shutdown, cbOpen) {
+			continue
+		}
+		if err := l.readBatch(); err != nil {
+			return err
+		}
+	}
+}
+
+// readForeign reads one message from a Reader that is not the library's own (it cannot be
+// paused: the loop waits for room instead). It returns true when the run is cancelled.
+func (l *readLoop) readForeign(shutdown <-chan struct{}, cbOpen bool) bool {
+	rs := l.rs
+	if cbOpen || rs.bound.full() {
+		rs.bound.wait(foreignRoomWait, shutdown, rs.ctx.Done())
+		return false
+	}
+	msg, err := rs.reader.Read(rs.ctx)
+	l.postReadImmediate(msg, err)
+	if err != nil {
+		if rs.ctx.Err() != nil {
+			return true
+		}
+		rs.w.logger.Warnw(rs.ctx, "zkafka: read failed", "topic", rs.topic, "error", err)
+		return false
+	}
+	if msg != nil {
+		l.dispatch(msg)
+		l.wakeQueued()
+	}
+	return false
+}
+
+// backPressure pauses or resumes the partitions as the in-flight bound and the breaker
+// require. It returns false when it waited for room instead (the loop then looks at the stop
+// signals again before polling).
+//
+// Back-pressure has two steps. At the in-flight bound the reader first stops polling and waits
+// up to softWait for a tenth of the bound to free up (a short hiccup: librdkafka keeps its
+// prefetched messages). If it does not, it pauses every assigned partition and keeps polling
+// (G7), and resumes once half the bound is free again (a pause drops the prefetch, so it is
+// worth a longer stretch of reading).
+func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
+	rs := l.rs
+	wantPause := cbOpen
+	switch {
+	case rs.bound.full():
+		if !l.paused && !cbOpen && rs.bound.wait(softWait, shutdown, rs.ctx.Done()) {
+			return false
+		}
+		wantPause = true
+	case l.paused && !rs.bound.halfFree():
+		wantPause = true // hysteresis: resume only once half the bound is free
+	}
+	if wantPause != l.paused {
+		rs.kr.setPaused(wantPause)
+		l.paused = wantPause
+	}
+	return true
+}
+
+// readBatch stores finished offsets when due, polls once with a timeout, then takes what
+// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound. It
+// returns the consumer's fatal error.
+func (l *readLoop) readBatch() error {
+	rs := l.rs
+	if now := time.Now(); l.idle || l.paused || now.Sub(l.lastStore) >= storeEvery {
+		rs.kr.storeFinished()
+		l.lastStore = now
+	}
+	timeout := l.pollEvery
+	if l.paused {
+		timeout = pausedPoll
+	}
+	msg, err := rs.kr.poll(timeout)
+	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
+	for n := 0; ; n++ {
+		if err != nil {
+			l.wakeQueued()
+			rs.w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
+			return err
+		}
+		if msg == nil {
+			break
+		}
+		l.dispatch(msg)
+		if n == drainBatch || rs.bound.full() {
+			break
+		}
+		msg, err = rs.kr.poll(0)
+		if msg != nil || err != nil {
+			l.postReadImmediate(msg, err)
+		}
+	}
+	// One wake per virtual partition per batch, not per message: the processors start
+	// once the reader is done with librdkafka's ready messages.
+	l.wakeQueued()
+	l.idle = msg == nil
+	return nil
+}
+
+// dispatch runs the read hooks and hands msg to its virtual partition.
+func (l *readLoop) dispatch(msg *Message) {
+	rs := l.rs
+	hooks := rs.w.lifecycle
+	msg.ctx = rs.ctx
+	if hooks.PostRead != nil {
+		ctx, err := catchCtx(func() (context.Context, error) {
+			return hooks.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})
+		})
+		if err != nil {
+			logFailure(rs.ctx, rs.w.logger, "zkafka: PostRead hook failed", err, "topic", msg.Topic)
+			if isPanic(err) {
+				msg.hookErr = err
+			}
+		}
+		if ctx != nil {
+			msg.ctx = ctx
+		}
+	}
+	idx := l.route(msg)
+	msg.vp = idx
+	rs.bound.add(len(msg.value))
+	vp := rs.vps[idx]
+	vp.enqueue(msg)
+	if !vp.wakePending {
+		vp.wakePending = true
+		l.toWake = append(l.toWake, vp)
+	}
+	if h := hooks.PostFanout; h != nil {
+		rs.notify("PostFanout", func() { h(msg.ctx) })
+	}
+}
+
+// route picks msg's virtual partition: round-robin for a nil key, else the key router's
+// choice (or the pure hash with HashRouting).
+func (l *readLoop) route(msg *Message) int {
+	n := len(l.rs.vps)
+	switch {
+	case n == 1:
+		return 0
+	case msg.isKeyNil:
+		l.rr++
+		return int(l.rr % uint64(n))
+	case l.router == nil:
+		return routeKey(msg.Key, n)
+	default:
+		msg.route = l.router.route(msg.Key)
+		return msg.route.vp
+	}
+}
+
+// wakeQueued wakes the processors of the virtual partitions dispatch queued to.
+func (l *readLoop) wakeQueued() {
+	for _, vp := range l.toWake {
+		vp.wakePending = false
+		signal(vp.wake)
+	}
+	l.toWake = l.toWake[:0]
+}
+
+func (l *readLoop) postReadImmediate(msg *Message, err error) {
+	if h := l.rs.w.lifecycle.PostReadImmediate; h != nil {
+		l.rs.notify("PostReadImmediate", func() { h(l.rs.ctx, LifecyclePostReadImmediateMeta{Message: msg, Err: err}) })
+	}
+}
+
+// drain keeps the group membership while the queues drain at a graceful stop: it pauses every
+// partition and polls until exited closes or the run is cancelled.
+func (l *readLoop) drain(exited <-chan struct{}) {
+	rs := l.rs
+	rs.kr.setPaused(true)
+	for {
+		select {
+		case <-exited:
+			return
+		case <-rs.ctx.Done():
+			return
+		default:
+		}
+		if msg, _ := rs.kr.poll(pausedPoll); msg != nil {
+			// Fetched before the pause took effect: not processed, so not finished.
+			rs.w.logger.Debugw(rs.ctx, "zkafka: message read during shutdown left for later", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package zkafka
+
+// Revoke handling of one Run (G6). The KReader (reader.go) calls revoked from inside its poll,
+// on the reader goroutine, before the partitions go away; afterwards the KReader stores and
+// commits what finished and drops the partitions' commit trackers (commit.go).
+//
+// Invariant: when revoked returns, no queued message of a revoked partition is left on any
+// virtual partition (each was released unfinished: the next owner reads it), and every
+// message of those partitions that a processor had popped has been let go of — finished or
+// not — or the deadline passed and the next owner reads it again.
+//
+// A message waiting inside its processor (its process delay, the breaker, a dead letter retry)
+// learns of the revoke through its virtual partition's kick channel and its tracker's
+// revoking flag (processor.go, waitCut).
+
+import "time"
+
+// revoked drops the queued messages of parts and waits, up to revokeWait, for the in-flight
+// ones, so that what finishes can still be committed.
+func (l *readLoop) revoked(parts []tpKey) {
+	rs := l.rs
+	set := make(map[tpKey]struct{}, len(parts))
+	for _, p := range parts {
+		set[p] = struct{}{}
+	}
+	in := func(m *Message) bool {
+		_, ok := set[tpKey{m.Topic, m.Partition}]
+		return ok
+	}
+	for _, vp := range rs.vps {
+		for _, m := range vp.removeIf(in) {
+			rs.release(m)
+		}
+		signal(vp.kick)
+	}
+	deadline := time.Now().Add(l.revokeWait())
+	for time.Now().Before(deadline) {
+		if !l.busyWith(in) {
+			return
+		}
+		time.Sleep(revokeCheckEvery)
+	}
+	rs.w.logger.Warnw(rs.ctx, "zkafka: revoke deadline passed with messages still in flight; they will be read again by the next owner", "topic", rs.topic)
+}
+
+// busyWith reports whether a virtual partition holds a popped message for which in is true.
+func (l *readLoop) busyWith(in func(*Message) bool) bool {
+	for _, vp := range l.rs.vps {
+		if m := vp.busy.Load(); m != nil && in(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// revokeWait bounds how long a revoke waits for in-flight messages: half the max poll
+// interval, at most revokeMaxWait.
+func (l *readLoop) revokeWait() time.Duration {
+	return min(l.rs.w.topicConfig.maxPollInterval()/2, revokeMaxWait)
+}
