@@ -1,7 +1,11 @@
 package zkafka
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +152,46 @@ func TestBreakerAdmitEndsOnCut(t *testing.T) {
 func TestBreakerNilIsDisabled(t *testing.T) {
 	var b *breaker
 	require.False(t, b.isOpen())
+}
+
+func TestG11CircuitBreakerOpensProbesAndCloses(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	var recs []rec
+	for i := 0; i < 6; i++ {
+		recs = append(recs, rec{Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
+	}
+	e.produce(t, topic, recs)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}
+	var mu sync.Mutex
+	var log []string
+	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	var processed atomic.Int64
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		add(fmt.Sprintf("process %d", m.Offset))
+		processed.Add(1)
+		if m.Offset < 2 {
+			return errors.New("boom")
+		}
+		if m.Offset == 2 {
+			return ProcessError{Err: errors.New("not counted"), DisableCircuitBreak: true}
+		}
+		return nil
+	}, CircuitBreakAfter(2), CircuitBreakFor(300*time.Millisecond), WithLifecycleHooks(LifecycleHooks{
+		CircuitBreakerStateChanged: func(ctx context.Context, m LifecycleCircuitBreakerStateChanged) {
+			add(fmt.Sprintf("%s->%s", m.From, m.To))
+		},
+	}))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return processed.Load() == 6 }, 60*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+	mu.Lock()
+	defer mu.Unlock()
+	// Offset 2 is the probe: its failure is marked DisableCircuitBreak, so it does not count
+	// as a failure and closes the breaker.
+	require.Equal(t, []string{
+		"process 0", "process 1", "closed->open", "open->half-open", "process 2", "half-open->closed", "process 3", "process 4", "process 5",
+	}, log)
 }

@@ -1,5 +1,11 @@
 package zkafka
 
+// The Client: the one object a user creates per Kafka cluster. It hands out readers
+// (reader.go) cached by ClientID and writers (writer.go) cached by ClientID and topic, builds
+// their librdkafka configs from Config and the topic configs (config.go), and closes them all
+// in Close. WorkFactory (workfactory.go) and the dead letter path (deadletter.go) get their
+// readers and writers from it through the ClientProvider interface.
+
 import (
 	"context"
 	"errors"

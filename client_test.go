@@ -1,13 +1,9 @@
 package zkafka
 
 import (
-	"context"
 	"errors"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/mock/gomock"
 
@@ -132,68 +128,4 @@ func (upperFormatter) Marshall(v any) ([]byte, error) {
 func (upperFormatter) Unmarshal(b []byte, v any) error {
 	*(v.(*string)) = string(b)
 	return nil
-}
-
-// TestWritesDoNotSerialise holds every delivery report until two writes are both waiting:
-// a writer-wide lock around the wait would never let the second write reach the producer.
-func TestWritesDoNotSerialise(t *testing.T) {
-	fp := newFakeProducerFactory()
-	var mu sync.Mutex
-	var pending []chan kafka.Event
-	arrived := make(chan struct{}, 2)
-	fp.onProduce = func(msg *kafka.Message, delivery chan kafka.Event) {
-		mu.Lock()
-		pending = append(pending, delivery)
-		mu.Unlock()
-		arrived <- struct{}{}
-	}
-	c := NewClient(Config{BootstrapServers: []string{"b:1"}}, WithProducerProvider(fp.provider))
-	defer func() { require.NoError(t, c.Close()) }()
-	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: "id", Topic: "a"})
-	require.NoError(t, err)
-
-	errs := make(chan error, 2)
-	for range 2 {
-		go func() {
-			_, err := w.WriteRaw(t.Context(), nil, []byte("v"))
-			errs <- err
-		}()
-	}
-	<-arrived
-	<-arrived
-	mu.Lock()
-	for i, d := range pending {
-		d <- &kafka.Message{TopicPartition: kafka.TopicPartition{Offset: kafka.Offset(i)}}
-	}
-	mu.Unlock()
-	require.NoError(t, <-errs)
-	require.NoError(t, <-errs)
-}
-
-// TestWriteWaitEndsOnClose: a write waiting for a report that never comes returns when the
-// writer is closed, and later writes fail clearly.
-func TestWriteWaitEndsOnClose(t *testing.T) {
-	fp := newFakeProducerFactory()
-	arrived := make(chan struct{})
-	fp.onProduce = func(*kafka.Message, chan kafka.Event) { close(arrived) }
-	c := NewClient(Config{BootstrapServers: []string{"b:1"}}, WithProducerProvider(fp.provider))
-	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: "id", Topic: "a"})
-	require.NoError(t, err)
-	errs := make(chan error, 1)
-	go func() {
-		_, err := w.WriteRaw(context.Background(), nil, []byte("v"))
-		errs <- err
-	}()
-	<-arrived
-	require.NoError(t, c.Close())
-	select {
-	case err := <-errs:
-		require.ErrorIs(t, err, errWriterClosed)
-	case <-time.After(10 * time.Second):
-		t.Fatal("write still waiting after Close")
-	}
-	_, err = w.WriteRaw(t.Context(), nil, []byte("v"))
-	require.ErrorIs(t, err, errWriterClosed)
-	require.EqualError(t, err, "zkafka: writing to topic a: writer is closed")
-	w.Close() // twice is fine
 }

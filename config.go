@@ -1,5 +1,10 @@
 package zkafka
 
+// Configuration: Config (the cluster), ConsumerTopicConfig and ProducerTopicConfig (one
+// reader or writer each), their defaults, their validation (once, at the edge: Client.Reader,
+// Client.Writer, Work.Run) with errors that name the field, and their translation into
+// librdkafka keys. Secrets are kept out of their printed forms by redact.go.
+
 import (
 	"sort"
 	"strconv"
@@ -325,6 +330,7 @@ func bootstrapServers(client, topic []string) []string {
 	return nonEmpty(src)
 }
 
+// nonEmpty drops the empty strings of ss.
 func nonEmpty(ss []string) []string {
 	var out []string
 	for _, s := range ss {

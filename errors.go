@@ -1,5 +1,9 @@
 package zkafka
 
+// Errors a user can branch on: ProcessError (what a processor returns to change what happens
+// to a failed message) and configuration errors (IsConfigError), plus wrapErr, which keeps the
+// "zkafka: " prefix once on errors that reach the user.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,9 @@
 package zkafka
 
+// Test seams for users of the library, as zkafka v2 has them: FakeMessage and GetMsgFromFake
+// build the Message a processor would get, and FakeClient is a ClientProvider over a Reader
+// and Writer of the test's choice. Generated mocks are in mocks/ (mocks.go says how).
+
 import (
 	"context"
 	"time"

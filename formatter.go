@@ -1,5 +1,10 @@
 package zkafka
 
+// Formatters: the FormatterType names a config may use, the Formatter interface users
+// implement, and getFormatter, which picks the implementation (formatter_*.go, one format a
+// file; the schema registry ones share formatter_schemaregistry.go). Readers (reader.go) decode
+// with it through Message.Decode; writers (writer.go) encode with it.
+
 import "fmt"
 
 // FormatterType names a payload format. The zero value means JSONFmt.

@@ -1,5 +1,8 @@
 package zkafka
 
+// The avro formatter: plain Avro binary against schemas given in the config, checked before
+// decoding by formatter_avro_check.go. The schema registry variant is formatter_avro_sr.go.
+
 import (
 	"errors"
 	"fmt"

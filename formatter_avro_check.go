@@ -1,5 +1,9 @@
 package zkafka
 
+// A bounds check of Avro binary payloads against their writer schema, run before hamba/avro
+// decodes them (formatter_avro.go, formatter_avro_sr.go), so that bad input is an error and
+// never a huge allocation or a panic (G12).
+
 import (
 	"encoding/binary"
 	"errors"

@@ -1,5 +1,8 @@
 package zkafka
 
+// The avro_schema_registry formatter: Avro in Confluent's wire format, with schemas from a
+// schema registry (formatter_schemaregistry.go has the shared plumbing).
+
 import (
 	"fmt"
 	"reflect"

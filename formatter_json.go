@@ -1,5 +1,7 @@
 package zkafka
 
+// The json formatter (the default): encoding/json.
+
 import (
 	"encoding/json"
 	"fmt"

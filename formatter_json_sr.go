@@ -1,5 +1,8 @@
 package zkafka
 
+// The json_schema_registry formatter: JSON Schema in Confluent's wire format, with schemas
+// from a schema registry (formatter_schemaregistry.go has the shared plumbing).
+
 import (
 	"fmt"
 

@@ -1,5 +1,7 @@
 package zkafka
 
+// The protobuf formatters without a registry: proto_raw (binary), proto_base64 and proto_json.
+
 import (
 	"encoding/base64"
 	"fmt"

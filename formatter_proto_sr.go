@@ -1,5 +1,8 @@
 package zkafka
 
+// The proto_schema_registry formatter: protobuf in Confluent's wire format, with schemas from
+// a schema registry (formatter_schemaregistry.go has the shared plumbing).
+
 import (
 	"encoding/binary"
 	"fmt"

@@ -1,5 +1,9 @@
 package zkafka
 
+// What the schema registry formatters (formatter_avro_sr.go, formatter_json_sr.go,
+// formatter_proto_sr.go) share: the registry client, subjects, serializer configs and the wire
+// format check. The details are below the imports.
+
 import (
 	"fmt"
 	"strings"

@@ -1,5 +1,7 @@
 package zkafka
 
+// The string formatter: the payload as a string or bytes, unchanged.
+
 import "fmt"
 
 // stringFormatter is StringFmt: strings and byte slices go to the wire as they are.

@@ -1,5 +1,8 @@
 package zkafka
 
+// Logging: the Logger interface every part of the library writes through (key/value pairs,
+// never a secret), NoopLogger (the default), and the adapter for log/slog.
+
 import (
 	"context"
 	"log/slog"

@@ -1,5 +1,9 @@
 package zkafka
 
+// Message: one record read from Kafka, as a processor or a Reader's caller sees it, with its
+// payload accessors (Decode, Value) and Done, which tells the commit tracker (commit.go) that
+// it is finished. The engine's bookkeeping rides along in unexported fields.
+
 import (
 	"context"
 	"errors"

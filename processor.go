@@ -96,6 +96,7 @@ func (c waitCut) sleep(t <-chan time.Time, wake <-chan struct{}) bool {
 	}
 }
 
+// cut is what may end the waits of m, served by vp.
 func (p *processors) cut(vp *virtualPartition, m *Message) waitCut {
 	return waitCut{stopping: p.rs.stopping, done: p.rs.ctx.Done(), kick: vp.kick, m: m}
 }

@@ -1,5 +1,11 @@
 package zkafka
 
+// KReader: the Reader over a confluent-kafka-go consumer. It polls, turns records into
+// Messages, stores finished offsets through the commit tracker (commit.go), handles the
+// rebalance callbacks (assign, and revoke, which first tells the Work through
+// rebalanceListener: revoke.go), pauses and resumes for the reader loop (readloop.go), and
+// commits at revoke and Close. Read, for users of a bare Reader, is poll in a loop.
+
 import (
 	"context"
 	"errors"
@@ -214,6 +220,7 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 	return m
 }
 
+// topicName is tp's topic, "" when it has none.
 func topicName(tp kafka.TopicPartition) string {
 	if tp.Topic == nil {
 		return ""
@@ -274,6 +281,8 @@ func (r *KReader) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 	return nil
 }
 
+// assign takes newly assigned partitions: fresh commit trackers, the assignment (incremental
+// under the cooperative protocol), and a pause if the reader is paused now.
 func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
 	for _, p := range parts {
@@ -306,6 +315,9 @@ func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
 	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.consumer.GetRebalanceProtocol())
 }
 
+// revoke lets partitions go (G6): it tells the listener (the Work's reader loop, which drops
+// their queued messages and waits for the in-flight ones), stores and commits what finished
+// unless the assignment was lost, drops their trackers and unassigns them.
 func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
 	keys := make([]tpKey, len(parts))
@@ -348,6 +360,7 @@ func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	r.logger.Infow(ctx, "zkafka: partitions revoked", "group", r.groupID, "partitions", partitionList(parts), "lost", lost)
 }
 
+// partitionList formats partitions as "topic/partition,…" for logs.
 func partitionList(parts []kafka.TopicPartition) string {
 	var b strings.Builder
 	for i, p := range parts {
@@ -388,6 +401,7 @@ func (r *KReader) setPaused(paused bool) {
 	}
 }
 
+// setListener sets who is told about revoked partitions (nil: nobody).
 func (r *KReader) setListener(l rebalanceListener) {
 	r.mu.Lock()
 	r.listener = l

@@ -214,6 +214,7 @@ func (l *readLoop) wakeQueued() {
 	l.toWake = l.toWake[:0]
 }
 
+// postReadImmediate runs the PostReadImmediate hook for one read attempt.
 func (l *readLoop) postReadImmediate(msg *Message, err error) {
 	if h := l.rs.w.lifecycle.PostReadImmediate; h != nil {
 		l.rs.notify("PostReadImmediate", func() { h(l.rs.ctx, LifecyclePostReadImmediateMeta{Message: msg, Err: err}) })

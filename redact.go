@@ -1,5 +1,7 @@
 package zkafka
 
+// Printing configs without their secrets (G13). The details are below the imports.
+
 import (
 	"fmt"
 	"io"

@@ -1,5 +1,8 @@
 package zkafka
 
+// OpenTelemetry glue: the span attribute keys, and text-map carriers over Kafka headers so that
+// writers inject and processors (instrument.go) extract the trace context.
+
 import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"go.opentelemetry.io/otel/attribute"

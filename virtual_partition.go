@@ -1,10 +1,5 @@
 package zkafka
 
-import (
-	"sync"
-	"sync/atomic"
-)
-
 // A virtual partition is an unbounded FIFO of messages drained, in order, by one processor
 // goroutine at a time. While a key has messages in flight (queued, running, or waiting for a
 // dead letter), every further message of that key goes to the same virtual partition, so the
@@ -20,6 +15,14 @@ import (
 // up to 20 on one, 15.6 on average; and the in-flight window often holds only the keys of one
 // or two Kafka partitions, since librdkafka hands out a partition's fetched batch in one run),
 // and at the in-flight bound the busiest virtual partition would set the pace for all of them.
+//
+// The reader loop (readloop.go) enqueues and routes; the processors (processor.go) pop; a
+// revoke (revoke.go) removes the queued messages of revoked partitions.
+
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // routeKey maps a key to its preferred virtual partition: 32-bit FNV-1a of the key bytes,
 // mixed by murmur3's 32-bit finalizer (FNV-1a alone spreads sequential keys such as "k1",
@@ -39,6 +42,8 @@ func routeKey(key string, n int) int {
 	return int(h % uint32(n))
 }
 
+// virtualPartition is one queue of a Run and the handover state of the goroutine serving it
+// (processor.go).
 type virtualPartition struct {
 	idx int
 
@@ -168,7 +173,7 @@ func newVirtualPartition(idx int) *virtualPartition {
 }
 
 // enqueue appends m without waking the processor: the caller signals wake afterwards (the
-// reader does it once per batch, see runState.wakeQueued).
+// reader does it once per batch, see readLoop.wakeQueued).
 func (vp *virtualPartition) enqueue(m *Message) {
 	vp.mu.Lock()
 	if vp.n == len(vp.q) {

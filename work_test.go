@@ -2,7 +2,6 @@ package zkafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -296,101 +295,6 @@ func TestG8MemoryStaysFlatBehindASlowHandler(t *testing.T) {
 	close(release)
 	require.Eventually(t, func() bool { return dispatched.Load() == 10*batch }, 120*time.Second, 10*time.Millisecond)
 	require.NoError(t, r.stop(t))
-}
-
-func TestG10TimeoutCancelsAndFailsTheMessage(t *testing.T) {
-	e := newEnv(t)
-	topic := e.newTopic(t, 1)
-	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}})
-	group := uniqueTestName(t, "g")
-	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic, ProcessTimeoutMillis: intp(200)}
-	events := make(chan string, 10)
-	results := make(chan error, 10)
-	wf := NewWorkFactory(e.client(t))
-	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
-		if m.Offset == 0 {
-			<-ctx.Done()
-			events <- "first saw cancel"
-			return ctx.Err()
-		}
-		events <- "second started"
-		return nil
-	}, WithOnDone(func(ctx context.Context, m *Message, err error) { results <- err }))
-	r := startWork(t, w)
-	require.Equal(t, "first saw cancel", <-events)
-	err := <-results
-	require.ErrorIs(t, err, errProcessTimeout)
-	require.Equal(t, "second started", <-events)
-	require.NoError(t, <-results)
-	require.NoError(t, r.stop(t))
-	require.Zero(t, w.AbandonedHandlers())
-	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic), "a failed message without dead letter topic is skipped")
-}
-
-func TestG10NextMessageWaitsForTheAbandonedHandler(t *testing.T) {
-	e := newEnv(t)
-	topic := e.newTopic(t, 1)
-	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}})
-	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"), Topic: topic, ProcessTimeoutMillis: intp(100)}
-	stuck := make(chan struct{})
-	secondStarted := make(chan int64, 1)
-	var w *Work
-	wf := NewWorkFactory(e.client(t))
-	w = wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
-		if m.Offset == 0 {
-			<-stuck // ignores its context
-			return nil
-		}
-		secondStarted <- w.AbandonedHandlers()
-		return nil
-	})
-	r := startWork(t, w)
-	abandonedWhenSecondStarted := <-secondStarted
-	require.Equal(t, int64(1), abandonedWhenSecondStarted, "the second message started only once the first handler was abandoned")
-	close(stuck)
-	require.NoError(t, r.stop(t))
-}
-
-func TestG11CircuitBreakerOpensProbesAndCloses(t *testing.T) {
-	e := newEnv(t)
-	topic := e.newTopic(t, 1)
-	var recs []rec
-	for i := 0; i < 6; i++ {
-		recs = append(recs, rec{Key: []byte("k"), Value: []byte(fmt.Sprint(i))})
-	}
-	e.produce(t, topic, recs)
-	group := uniqueTestName(t, "g")
-	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}
-	var mu sync.Mutex
-	var log []string
-	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
-	var processed atomic.Int64
-	wf := NewWorkFactory(e.client(t))
-	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
-		add(fmt.Sprintf("process %d", m.Offset))
-		processed.Add(1)
-		if m.Offset < 2 {
-			return errors.New("boom")
-		}
-		if m.Offset == 2 {
-			return ProcessError{Err: errors.New("not counted"), DisableCircuitBreak: true}
-		}
-		return nil
-	}, CircuitBreakAfter(2), CircuitBreakFor(300*time.Millisecond), WithLifecycleHooks(LifecycleHooks{
-		CircuitBreakerStateChanged: func(ctx context.Context, m LifecycleCircuitBreakerStateChanged) {
-			add(fmt.Sprintf("%s->%s", m.From, m.To))
-		},
-	}))
-	r := startWork(t, w)
-	require.Eventually(t, func() bool { return processed.Load() == 6 }, 60*time.Second, 10*time.Millisecond)
-	require.NoError(t, r.stop(t))
-	mu.Lock()
-	defer mu.Unlock()
-	// Offset 2 is the probe: its failure is marked DisableCircuitBreak, so it does not count
-	// as a failure and closes the breaker.
-	require.Equal(t, []string{
-		"process 0", "process 1", "closed->open", "open->half-open", "process 2", "half-open->closed", "process 3", "process 4", "process 5",
-	}, log)
 }
 
 func TestG2HashRoutingSendsEachKeyToItsHashedVirtualPartition(t *testing.T) {

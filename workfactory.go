@@ -1,5 +1,9 @@
 package zkafka
 
+// WorkFactory and the Work options: the factory holds the defaults every Work it creates
+// shares (client, logger, tracer provider, propagator, hooks), and each WorkOption sets one
+// knob of a Work with its default documented. Defaults live in newWork. work.go runs the Work.
+
 import (
 	"context"
 	"time"
@@ -95,6 +99,8 @@ func (f WorkFactory) CreateWithFunc(cfg ConsumerTopicConfig, p func(ctx context.
 	return w
 }
 
+// newWork builds a Work with the factory's defaults, then the options; every default of a
+// Work is set here.
 func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 	w := &Work{
 		cp:          f.cp,

@@ -1,5 +1,11 @@
 package zkafka
 
+// KWriter: the Writer over a confluent-kafka-go producer. It encodes with the formatter, runs
+// the PreWrite and PostAck hooks, produces and waits for the delivery report (in a transaction
+// when configured), drains the producer's events, and replaces a producer that hit a fatal
+// error. Client (client.go) caches writers; the dead letter path (deadletter.go) writes raw
+// records through writeMessage.
+
 import (
 	"context"
 	"errors"

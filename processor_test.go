@@ -1,0 +1,177 @@
+package zkafka
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/zkafka-go/zkafka/testhelper"
+)
+
+func TestG9ProcessDelay(t *testing.T) {
+	const delay = 3 * time.Second
+	mkCfg := func(t *testing.T, topic, group string, d time.Duration) ConsumerTopicConfig {
+		return ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+			ProcessDelayMillis: intp(int(d / time.Millisecond)), MaxPollIntervalMillis: intp(1000), SessionTimeoutMillis: intp(1000),
+			AdditionalProps: map[string]any{"heartbeat.interval.ms": 100}}
+	}
+
+	t.Run("held until due, once, without a rebalance, delays do not stack", func(t *testing.T) {
+		e := newEnv(t)
+		topic := e.newTopic(t, 2)
+		group := uniqueTestName(t, "g")
+		type seen struct {
+			ts, start, end time.Time
+		}
+		var mu sync.Mutex
+		got := map[tpo][]seen{}
+		var count atomic.Int64
+		w := NewWorkFactory(e.client(t)).CreateWithFunc(mkCfg(t, topic, group, delay), func(ctx context.Context, m *Message) error {
+			start := time.Now()
+			time.Sleep(10 * time.Millisecond)
+			mu.Lock()
+			k := tpo{m.Topic, m.Partition, m.Offset}
+			got[k] = append(got[k], seen{m.TimeStamp, start, time.Now()})
+			mu.Unlock()
+			count.Add(1)
+			return nil
+		}, Speedup(2))
+		r := startWork(t, w)
+		var epoch int32 = -1
+		if e.embedded() {
+			gi, err := e.cluster.WaitGroupStable(context.Background(), group, 1)
+			require.NoError(t, err)
+			epoch = gi.Epoch
+		} else {
+			testhelper.WaitGroupStable(t, e.addr, group, 1, 30*time.Second)
+		}
+		// 20 messages over 3 keys, produced together: 6 or 7 of each key wait on one another.
+		const n = 20
+		e.produce(t, topic, keyed(n, 3))
+		require.Eventually(t, func() bool { return count.Load() >= n }, 30*time.Second, 10*time.Millisecond)
+		if e.embedded() {
+			gi := e.cluster.GroupInfo(group)
+			require.Equal(t, epoch, gi.Epoch, "a hold longer than max.poll.interval.ms does not rebalance")
+			require.Len(t, gi.Members, 1)
+		}
+		require.NoError(t, r.stop(t))
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, got, n)
+		var first, last time.Time
+		for k, ss := range got {
+			require.Len(t, ss, 1, "%v processed once", k)
+			s := ss[0]
+			require.False(t, s.start.Before(s.ts.Add(delay)), "%v started %s before its timestamp + delay", k, s.ts.Add(delay).Sub(s.start))
+			if first.IsZero() || s.ts.Before(first) {
+				first = s.ts
+			}
+			if s.end.After(last) {
+				last = s.end
+			}
+		}
+		t.Logf("first timestamp to last finish: %s (delay %s)", last.Sub(first), delay)
+		require.Less(t, last.Sub(first), delay+2*time.Second, "delays do not stack")
+		requireAllCommitted(t, e, group, topic)
+	})
+
+	t.Run("old messages are not held", func(t *testing.T) {
+		const delay = time.Second
+		e := newEnv(t)
+		topic := e.newTopic(t, 1)
+		e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("old")}})
+		time.Sleep(delay + 100*time.Millisecond) // the message becomes older than the delay
+		started := make(chan time.Time, 1)
+		var dispatchedAt atomic.Int64
+		t0 := time.Now()
+		w := NewWorkFactory(e.client(t)).CreateWithFunc(mkCfg(t, topic, uniqueTestName(t, "g"), delay), func(ctx context.Context, m *Message) error {
+			started <- time.Now()
+			return nil
+		}, WithLifecycleHooks(LifecycleHooks{PostRead: func(ctx context.Context, _ LifecyclePostReadMeta) (context.Context, error) {
+			dispatchedAt.CompareAndSwap(0, time.Now().UnixNano())
+			return ctx, nil
+		}}))
+		r := startWork(t, w)
+		s := <-started
+		held := s.Sub(time.Unix(0, dispatchedAt.Load()))
+		t.Logf("read %s after Run began, processing started %s after it was read", time.Unix(0, dispatchedAt.Load()).Sub(t0), held)
+		require.Less(t, held, delay/2, "a message older than the delay is processed at once")
+		require.NoError(t, r.stop(t))
+	})
+
+	t.Run("shutdown during a hold leaves the message uncommitted", func(t *testing.T) {
+		e := newEnv(t)
+		topic := e.newTopic(t, 1)
+		group := uniqueTestName(t, "g")
+		e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("0")}})
+		var processed atomic.Int64
+		dispatched := make(chan struct{}, 1)
+		w := NewWorkFactory(e.client(t)).CreateWithFunc(mkCfg(t, topic, group, delay), func(ctx context.Context, m *Message) error {
+			processed.Add(1)
+			return nil
+		}, WithLifecycleHooks(LifecycleHooks{PostFanout: func(context.Context) { signal(dispatched) }}))
+		r := startWork(t, w)
+		<-dispatched
+		t0 := time.Now()
+		require.NoError(t, r.stop(t))
+		require.Less(t, time.Since(t0), delay/2, "the stop does not wait for the hold")
+		require.Zero(t, processed.Load())
+		require.Empty(t, e.committed(t, group, topic), "the held message is not committed")
+	})
+}
+
+func TestG10TimeoutCancelsAndFailsTheMessage(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}})
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic, ProcessTimeoutMillis: intp(200)}
+	events := make(chan string, 10)
+	results := make(chan error, 10)
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset == 0 {
+			<-ctx.Done()
+			events <- "first saw cancel"
+			return ctx.Err()
+		}
+		events <- "second started"
+		return nil
+	}, WithOnDone(func(ctx context.Context, m *Message, err error) { results <- err }))
+	r := startWork(t, w)
+	require.Equal(t, "first saw cancel", <-events)
+	err := <-results
+	require.ErrorIs(t, err, errProcessTimeout)
+	require.Equal(t, "second started", <-events)
+	require.NoError(t, <-results)
+	require.NoError(t, r.stop(t))
+	require.Zero(t, w.AbandonedHandlers())
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic), "a failed message without dead letter topic is skipped")
+}
+
+func TestG10NextMessageWaitsForTheAbandonedHandler(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{Key: []byte("k"), Value: []byte("1")}, {Key: []byte("k"), Value: []byte("2")}})
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"), Topic: topic, ProcessTimeoutMillis: intp(100)}
+	stuck := make(chan struct{})
+	secondStarted := make(chan int64, 1)
+	var w *Work
+	wf := NewWorkFactory(e.client(t))
+	w = wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset == 0 {
+			<-stuck // ignores its context
+			return nil
+		}
+		secondStarted <- w.AbandonedHandlers()
+		return nil
+	})
+	r := startWork(t, w)
+	abandonedWhenSecondStarted := <-secondStarted
+	require.Equal(t, int64(1), abandonedWhenSecondStarted, "the second message started only once the first handler was abandoned")
+	close(stuck)
+	require.NoError(t, r.stop(t))
+}
