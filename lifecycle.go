@@ -110,7 +110,8 @@ type LifecycleCircuitBreakerStateChanged struct {
 // PostFanout run on the reader goroutine, PreProcessing and PostProcessing on the goroutine of
 // the message's virtual partition (up to Speedup of them at once, one per virtual partition),
 // PreWrite and PostAck on whatever goroutine writes, and CircuitBreakerStateChanged on the
-// goroutine whose message moved the breaker.
+// goroutine that moved the breaker (a processor, or the reader when it finds the open period
+// over).
 type LifecycleHooks struct {
 	// PostRead runs after a message is read, on the reader goroutine; the returned context
 	// becomes the processor's parent context.
