@@ -40,7 +40,7 @@ type processors struct {
 	dlt              *deadLetterWriter // nil: failures are not dead-lettered
 	abandoned        *atomic.Int64     // the Work's count of abandoned handlers
 
-	timeout time.Duration // ProcessTimeoutMillis; 0: none
+	timeout time.Duration // ProcessTimeoutMillis (always set: default 60 s)
 	grace   time.Duration // how long past its timeout a handler is waited for
 	delay   time.Duration // ProcessDelayMillis
 
@@ -48,7 +48,7 @@ type processors struct {
 	watchDone chan struct{}  // closed when the watchdog has exited
 }
 
-// start runs one goroutine per virtual partition, and the watchdog when there is a timeout.
+// start runs one goroutine per virtual partition, and the watchdog.
 // exited is closed by the stop once every serving goroutine has exited.
 func (p *processors) start(vps []*virtualPartition, exited <-chan struct{}) {
 	p.watchDone = make(chan struct{})
@@ -56,11 +56,7 @@ func (p *processors) start(vps []*virtualPartition, exited <-chan struct{}) {
 		p.wg.Add(1)
 		go p.serve(vp, vp.gen.Load())
 	}
-	if p.timeout > 0 {
-		go p.watchdog(vps, exited)
-	} else {
-		close(p.watchDone)
-	}
+	go p.watchdog(vps, exited)
 }
 
 // waitCut is what ends a message's wait (for its delay, the breaker, or a dead letter retry)
@@ -211,13 +207,10 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 	}
 	ctx = p.preProcessing(ctx, vp, m)
 	start := time.Now()
-	var pc *procCtx
-	if p.timeout > 0 {
-		// Like context.WithTimeout, without a timer or an allocation (see procCtx).
-		pc = &m.pctx
-		pc.start(ctx, start.Add(p.timeout))
-		ctx = pc
-	}
+	// Like context.WithTimeout, without a timer or an allocation (see procCtx).
+	pc := &m.pctx
+	pc.start(ctx, start.Add(p.timeout))
+	ctx = pc
 	vp.startedAt.Store(start.UnixNano())
 	vp.running.Store(m)
 	if m.hookErr != nil {
@@ -226,21 +219,17 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 		err = p.call(ctx, m)
 	}
 	if !vp.running.CompareAndSwap(m, nil) {
-		if pc != nil {
-			pc.finish()
-		}
+		pc.finish()
 		return true, nil // the watchdog took over this message
 	}
-	if pc != nil {
-		if pc.timedOut(time.Now()) && p.rs.ctx.Err() == nil {
-			if err == nil {
-				err = fmt.Errorf("%w (%s)", errProcessTimeout, p.timeout)
-			} else {
-				err = fmt.Errorf("%w (%s): %w", errProcessTimeout, p.timeout, err)
-			}
+	if pc.timedOut(time.Now()) && p.rs.ctx.Err() == nil {
+		if err == nil {
+			err = fmt.Errorf("%w (%s)", errProcessTimeout, p.timeout)
+		} else {
+			err = fmt.Errorf("%w (%s): %w", errProcessTimeout, p.timeout, err)
 		}
-		pc.finish()
 	}
+	pc.finish()
 	return false, p.postProcessing(ctx, vp, m, start, err)
 }
 

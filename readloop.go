@@ -8,9 +8,10 @@ package zkafka
 // open circuit breaker (breaker.go) pauses the same way. Rebalance callbacks run inside its
 // polls (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
 //
-// Invariant: every message read is dispatched, counted in the in-flight bound, and queued on
-// exactly one virtual partition; the loop's own state (router, toWake, paused) is touched by
-// this goroutine only.
+// Invariant: every message run reads is dispatched, counted in the in-flight bound, and queued
+// on exactly one virtual partition (drain, at a graceful stop, leaves what it still polls
+// unfinished: the next reader of the partition reads it again); the loop's own state (router,
+// toWake, paused) is touched by this goroutine only.
 //
 // Work.Run runs it; runState.stop calls drain.
 

@@ -69,8 +69,9 @@ var (
 // offsets are stored and committed, and Run returns nil. A message held by ProcessDelayMillis
 // or by an open circuit breaker is not started; it stays uncommitted and is read again later.
 //
-// Cancelling ctx is the abrupt stop (G4): handlers see a cancelled context, Run returns within
-// about a second (abruptStopWait), and nothing that did not finish is marked finished or dead-lettered.
+// Cancelling ctx is the abrupt stop (G4): handlers see a cancelled context, Run waits at most
+// about a second (abruptStopWait) for them, closes the consumer and returns, and nothing that
+// did not finish is marked finished or dead-lettered.
 //
 // A handler that runs past ProcessTimeoutMillis gets a cancelled context and its message counts
 // as failed (G10). The next message of its virtual partition waits until the handler returns,
@@ -264,6 +265,11 @@ func (rs *runState) deadLetterRun() deadLetterRun {
 }
 
 // stop ends the run: graceful unless ctx was cancelled or the consumer failed.
+//
+// Graceful: the queues drain while the reader keeps polling, paused, then what finished is
+// committed. Abrupt: handlers get abruptStopWait to return from their cancelled context.
+// Consumer failed (a fatal librdkafka error; the consumer is unusable): the processors finish
+// what is queued, without polling and without a final commit, and the reader is closed.
 func (rs *runState) stop(failed bool) {
 	w := rs.w
 	close(rs.stopping)
