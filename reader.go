@@ -307,10 +307,14 @@ func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
 	}
 	paused := r.paused
 	r.mu.Unlock()
+	// librdkafka keeps a partition's pause across Unassign and Assign: a partition paused
+	// before an eager revoke comes back paused. Set the state the reader has now.
 	if paused {
 		if err := r.consumer.Pause(parts); err != nil {
 			r.logger.Warnw(ctx, "zkafka: pausing newly assigned partitions failed", "error", err)
 		}
+	} else if err := r.consumer.Resume(parts); err != nil {
+		r.logger.Warnw(ctx, "zkafka: resuming newly assigned partitions failed", "error", err)
 	}
 	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.consumer.GetRebalanceProtocol())
 }
@@ -375,6 +379,9 @@ func partitionList(parts []kafka.TopicPartition) string {
 // setPaused pauses or resumes every assigned partition. While paused the consumer keeps
 // polling (rebalances are served and the group membership is kept) but fetches nothing.
 func (r *KReader) setPaused(paused bool) {
+	if testHookSetPaused != nil {
+		testHookSetPaused(paused)
+	}
 	r.mu.Lock()
 	if r.paused == paused {
 		r.mu.Unlock()
@@ -400,6 +407,9 @@ func (r *KReader) setPaused(paused bool) {
 		r.logger.Warnw(context.Background(), "zkafka: pause/resume failed", "paused", paused, "error", err)
 	}
 }
+
+// testHookSetPaused, when set by a test, is called with every setPaused.
+var testHookSetPaused func(paused bool)
 
 // setListener sets who is told about revoked partitions (nil: nobody).
 func (r *KReader) setListener(l rebalanceListener) {
