@@ -307,21 +307,17 @@ func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
 	}
 	paused := r.paused
 	r.mu.Unlock()
-	// librdkafka keeps a partition's pause across Unassign and Assign: a partition paused
-	// before an eager revoke comes back paused. Set the state the reader has now.
 	if paused {
 		if err := r.consumer.Pause(parts); err != nil {
 			r.logger.Warnw(ctx, "zkafka: pausing newly assigned partitions failed", "error", err)
 		}
-	} else if err := r.consumer.Resume(parts); err != nil {
-		r.logger.Warnw(ctx, "zkafka: resuming newly assigned partitions failed", "error", err)
 	}
 	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.consumer.GetRebalanceProtocol())
 }
 
 // revoke lets partitions go (G6): it tells the listener (the Work's reader loop, which drops
 // their queued messages and waits for the in-flight ones), stores and commits what finished
-// unless the assignment was lost, drops their trackers and unassigns them.
+// unless the assignment was lost, drops their trackers, lifts their pause and unassigns them.
 func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
 	keys := make([]tpKey, len(parts))
@@ -351,7 +347,16 @@ func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	for _, k := range keys {
 		delete(r.assigned, k)
 	}
+	paused := r.paused
 	r.mu.Unlock()
+	if paused {
+		// librdkafka keeps a partition's pause across Unassign and Assign: a partition that
+		// left paused would come back paused, whatever the reader's state is then. (Resuming
+		// it on assign instead left partitions unread for minutes under make chaos.)
+		if err := r.consumer.Resume(parts); err != nil {
+			r.logger.Warnw(ctx, "zkafka: resuming revoked partitions failed", "group", r.groupID, "error", err)
+		}
+	}
 	var err error
 	if cooperative {
 		err = r.consumer.IncrementalUnassign(parts)
