@@ -96,7 +96,8 @@ type KReader struct {
 	hooks       LifecycleHooks
 	readTimeout time.Duration
 
-	tracker *commitTracker
+	tracker  *commitTracker
+	failures *failureLog // the consumer's repeating errors, rate-limited
 
 	mu       sync.Mutex // guards assigned, paused, closed, listener
 	assigned map[tpKey]struct{}
@@ -127,6 +128,7 @@ func newReader(args readerArgs) (*KReader, error) {
 	if r.logger == nil {
 		r.logger = NoopLogger{}
 	}
+	r.failures = newFailureLog(r.logger)
 	for _, o := range args.opts {
 		o(r)
 	}
@@ -191,7 +193,11 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 		if e.IsFatal() {
 			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", e)
 		}
-		r.logger.Debugw(context.Background(), "zkafka: consumer error", "error", e, "code", e.Code())
+		if brokerFailure(e) {
+			r.failures.errorf(context.Background(), "zkafka: consumer cannot use the brokers; it keeps trying", e, "group", r.groupID, "topics", r.tc.topics())
+		} else {
+			r.failures.warnf(context.Background(), "zkafka: consumer error", e, "group", r.groupID)
+		}
 		return nil, nil
 	default:
 		return nil, nil

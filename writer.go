@@ -117,6 +117,7 @@ type KWriter struct {
 	tc          ProducerTopicConfig
 	fmt         kFormatter
 	logger      Logger
+	failures    *failureLog  // the producer's repeating errors, rate-limited
 	tracer      trace.Tracer // nil: no spans
 	p           propagation.TextMapPropagator
 	hooks       LifecycleHooks
@@ -166,6 +167,7 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	if w.logger == nil {
 		w.logger = NoopLogger{}
 	}
+	w.failures = newFailureLog(w.logger)
 	if args.tp != nil {
 		w.tracer = args.tp.Tracer(instrumentationName)
 	}
@@ -303,7 +305,11 @@ func (w *KWriter) drain(events chan kafka.Event, done chan struct{}) {
 				return
 			}
 			if e, isErr := ev.(kafka.Error); isErr {
-				w.logger.Warnw(context.Background(), "zkafka: producer error", "topic", w.topic, "error", e)
+				if brokerFailure(e) {
+					w.failures.errorf(context.Background(), "zkafka: producer cannot use the brokers; it keeps trying", e, "topic", w.topic)
+				} else {
+					w.failures.warnf(context.Background(), "zkafka: producer error", e, "topic", w.topic)
+				}
 			}
 		case <-w.stopDrain:
 			return
