@@ -130,6 +130,9 @@ type KWriter struct {
 	// txMu serialises transactions: a producer runs one at a time.
 	txMu sync.Mutex
 
+	// retired counts producers replaced after a fatal error that are still closing.
+	retired sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{} // closed when Close has finished with the producer
@@ -258,10 +261,10 @@ func (w *KWriter) replaceIfFatal(ctx context.Context, failed KafkaProducer) bool
 	}
 	w.use(p)
 	w.mu.Unlock()
-	w.logger.Errorw(ctx, "zkafka: producer had a fatal error; replaced it with a new one", "topic", w.topic, "fatal", fatal.Error())
+	w.logger.Errorw(ctx, "zkafka: producer had a fatal error; replaced it with a new one", "topic", w.topic, "fatal", fatal)
 	// What the old producer still holds fails with its fatal error; closing it closes its
-	// events channel, which ends its drain goroutine.
-	go failed.Close()
+	// events channel, which ends its drain goroutine. Close waits for it (G14).
+	w.retired.Go(failed.Close)
 	return true
 }
 
@@ -552,6 +555,7 @@ func (w *KWriter) close() error {
 			w.closeErr = fmt.Errorf("zkafka: closing writer %s for topic %s: %d records or events were not flushed", w.tc.ClientID, w.topic, n)
 		}
 		w.producer.Close()
+		w.retired.Wait()
 		close(w.stopDrain)
 		<-w.drained
 		close(w.done)
