@@ -181,7 +181,7 @@ message StringValue { string value = 1; }
 message BytesValue { bytes value = 1; }
 `
 	sr := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: schema}}
-	w := mustFormatter(t, ProtobufSchemaRegistry, sr)
+	w := mustFormatter(t, ProtoSchemaRegistry, sr)
 	b, err := w.marshall(marshReq{topic: "p", subject: wrapperspb.String("configured")})
 	require.NoError(t, err)
 	c, err := schemaRegistryClient(url)
@@ -191,7 +191,7 @@ message BytesValue { bytes value = 1; }
 	require.Equal(t, "PROTOBUF", md.SchemaType)
 	require.Equal(t, uint32(md.ID), binary.BigEndian.Uint32(b[1:5]))
 
-	r := mustFormatter(t, ProtobufSchemaRegistry, SchemaRegistryConfig{URL: url})
+	r := mustFormatter(t, ProtoSchemaRegistry, SchemaRegistryConfig{URL: url})
 	var got wrapperspb.StringValue
 	require.NoError(t, r.unmarshal(unmarshReq{topic: "p", data: b, target: &got}))
 	require.True(t, proto.Equal(wrapperspb.String("configured"), &got))
@@ -212,7 +212,7 @@ func TestJSONSchemaRegistryValidatesAgainstConfiguredSchema(t *testing.T) {
 
 func TestSchemaRegistryTombstoneLeavesTargetUntouched(t *testing.T) {
 	url := mockURL(t)
-	for _, ft := range []FormatterType{AvroSchemaRegistry, ProtobufSchemaRegistry, JSONSchemaRegistry} {
+	for _, ft := range []FormatterType{AvroSchemaRegistry, ProtoSchemaRegistry, JSONSchemaRegistry} {
 		t.Run(string(ft), func(t *testing.T) {
 			f := mustFormatter(t, ft, SchemaRegistryConfig{URL: url})
 			target := wrapperspb.String("keep")
@@ -225,7 +225,7 @@ func TestSchemaRegistryTombstoneLeavesTargetUntouched(t *testing.T) {
 func TestSchemaRegistryFormattersConcurrentUse(t *testing.T) {
 	url := mockURL(t)
 	avroF := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}})
-	protoF := mustFormatter(t, ProtobufSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}})
+	protoF := mustFormatter(t, ProtoSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}})
 	jsonF := mustFormatter(t, JSONSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}})
 	var wg sync.WaitGroup
 	for i := range 16 {
