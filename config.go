@@ -280,10 +280,10 @@ func validateConsumer(conf Config, tc ConsumerTopicConfig) error {
 		return errConfig("%s.GroupID is empty", owner)
 	}
 	if len(tc.topics()) == 0 {
-		return errConfig("%s has no topic (set Topic or Topics)", owner)
+		return errConfig("invalid config, no topics specified (set %s.Topic or Topics)", owner)
 	}
 	if len(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers)) == 0 {
-		return errConfig("no bootstrap servers (set Config.BootstrapServers or %s.BootstrapServers)", owner)
+		return errConfig("invalid consumer config, missing bootstrap server addresses (set Config.BootstrapServers or %s.BootstrapServers)", owner)
 	}
 	if err := validateFormatter(owner, tc.Formatter); err != nil {
 		return err
@@ -330,7 +330,7 @@ func validateProducer(conf Config, tc ProducerTopicConfig) error {
 		return errConfig("%s.Topic is empty", owner)
 	}
 	if len(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers)) == 0 {
-		return errConfig("no bootstrap servers (set Config.BootstrapServers or %s.BootstrapServers)", owner)
+		return errConfig("invalid producer config, missing bootstrap server addresses (set Config.BootstrapServers or %s.BootstrapServers)", owner)
 	}
 	if err := validateFormatter(owner, tc.Formatter); err != nil {
 		return err
