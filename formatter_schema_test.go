@@ -273,3 +273,11 @@ func assertNoError(t *testing.T, err error) bool {
 	}
 	return true
 }
+
+// TestAvroSchemaRegistryAutoRegisterNeedsSchema: as in zkafka v2, an auto-registering avro
+// writer needs the schema; one reflected from the Go type would lose the fields' defaults.
+func TestAvroSchemaRegistryAutoRegisterNeedsSchema(t *testing.T) {
+	w := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: mockURL(t), Serialization: SerializationConfig{AutoRegisterSchemas: true}})
+	_, err := w.marshall(marshReq{topic: "t", subject: personV1{Name: "a"}})
+	require.ErrorContains(t, err, "avro schema is required for schema registry formatter")
+}

@@ -104,13 +104,22 @@ func (b srBase) serializerConfig(topic, schemaType string) (serde.SerializerConf
 	} else {
 		id, err = b.client.GetID(subject, info, false)
 		if err != nil {
-			return c, fmt.Errorf("zkafka: %s formatter: SchemaRegistry.Serialization.Schema is not registered under subject %q "+
-				"(register it, or set SchemaRegistry.Serialization.AutoRegisterSchemas): %w", b.name, subject, err)
+			return c, fmt.Errorf("zkafka: %s formatter: failed to get %s schema by id: SchemaRegistry.Serialization.Schema "+
+				"is not registered under subject %q (register it, or set SchemaRegistry.Serialization.AutoRegisterSchemas): %w",
+				b.name, schemaKind(schemaType), subject, err)
 		}
 	}
 	c.AutoRegisterSchemas = false
 	c.UseSchemaID = id
 	return c, nil
+}
+
+// schemaKind names a schema type in errors: avro (the empty type), protobuf or json.
+func schemaKind(schemaType string) string {
+	if schemaType == "" {
+		return "avro"
+	}
+	return strings.ToLower(schemaType)
 }
 
 // checkWireFormat rejects payloads too short to hold the schema id header, which confluent's
