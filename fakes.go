@@ -16,9 +16,10 @@ import (
 type FakeMessage struct {
 	// Key of the record; nil means a record without a key.
 	Key *string
-	// Value is the raw payload. When nil, ValueData is encoded with Fmt instead.
+	// Value is the raw payload, used when ValueData is nil.
 	Value []byte
-	// ValueData is encoded with Fmt to become the payload when Value is nil.
+	// ValueData, when not nil, is encoded with Fmt to become the payload (Value is then
+	// ignored, as in zkafka v2).
 	ValueData any
 	// Fmt is the formatter Decode uses, and the one ValueData is encoded with (default: the
 	// json formatter), for example &zfmt.JSONFormatter{}.
@@ -48,10 +49,12 @@ func GetMsgFromFake(input *FakeMessage) *Message {
 		f = zfmtFormatter{name: "FakeMessage.Fmt", f: input.Fmt}
 	}
 	value := input.Value
-	if value == nil && input.ValueData != nil {
-		if b, err := f.marshall(marshReq{topic: input.Topic, subject: input.ValueData}); err == nil {
-			value = b
+	if input.ValueData != nil { // as in zkafka v2, ValueData wins over Value
+		b, err := f.marshall(marshReq{topic: input.Topic, subject: input.ValueData})
+		if err != nil {
+			b = nil
 		}
+		value = b
 	}
 	ts := input.TimeStamp
 	if ts.IsZero() {
