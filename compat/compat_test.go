@@ -41,8 +41,8 @@ func TestV2ConfigValues(t *testing.T) {
 	require.Equal(t, zfmt.StringFmt, ptc.GetFormatter())
 	require.Equal(t, 3, ptc.GetSchemaID())
 
-	var ft zfmt.FormatterType = zkafka.ProtoSchemaRegistry
-	require.Equal(t, zfmt.FormatterType("proto_schema_registry"), ft)
+	ft := zkafka.ProtoSchemaRegistry
+	require.Equal(t, zfmt.FormatterType("proto_schema_registry"), ft, "zfmt's type and v2's value")
 	for _, ft := range []zfmt.FormatterType{zkafka.CustomFmt, zkafka.JSONSchemaRegistry, zkafka.AvroSchemaRegistry} {
 		require.NotEmpty(t, ft)
 	}
@@ -65,7 +65,8 @@ func TestV2ConfigValues(t *testing.T) {
 	require.Len(t, ropts, 2)
 	require.Len(t, wopts, 2)
 	var _ zkafka.WorkFactoryOption = zkafka.LifecycleHooksOption{}
-	var _ zkafka.Option = zkafka.KafkaGroupPrefixOption("p")
+	copts := []zkafka.Option{zkafka.KafkaGroupPrefixOption("p"), zkafka.LoggerOption(zkafka.NoopLogger{})}
+	require.Len(t, copts, 2)
 }
 
 // TestV2FakeMessages builds messages with v2's test helpers and a zfmt formatter.
