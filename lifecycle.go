@@ -136,7 +136,9 @@ type LifecycleHooks struct {
 	PostAck func(ctx context.Context, meta LifecyclePostAckMeta) error
 	// PreWrite runs before a write; the headers it returns are added to the record.
 	PreWrite func(ctx context.Context, meta LifecyclePreWriteMeta) (LifecyclePreWriteResp, error)
-	// PostFanout runs after the reader handed a message to its virtual partition.
+	// PostFanout runs after every read attempt, as in zkafka v2: after a message was handed
+	// to its virtual partition (with the message's context), and after an empty read, a
+	// failed read, or a wait for room or for an open circuit breaker.
 	PostFanout func(ctx context.Context)
 	// CircuitBreakerStateChanged runs on every transition of the circuit breaker.
 	CircuitBreakerStateChanged func(ctx context.Context, meta LifecycleCircuitBreakerStateChanged)

@@ -227,6 +227,15 @@ func newReader(args readerArgs) (*KReader, error) {
 // errReaderClosed is returned by a KReader's methods after Close.
 var errReaderClosed = errors.New("zkafka: reader is closed")
 
+// readError is a consumer error a read reports without the consumer being broken: the reader
+// goes on reading, and a Work counts it toward its circuit breaker, as zkafka v2 does. Only
+// the degraded ReadMessage mode returns it; with Poll such errors are librdkafka's own
+// business (it retries) and are only logged.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "zkafka: reading failed: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
 // subscribe subscribes the consumer once; the caller holds handle shared. A failed
 // subscription fails every later read.
 func (r *KReader) subscribe() error {
@@ -330,9 +339,15 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", err)
 		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrTimedOut:
 			return nil, nil
+		case errors.As(err, &kerr) && kerr.IsRetriable():
+			r.logger.Debugw(context.Background(), "zkafka: retriable consumer error", "group", r.groupID, "error", err)
+			return nil, nil
+		case km != nil:
+			// A partition error comes with its message: log it, read on.
+			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error", "group", r.groupID, "error", err)
+			return nil, nil
 		}
-		r.logger.Warnw(context.Background(), "zkafka: consumer error", "group", r.groupID, "error", err)
-		return nil, nil
+		return nil, &readError{err: err}
 	}
 	if km == nil {
 		return nil, nil

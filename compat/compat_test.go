@@ -7,7 +7,9 @@ package compat_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,3 +303,147 @@ func TestV2UserProducerWriter(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// userReader is a Reader of the user's own: it hands out its messages, then reads nothing
+// (or fails every read with err). It counts Close calls.
+type userReader struct {
+	mu     sync.Mutex
+	msgs   []*zkafka.Message
+	err    error
+	closes int
+}
+
+func (r *userReader) Read(context.Context) (*zkafka.Message, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.msgs) > 0 {
+		m := r.msgs[0]
+		r.msgs = r.msgs[1:]
+		return m, nil
+	}
+	return nil, r.err
+}
+
+func (r *userReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closes++
+	return nil
+}
+
+// countingProvider is a ClientProvider that hands out readers[i] on its i-th Reader call (the
+// last one after that); a nil entry is a nil Reader without an error.
+type countingProvider struct {
+	zkafka.FakeClient
+	mu      sync.Mutex
+	calls   int
+	readers []zkafka.Reader
+}
+
+func (p *countingProvider) Reader(context.Context, zkafka.ConsumerTopicConfig, ...zkafka.ReaderOption) (zkafka.Reader, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.readers[min(p.calls, len(p.readers)-1)]
+	p.calls++
+	return r, nil
+}
+
+// warnCounter is a Logger that counts warnings with a given message.
+type warnCounter struct {
+	zkafka.NoopLogger
+	msg string
+	n   atomic.Int64
+}
+
+func (l *warnCounter) Warnw(_ context.Context, msg string, _ ...any) {
+	if msg == l.msg {
+		l.n.Add(1)
+	}
+}
+
+func fakeMessage(key, value string) *zkafka.Message {
+	return zkafka.GetMsgFromFake(&zkafka.FakeMessage{Key: &key, ValueData: value, Topic: "t"})
+}
+
+// TestV2PostFanoutAfterEveryReadAttempt: PostFanout runs after empty reads too, which v2 users
+// synchronise on; the Work keeps a reader of the user's own across Runs and does not close it.
+func TestV2PostFanoutAfterEveryReadAttempt(t *testing.T) {
+	r := &userReader{msgs: []*zkafka.Message{fakeMessage("k", "one")}}
+	cp := &countingProvider{readers: []zkafka.Reader{r}}
+	processed := make(chan string, 1)
+	fanouts := atomic.Int64{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := zkafka.NewWorkFactory(cp).CreateWithFunc(zkafka.ConsumerTopicConfig{ClientID: "c", GroupID: "g", Topic: "t"},
+		func(_ context.Context, m *zkafka.Message) error {
+			var s string
+			if err := m.Decode(&s); err != nil {
+				return err
+			}
+			processed <- s
+			return nil
+		}, zkafka.WithLifecycleHooks(zkafka.LifecycleHooks{PostFanout: func(context.Context) {
+			// The message and at least four empty reads, once the message is processed.
+			if fanouts.Add(1) >= 5 && len(processed) == 1 {
+				cancel()
+			}
+		}}))
+	require.NoError(t, w.Run(ctx, nil))
+	require.Equal(t, "one", <-processed)
+
+	// Run again: the same reader, not asked for again, never closed by the Work.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	fanouts.Store(0)
+	processed <- "" // lets the hook cancel after five empty reads
+	require.NoError(t, w.Run(ctx, nil))
+	require.Equal(t, 1, cp.calls, "the Work holds its reader across Runs")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.Zero(t, r.closes, "a Reader from the user's ClientProvider is the user's to close")
+}
+
+// TestV2NilReaderIsRetried: a ClientProvider that returns a nil Reader does not stop Run; each
+// attempt is logged with v2's words, and the reader that comes later is used.
+func TestV2NilReaderIsRetried(t *testing.T) {
+	r := &userReader{msgs: []*zkafka.Message{fakeMessage("k", "late")}}
+	cp := &countingProvider{readers: []zkafka.Reader{nil, nil, r}}
+	logs := &warnCounter{msg: "Kafka worker read message failed"}
+	shutdown := make(chan struct{})
+	processed := make(chan struct{})
+	w := zkafka.NewWorkFactory(cp, zkafka.WithLogger(logs)).CreateWithFunc(
+		zkafka.ConsumerTopicConfig{ClientID: "c", GroupID: "g", Topic: "t"},
+		func(context.Context, *zkafka.Message) error { close(processed); return nil })
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(context.Background(), shutdown) }()
+	<-processed
+	close(shutdown)
+	require.NoError(t, <-ran)
+	require.Equal(t, 3, cp.calls)
+	require.Equal(t, int64(2), logs.n.Load(), "each read attempt without a reader is a failed read")
+}
+
+// TestV2ReadErrorsOpenTheBreaker: read errors count toward the circuit breaker, as in v2.
+func TestV2ReadErrorsOpenTheBreaker(t *testing.T) {
+	r := &userReader{err: errors.New("broker gone")}
+	opened := make(chan struct{})
+	var once sync.Once
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := zkafka.NewWorkFactory(zkafka.FakeClient{R: r}).CreateWithFunc(
+		zkafka.ConsumerTopicConfig{ClientID: "c", GroupID: "g", Topic: "t"},
+		func(context.Context, *zkafka.Message) error { return nil },
+		zkafka.CircuitBreakAfter(3), zkafka.CircuitBreakFor(time.Minute),
+		zkafka.WithLifecycleHooks(zkafka.LifecycleHooks{
+			CircuitBreakerStateChanged: func(_ context.Context, c zkafka.LifecycleCircuitBreakerStateChanged) {
+				if c.To == zkafka.CircuitBreakerStateOpen {
+					once.Do(func() { close(opened) })
+				}
+			},
+		}))
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(ctx, nil) }()
+	<-opened
+	cancel()
+	require.NoError(t, <-ran)
+}
