@@ -26,7 +26,7 @@ type protoSchemaRegistryFormatter struct {
 
 // newProtoSchemaRegistryFormatter validates sr; serializers and deserializers come later.
 func newProtoSchemaRegistryFormatter(sr SchemaRegistryConfig) (*protoSchemaRegistryFormatter, error) {
-	base, err := newSRBase(ProtoSchemaRegistry, sr)
+	base, err := newSRBase(ProtoSchemaRegistry, withoutAvroSchema(sr))
 	if err != nil {
 		return nil, err
 	}

@@ -281,3 +281,29 @@ func TestAvroSchemaRegistryAutoRegisterNeedsSchema(t *testing.T) {
 	_, err := w.marshall(marshReq{topic: "t", subject: personV1{Name: "a"}})
 	require.ErrorContains(t, err, "avro schema is required for schema registry formatter")
 }
+
+// TestSchemaRegistryIgnoresAnAvroSchemaForProtobufAndJSON: zkafka v2 configurations carry
+// their avro schema in Serialization.Schema whatever the format; v2 uses it for avro only, and
+// so do the protobuf and JSON formatters here (a schema of their own kind is still used).
+func TestSchemaRegistryIgnoresAnAvroSchemaForProtobufAndJSON(t *testing.T) {
+	require.Empty(t, withoutAvroSchema(SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV1Schema}}).Serialization.Schema)
+	require.Equal(t, personJSONSchema, withoutAvroSchema(SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personJSONSchema}}).Serialization.Schema)
+	require.Equal(t, "syntax = \"proto3\";", withoutAvroSchema(SchemaRegistryConfig{Serialization: SerializationConfig{Schema: "syntax = \"proto3\";"}}).Serialization.Schema)
+
+	url := mockURL(t)
+	sr := SchemaRegistryConfig{URL: url, SubjectName: "v2-json", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}}
+	j := mustFormatter(t, JSONSchemaRegistry, sr)
+	b, err := j.marshall(marshReq{topic: "t", subject: &personV1{Name: "v", Age: 2}})
+	require.NoError(t, err)
+	var got personV1
+	require.NoError(t, j.unmarshal(unmarshReq{topic: "t", data: b, target: &got}))
+	require.Equal(t, personV1{Name: "v", Age: 2}, got)
+
+	sr.SubjectName = "v2-proto"
+	p := mustFormatter(t, ProtoSchemaRegistry, sr)
+	b, err = p.marshall(marshReq{topic: "t", subject: wrapperspb.String("v")})
+	require.NoError(t, err)
+	s := &wrapperspb.StringValue{}
+	require.NoError(t, p.unmarshal(unmarshReq{topic: "t", data: b, target: s}))
+	require.Equal(t, "v", s.GetValue())
+}
