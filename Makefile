@@ -63,25 +63,34 @@ kafka-stop:
 kafka-status:
 	scripts/kafka-local.sh status
 
+# run_example builds examples/$(1) into bin/ and runs it as the terminal's foreground job
+# (bash job control), so that Ctrl-C reaches the example alone: it stops gracefully, exits 0,
+# and make, which never sees the signal, reports no error. EXAMPLE_ARGS are passed on.
+EXAMPLE_ARGS ?=
+define run_example
+	@$(GO) build -o bin/$(1) ./examples/$(1)
+	@bash -c 'set -m; bin/$(1) $(EXAMPLE_ARGS); exit $$?'
+endef
+
 ## example: the quickstart: an embedded broker, 5,000 orders, 8 virtual partitions, dead letters
 example:
-	$(GO) run ./examples/quickstart
+	$(call run_example,quickstart)
 
 ## example-producer: write JSON orders (Kafka of `make setup`, or KAFKA_BOOTSTRAP_SERVERS, or ZKAFKA_EMBEDDED=1)
 example-producer:
-	$(GO) run ./examples/producer
+	$(call run_example,producer)
 
 ## example-worker: consume the orders with Speedup 5 and a graceful stop on SIGINT/SIGTERM
 example-worker:
-	$(GO) run ./examples/worker
+	$(call run_example,worker)
 
 ## example-deadletter-worker: a worker whose failures go to a dead letter topic
 example-deadletter-worker:
-	$(GO) run ./examples/worker-deadletter
+	$(call run_example,worker-deadletter)
 
 ## example-delay-worker: a retry chain: topic -> delayed retry worker -> final dead letter topic
 example-delay-worker:
-	$(GO) run ./examples/worker-delay
+	$(call run_example,worker-delay)
 
 ## chaos: about five minutes of mixed faults, 3 workers (2 of them OS processes), 100,000 messages;
 ## prints the seed and the report, fails on any broken invariant. Reproduce a run with CHAOS_SEED=<seed>;

@@ -15,7 +15,8 @@ package zkafka
 // period is over or the state changes (every transition closes and replaces the changed
 // channel). The reader (readloop.go) asks isOpen to pause the partitions while open, and its
 // look is what moves an idle breaker to half-open. Processors (processor.go) call admit before
-// each message and report its outcome through the function admit returns.
+// each message and report its outcome through the function admit returns; the reader reports
+// failed reads through fail.
 
 import (
 	"sync"
@@ -88,6 +89,38 @@ func (b *breaker) admit(cut waitCut) (func(bool), bool) {
 		if !ok {
 			return nil, false
 		}
+	}
+}
+
+// wait sleeps while the breaker is open, for the reader of a Reader that cannot pause: until
+// the open period is over, the state changes or a stop channel closes, and at most max.
+func (b *breaker) wait(max time.Duration, stop1, stop2 <-chan struct{}) {
+	b.mu.Lock()
+	changed := b.changed
+	d := time.Until(b.openedAt.Add(b.openFor))
+	b.mu.Unlock()
+	if b.busyLoop || d <= 0 {
+		d = breakerRecheck
+	}
+	t := time.NewTimer(min(d, max))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-changed:
+	case <-stop1:
+	case <-stop2:
+	}
+}
+
+// fail counts a failed read (a read error, or no reader from the ClientProvider) as zkafka v2
+// does: a failure like a failed message, when the breaker lets one through; nothing while it
+// is open.
+func (b *breaker) fail() {
+	if b == nil {
+		return
+	}
+	if done, err := b.cb.Allow(); err == nil {
+		done(false)
 	}
 }
 

@@ -158,11 +158,11 @@ func (c *Client) Reader(ctx context.Context, topicConfig ConsumerTopicConfig, op
 	if r, ok := c.readers[topicConfig.ClientID]; ok && !isClosed(r) {
 		return r, nil
 	}
-	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaRegistry)
+	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaID, topicConfig.SchemaRegistry)
 	if err != nil {
 		return nil, err
 	}
-	if f == nil && !readerOptionsSetFormatter(opts) {
+	if f == nil && readerSettings(opts).formatter == nil {
 		return nil, errConfig("formatter %s needs RFormatterOption", string(CustomFmt))
 	}
 	r, err := newReader(readerArgs{
@@ -183,18 +183,6 @@ func (c *Client) Reader(ctx context.Context, topicConfig ConsumerTopicConfig, op
 	return r, nil
 }
 
-// readerOptionsSetFormatter applies opts to a scratch KReader to see whether one of them
-// supplies a formatter.
-func readerOptionsSetFormatter(opts []ReaderOption) bool {
-	var scratch KReader
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&scratch)
-		}
-	}
-	return scratch.fmt != nil
-}
-
 // Writer returns the writer for topicConfig's ClientID and Topic, creating it when there is
 // none or the cached one is closed. The options apply only when the writer is created. It
 // returns a configuration error (IsConfigError) for an invalid topicConfig.
@@ -211,7 +199,7 @@ func (c *Client) Writer(ctx context.Context, topicConfig ProducerTopicConfig, op
 	if w, ok := c.writers[key]; ok && !w.isClosed() {
 		return w, nil
 	}
-	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaRegistry)
+	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaID, topicConfig.SchemaRegistry)
 	if err != nil {
 		return nil, err
 	}

@@ -85,8 +85,8 @@ func TestClientReaderCache(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	var created []*mock_confluent.MockKafkaConsumer
 	c := NewClient(Config{BootstrapServers: []string{"b:1"}}, WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) {
+		// No SubscribeTopics: a reader subscribes on its first Read, as in zkafka v2.
 		m := mock_confluent.NewMockKafkaConsumer(ctrl)
-		m.EXPECT().SubscribeTopics([]string{"a"}, gomock.Any()).Return(nil)
 		m.EXPECT().Close().Return(nil)
 		created = append(created, m)
 		return m, nil

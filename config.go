@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zillow/zfmt"
 )
 
 // Defaults of ConsumerTopicConfig (SPEC S3).
@@ -93,7 +94,8 @@ type ConsumerTopicConfig struct {
 	Formatter FormatterType
 	// SchemaRegistry configures the schema registry and avro formatters.
 	SchemaRegistry SchemaRegistryConfig
-	// SchemaID is kept for zkafka compatibility; schema registry payloads carry their own id.
+	// SchemaID is the schema id zfmt's schema id formats (zfmt.AvroSchemaFmt,
+	// zfmt.JSONSchemaFmt) expect; schema registry payloads carry their own id. Default 0.
 	SchemaID int
 	// Transaction reads only committed records (isolation.level read_committed); default
 	// read_uncommitted.
@@ -135,7 +137,9 @@ type ProducerTopicConfig struct {
 	Formatter FormatterType
 	// SchemaRegistry configures the schema registry and avro formatters.
 	SchemaRegistry SchemaRegistryConfig
-	// SchemaID is kept for zkafka compatibility.
+	// SchemaID is the schema id zfmt's schema id formats (zfmt.AvroSchemaFmt,
+	// zfmt.JSONSchemaFmt) write before the payload; schema registry formats look the id up
+	// instead. Default 0.
 	SchemaID int
 	// Transaction turns on a transactional producer (transactional.id = ClientID).
 	Transaction bool
@@ -197,6 +201,18 @@ func (c ConsumerTopicConfig) maxPollInterval() time.Duration {
 	return millis(c.MaxPollIntervalMillis, DefaultMaxPollIntervalMillis)
 }
 
+// GetFormatter returns the configured formatter type (zkafka v2's accessor).
+func (c ConsumerTopicConfig) GetFormatter() FormatterType { return c.Formatter }
+
+// GetSchemaID returns the configured schema id (zkafka v2's accessor).
+func (c ConsumerTopicConfig) GetSchemaID() int { return c.SchemaID }
+
+// GetFormatter returns the configured formatter type (zkafka v2's accessor).
+func (p ProducerTopicConfig) GetFormatter() FormatterType { return p.Formatter }
+
+// GetSchemaID returns the configured schema id (zkafka v2's accessor).
+func (p ProducerTopicConfig) GetSchemaID() int { return p.SchemaID }
+
 // processDelay is ProcessDelayMillis; 0 (no delay) when unset.
 func (c ConsumerTopicConfig) processDelay() time.Duration {
 	return millis(c.ProcessDelayMillis, 0)
@@ -206,10 +222,22 @@ func (c ConsumerTopicConfig) processDelay() time.Duration {
 func knownFormatter(ft FormatterType) bool {
 	switch ft {
 	case "", JSONFmt, StringFmt, ProtoRawFmt, ProtoBase64Fmt, ProtoJSONFmt, AvroFmt, CustomFmt,
-		AvroSchemaRegistry, ProtobufSchemaRegistry, JSONSchemaRegistry:
+		AvroSchemaRegistry, ProtoSchemaRegistry, JSONSchemaRegistry, zfmt.AvroSchemaFmt, zfmt.JSONSchemaFmt:
 		return true
 	}
 	return false
+}
+
+// validateFormatter checks that ft names a formatter of this library; owner names the struct.
+func validateFormatter(owner string, ft FormatterType) error {
+	if ft == zfmt.ProtoSchemaDeprecatedFmt {
+		return errConfig("%s.Formatter %q is not supported (its payloads are not the schema registry's protobuf "+
+			"wire format): use %q (ProtoSchemaRegistry)", owner, string(ft), string(ProtoSchemaRegistry))
+	}
+	if !knownFormatter(ft) {
+		return errConfig("%s.Formatter %q is not a known formatter (%s)", owner, string(ft), knownFormatters)
+	}
+	return nil
 }
 
 // isSet reports whether an optional string is present and non-empty.
@@ -252,13 +280,13 @@ func validateConsumer(conf Config, tc ConsumerTopicConfig) error {
 		return errConfig("%s.GroupID is empty", owner)
 	}
 	if len(tc.topics()) == 0 {
-		return errConfig("%s has no topic (set Topic or Topics)", owner)
+		return errConfig("invalid config, no topics specified (set %s.Topic or Topics)", owner)
 	}
 	if len(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers)) == 0 {
-		return errConfig("no bootstrap servers (set Config.BootstrapServers or %s.BootstrapServers)", owner)
+		return errConfig("invalid consumer config, missing bootstrap server addresses (set Config.BootstrapServers or %s.BootstrapServers)", owner)
 	}
-	if !knownFormatter(tc.Formatter) {
-		return errConfig("%s.Formatter %q is not a known formatter", owner, string(tc.Formatter))
+	if err := validateFormatter(owner, tc.Formatter); err != nil {
+		return err
 	}
 	if err := validateNonNegative(owner, map[string]*int{
 		"ReadTimeoutMillis":     tc.ReadTimeoutMillis,
@@ -284,8 +312,8 @@ func validateConsumer(conf Config, tc ConsumerTopicConfig) error {
 		if dl.Topic == "" {
 			return errConfig("%s.DeadLetterTopicConfig.Topic is empty", owner)
 		}
-		if !knownFormatter(dl.Formatter) {
-			return errConfig("%s.DeadLetterTopicConfig.Formatter %q is not a known formatter", owner, string(dl.Formatter))
+		if err := validateFormatter(owner+".DeadLetterTopicConfig", dl.Formatter); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -302,10 +330,10 @@ func validateProducer(conf Config, tc ProducerTopicConfig) error {
 		return errConfig("%s.Topic is empty", owner)
 	}
 	if len(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers)) == 0 {
-		return errConfig("no bootstrap servers (set Config.BootstrapServers or %s.BootstrapServers)", owner)
+		return errConfig("invalid producer config, missing bootstrap server addresses (set Config.BootstrapServers or %s.BootstrapServers)", owner)
 	}
-	if !knownFormatter(tc.Formatter) {
-		return errConfig("%s.Formatter %q is not a known formatter", owner, string(tc.Formatter))
+	if err := validateFormatter(owner, tc.Formatter); err != nil {
+		return err
 	}
 	lingerMillis := tc.LingerMillis
 	if err := validateNonNegative(owner, map[string]*int{

@@ -218,10 +218,10 @@ func TestValidateConsumer(t *testing.T) {
 		{name: "topics only", tc: func(c *ConsumerTopicConfig) { c.Topic, c.Topics = "", []string{"x"} }, want: ""},
 		{name: "client id", tc: func(c *ConsumerTopicConfig) { c.ClientID = "" }, want: "zkafka: ConsumerTopicConfig.ClientID is empty"},
 		{name: "group id", tc: func(c *ConsumerTopicConfig) { c.GroupID = "" }, want: "zkafka: ConsumerTopicConfig.GroupID is empty"},
-		{name: "topic", tc: func(c *ConsumerTopicConfig) { c.Topic, c.Topics = "", []string{""} }, want: "zkafka: ConsumerTopicConfig has no topic (set Topic or Topics)"},
-		{name: "bootstrap", conf: &Config{}, want: "zkafka: no bootstrap servers (set Config.BootstrapServers or ConsumerTopicConfig.BootstrapServers)"},
+		{name: "topic", tc: func(c *ConsumerTopicConfig) { c.Topic, c.Topics = "", []string{""} }, want: "zkafka: invalid config, no topics specified (set ConsumerTopicConfig.Topic or Topics)"},
+		{name: "bootstrap", conf: &Config{}, want: "zkafka: invalid consumer config, missing bootstrap server addresses (set Config.BootstrapServers or ConsumerTopicConfig.BootstrapServers)"},
 		{name: "bootstrap from topic", conf: &Config{}, tc: func(c *ConsumerTopicConfig) { c.BootstrapServers = []string{"x:1"} }, want: ""},
-		{name: "formatter", tc: func(c *ConsumerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ConsumerTopicConfig.Formatter "xyz" is not a known formatter`},
+		{name: "formatter", tc: func(c *ConsumerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ConsumerTopicConfig.Formatter "xyz" is not a known formatter (` + knownFormatters + ")"},
 		{name: "negative read timeout", tc: func(c *ConsumerTopicConfig) { c.ReadTimeoutMillis = ptrOf(-1) }, want: "zkafka: ConsumerTopicConfig.ReadTimeoutMillis is negative (-1)"},
 		{name: "negative process timeout", tc: func(c *ConsumerTopicConfig) { c.ProcessTimeoutMillis = ptrOf(-2) }, want: "zkafka: ConsumerTopicConfig.ProcessTimeoutMillis is negative (-2)"},
 		{name: "negative session timeout", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(-3) }, want: "zkafka: ConsumerTopicConfig.SessionTimeoutMillis is negative (-3)"},
@@ -241,7 +241,7 @@ func TestValidateConsumer(t *testing.T) {
 		{name: "dead letter formatter", tc: func(c *ConsumerTopicConfig) {
 			c.DeadLetterTopicConfig = &ProducerTopicConfig{Topic: "d", Formatter: "nope"}
 		},
-			want: `zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Formatter "nope" is not a known formatter`},
+			want: `zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Formatter "nope" is not a known formatter (` + knownFormatters + ")"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,8 +275,8 @@ func TestValidateProducer(t *testing.T) {
 		{name: "valid", want: ""},
 		{name: "client id", tc: func(c *ProducerTopicConfig) { c.ClientID = "" }, want: "zkafka: ProducerTopicConfig.ClientID is empty"},
 		{name: "topic", tc: func(c *ProducerTopicConfig) { c.Topic = "" }, want: "zkafka: ProducerTopicConfig.Topic is empty"},
-		{name: "bootstrap", conf: &Config{BootstrapServers: []string{" "}}, want: "zkafka: no bootstrap servers (set Config.BootstrapServers or ProducerTopicConfig.BootstrapServers)"},
-		{name: "formatter", tc: func(c *ProducerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ProducerTopicConfig.Formatter "xyz" is not a known formatter`},
+		{name: "bootstrap", conf: &Config{BootstrapServers: []string{" "}}, want: "zkafka: invalid producer config, missing bootstrap server addresses (set Config.BootstrapServers or ProducerTopicConfig.BootstrapServers)"},
+		{name: "formatter", tc: func(c *ProducerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ProducerTopicConfig.Formatter "xyz" is not a known formatter (` + knownFormatters + ")"},
 		{name: "delivery timeout", tc: func(c *ProducerTopicConfig) { c.DeliveryTimeoutMs = ptrOf(-1) }, want: "zkafka: ProducerTopicConfig.DeliveryTimeoutMs is negative (-1)"},
 		{name: "linger", tc: func(c *ProducerTopicConfig) { c.LingerMillis = -2 }, want: "zkafka: ProducerTopicConfig.LingerMillis is negative (-2)"},
 		{name: "topic password without username", tc: func(c *ProducerTopicConfig) { c.SaslPassword = ptrOf("pw") },

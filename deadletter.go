@@ -11,6 +11,7 @@ package zkafka
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -65,9 +66,10 @@ type deadLetterRun struct {
 // deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
 // different virtual partitions run concurrently: each waits only for its own acknowledgement.
 type deadLetterWriter struct {
-	rs     deadLetterRun
-	writer Writer
-	topic  string
+	rs    deadLetterRun
+	cp    ClientProvider      // asked for the writer at every attempt, as zkafka v2 does
+	cfg   ProducerTopicConfig // the dead letter producer's, inherited from the consumer's
+	topic string
 	// ctx ends with the run's context, deadLetterStopGrace after a graceful stop began, or at
 	// close; it cuts attempts that were in flight when the stop began.
 	ctx    context.Context
@@ -128,17 +130,22 @@ const (
 	deadLetterMaxMessageBytes = 52428800
 )
 
-// newDeadLetterWriter gets the dead letter topic's writer from the Work's client.
+// newDeadLetterWriter prepares the dead letter path of a Run. The writer itself is asked of the
+// Work's ClientProvider at every attempt, as zkafka v2 does (the Client caches it, and replaces
+// one that was closed); a failure to get it is retried like a failed write. From the Client
+// the writer is also got now, so that the first dead letter does not wait for a new producer
+// and a configuration the Client refuses fails the Run at once.
 func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadLetterWriter, error) {
 	cfg := deadLetterConfig(w.topicConfig, *w.dlt)
 	if cfg.Topic == "" {
 		return nil, errConfig("dead letter ProducerTopicConfig.Topic is empty")
 	}
-	writer, err := w.cp.Writer(ctx, cfg)
-	if err != nil {
-		return nil, wrapErr(err, "creating the dead letter writer")
+	if c, ok := w.cp.(*Client); ok {
+		if _, err := c.Writer(ctx, cfg); err != nil {
+			return nil, wrapErr(err, "creating the dead letter writer")
+		}
 	}
-	d := &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic}
+	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic}
 	d.ctx, d.cancel = context.WithCancel(rs.ctx)
 	go d.cutOnStop()
 	return d, nil
@@ -263,7 +270,14 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 
 // send makes one attempt and waits for its acknowledgement.
 func (d *deadLetterWriter) send(ctx context.Context, m *Message, headers []kafka.Header) (Response, error) {
-	if rw, ok := d.writer.(rawWriter); ok {
+	writer, err := d.cp.Writer(ctx, d.cfg)
+	switch {
+	case err != nil:
+		return Response{}, wrapErr(err, "getting the dead letter writer")
+	case writer == nil:
+		return Response{}, errors.New("zkafka: the ClientProvider returned a nil dead letter Writer")
+	}
+	if rw, ok := writer.(rawWriter); ok {
 		return rw.writeMessage(ctx, m.key(), m.value, headers)
 	}
 	hs := make(map[string]string, len(headers))
@@ -274,7 +288,7 @@ func (d *deadLetterWriter) send(ctx context.Context, m *Message, headers []kafka
 	if !m.isKeyNil {
 		key = &m.Key
 	}
-	return d.writer.WriteRaw(ctx, key, m.value, WithHeaders(hs))
+	return writer.WriteRaw(ctx, key, m.value, WithHeaders(hs))
 }
 
 // replaceHeader sets key to value in hs, replacing an existing header of that key.

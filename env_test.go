@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/zkafka-go/zkafka/testhelper"
+	_ "github.com/zkafka-go/zkafka/testhelper/container" // ZKAFKA_TESTCONTAINERS=1 may start Kafka in Docker
 )
 
 // testEnv is the broker a test runs against (testhelper's selection: KAFKA_BOOTSTRAP_SERVERS,

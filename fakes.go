@@ -7,6 +7,8 @@ package zkafka
 import (
 	"context"
 	"time"
+
+	"github.com/zillow/zfmt"
 )
 
 // FakeMessage describes a Message for tests of processors; turn it into one with
@@ -14,12 +16,14 @@ import (
 type FakeMessage struct {
 	// Key of the record; nil means a record without a key.
 	Key *string
-	// Value is the raw payload. When nil, ValueData is encoded with Fmt instead.
+	// Value is the raw payload, used when ValueData is nil.
 	Value []byte
-	// ValueData is encoded with Fmt to become the payload when Value is nil.
+	// ValueData, when not nil, is encoded with Fmt to become the payload (Value is then
+	// ignored, as in zkafka v2).
 	ValueData any
-	// Fmt is the formatter Decode uses, and the one ValueData is encoded with (default json).
-	Fmt FormatterType
+	// Fmt is the formatter Decode uses, and the one ValueData is encoded with (default: the
+	// json formatter), for example &zfmt.JSONFormatter{}.
+	Fmt zfmt.Formatter
 	// Headers of the record.
 	Headers map[string][]byte
 	// Offset, Partition, Topic, GroupID and TimeStamp are copied to the Message.
@@ -34,18 +38,23 @@ type FakeMessage struct {
 }
 
 // GetMsgFromFake builds the Message a processor would receive for input; nil for nil input.
-// A ValueData the formatter cannot encode (or a formatter that needs a registry or an
-// option) leaves the Message without a value; Decode then reports the problem.
+// A ValueData the formatter cannot encode leaves the Message without a value; Decode then
+// reports the problem.
 func GetMsgFromFake(input *FakeMessage) *Message {
 	if input == nil {
 		return nil
 	}
-	f, _ := getFormatter(input.Fmt, SchemaRegistryConfig{})
+	var f kFormatter = jsonFormatter{}
+	if input.Fmt != nil {
+		f = zfmtFormatter{name: "FakeMessage.Fmt", f: input.Fmt}
+	}
 	value := input.Value
-	if value == nil && input.ValueData != nil && f != nil {
-		if b, err := f.marshall(marshReq{topic: input.Topic, subject: input.ValueData}); err == nil {
-			value = b
+	if input.ValueData != nil { // as in zkafka v2, ValueData wins over Value
+		b, err := f.marshall(marshReq{topic: input.Topic, subject: input.ValueData})
+		if err != nil {
+			b = nil
 		}
+		value = b
 	}
 	ts := input.TimeStamp
 	if ts.IsZero() {
@@ -67,6 +76,17 @@ func GetMsgFromFake(input *FakeMessage) *Message {
 		m.Key = *input.Key
 	}
 	return m
+}
+
+// GetFakeMessage builds a Message with key, value encoded with f (json when f is nil), and a
+// Done that calls doneFunc (when not nil). It is zkafka v2's older helper; GetMsgFromFake
+// sets every field.
+func GetFakeMessage(key string, value any, f zfmt.Formatter, doneFunc func()) *Message {
+	var done func(context.Context)
+	if doneFunc != nil {
+		done = func(context.Context) { doneFunc() }
+	}
+	return GetMsgFromFake(&FakeMessage{Key: &key, ValueData: value, Fmt: f, DoneFunc: done})
 }
 
 // FakeClient is a ClientProvider that hands out the Reader and Writer it holds, for tests

@@ -2,10 +2,12 @@ package zkafka
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/zillow/zfmt"
 )
 
 func TestGetMsgFromFake(t *testing.T) {
@@ -34,12 +36,13 @@ func TestGetMsgFromFake(t *testing.T) {
 	m.Done()
 	require.True(t, done)
 
-	raw := GetMsgFromFake(&FakeMessage{Value: []byte("hello"), Fmt: StringFmt})
+	raw := GetMsgFromFake(&FakeMessage{Value: []byte("hello"), Fmt: &zfmt.StringFormatter{}})
 	require.True(t, raw.IsKeyNil())
 	require.Equal(t, "", raw.Key)
+	var sb strings.Builder // zfmt's string formatter decodes into an io.Writer
+	require.NoError(t, raw.Decode(&sb))
+	require.Equal(t, "hello", sb.String())
 	var s string
-	require.NoError(t, raw.Decode(&s))
-	require.Equal(t, "hello", s)
 	require.False(t, raw.TimeStamp.IsZero())
 	raw.Done() // no DoneFunc: nothing happens
 

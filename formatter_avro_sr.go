@@ -79,6 +79,12 @@ func (f *avroSchemaRegistryFormatter) deserializer(topic string) (*avrov2.Deseri
 }
 
 func (f *avroSchemaRegistryFormatter) marshall(req marshReq) ([]byte, error) {
+	if f.cfg.Serialization.AutoRegisterSchemas && f.cfg.Serialization.Schema == "" {
+		// As in zkafka v2: a schema reflected from the Go type loses the fields' defaults, so
+		// what it registers breaks compatible evolution.
+		return nil, fmt.Errorf("zkafka: %s formatter: avro schema is required for schema registry formatter "+
+			"when AutoRegisterSchemas is set: set SchemaRegistry.Serialization.Schema", f.name)
+	}
 	s, err := f.serializer(req.topic)
 	if err != nil {
 		return nil, err

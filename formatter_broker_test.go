@@ -44,7 +44,7 @@ func TestFormattersRoundTripThroughTheBroker(t *testing.T) {
 			in:  personV2{Name: "di", Age: 9, Email: "d@x"}, target: func() any { return &personV1{} }, want: &personV1{Name: "di", Age: 9},
 		},
 		{
-			name: "proto_schema_registry", ft: ProtobufSchemaRegistry,
+			name: "proto_schema_registry", ft: ProtoSchemaRegistry,
 			wsr: SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}},
 			rsr: SchemaRegistryConfig{URL: url},
 			in:  wrapperspb.String("y"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("y"),

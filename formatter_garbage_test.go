@@ -79,13 +79,13 @@ func buildDecodeCases() ([]decodeCase, error) {
 		{name: "avro rich", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: richAvroSchema}}, target: func() any { return new(any) }, value: rich},
 		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "avro", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
 		{name: "avro_schema_registry rich", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "rich", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: richAvroSchema}}, target: func() any { return new(any) }, value: rich},
-		{name: "proto_schema_registry", ft: ProtobufSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "proto", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
-		{name: "proto_schema_registry struct", ft: ProtobufSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "struct", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": []any{"v", 1.0}})},
+		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "proto", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
+		{name: "proto_schema_registry struct", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "struct", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": []any{"v", 1.0}})},
 		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "json", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}}, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 2}},
 	}
 	out := make([]decodeCase, 0, len(specs))
 	for _, s := range specs {
-		f, err := getFormatter(s.ft, s.sr)
+		f, err := getFormatter(s.ft, 0, s.sr)
 		if err != nil {
 			return nil, err
 		}

@@ -22,7 +22,7 @@ type jsonSchemaRegistryFormatter struct {
 
 // newJSONSchemaRegistryFormatter validates sr; serializers and deserializers come later.
 func newJSONSchemaRegistryFormatter(sr SchemaRegistryConfig) (*jsonSchemaRegistryFormatter, error) {
-	base, err := newSRBase(JSONSchemaRegistry, sr)
+	base, err := newSRBase(JSONSchemaRegistry, withoutAvroSchema(sr))
 	if err != nil {
 		return nil, err
 	}

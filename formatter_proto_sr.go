@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// protoSchemaRegistryFormatter is ProtobufSchemaRegistry: protobuf in the schema registry wire
+// protoSchemaRegistryFormatter is ProtoSchemaRegistry: protobuf in the schema registry wire
 // format, through confluent's serde/protobuf. Values and targets must be generated
 // proto.Message types. Without Serialization.Schema, an auto-registering writer registers the
 // .proto file of the message (and its imports); see srBase.serializerConfig for the rest. A
@@ -26,7 +26,7 @@ type protoSchemaRegistryFormatter struct {
 
 // newProtoSchemaRegistryFormatter validates sr; serializers and deserializers come later.
 func newProtoSchemaRegistryFormatter(sr SchemaRegistryConfig) (*protoSchemaRegistryFormatter, error) {
-	base, err := newSRBase(ProtobufSchemaRegistry, sr)
+	base, err := newSRBase(ProtoSchemaRegistry, withoutAvroSchema(sr))
 	if err != nil {
 		return nil, err
 	}

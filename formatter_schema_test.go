@@ -181,7 +181,7 @@ message StringValue { string value = 1; }
 message BytesValue { bytes value = 1; }
 `
 	sr := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: schema}}
-	w := mustFormatter(t, ProtobufSchemaRegistry, sr)
+	w := mustFormatter(t, ProtoSchemaRegistry, sr)
 	b, err := w.marshall(marshReq{topic: "p", subject: wrapperspb.String("configured")})
 	require.NoError(t, err)
 	c, err := schemaRegistryClient(url)
@@ -191,7 +191,7 @@ message BytesValue { bytes value = 1; }
 	require.Equal(t, "PROTOBUF", md.SchemaType)
 	require.Equal(t, uint32(md.ID), binary.BigEndian.Uint32(b[1:5]))
 
-	r := mustFormatter(t, ProtobufSchemaRegistry, SchemaRegistryConfig{URL: url})
+	r := mustFormatter(t, ProtoSchemaRegistry, SchemaRegistryConfig{URL: url})
 	var got wrapperspb.StringValue
 	require.NoError(t, r.unmarshal(unmarshReq{topic: "p", data: b, target: &got}))
 	require.True(t, proto.Equal(wrapperspb.String("configured"), &got))
@@ -212,7 +212,7 @@ func TestJSONSchemaRegistryValidatesAgainstConfiguredSchema(t *testing.T) {
 
 func TestSchemaRegistryTombstoneLeavesTargetUntouched(t *testing.T) {
 	url := mockURL(t)
-	for _, ft := range []FormatterType{AvroSchemaRegistry, ProtobufSchemaRegistry, JSONSchemaRegistry} {
+	for _, ft := range []FormatterType{AvroSchemaRegistry, ProtoSchemaRegistry, JSONSchemaRegistry} {
 		t.Run(string(ft), func(t *testing.T) {
 			f := mustFormatter(t, ft, SchemaRegistryConfig{URL: url})
 			target := wrapperspb.String("keep")
@@ -225,7 +225,7 @@ func TestSchemaRegistryTombstoneLeavesTargetUntouched(t *testing.T) {
 func TestSchemaRegistryFormattersConcurrentUse(t *testing.T) {
 	url := mockURL(t)
 	avroF := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}})
-	protoF := mustFormatter(t, ProtobufSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}})
+	protoF := mustFormatter(t, ProtoSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}})
 	jsonF := mustFormatter(t, JSONSchemaRegistry, SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}})
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -272,4 +272,38 @@ func assertNoError(t *testing.T, err error) bool {
 		return false
 	}
 	return true
+}
+
+// TestAvroSchemaRegistryAutoRegisterNeedsSchema: as in zkafka v2, an auto-registering avro
+// writer needs the schema; one reflected from the Go type would lose the fields' defaults.
+func TestAvroSchemaRegistryAutoRegisterNeedsSchema(t *testing.T) {
+	w := mustFormatter(t, AvroSchemaRegistry, SchemaRegistryConfig{URL: mockURL(t), Serialization: SerializationConfig{AutoRegisterSchemas: true}})
+	_, err := w.marshall(marshReq{topic: "t", subject: personV1{Name: "a"}})
+	require.ErrorContains(t, err, "avro schema is required for schema registry formatter")
+}
+
+// TestSchemaRegistryIgnoresAnAvroSchemaForProtobufAndJSON: zkafka v2 configurations carry
+// their avro schema in Serialization.Schema whatever the format; v2 uses it for avro only, and
+// so do the protobuf and JSON formatters here (a schema of their own kind is still used).
+func TestSchemaRegistryIgnoresAnAvroSchemaForProtobufAndJSON(t *testing.T) {
+	require.Empty(t, withoutAvroSchema(SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV1Schema}}).Serialization.Schema)
+	require.Equal(t, personJSONSchema, withoutAvroSchema(SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personJSONSchema}}).Serialization.Schema)
+	require.Equal(t, "syntax = \"proto3\";", withoutAvroSchema(SchemaRegistryConfig{Serialization: SerializationConfig{Schema: "syntax = \"proto3\";"}}).Serialization.Schema)
+
+	url := mockURL(t)
+	sr := SchemaRegistryConfig{URL: url, SubjectName: "v2-json", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}}
+	j := mustFormatter(t, JSONSchemaRegistry, sr)
+	b, err := j.marshall(marshReq{topic: "t", subject: &personV1{Name: "v", Age: 2}})
+	require.NoError(t, err)
+	var got personV1
+	require.NoError(t, j.unmarshal(unmarshReq{topic: "t", data: b, target: &got}))
+	require.Equal(t, personV1{Name: "v", Age: 2}, got)
+
+	sr.SubjectName = "v2-proto"
+	p := mustFormatter(t, ProtoSchemaRegistry, sr)
+	b, err = p.marshall(marshReq{topic: "t", subject: wrapperspb.String("v")})
+	require.NoError(t, err)
+	s := &wrapperspb.StringValue{}
+	require.NoError(t, p.unmarshal(unmarshReq{topic: "t", data: b, target: s}))
+	require.Equal(t, "v", s.GetValue())
 }

@@ -66,6 +66,19 @@ func newSRBase(ft FormatterType, sr SchemaRegistryConfig) (srBase, error) {
 	return srBase{name: string(ft), client: c, cfg: sr}, nil
 }
 
+// withoutAvroSchema drops an avro schema from the Serialization.Schema of a protobuf or JSON
+// registry formatter: zkafka v2 uses that field for avro only (protobuf and JSON schemas come
+// from the Go type there), and v2 configurations carry their avro schema in it whatever the
+// format. A schema of the formatter's own kind is kept and used.
+func withoutAvroSchema(sr SchemaRegistryConfig) SchemaRegistryConfig {
+	if s := sr.Serialization.Schema; s != "" {
+		if _, err := parseAvroSchema(s); err == nil {
+			sr.Serialization.Schema = ""
+		}
+	}
+	return sr
+}
+
 // subject is the registry subject of topic's values: SubjectName when set, else the topic name
 // strategy "<topic>-value".
 func (b srBase) subject(topic string) string {
@@ -104,13 +117,22 @@ func (b srBase) serializerConfig(topic, schemaType string) (serde.SerializerConf
 	} else {
 		id, err = b.client.GetID(subject, info, false)
 		if err != nil {
-			return c, fmt.Errorf("zkafka: %s formatter: SchemaRegistry.Serialization.Schema is not registered under subject %q "+
-				"(register it, or set SchemaRegistry.Serialization.AutoRegisterSchemas): %w", b.name, subject, err)
+			return c, fmt.Errorf("zkafka: %s formatter: failed to get %s schema by id: SchemaRegistry.Serialization.Schema "+
+				"is not registered under subject %q (register it, or set SchemaRegistry.Serialization.AutoRegisterSchemas): %w",
+				b.name, schemaKind(schemaType), subject, err)
 		}
 	}
 	c.AutoRegisterSchemas = false
 	c.UseSchemaID = id
 	return c, nil
+}
+
+// schemaKind names a schema type in errors: avro (the empty type), protobuf or json.
+func schemaKind(schemaType string) string {
+	if schemaType == "" {
+		return "avro"
+	}
+	return strings.ToLower(schemaType)
 }
 
 // checkWireFormat rejects payloads too short to hold the schema id header, which confluent's

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/zillow/zfmt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -47,7 +48,7 @@ func mockURL(t testing.TB) string {
 
 func mustFormatter(t testing.TB, ft FormatterType, sr SchemaRegistryConfig) kFormatter {
 	t.Helper()
-	f, err := getFormatter(ft, sr)
+	f, err := getFormatter(ft, 0, sr)
 	require.NoError(t, err)
 	require.NotNil(t, f)
 	return f
@@ -71,16 +72,19 @@ func TestGetFormatter(t *testing.T) {
 		{name: "avro with reader schema", ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: personV1Schema}}},
 		{name: "custom is supplied by options", ft: CustomFmt, wantNil: true},
 		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
-		{name: "proto_schema_registry", ft: ProtobufSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
+		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
 		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
 		{name: "real registry URL is not contacted at construction", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "http://127.0.0.1:1"}},
 		{
 			name:    "unknown",
 			ft:      "xml",
-			wantErr: `zkafka: formatter "xml" is not a known formatter (one of json, string, proto_raw, proto_base64, proto_json, avro, custom, avro_schema_registry, proto_schema_registry, json_schema_registry)`,
+			wantErr: `zkafka: formatter "xml" is not a known formatter (one of json, string, proto_raw, proto_base64, proto_json, avro, custom, avro_schema_registry, proto_schema_registry, json_schema_registry, avro_schema, json_schema)`,
 		},
 		{name: "wrong case is unknown", ft: "JSON", wantErr: `formatter "JSON" is not a known formatter`},
-		{name: "avro without schema", ft: AvroFmt, wantErr: `formatter "avro" needs an avro schema: set SchemaRegistry.Serialization.Schema`},
+		{name: "avro without schema is zfmt's, as in zkafka v2", ft: AvroFmt},
+		{name: "zfmt avro_schema", ft: zfmt.AvroSchemaFmt},
+		{name: "zfmt json_schema", ft: zfmt.JSONSchemaFmt},
+		{name: "zfmt proto_schema_deprecated names its replacement", ft: zfmt.ProtoSchemaDeprecatedFmt, wantErr: `use "proto_schema_registry" (ProtoSchemaRegistry)`},
 		{name: "avro with invalid writer schema", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: `{"type":"nope"}`}}, wantErr: "SchemaRegistry.Serialization.Schema is not a valid avro schema"},
 		{name: "avro with invalid reader schema", ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: `not json`}}, wantErr: "SchemaRegistry.Deserialization.Schema is not a valid avro schema"},
 		{
@@ -93,14 +97,14 @@ func TestGetFormatter(t *testing.T) {
 			wantErr: "SchemaRegistry.Deserialization.Schema cannot read data written with SchemaRegistry.Serialization.Schema",
 		},
 		{name: "avro_schema_registry without URL", ft: AvroSchemaRegistry, wantErr: `formatter "avro_schema_registry" needs SchemaRegistry.URL`},
-		{name: "proto_schema_registry without URL", ft: ProtobufSchemaRegistry, wantErr: `formatter "proto_schema_registry" needs SchemaRegistry.URL`},
+		{name: "proto_schema_registry without URL", ft: ProtoSchemaRegistry, wantErr: `formatter "proto_schema_registry" needs SchemaRegistry.URL`},
 		{name: "json_schema_registry blank URL", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: "  "}, wantErr: `formatter "json_schema_registry" needs SchemaRegistry.URL`},
 		{name: "avro_schema_registry invalid reader schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://x", Deserialization: DeserializationConfig{Schema: "{"}}, wantErr: "SchemaRegistry.Deserialization.Schema is not a valid avro schema"},
 		{name: "avro_schema_registry invalid writer schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://x", Serialization: SerializationConfig{Schema: "{"}}, wantErr: "SchemaRegistry.Serialization.Schema is not a valid avro schema"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := getFormatter(tt.ft, tt.sr)
+			f, err := getFormatter(tt.ft, 0, tt.sr)
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				require.Contains(t, err.Error(), tt.wantErr)
@@ -145,9 +149,9 @@ func TestFormatterRoundTrip(t *testing.T) {
 		{name: "avro map", ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: personV1Schema}}, in: map[string]any{"name": "cy", "age": 1}, target: func() any { return &map[string]any{} }, want: &map[string]any{"name": "cy", "age": 1}},
 		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: avroSR, in: personV1{Name: "di", Age: 9}, target: func() any { return &personV1{} }, want: &personV1{Name: "di", Age: 9}},
 		{name: "avro_schema_registry pointer", ft: AvroSchemaRegistry, sr: avroSR, in: &personV1{Name: "di", Age: 9}, target: func() any { return &personV1{} }, want: &personV1{Name: "di", Age: 9}},
-		{name: "avro_schema_registry derived schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "derived", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, in: &personV1{Name: "ed", Age: 2}, target: func() any { return &personV1{} }, want: &personV1{Name: "ed", Age: 2}},
-		{name: "proto_schema_registry", ft: ProtobufSchemaRegistry, sr: protoSR, in: wrapperspb.String("y"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("y")},
-		{name: "proto_schema_registry timestamp", ft: ProtobufSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "ts", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, in: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: 1}, target: func() any { return &timestamppb.Timestamp{} }, want: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: 1}},
+		{name: "avro_schema_registry auto-registered schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "derived", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}}, in: &personV1{Name: "ed", Age: 2}, target: func() any { return &personV1{} }, want: &personV1{Name: "ed", Age: 2}},
+		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: protoSR, in: wrapperspb.String("y"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("y")},
+		{name: "proto_schema_registry timestamp", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "ts", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, in: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: 1}, target: func() any { return &timestamppb.Timestamp{} }, want: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: 1}},
 		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: jsonSR, in: personV1{Name: "fa", Age: 77}, target: func() any { return &personV1{} }, want: &personV1{Name: "fa", Age: 77}},
 		{name: "json_schema_registry reflected schema", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "reflected", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, in: &personV1{Name: "gu", Age: 5}, target: func() any { return &personV1{} }, want: &personV1{Name: "gu", Age: 5}},
 	}

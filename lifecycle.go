@@ -68,16 +68,26 @@ type LifecyclePreWriteResp struct {
 	Headers map[string][]byte
 }
 
-// CircuitBreakerState is the state of a Work's circuit breaker.
+// CircuitBreakerState is the state of a Work's circuit breaker. The values are zkafka v2's.
 type CircuitBreakerState int
 
 const (
-	// CircuitBreakerClosed lets every message through (the normal state).
-	CircuitBreakerClosed CircuitBreakerState = iota
-	// CircuitBreakerHalfOpen lets one probe message through.
-	CircuitBreakerHalfOpen
-	// CircuitBreakerOpen lets nothing through until CircuitBreakFor has passed.
-	CircuitBreakerOpen
+	// CircuitBreakerStateOpen lets nothing through until CircuitBreakFor has passed.
+	CircuitBreakerStateOpen CircuitBreakerState = 1
+	// CircuitBreakerStateHalfOpen lets one probe message through.
+	CircuitBreakerStateHalfOpen CircuitBreakerState = 2
+	// CircuitBreakerStateClosed lets every message through (the normal state).
+	CircuitBreakerStateClosed CircuitBreakerState = 3
+)
+
+// The states under their earlier names here.
+const (
+	// CircuitBreakerClosed is CircuitBreakerStateClosed.
+	CircuitBreakerClosed = CircuitBreakerStateClosed
+	// CircuitBreakerHalfOpen is CircuitBreakerStateHalfOpen.
+	CircuitBreakerHalfOpen = CircuitBreakerStateHalfOpen
+	// CircuitBreakerOpen is CircuitBreakerStateOpen.
+	CircuitBreakerOpen = CircuitBreakerStateOpen
 )
 
 // String returns "closed", "half-open" or "open".
@@ -126,7 +136,9 @@ type LifecycleHooks struct {
 	PostAck func(ctx context.Context, meta LifecyclePostAckMeta) error
 	// PreWrite runs before a write; the headers it returns are added to the record.
 	PreWrite func(ctx context.Context, meta LifecyclePreWriteMeta) (LifecyclePreWriteResp, error)
-	// PostFanout runs after the reader handed a message to its virtual partition.
+	// PostFanout runs after every read attempt, as in zkafka v2: after a message was handed
+	// to its virtual partition (with the message's context), and after an empty read, a
+	// failed read, or a wait for room or for an open circuit breaker.
 	PostFanout func(ctx context.Context)
 	// CircuitBreakerStateChanged runs on every transition of the circuit breaker.
 	CircuitBreakerStateChanged func(ctx context.Context, meta LifecycleCircuitBreakerStateChanged)

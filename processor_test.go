@@ -112,7 +112,10 @@ func TestG9ProcessDelay(t *testing.T) {
 		w := NewWorkFactory(e.client(t)).CreateWithFunc(mkCfg(t, topic, group, delay), func(ctx context.Context, m *Message) error {
 			processed.Add(1)
 			return nil
-		}, WithLifecycleHooks(LifecycleHooks{PostFanout: func(context.Context) { signal(dispatched) }}))
+		}, WithLifecycleHooks(LifecycleHooks{PostRead: func(ctx context.Context, _ LifecyclePostReadMeta) (context.Context, error) {
+			signal(dispatched) // PostRead runs as the reader dispatches a message
+			return ctx, nil
+		}}))
 		r := startWork(t, w)
 		<-dispatched
 		t0 := time.Now()

@@ -32,38 +32,92 @@ type Assignment struct {
 	Topic     string
 }
 
-// KafkaConsumer is the part of confluent-kafka-go's *kafka.Consumer the library uses. It
-// exists so tests can substitute the consumer (WithConsumerProvider).
+// KafkaConsumer is the consumer a KReader reads through: zkafka v2's method set, which
+// confluent-kafka-go's *kafka.Consumer has. WithConsumerProvider substitutes it (in tests).
+//
+// A KReader uses more of the consumer when the value it is given has it, found by type
+// assertion: Poll (serves rebalances and errors between messages), Pause and Resume
+// (back-pressure without blocking the poll loop), Assign, Unassign, IncrementalAssign,
+// IncrementalUnassign and GetRebalanceProtocol (assignments made by the reader, eager and
+// cooperative). *kafka.Consumer has them all. A consumer with only this interface's methods
+// runs in the degraded mode of zkafka v2: the reader calls ReadMessage, librdkafka assigns
+// partitions itself, and back-pressure, an open circuit breaker and process delay hold the
+// read loop instead of pausing partitions. What still holds there: at-least-once (G1),
+// per-key order (G2), the commit of finished offsets only (G3, G4), dead letters (G5) and
+// the in-flight bound (G8). What does not: G7 (a hold longer than max.poll.interval.ms makes
+// the consumer leave the group, as in v2) and the revoke wait for in-flight work (G6) when
+// the consumer never calls the rebalance callback.
 type KafkaConsumer interface {
 	SubscribeTopics(topics []string, rebalanceCb kafka.RebalanceCb) error
-	Poll(timeoutMs int) kafka.Event
+	ReadMessage(timeout time.Duration) (*kafka.Message, error)
 	Commit() ([]kafka.TopicPartition, error)
-	CommitOffsets(offsets []kafka.TopicPartition) ([]kafka.TopicPartition, error)
 	StoreOffsets(offsets []kafka.TopicPartition) ([]kafka.TopicPartition, error)
-	Assign(partitions []kafka.TopicPartition) error
-	Unassign() error
-	IncrementalAssign(partitions []kafka.TopicPartition) error
-	IncrementalUnassign(partitions []kafka.TopicPartition) error
-	GetRebalanceProtocol() string
+	Close() error
 	Assignment() ([]kafka.TopicPartition, error)
 	AssignmentLost() bool
-	Pause(partitions []kafka.TopicPartition) error
-	Resume(partitions []kafka.TopicPartition) error
-	Seek(partition kafka.TopicPartition, ignoredTimeoutMs int) error
-	Close() error
+}
+
+var _ KafkaConsumer = (*kafka.Consumer)(nil)
+
+// The parts of *kafka.Consumer beyond KafkaConsumer that a KReader uses when present.
+type (
+	// eventPoller reads messages, errors and rebalance callbacks with one call.
+	eventPoller interface {
+		Poll(timeoutMs int) kafka.Event
+	}
+	// partitionPauser pauses and resumes fetching.
+	partitionPauser interface {
+		Pause(partitions []kafka.TopicPartition) error
+		Resume(partitions []kafka.TopicPartition) error
+	}
+	// eagerAssigner assigns and unassigns partitions in the rebalance callback.
+	eagerAssigner interface {
+		Assign(partitions []kafka.TopicPartition) error
+		Unassign() error
+		GetRebalanceProtocol() string
+	}
+	// incrementalAssigner does the same for the cooperative protocol.
+	incrementalAssigner interface {
+		IncrementalAssign(partitions []kafka.TopicPartition) error
+		IncrementalUnassign(partitions []kafka.TopicPartition) error
+	}
+)
+
+var (
+	_ eventPoller         = (*kafka.Consumer)(nil)
+	_ partitionPauser     = (*kafka.Consumer)(nil)
+	_ eagerAssigner       = (*kafka.Consumer)(nil)
+	_ incrementalAssigner = (*kafka.Consumer)(nil)
+)
+
+// ReaderSettings are what ReaderOptions set on a reader created by Client.Reader.
+type ReaderSettings struct {
+	// formatter replaces the configured formatter when set (RFormatterOption).
+	formatter kFormatter
 }
 
 // ReaderOption customises a KReader created by Client.Reader.
-type ReaderOption func(*KReader)
+type ReaderOption func(*ReaderSettings)
 
 // RFormatterOption sets the Formatter a reader decodes with; use it with FormatterType
-// CustomFmt (it takes precedence over the configured formatter).
+// CustomFmt (it takes precedence over the configured formatter). Default: none.
 func RFormatterOption(f Formatter) ReaderOption {
-	return func(r *KReader) {
+	return func(s *ReaderSettings) {
 		if f != nil {
-			r.fmt = formatterAdapter{f}
+			s.formatter = formatterAdapter{f}
 		}
 	}
+}
+
+// readerSettings applies opts to fresh ReaderSettings.
+func readerSettings(opts []ReaderOption) ReaderSettings {
+	var s ReaderSettings
+	for _, o := range opts {
+		if o != nil {
+			o(&s)
+		}
+	}
+	return s
 }
 
 // formatterAdapter lets a user Formatter serve as a kFormatter.
@@ -86,9 +140,19 @@ type readerArgs struct {
 
 // KReader is the Reader over a confluent-kafka-go consumer. Offsets are stored only up to the
 // first message not yet Done, so Done may be called in any order and from any goroutine.
-// Read itself must be called from one goroutine at a time.
+// Read itself must be called from one goroutine at a time. The consumer subscribes on the
+// first Read, as in zkafka v2.
+//
+// Close may be called at any time from any goroutine, also during Read: handle is held shared
+// by every call into the consumer from outside a rebalance callback and exclusively by Close,
+// so Close waits for a poll in progress (at most 100 ms, or the read timeout in the degraded
+// mode), and nothing calls into the consumer after it was closed.
 type KReader struct {
 	consumer    KafkaConsumer
+	poller      eventPoller         // nil: the degraded ReadMessage mode
+	pauser      partitionPauser     // nil: pauses hold the read loop instead
+	eager       eagerAssigner       // nil: librdkafka assigns after the rebalance callback
+	incremental incrementalAssigner // nil: likewise, for cooperative rebalances
 	tc          ConsumerTopicConfig
 	groupID     string
 	fmt         kFormatter
@@ -99,10 +163,15 @@ type KReader struct {
 	tracker  *commitTracker
 	failures *failureLog // the consumer's repeating errors, rate-limited
 
-	mu       sync.Mutex // guards assigned, paused, closed, listener
+	handle     sync.RWMutex // see above; guards closed, subscribed, subscribeErr
+	closed     bool
+	subscribed bool
+	subErr     error
+
+	mu       sync.Mutex // guards assigned, paused, resumed, listener
 	assigned map[tpKey]struct{}
 	paused   bool
-	closed   bool
+	resumed  chan struct{} // closed when a pause ends (degraded mode)
 	listener rebalanceListener
 }
 
@@ -129,8 +198,8 @@ func newReader(args readerArgs) (*KReader, error) {
 		r.logger = NoopLogger{}
 	}
 	r.failures = newFailureLog(r.logger)
-	for _, o := range args.opts {
-		o(r)
+	if s := readerSettings(args.opts); s.formatter != nil {
+		r.fmt = s.formatter
 	}
 	if r.fmt == nil {
 		return nil, errConfig("formatter custom needs RFormatterOption (ConsumerTopicConfig.Formatter is %q)", tc.Formatter)
@@ -144,19 +213,48 @@ func newReader(args readerArgs) (*KReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zkafka: creating consumer %s: %w", tc.ClientID, err)
 	}
-	r.consumer = consumer
-	if err := consumer.SubscribeTopics(tc.topics(), r.rebalance); err != nil {
-		_ = consumer.Close()
-		return nil, fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", tc.ClientID, tc.topics(), err)
+	if consumer == nil {
+		return nil, fmt.Errorf("zkafka: creating consumer %s: the consumer provider returned no consumer", tc.ClientID)
 	}
+	r.consumer = consumer
+	r.poller, _ = consumer.(eventPoller)
+	r.pauser, _ = consumer.(partitionPauser)
+	r.eager, _ = consumer.(eagerAssigner)
+	r.incremental, _ = consumer.(incrementalAssigner)
 	return r, nil
+}
+
+// errReaderClosed is returned by a KReader's methods after Close.
+var errReaderClosed = errors.New("zkafka: reader is closed")
+
+// readError is a consumer error a read reports without the consumer being broken: the reader
+// goes on reading, and a Work counts it toward its circuit breaker, as zkafka v2 does. Only
+// the degraded ReadMessage mode returns it; with Poll such errors are librdkafka's own
+// business (it retries) and are only logged.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "zkafka: reading failed: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// subscribe subscribes the consumer once; the caller holds handle shared. A failed
+// subscription fails every later read.
+func (r *KReader) subscribe() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.subscribed {
+		r.subscribed = true
+		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.rebalance); err != nil {
+			r.subErr = fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", r.tc.ClientID, r.tc.topics(), err)
+		}
+	}
+	return r.subErr
 }
 
 // Read returns the next message, or nil and no error when none arrived within the read
 // timeout (see Reader). Finished offsets are stored before each poll.
 func (r *KReader) Read(ctx context.Context) (*Message, error) {
 	if r.isClosed() {
-		return nil, errors.New("zkafka: read from a closed reader")
+		return nil, errReaderClosed
 	}
 	r.storeFinished()
 	deadline := time.Now().Add(r.readTimeout)
@@ -178,7 +276,18 @@ func (r *KReader) Read(ctx context.Context) (*Message, error) {
 // poll serves one consumer poll: rebalance callbacks run inside it. It returns a message, a
 // fatal error, or nothing.
 func (r *KReader) poll(timeout time.Duration) (*Message, error) {
-	ev := r.consumer.Poll(int(timeout / time.Millisecond))
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	if r.closed {
+		return nil, errReaderClosed
+	}
+	if err := r.subscribe(); err != nil {
+		return nil, err
+	}
+	if r.poller == nil {
+		return r.readMessage(timeout)
+	}
+	ev := r.poller.Poll(int(timeout / time.Millisecond))
 	switch e := ev.(type) {
 	case nil:
 		return nil, nil
@@ -202,6 +311,48 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 	default:
 		return nil, nil
 	}
+}
+
+// readMessage is poll in the degraded mode (a consumer without Poll): ReadMessage, unless the
+// reader is paused, when it waits for the resume up to timeout and reads nothing. The caller
+// holds handle shared.
+func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
+	r.mu.Lock()
+	paused, resumed := r.paused, r.resumed
+	r.mu.Unlock()
+	if paused {
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-resumed:
+			case <-t.C:
+			}
+		}
+		return nil, nil
+	}
+	km, err := r.consumer.ReadMessage(timeout)
+	if err != nil {
+		var kerr kafka.Error
+		switch {
+		case errors.As(err, &kerr) && kerr.IsFatal():
+			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", err)
+		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrTimedOut:
+			return nil, nil
+		case errors.As(err, &kerr) && kerr.IsRetriable():
+			r.logger.Debugw(context.Background(), "zkafka: retriable consumer error", "group", r.groupID, "error", err)
+			return nil, nil
+		case km != nil:
+			// A partition error comes with its message: log it, read on.
+			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error", "group", r.groupID, "error", err)
+			return nil, nil
+		}
+		return nil, &readError{err: err}
+	}
+	if km == nil {
+		return nil, nil
+	}
+	return r.newMessage(km), nil
 }
 
 // newMessage wraps a confluent message and records it with the commit tracker.
@@ -237,11 +388,16 @@ func topicName(tp kafka.TopicPartition) string {
 // storeFinished stores, for every partition whose finished prefix moved, the offset after it.
 // librdkafka commits stored offsets every auto.commit.interval.ms, on revoke and on close.
 func (r *KReader) storeFinished() {
-	r.store(r.tracker.storable(nil))
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	if !r.closed {
+		r.store(r.tracker.storable(nil))
+	}
 }
 
 // store hands offsets to librdkafka. A store refused for a partition this reader no longer
-// owns is expected during a rebalance and is only logged at debug level.
+// owns is expected during a rebalance and is only logged at debug level. The caller holds
+// handle, or runs in a rebalance callback.
 func (r *KReader) store(offs []storedOffset) {
 	if len(offs) == 0 {
 		return
@@ -258,12 +414,18 @@ func (r *KReader) store(offs []storedOffset) {
 
 // commit stores what is finished and commits stored offsets synchronously.
 func (r *KReader) commit() error {
-	r.storeFinished()
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	if r.closed {
+		return errReaderClosed
+	}
+	r.store(r.tracker.storable(nil))
 	return r.commitStored()
 }
 
 // commitStored commits the stored offsets synchronously. Nothing to commit (ErrNoOffset) and
-// no assignment left to commit for (ErrState) are not errors.
+// no assignment left to commit for (ErrState) are not errors. The caller holds handle, or
+// runs in a rebalance callback.
 func (r *KReader) commitStored() error {
 	if _, err := r.consumer.Commit(); err != nil {
 		var kerr kafka.Error
@@ -275,9 +437,10 @@ func (r *KReader) commitStored() error {
 	return nil
 }
 
-// rebalance is the consumer's rebalance callback; it runs inside Poll (or Close).
+// rebalance is the consumer's rebalance callback; it runs inside Poll, ReadMessage or Close,
+// whose caller holds handle, so it calls the consumer without taking handle.
 func (r *KReader) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
-	cooperative := r.consumer.GetRebalanceProtocol() == "COOPERATIVE"
+	cooperative := r.protocol() == "COOPERATIVE"
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
 		r.assign(e.Partitions, cooperative)
@@ -295,10 +458,11 @@ func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
 		r.tracker.reset(topicName(p), p.Partition)
 	}
 	var err error
-	if cooperative {
-		err = r.consumer.IncrementalAssign(parts)
-	} else {
-		err = r.consumer.Assign(parts)
+	switch {
+	case cooperative && r.incremental != nil:
+		err = r.incremental.IncrementalAssign(parts)
+	case !cooperative && r.eager != nil:
+		err = r.eager.Assign(parts)
 	}
 	if err != nil {
 		r.logger.Errorw(ctx, "zkafka: assigning partitions failed", "group", r.groupID, "error", err)
@@ -313,12 +477,20 @@ func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
 	}
 	paused := r.paused
 	r.mu.Unlock()
-	if paused {
-		if err := r.consumer.Pause(parts); err != nil {
+	if paused && r.pauser != nil {
+		if err := r.pauser.Pause(parts); err != nil {
 			r.logger.Warnw(ctx, "zkafka: pausing newly assigned partitions failed", "error", err)
 		}
 	}
-	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.consumer.GetRebalanceProtocol())
+	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.protocol())
+}
+
+// protocol is the consumer's rebalance protocol, "EAGER" when it cannot tell.
+func (r *KReader) protocol() string {
+	if r.eager == nil {
+		return "EAGER"
+	}
+	return r.eager.GetRebalanceProtocol()
 }
 
 // revoke lets partitions go (G6): it tells the listener (the Work's reader loop, which drops
@@ -355,19 +527,20 @@ func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	}
 	paused := r.paused
 	r.mu.Unlock()
-	if paused {
+	if paused && r.pauser != nil {
 		// librdkafka keeps a partition's pause across Unassign and Assign: a partition that
 		// left paused would come back paused, whatever the reader's state is then. (Resuming
 		// it on assign instead left partitions unread for minutes under make chaos.)
-		if err := r.consumer.Resume(parts); err != nil {
+		if err := r.pauser.Resume(parts); err != nil {
 			r.logger.Warnw(ctx, "zkafka: resuming revoked partitions failed", "group", r.groupID, "error", err)
 		}
 	}
 	var err error
-	if cooperative {
-		err = r.consumer.IncrementalUnassign(parts)
-	} else {
-		err = r.consumer.Unassign()
+	switch {
+	case cooperative && r.incremental != nil:
+		err = r.incremental.IncrementalUnassign(parts)
+	case !cooperative && r.eager != nil:
+		err = r.eager.Unassign()
 	}
 	if err != nil {
 		r.logger.Warnw(ctx, "zkafka: unassigning partitions failed", "group", r.groupID, "error", err)
@@ -388,17 +561,30 @@ func partitionList(parts []kafka.TopicPartition) string {
 }
 
 // setPaused pauses or resumes every assigned partition. While paused the consumer keeps
-// polling (rebalances are served and the group membership is kept) but fetches nothing.
+// polling (rebalances are served and the group membership is kept) but fetches nothing. A
+// consumer without Pause (the degraded mode) is not read from while paused instead.
 func (r *KReader) setPaused(paused bool) {
 	if testHookSetPaused != nil {
 		testHookSetPaused(paused)
 	}
+	r.handle.RLock()
+	defer r.handle.RUnlock()
 	r.mu.Lock()
-	if r.paused == paused {
+	if r.paused == paused || r.closed {
 		r.mu.Unlock()
 		return
 	}
 	r.paused = paused
+	if paused {
+		r.resumed = make(chan struct{})
+	} else if r.resumed != nil {
+		close(r.resumed)
+		r.resumed = nil
+	}
+	if r.pauser == nil {
+		r.mu.Unlock()
+		return
+	}
 	parts := make([]kafka.TopicPartition, 0, len(r.assigned))
 	for k := range r.assigned {
 		topic := k.topic
@@ -410,9 +596,9 @@ func (r *KReader) setPaused(paused bool) {
 	}
 	var err error
 	if paused {
-		err = r.consumer.Pause(parts)
+		err = r.pauser.Pause(parts)
 	} else {
-		err = r.consumer.Resume(parts)
+		err = r.pauser.Resume(parts)
 	}
 	if err != nil {
 		r.logger.Warnw(context.Background(), "zkafka: pause/resume failed", "paused", paused, "error", err)
@@ -430,33 +616,42 @@ func (r *KReader) setListener(l rebalanceListener) {
 }
 
 // Close stores and commits what is finished, leaves the group and closes the consumer.
-// Messages not finished are not committed: the group reads them again. Safe to call twice.
+// Messages not finished are not committed: the group reads them again. Safe to call twice
+// and from any goroutine, also while another is in Read: Close waits for that poll to end,
+// and later calls return an error.
 func (r *KReader) Close() error {
-	r.mu.Lock()
+	r.handle.Lock()
+	defer r.handle.Unlock()
 	if r.closed {
-		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
+	r.mu.Lock()
+	if r.resumed != nil {
+		close(r.resumed)
+		r.resumed = nil
+	}
 	r.mu.Unlock()
-	r.storeFinished()
+	r.store(r.tracker.storable(nil))
 	if err := r.consumer.Close(); err != nil {
 		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
 	}
 	return nil
 }
 
-// isClosed reports whether Close was called.
+// isClosed reports whether Close was called (it waits for a Close in progress).
 func (r *KReader) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.handle.RLock()
+	defer r.handle.RUnlock()
 	return r.closed
 }
 
 // Assignments returns the partitions currently assigned to this reader.
 func (r *KReader) Assignments(_ context.Context) ([]Assignment, error) {
-	if r.isClosed() {
-		return nil, errors.New("zkafka: assignments of a closed reader")
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	if r.closed {
+		return nil, errReaderClosed
 	}
 	parts, err := r.consumer.Assignment()
 	if err != nil {

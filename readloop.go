@@ -13,10 +13,15 @@ package zkafka
 // unfinished: the next reader of the partition reads it again); the loop's own state (router,
 // toWake, paused) is touched by this goroutine only.
 //
+// zkafka v2's observable rhythm is kept: PostFanout runs after every read attempt (a message,
+// an empty poll, a failed read, a wait for room or for the breaker), and a failed read (a
+// Reader's error, no Reader from the ClientProvider) is logged and counts toward the breaker.
+//
 // Work.Run runs it; runState.stop calls drain.
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -47,6 +52,10 @@ func (l *readLoop) run(shutdown <-chan struct{}) error {
 			return nil
 		default:
 		}
+		if rs.reader == nil {
+			l.readerMissing(shutdown)
+			continue
+		}
 		cbOpen := l.gate.isOpen()
 		if rs.kr == nil {
 			if l.readForeign(shutdown, cbOpen) {
@@ -55,6 +64,7 @@ func (l *readLoop) run(shutdown <-chan struct{}) error {
 			continue
 		}
 		if !l.backPressure(shutdown, cbOpen) {
+			l.postFanout(nil)
 			continue
 		}
 		if err := l.readBatch(); err != nil {
@@ -67,8 +77,14 @@ func (l *readLoop) run(shutdown <-chan struct{}) error {
 // paused: the loop waits for room instead). It returns true when the run is cancelled.
 func (l *readLoop) readForeign(shutdown <-chan struct{}, cbOpen bool) bool {
 	rs := l.rs
-	if cbOpen || rs.bound.full() {
+	switch {
+	case cbOpen:
+		l.gate.wait(foreignRoomWait, shutdown, rs.ctx.Done())
+		l.postFanout(nil)
+		return false
+	case rs.bound.full():
 		rs.bound.wait(foreignRoomWait, shutdown, rs.ctx.Done())
+		l.postFanout(nil)
 		return false
 	}
 	msg, err := rs.reader.Read(rs.ctx)
@@ -77,14 +93,65 @@ func (l *readLoop) readForeign(shutdown <-chan struct{}, cbOpen bool) bool {
 		if rs.ctx.Err() != nil {
 			return true
 		}
-		rs.w.logger.Warnw(rs.ctx, "zkafka: read failed", "topic", rs.topic, "error", err)
+		l.readFailed(err)
+		l.postFanout(nil)
 		return false
 	}
 	if msg != nil {
 		l.dispatch(msg)
 		l.wakeQueued()
 	}
+	l.postFanout(msg)
 	return false
+}
+
+// errNilReader is the failed read of a Run whose ClientProvider returned no Reader.
+var errNilReader = errors.New("zkafka: the ClientProvider returned a nil Reader")
+
+// readerMissing is a read attempt of a Run without a reader (its ClientProvider returned a nil
+// Reader and no error): a failed read, a wait of foreignRoomWait, and another request for a
+// reader, until the run stops.
+func (l *readLoop) readerMissing(shutdown <-chan struct{}) {
+	rs := l.rs
+	l.readFailed(errNilReader)
+	l.postFanout(nil)
+	t := time.NewTimer(foreignRoomWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-shutdown:
+		return
+	case <-rs.ctx.Done():
+		return
+	}
+	reader, err := rs.w.cp.Reader(rs.ctx, rs.w.topicConfig)
+	switch {
+	case err != nil:
+		l.readFailed(err)
+	case reader != nil:
+		rs.useReader(reader)
+	}
+}
+
+// readFailed logs a failed read with zkafka v2's words (users alert on them) and counts it
+// toward the circuit breaker.
+func (l *readLoop) readFailed(err error) {
+	l.rs.w.logger.Warnw(l.rs.ctx, "Kafka worker read message failed", "error", err, "topics", l.rs.w.topicConfig.topics())
+	l.gate.fail()
+}
+
+// postFanout runs the PostFanout hook after a read attempt, with the message's context when
+// it read one.
+func (l *readLoop) postFanout(msg *Message) {
+	h := l.rs.w.lifecycle.PostFanout
+	if h == nil {
+		return
+	}
+	ctx := l.rs.ctx
+	if msg != nil && msg.ctx != nil {
+		ctx = msg.ctx
+	}
+	l.rs.notify("PostFanout", func() { h(ctx) })
 }
 
 // backPressure pauses or resumes the partitions as the in-flight bound and the breaker
@@ -131,15 +198,27 @@ func (l *readLoop) readBatch() error {
 	msg, err := rs.kr.poll(timeout)
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
 	for n := 0; ; n++ {
+		var readErr *readError
+		if errors.As(err, &readErr) {
+			// The consumer reads on (the degraded ReadMessage mode): a failed read.
+			l.readFailed(err)
+			l.postFanout(nil)
+			msg = nil
+			break
+		}
 		if err != nil {
 			l.wakeQueued()
 			rs.w.logger.Errorw(rs.ctx, "zkafka: consumer failed", "topic", rs.topic, "error", err)
 			return err
 		}
 		if msg == nil {
+			if n == 0 {
+				l.postFanout(nil) // an empty read attempt
+			}
 			break
 		}
 		l.dispatch(msg)
+		l.postFanout(msg)
 		if n == drainBatch || rs.bound.full() {
 			break
 		}
@@ -182,9 +261,6 @@ func (l *readLoop) dispatch(msg *Message) {
 	if !vp.wakePending {
 		vp.wakePending = true
 		l.toWake = append(l.toWake, vp)
-	}
-	if h := hooks.PostFanout; h != nil {
-		rs.notify("PostFanout", func() { h(msg.ctx) })
 	}
 }
 

@@ -51,6 +51,11 @@ type Work struct {
 
 	running   atomic.Bool
 	abandoned atomic.Int64
+	// reader is a Reader that is not the library's own, kept from one Run to the next as
+	// zkafka v2 does: Run asks the ClientProvider for a reader only when it has none, and
+	// leaves closing such a reader to whoever made it. (A KReader is closed at the end of
+	// each Run, which leaves the group; the next Run gets a new one.) Only Run touches it.
+	reader Reader
 }
 
 // AbandonedHandlers returns how many handlers this Work has given up waiting for: handlers
@@ -78,7 +83,9 @@ var (
 // or until a grace period of min(ProcessTimeoutMillis, maxGrace = 10 s) has passed; then the handler is
 // abandoned (counted by AbandonedHandlers) and its result, when it comes, is discarded.
 //
-// Run returns configuration errors at once and can be called again after it returned.
+// Run returns configuration errors at once and can be called again after it returned. A
+// ClientProvider that returns a nil Reader without an error does not stop Run: each read
+// attempt logs the failure and asks again, until shutdown or cancel, as in zkafka v2.
 func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
 	if w == nil {
 		return errConfig("Run called on a nil Work")
@@ -183,19 +190,21 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 		rs.topic = topics[0]
 	}
 	w.inheritFromClient()
-	reader, err := w.cp.Reader(ctx, tc)
-	if err != nil {
-		return nil, err
+	reader := w.reader
+	if reader == nil {
+		r, err := w.cp.Reader(ctx, tc)
+		if err != nil {
+			return nil, err
+		}
+		reader = r
 	}
-	rs.reader = reader
-	if kr, ok := reader.(*KReader); ok {
-		rs.kr = kr
-		rs.group = kr.groupID
+	if reader != nil { // nil: the reader loop asks again (readerMissing)
+		rs.useReader(reader)
 	}
 	if w.dlt != nil {
 		dlt, err := newDeadLetterWriter(ctx, w, rs.deadLetterRun())
 		if err != nil {
-			_ = reader.Close()
+			rs.closeReader()
 			return nil, err
 		}
 		rs.dlt = dlt
@@ -218,6 +227,33 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	rs.proc = w.newProcessors(rs, gate)
 	rs.proc.start(rs.vps, rs.exited)
 	return rs, nil
+}
+
+// useReader makes reader the run's: a KReader is the library's own (paused, rebalanced,
+// committed and closed by the run); any other Reader is kept by the Work for its next Run.
+func (rs *runState) useReader(reader Reader) {
+	rs.reader = reader
+	kr, ok := reader.(*KReader)
+	if !ok {
+		rs.w.reader = reader
+		return
+	}
+	rs.kr = kr
+	rs.group = kr.groupID
+	if rs.loop != nil { // a reader that arrived after start
+		kr.setListener(rs.loop)
+	}
+}
+
+// closeReader closes the run's reader when it is the library's own; a Reader from elsewhere
+// is its maker's to close, as in zkafka v2.
+func (rs *runState) closeReader() {
+	if rs.kr == nil {
+		return
+	}
+	if err := rs.kr.Close(); err != nil {
+		rs.w.logger.Warnw(context.Background(), "zkafka: closing reader failed", "topic", rs.topic, "error", err)
+	}
 }
 
 // inheritFromClient takes what the factory left unset (logger, tracer provider, propagator)
@@ -307,9 +343,7 @@ func (rs *runState) stop(failed bool) {
 			}
 		}
 	}
-	if err := rs.reader.Close(); err != nil {
-		w.logger.Warnw(context.Background(), "zkafka: closing reader failed", "topic", rs.topic, "error", err)
-	}
+	rs.closeReader()
 	if rs.dlt != nil {
 		rs.dlt.close()
 	}

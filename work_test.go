@@ -273,7 +273,10 @@ func TestG8MemoryStaysFlatBehindASlowHandler(t *testing.T) {
 		case <-ctx.Done():
 		}
 		return nil
-	}, Speedup(4), MaxInFlight(1000), WithLifecycleHooks(LifecycleHooks{PostFanout: func(context.Context) { dispatched.Add(1) }}))
+	}, Speedup(4), MaxInFlight(1000), WithLifecycleHooks(LifecycleHooks{PostRead: func(ctx context.Context, _ LifecyclePostReadMeta) (context.Context, error) {
+		dispatched.Add(1) // PostRead runs as the reader dispatches a message
+		return ctx, nil
+	}}))
 	heap := func() uint64 {
 		runtime.GC()
 		var ms runtime.MemStats

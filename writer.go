@@ -35,46 +35,74 @@ type Writer interface {
 	Close()
 }
 
-// KafkaProducer is the part of confluent-kafka-go's *kafka.Producer the library uses. It
-// exists so tests can substitute the producer (WithProducerProvider).
+// KafkaProducer is the producer a KWriter writes through: zkafka v2's method set, which
+// confluent-kafka-go's *kafka.Producer has. WithProducerProvider substitutes it (in tests).
+//
+// A KWriter uses more of the producer when the value it is given has it, found by type
+// assertion: Events (producer errors are logged), Flush (Close waits for queued records),
+// GetFatalError (a producer in a fatal state is replaced) and InitTransactions,
+// BeginTransaction, CommitTransaction and AbortTransaction (required for
+// ProducerTopicConfig.Transaction). *kafka.Producer has them all. Without them, writes work
+// as in zkafka v2: each waits for its own delivery report.
 type KafkaProducer interface {
 	Produce(msg *kafka.Message, deliveryChan chan kafka.Event) error
-	Events() chan kafka.Event
-	Flush(timeoutMs int) int
-	Len() int
 	Close()
-	InitTransactions(ctx context.Context) error
-	BeginTransaction() error
-	CommitTransaction(ctx context.Context) error
-	AbortTransaction(ctx context.Context) error
 }
 
 var _ KafkaProducer = (*kafka.Producer)(nil)
 
-// WriterOption customises a KWriter created by Client.Writer. Options are applied only when
-// the writer is created; a cached writer returned later keeps its first options.
-type WriterOption func(*KWriter)
-
-// WFormatterOption sets the Formatter a writer encodes with; use it with FormatterType
-// CustomFmt (it takes precedence over the configured formatter).
-func WFormatterOption(f Formatter) WriterOption {
-	return func(w *KWriter) {
-		if f != nil {
-			w.fmt = formatterAdapter{f}
-		}
+// The parts of *kafka.Producer beyond KafkaProducer that a KWriter uses when present.
+type (
+	// eventSource hands out the channel of producer errors and logs.
+	eventSource interface {
+		Events() chan kafka.Event
 	}
-}
+	// flusher waits for queued records on Close.
+	flusher interface {
+		Flush(timeoutMs int) int
+	}
+	// transactor runs transactions.
+	transactor interface {
+		InitTransactions(ctx context.Context) error
+		BeginTransaction() error
+		CommitTransaction(ctx context.Context) error
+		AbortTransaction(ctx context.Context) error
+	}
+)
 
-// WriterSettings are switches of a writer's behaviour, set with WithWriterSettings.
+var (
+	_ eventSource = (*kafka.Producer)(nil)
+	_ flusher     = (*kafka.Producer)(nil)
+	_ transactor  = (*kafka.Producer)(nil)
+)
+
+// WriterSettings are what WriterOptions set on a writer created by Client.Writer.
 type WriterSettings struct {
+	// formatter replaces the configured formatter when set (WFormatterOption).
+	formatter kFormatter
 	// DisableTracePropagation stops the writer from injecting the trace context into record
 	// headers (default false: the client's propagator, when set, injects it).
 	DisableTracePropagation bool
 }
 
-// WithWriterSettings applies settings to the writer (default: the zero WriterSettings).
-func WithWriterSettings(s WriterSettings) WriterOption {
-	return func(w *KWriter) { w.settings = s }
+// WriterOption customises a KWriter created by Client.Writer. Options are applied only when
+// the writer is created; a cached writer returned later keeps its first options.
+type WriterOption func(*WriterSettings)
+
+// WFormatterOption sets the Formatter a writer encodes with; use it with FormatterType
+// CustomFmt (it takes precedence over the configured formatter). Default: none.
+func WFormatterOption(f Formatter) WriterOption {
+	return func(s *WriterSettings) {
+		if f != nil {
+			s.formatter = formatterAdapter{f}
+		}
+	}
+}
+
+// WithWriterSettings sets the writer's DisableTracePropagation (default false); a formatter
+// set by WFormatterOption is kept.
+func WithWriterSettings(settings WriterSettings) WriterOption {
+	return func(s *WriterSettings) { s.DisableTracePropagation = settings.DisableTracePropagation }
 }
 
 // WriteOption changes one record before it is written.
@@ -176,8 +204,11 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	}
 	for _, opt := range args.opts {
 		if opt != nil {
-			opt(w)
+			opt(&w.settings)
 		}
+	}
+	if w.settings.formatter != nil {
+		w.fmt = w.settings.formatter
 	}
 	if w.fmt == nil {
 		return nil, errConfig("formatter %s needs WFormatterOption", string(CustomFmt))
@@ -203,8 +234,17 @@ func (w *KWriter) startProducer(ctx context.Context) (KafkaProducer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", w.tc.ClientID, w.topic, err)
 	}
+	if p == nil {
+		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: the producer provider returned no producer", w.tc.ClientID, w.topic)
+	}
 	if w.tc.Transaction {
-		if err := p.InitTransactions(ctx); err != nil {
+		tx, ok := p.(transactor)
+		if !ok {
+			p.Close()
+			return nil, errConfig("ProducerTopicConfig.Transaction needs a producer with transactions; the one from "+
+				"WithProducerProvider (%T) has no InitTransactions, BeginTransaction, CommitTransaction and AbortTransaction", p)
+		}
+		if err := tx.InitTransactions(ctx); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", w.tc.ClientID, err)
 		}
@@ -217,7 +257,11 @@ func (w *KWriter) startProducer(ctx context.Context) (KafkaProducer, error) {
 func (w *KWriter) use(p KafkaProducer) {
 	w.producer = p
 	w.drained = make(chan struct{})
-	if events := p.Events(); events != nil {
+	var events chan kafka.Event
+	if es, ok := p.(eventSource); ok {
+		events = es.Events()
+	}
+	if events != nil {
 		go w.drain(events, w.drained)
 	} else {
 		close(w.drained)
@@ -462,13 +506,14 @@ func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (_ 
 
 // transact runs one transaction of msg on the current producer; the caller holds mu shared.
 func (w *KWriter) transact(ctx context.Context, msg *kafka.Message) (_ Response, queued bool, _ error) {
-	if err := w.producer.BeginTransaction(); err != nil {
+	tx := w.producer.(transactor) // startProducer refused a producer without transactions
+	if err := tx.BeginTransaction(); err != nil {
 		return Response{}, false, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", w.topic, err)
 	}
 	abort := func(cause error) error {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
 		defer cancel()
-		if err := w.producer.AbortTransaction(actx); err != nil {
+		if err := tx.AbortTransaction(actx); err != nil {
 			return errors.Join(cause, fmt.Errorf("zkafka: aborting the transaction on topic %s: %w", w.topic, err))
 		}
 		return cause
@@ -481,7 +526,7 @@ func (w *KWriter) transact(ctx context.Context, msg *kafka.Message) (_ Response,
 	if err != nil {
 		return resp, true, abort(err)
 	}
-	if err := w.producer.CommitTransaction(ctx); err != nil {
+	if err := tx.CommitTransaction(ctx); err != nil {
 		return resp, true, abort(fmt.Errorf("zkafka: committing the transaction on topic %s: %w", w.topic, err))
 	}
 	return resp, true, nil
@@ -551,8 +596,10 @@ func (w *KWriter) close() error {
 		w.mu.Lock()
 		w.closed = true
 		w.mu.Unlock()
-		if n := w.producer.Flush(int(closeFlushTimeout.Milliseconds())); n > 0 {
-			w.closeErr = fmt.Errorf("zkafka: closing writer %s for topic %s: %d records or events were not flushed", w.tc.ClientID, w.topic, n)
+		if f, ok := w.producer.(flusher); ok {
+			if n := f.Flush(int(closeFlushTimeout.Milliseconds())); n > 0 {
+				w.closeErr = fmt.Errorf("zkafka: closing writer %s for topic %s: %d records or events were not flushed", w.tc.ClientID, w.topic, n)
+			}
 		}
 		w.producer.Close()
 		w.retired.Wait()

@@ -3,6 +3,7 @@ package testhelper
 import (
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -49,11 +50,31 @@ func NewBroker(t testing.TB, opts ...kfake.Opt) *Broker {
 		return &Broker{addr: addr, kind: KindExternal}
 	}
 	if os.Getenv(EnvTestcontainers) == "1" {
-		if addr, ok := startContainer(t); ok {
+		containerMu.Lock()
+		start := containerStarter
+		containerMu.Unlock()
+		if start == nil {
+			t.Logf("testhelper: %s=1 but this test binary does not import %s; using the embedded broker",
+				EnvTestcontainers, "github.com/zkafka-go/zkafka/testhelper/container")
+		} else if addr, ok := start(t); ok {
 			return &Broker{addr: addr, kind: KindContainer}
 		}
 	}
 	return EmbeddedBroker(t, opts...)
+}
+
+var (
+	containerMu      sync.Mutex
+	containerStarter func(testing.TB) (addr string, ok bool)
+)
+
+// RegisterContainerStarter sets how NewBroker starts Kafka in a container when
+// ZKAFKA_TESTCONTAINERS=1 (default: not at all). Package testhelper/container registers its
+// Start when imported; testhelper itself does not depend on Docker.
+func RegisterContainerStarter(start func(t testing.TB) (addr string, ok bool)) {
+	containerMu.Lock()
+	defer containerMu.Unlock()
+	containerStarter = start
 }
 
 // EmbeddedBroker always starts an embedded kfake cluster, whatever the environment says, and

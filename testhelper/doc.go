@@ -8,8 +8,9 @@
 //
 //  1. the broker named by the environment variable KAFKA_BOOTSTRAP_SERVERS (for example a real
 //     Apache Kafka started by scripts/kafka-local.sh or docker compose);
-//  2. when ZKAFKA_TESTCONTAINERS=1 and a Docker daemon answers, Apache Kafka in a container
-//     started with testcontainers-go;
+//  2. when ZKAFKA_TESTCONTAINERS=1, a Docker daemon answers and the test binary imports
+//     package testhelper/container (for its effect), Apache Kafka in a container started with
+//     testcontainers-go; testhelper itself does not pull Docker into a program;
 //  3. otherwise an embedded kfake cluster (github.com/twmb/franz-go/pkg/kfake) in the test
 //     process — no setup at all.
 //

@@ -3,6 +3,7 @@ package testhelper_test
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/zkafka-go/zkafka/testhelper"
+	_ "github.com/zkafka-go/zkafka/testhelper/container" // ZKAFKA_TESTCONTAINERS=1 may start Kafka in Docker
 )
 
 func TestProduceConsumeRoundTrip(t *testing.T) {
@@ -198,4 +200,15 @@ func TestUniqueName(t *testing.T) {
 		}
 		assert.LessOrEqual(t, len(n), 249)
 	})
+}
+
+// TestNoDockerInTesthelper: a program that imports testhelper (an example, a user's test
+// helper) does not pull testcontainers or Docker's client in; testhelper/container does.
+func TestNoDockerInTesthelper(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/zkafka-go/zkafka/testhelper").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, dep := range strings.Fields(string(out)) {
+		require.False(t, strings.Contains(dep, "testcontainers") || strings.Contains(dep, "docker"),
+			"testhelper depends on %s", dep)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zkafka-go/zkafka/testhelper"
+	_ "github.com/zkafka-go/zkafka/testhelper/container" // ZKAFKA_TESTCONTAINERS=1 may start Kafka in Docker
 	"go.uber.org/goleak"
 )
 

@@ -9,6 +9,7 @@ import (
 	"github.com/zkafka-go/zkafka"
 	"github.com/zkafka-go/zkafka/examples/internal/syncbuf"
 	"github.com/zkafka-go/zkafka/testhelper"
+	_ "github.com/zkafka-go/zkafka/testhelper/container" // ZKAFKA_TESTCONTAINERS=1 may start Kafka in Docker
 	"go.uber.org/goleak"
 )
 

@@ -11,6 +11,7 @@ package mock_confluent
 
 import (
 	reflect "reflect"
+	time "time"
 
 	kafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	gomock "go.uber.org/mock/gomock"
@@ -38,20 +39,6 @@ func NewMockKafkaConsumer(ctrl *gomock.Controller) *MockKafkaConsumer {
 // EXPECT returns an object that allows the caller to indicate expected use.
 func (m *MockKafkaConsumer) EXPECT() *MockKafkaConsumerMockRecorder {
 	return m.recorder
-}
-
-// Assign mocks base method.
-func (m *MockKafkaConsumer) Assign(partitions []kafka.TopicPartition) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Assign", partitions)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// Assign indicates an expected call of Assign.
-func (mr *MockKafkaConsumerMockRecorder) Assign(partitions any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Assign", reflect.TypeOf((*MockKafkaConsumer)(nil).Assign), partitions)
 }
 
 // Assignment mocks base method.
@@ -112,117 +99,19 @@ func (mr *MockKafkaConsumerMockRecorder) Commit() *gomock.Call {
 	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Commit", reflect.TypeOf((*MockKafkaConsumer)(nil).Commit))
 }
 
-// CommitOffsets mocks base method.
-func (m *MockKafkaConsumer) CommitOffsets(offsets []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+// ReadMessage mocks base method.
+func (m *MockKafkaConsumer) ReadMessage(timeout time.Duration) (*kafka.Message, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "CommitOffsets", offsets)
-	ret0, _ := ret[0].([]kafka.TopicPartition)
+	ret := m.ctrl.Call(m, "ReadMessage", timeout)
+	ret0, _ := ret[0].(*kafka.Message)
 	ret1, _ := ret[1].(error)
 	return ret0, ret1
 }
 
-// CommitOffsets indicates an expected call of CommitOffsets.
-func (mr *MockKafkaConsumerMockRecorder) CommitOffsets(offsets any) *gomock.Call {
+// ReadMessage indicates an expected call of ReadMessage.
+func (mr *MockKafkaConsumerMockRecorder) ReadMessage(timeout any) *gomock.Call {
 	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "CommitOffsets", reflect.TypeOf((*MockKafkaConsumer)(nil).CommitOffsets), offsets)
-}
-
-// GetRebalanceProtocol mocks base method.
-func (m *MockKafkaConsumer) GetRebalanceProtocol() string {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "GetRebalanceProtocol")
-	ret0, _ := ret[0].(string)
-	return ret0
-}
-
-// GetRebalanceProtocol indicates an expected call of GetRebalanceProtocol.
-func (mr *MockKafkaConsumerMockRecorder) GetRebalanceProtocol() *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "GetRebalanceProtocol", reflect.TypeOf((*MockKafkaConsumer)(nil).GetRebalanceProtocol))
-}
-
-// IncrementalAssign mocks base method.
-func (m *MockKafkaConsumer) IncrementalAssign(partitions []kafka.TopicPartition) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "IncrementalAssign", partitions)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// IncrementalAssign indicates an expected call of IncrementalAssign.
-func (mr *MockKafkaConsumerMockRecorder) IncrementalAssign(partitions any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "IncrementalAssign", reflect.TypeOf((*MockKafkaConsumer)(nil).IncrementalAssign), partitions)
-}
-
-// IncrementalUnassign mocks base method.
-func (m *MockKafkaConsumer) IncrementalUnassign(partitions []kafka.TopicPartition) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "IncrementalUnassign", partitions)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// IncrementalUnassign indicates an expected call of IncrementalUnassign.
-func (mr *MockKafkaConsumerMockRecorder) IncrementalUnassign(partitions any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "IncrementalUnassign", reflect.TypeOf((*MockKafkaConsumer)(nil).IncrementalUnassign), partitions)
-}
-
-// Pause mocks base method.
-func (m *MockKafkaConsumer) Pause(partitions []kafka.TopicPartition) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Pause", partitions)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// Pause indicates an expected call of Pause.
-func (mr *MockKafkaConsumerMockRecorder) Pause(partitions any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Pause", reflect.TypeOf((*MockKafkaConsumer)(nil).Pause), partitions)
-}
-
-// Poll mocks base method.
-func (m *MockKafkaConsumer) Poll(timeoutMs int) kafka.Event {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Poll", timeoutMs)
-	ret0, _ := ret[0].(kafka.Event)
-	return ret0
-}
-
-// Poll indicates an expected call of Poll.
-func (mr *MockKafkaConsumerMockRecorder) Poll(timeoutMs any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Poll", reflect.TypeOf((*MockKafkaConsumer)(nil).Poll), timeoutMs)
-}
-
-// Resume mocks base method.
-func (m *MockKafkaConsumer) Resume(partitions []kafka.TopicPartition) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Resume", partitions)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// Resume indicates an expected call of Resume.
-func (mr *MockKafkaConsumerMockRecorder) Resume(partitions any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Resume", reflect.TypeOf((*MockKafkaConsumer)(nil).Resume), partitions)
-}
-
-// Seek mocks base method.
-func (m *MockKafkaConsumer) Seek(partition kafka.TopicPartition, ignoredTimeoutMs int) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Seek", partition, ignoredTimeoutMs)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// Seek indicates an expected call of Seek.
-func (mr *MockKafkaConsumerMockRecorder) Seek(partition, ignoredTimeoutMs any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Seek", reflect.TypeOf((*MockKafkaConsumer)(nil).Seek), partition, ignoredTimeoutMs)
+	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "ReadMessage", reflect.TypeOf((*MockKafkaConsumer)(nil).ReadMessage), timeout)
 }
 
 // StoreOffsets mocks base method.
@@ -252,18 +141,4 @@ func (m *MockKafkaConsumer) SubscribeTopics(topics []string, rebalanceCb kafka.R
 func (mr *MockKafkaConsumerMockRecorder) SubscribeTopics(topics, rebalanceCb any) *gomock.Call {
 	mr.mock.ctrl.T.Helper()
 	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "SubscribeTopics", reflect.TypeOf((*MockKafkaConsumer)(nil).SubscribeTopics), topics, rebalanceCb)
-}
-
-// Unassign mocks base method.
-func (m *MockKafkaConsumer) Unassign() error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Unassign")
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// Unassign indicates an expected call of Unassign.
-func (mr *MockKafkaConsumerMockRecorder) Unassign() *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Unassign", reflect.TypeOf((*MockKafkaConsumer)(nil).Unassign))
 }

@@ -10,7 +10,6 @@
 package mock_confluent
 
 import (
-	context "context"
 	reflect "reflect"
 
 	kafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -41,34 +40,6 @@ func (m *MockKafkaProducer) EXPECT() *MockKafkaProducerMockRecorder {
 	return m.recorder
 }
 
-// AbortTransaction mocks base method.
-func (m *MockKafkaProducer) AbortTransaction(ctx context.Context) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "AbortTransaction", ctx)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// AbortTransaction indicates an expected call of AbortTransaction.
-func (mr *MockKafkaProducerMockRecorder) AbortTransaction(ctx any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "AbortTransaction", reflect.TypeOf((*MockKafkaProducer)(nil).AbortTransaction), ctx)
-}
-
-// BeginTransaction mocks base method.
-func (m *MockKafkaProducer) BeginTransaction() error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "BeginTransaction")
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// BeginTransaction indicates an expected call of BeginTransaction.
-func (mr *MockKafkaProducerMockRecorder) BeginTransaction() *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "BeginTransaction", reflect.TypeOf((*MockKafkaProducer)(nil).BeginTransaction))
-}
-
 // Close mocks base method.
 func (m *MockKafkaProducer) Close() {
 	m.ctrl.T.Helper()
@@ -79,76 +50,6 @@ func (m *MockKafkaProducer) Close() {
 func (mr *MockKafkaProducerMockRecorder) Close() *gomock.Call {
 	mr.mock.ctrl.T.Helper()
 	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Close", reflect.TypeOf((*MockKafkaProducer)(nil).Close))
-}
-
-// CommitTransaction mocks base method.
-func (m *MockKafkaProducer) CommitTransaction(ctx context.Context) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "CommitTransaction", ctx)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// CommitTransaction indicates an expected call of CommitTransaction.
-func (mr *MockKafkaProducerMockRecorder) CommitTransaction(ctx any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "CommitTransaction", reflect.TypeOf((*MockKafkaProducer)(nil).CommitTransaction), ctx)
-}
-
-// Events mocks base method.
-func (m *MockKafkaProducer) Events() chan kafka.Event {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Events")
-	ret0, _ := ret[0].(chan kafka.Event)
-	return ret0
-}
-
-// Events indicates an expected call of Events.
-func (mr *MockKafkaProducerMockRecorder) Events() *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Events", reflect.TypeOf((*MockKafkaProducer)(nil).Events))
-}
-
-// Flush mocks base method.
-func (m *MockKafkaProducer) Flush(timeoutMs int) int {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Flush", timeoutMs)
-	ret0, _ := ret[0].(int)
-	return ret0
-}
-
-// Flush indicates an expected call of Flush.
-func (mr *MockKafkaProducerMockRecorder) Flush(timeoutMs any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Flush", reflect.TypeOf((*MockKafkaProducer)(nil).Flush), timeoutMs)
-}
-
-// InitTransactions mocks base method.
-func (m *MockKafkaProducer) InitTransactions(ctx context.Context) error {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "InitTransactions", ctx)
-	ret0, _ := ret[0].(error)
-	return ret0
-}
-
-// InitTransactions indicates an expected call of InitTransactions.
-func (mr *MockKafkaProducerMockRecorder) InitTransactions(ctx any) *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "InitTransactions", reflect.TypeOf((*MockKafkaProducer)(nil).InitTransactions), ctx)
-}
-
-// Len mocks base method.
-func (m *MockKafkaProducer) Len() int {
-	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Len")
-	ret0, _ := ret[0].(int)
-	return ret0
-}
-
-// Len indicates an expected call of Len.
-func (mr *MockKafkaProducerMockRecorder) Len() *gomock.Call {
-	mr.mock.ctrl.T.Helper()
-	return mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Len", reflect.TypeOf((*MockKafkaProducer)(nil).Len))
 }
 
 // Produce mocks base method.

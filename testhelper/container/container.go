@@ -1,4 +1,13 @@
-package testhelper
+// Package container starts Apache Kafka in a Docker container with testcontainers-go for
+// testhelper.NewBroker. It is apart from testhelper so that a program importing testhelper
+// (an example, a user's test helper) does not pull Docker and testcontainers in. Import it for
+// its effect in the tests that may run on a container:
+//
+//	import _ "github.com/zkafka-go/zkafka/testhelper/container"
+//
+// Then ZKAFKA_TESTCONTAINERS=1 makes testhelper.NewBroker start Kafka in a container when a
+// Docker daemon answers, and fall back to the embedded broker when none does.
+package container
 
 import (
 	"context"
@@ -8,7 +17,11 @@ import (
 
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/zkafka-go/zkafka/testhelper"
 )
+
+func init() { testhelper.RegisterContainerStarter(Start) }
 
 // ContainerImage is the Apache Kafka image started when ZKAFKA_TESTCONTAINERS=1 and Docker
 // answers. It is the same image docker-compose.yaml uses.
@@ -19,17 +32,17 @@ const (
 	containerStarter = "/tmp/zkafka_start.sh"
 )
 
-// startContainer starts Apache Kafka with testcontainers-go. It reports false, so the caller
-// falls back to the embedded broker, when no Docker daemon answers; once Docker answers, a
-// failure to start Kafka fails the test.
-func startContainer(t testing.TB) (string, bool) {
+// Start starts Apache Kafka with testcontainers-go, stopped when the test ends, and returns
+// its bootstrap address. It reports false, so the caller falls back to the embedded broker,
+// when no Docker daemon answers; once Docker answers, a failure to start Kafka fails the test.
+func Start(t testing.TB) (string, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	provider, err := testcontainers.NewDockerProvider()
 	if err != nil {
-		t.Logf("testhelper: %s=1 but Docker is unavailable (%v); using the embedded broker", EnvTestcontainers, err)
+		t.Logf("testhelper: %s=1 but Docker is unavailable (%v); using the embedded broker", testhelper.EnvTestcontainers, err)
 		return "", false
 	}
 	healthCtx, healthCancel := context.WithTimeout(ctx, 5*time.Second)
@@ -37,7 +50,7 @@ func startContainer(t testing.TB) (string, bool) {
 	healthCancel()
 	_ = provider.Close()
 	if err != nil {
-		t.Logf("testhelper: %s=1 but Docker does not answer (%v); using the embedded broker", EnvTestcontainers, err)
+		t.Logf("testhelper: %s=1 but Docker does not answer (%v); using the embedded broker", testhelper.EnvTestcontainers, err)
 		return "", false
 	}
 
@@ -58,7 +71,7 @@ func startContainer(t testing.TB) (string, bool) {
 			"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
 			"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
 			"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":         "0",
-			"KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS":             fmt.Sprint(MinSessionTimeout.Milliseconds()),
+			"KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS":             fmt.Sprint(testhelper.MinSessionTimeout.Milliseconds()),
 			"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "true",
 			"KAFKA_NUM_PARTITIONS":                           "1",
 		}),
