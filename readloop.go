@@ -20,23 +20,19 @@ package zkafka
 // Work.Run runs it; runState.stop calls drain.
 
 import (
-	"context"
 	"errors"
 	"time"
 )
 
 // readLoop is the state of the reader goroutine.
 type readLoop struct {
-	rs   *runState
-	gate *breaker // nil: no circuit breaker
+	dispatcher          // routes what it reads (dispatch.go)
+	gate       *breaker // nil: no circuit breaker
 
-	router    *keyRouter          // nil: pure hash routing (HashRouting)
-	toWake    []*virtualPartition // queued to in the current batch, not yet woken
-	rr        uint64              // round-robin counter for nil keys
-	paused    bool                // every assigned partition is paused
-	idle      bool                // the last poll came back empty
-	lastStore time.Time           // when finished offsets were last handed to librdkafka
-	pollEvery time.Duration       // poll timeout while not paused
+	paused    bool          // every assigned partition is paused
+	idle      bool          // the last poll came back empty
+	lastStore time.Time     // when finished offsets were last handed to librdkafka
+	pollEvery time.Duration // poll timeout while not paused
 }
 
 // run reads until shutdown is closed, the run's context is cancelled (nil) or the consumer
@@ -232,63 +228,6 @@ func (l *readLoop) readBatch() error {
 	l.wakeQueued()
 	l.idle = msg == nil
 	return nil
-}
-
-// dispatch runs the read hooks and hands msg to its virtual partition.
-func (l *readLoop) dispatch(msg *Message) {
-	rs := l.rs
-	hooks := rs.w.lifecycle
-	msg.ctx = rs.ctx
-	if hooks.PostRead != nil {
-		ctx, err := catchCtx(func() (context.Context, error) {
-			return hooks.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})
-		})
-		if err != nil {
-			logFailure(rs.ctx, rs.w.logger, "zkafka: PostRead hook failed", err, "topic", msg.Topic)
-			if isPanic(err) {
-				msg.hookErr = err
-			}
-		}
-		if ctx != nil {
-			msg.ctx = ctx
-		}
-	}
-	idx := l.route(msg)
-	msg.vp = idx
-	rs.bound.add(len(msg.value))
-	vp := rs.vps[idx]
-	vp.enqueue(msg)
-	if !vp.wakePending {
-		vp.wakePending = true
-		l.toWake = append(l.toWake, vp)
-	}
-}
-
-// route picks msg's virtual partition: round-robin for a nil key, else the key router's
-// choice (or the pure hash with HashRouting).
-func (l *readLoop) route(msg *Message) int {
-	n := len(l.rs.vps)
-	switch {
-	case n == 1:
-		return 0
-	case msg.isKeyNil:
-		l.rr++
-		return int(l.rr % uint64(n))
-	case l.router == nil:
-		return routeKey(msg.Key, n)
-	default:
-		msg.route = l.router.route(msg.Key)
-		return msg.route.vp
-	}
-}
-
-// wakeQueued wakes the processors of the virtual partitions dispatch queued to.
-func (l *readLoop) wakeQueued() {
-	for _, vp := range l.toWake {
-		vp.wakePending = false
-		signal(vp.wake)
-	}
-	l.toWake = l.toWake[:0]
 }
 
 // postReadImmediate runs the PostReadImmediate hook for one read attempt.

@@ -217,7 +217,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	for i := range rs.vps {
 		rs.vps[i] = newVirtualPartition(i)
 	}
-	rs.loop = &readLoop{rs: rs, gate: gate, pollEvery: min(tc.readTimeout(), maxPollEvery)}
+	rs.loop = &readLoop{dispatcher: dispatcher{rs: rs}, gate: gate, pollEvery: min(tc.readTimeout(), maxPollEvery)}
 	if !w.hashRouting {
 		rs.loop.router = newKeyRouter(rs.vps, w.maxInFlight)
 	}
