@@ -28,8 +28,9 @@ const (
 	HeaderOriginalTimestamp = "zkafka-original-timestamp"
 	HeaderOriginalGroup     = "zkafka-original-group"
 	HeaderError             = "zkafka-error"
-	// HeaderAttempt counts the stages of a retry chain: 1 for a dead letter of a message read
-	// from a source topic, the previous value + 1 when the message already carried it.
+	// HeaderAttempt counts the runs of the processor a message has had, over a retry chain:
+	// the runs in this Work (1, or up to RetryPolicy.MaxAttempts with WithRetry), plus the
+	// value the message already carried when it was itself a dead letter.
 	HeaderAttempt = "zkafka-attempt"
 )
 
@@ -164,10 +165,10 @@ func (d *deadLetterWriter) cutOnStop() {
 
 // deadLetterHeaders returns the original headers plus the zkafka-* ones.
 func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
-	attempt := 1
+	attempt := m.Attempt()
 	if prev, ok := m.Headers[HeaderAttempt]; ok {
 		if n, err := strconv.Atoi(string(prev)); err == nil && n >= 0 {
-			attempt = n + 1
+			attempt += n
 		}
 	}
 	zk := map[string]string{

@@ -49,8 +49,11 @@ type Work struct {
 	maxBytes    int64
 	hashRouting bool
 
+	retry *RetryPolicy // WithRetry, defaults filled in; nil: no retries
+
 	running   atomic.Bool
 	abandoned atomic.Int64
+	failures  failureCounters
 }
 
 // AbandonedHandlers returns how many handlers this Work has given up waiting for: handlers
@@ -87,6 +90,11 @@ func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
 	}
 	if w.cp == nil {
 		return errConfig("Work has no client (pass one to NewWorkFactory)")
+	}
+	if w.retry != nil {
+		if err := w.retry.validate(); err != nil {
+			return err
+		}
 	}
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("zkafka: Run called while the Work is already running")
@@ -246,13 +254,13 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 	p := &processors{
 		rs:              rs,
 		instrumentation: in,
-		handler:         w.processor,
-		onDone:          w.onDone,
-		gate:            gate,
-		dlt:             rs.dlt,
-		abandoned:       &w.abandoned,
-		timeout:         w.topicConfig.processTimeout(),
-		delay:           w.topicConfig.processDelay(),
+		completion: completion{rs: rs, log: w.logger, onDone: w.onDone, dlt: rs.dlt, retry: w.retry,
+			counts: &w.failures},
+		handler:   w.processor,
+		gate:      gate,
+		abandoned: &w.abandoned,
+		timeout:   w.topicConfig.processTimeout(),
+		delay:     w.topicConfig.processDelay(),
 	}
 	p.grace = min(p.timeout, maxGrace)
 	return p
