@@ -65,11 +65,16 @@ func (c *completion) complete(vp *virtualPartition, m *Message, err error, ticke
 	dlt := c.dlt != nil && (!isPE || !perr.DisableDLTWrite)
 	c.counts.failed(ctx, c.log, m, err, class, dlt)
 	if dlt {
-		if !c.dlt.write(ctx, c.cut(vp, m), m, err) {
-			c.letGo(vp, m) // not written: stays uncommitted and is read again later
-			return
-		}
-		c.counts.deadLettered.Add(1)
+		// The processor goes on while the broker acknowledges; m is finished after.
+		c.dlt.start(ctx, c.cut(vp, m), m, err, func(written bool) {
+			if !written {
+				c.letGo(vp, m) // stays uncommitted and is read again later
+				return
+			}
+			c.counts.deadLettered.Add(1)
+			c.finish(ctx, vp, m, err)
+		})
+		return
 	}
 	c.finish(ctx, vp, m, err)
 }

@@ -6,13 +6,22 @@ package zkafka
 // as long as it takes; the message's offset waits meanwhile. A stop or a revoke of the
 // message's partition ends the retries, and the message stays unfinished (it is read again).
 //
-// The processors (processor.go, complete) call write; the producer comes from the Client's
-// writer cache (client.go, writer.go) and closes with the Client.
+// Each dead letter is written by a goroutine of its own (start), so that the processor goes
+// on with its next message while the broker acknowledges: waiting held a virtual partition for
+// a broker round trip per failure, and a run where one message in ten fails ran at 0.3 of the
+// speed of one where none does. The message stays in flight meanwhile: not finished, counted
+// in the in-flight bound, its key still routed to its virtual partition. A revoke waits for
+// the writes of its partitions (pendingWith) as it waits for running handlers, and a stop for
+// all of them (wait).
+//
+// The processors (complete.go) call start; the producer comes from the Client's writer cache
+// (client.go, writer.go) and closes with the Client.
 
 import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -73,6 +82,11 @@ type deadLetterWriter struct {
 	// close; it cuts attempts that were in flight when the stop began.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	wg      sync.WaitGroup // one per write started and not yet ended
+	mu      sync.Mutex     // guards pending and revokes
+	pending map[*Message]struct{}
+	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
 }
 
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
@@ -139,7 +153,7 @@ func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadL
 	if err != nil {
 		return nil, wrapErr(err, "creating the dead letter writer")
 	}
-	d := &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic}
+	d := &deadLetterWriter{rs: rs, writer: writer, topic: cfg.Topic, pending: map[*Message]struct{}{}, revokes: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(rs.ctx)
 	go d.cutOnStop()
 	return d, nil
@@ -163,7 +177,8 @@ func (d *deadLetterWriter) cutOnStop() {
 	}
 }
 
-// deadLetterHeaders returns the original headers plus the zkafka-* ones.
+// deadLetterHeaders returns the original headers plus the zkafka-* ones (which replace
+// original headers of the same names).
 func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
 	attempt := m.Attempt()
 	if prev, ok := m.Headers[HeaderAttempt]; ok {
@@ -171,27 +186,78 @@ func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
 			attempt += n
 		}
 	}
-	zk := map[string]string{
-		HeaderOriginalTopic:     m.Topic,
-		HeaderOriginalPartition: strconv.Itoa(int(m.Partition)),
-		HeaderOriginalOffset:    strconv.FormatInt(m.Offset, 10),
-		HeaderOriginalTimestamp: m.TimeStamp.Format(time.RFC3339Nano),
-		HeaderOriginalGroup:     group,
-		HeaderError:             cause.Error(),
-		HeaderAttempt:           strconv.Itoa(attempt),
-	}
-	out := make([]kafka.Header, 0, len(m.Headers)+len(zk))
+	out := make([]kafka.Header, 0, len(m.Headers)+7)
 	for k, v := range m.Headers {
-		if _, replaced := zk[k]; replaced {
-			continue
+		if !isDeadLetterHeader(k) {
+			out = append(out, kafka.Header{Key: k, Value: v})
 		}
-		out = append(out, kafka.Header{Key: k, Value: v})
 	}
-	for k, v := range zk {
-		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
-	}
-	return out
+	return append(out,
+		kafka.Header{Key: HeaderOriginalTopic, Value: []byte(m.Topic)},
+		kafka.Header{Key: HeaderOriginalPartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
+		kafka.Header{Key: HeaderOriginalOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
+		kafka.Header{Key: HeaderOriginalTimestamp, Value: m.TimeStamp.AppendFormat(nil, time.RFC3339Nano)},
+		kafka.Header{Key: HeaderOriginalGroup, Value: []byte(group)},
+		kafka.Header{Key: HeaderError, Value: []byte(cause.Error())},
+		kafka.Header{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(attempt), 10)},
+	)
 }
+
+// isDeadLetterHeader reports whether k is one of the headers a dead letter sets itself.
+func isDeadLetterHeader(k string) bool {
+	switch k {
+	case HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
+		HeaderOriginalGroup, HeaderError, HeaderAttempt:
+		return true
+	}
+	return false
+}
+
+// start writes m's dead letter in a goroutine of its own and then calls then with write's
+// result, before the write counts as ended (wait, pendingWith).
+func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, cause error, then func(written bool)) {
+	d.mu.Lock()
+	d.pending[m] = struct{}{}
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		then(d.write(ctx, cut, m, cause))
+		d.mu.Lock()
+		delete(d.pending, m)
+		d.mu.Unlock()
+	}()
+}
+
+// pendingWith reports whether a write for a message for which in is true has not ended.
+func (d *deadLetterWriter) pendingWith(in func(*Message) bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for m := range d.pending {
+		if in(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// revoked wakes the writes waiting out a backoff, to see whether their partition is revoked.
+func (d *deadLetterWriter) revoked() {
+	d.mu.Lock()
+	close(d.revokes)
+	d.revokes = make(chan struct{})
+	d.mu.Unlock()
+}
+
+// revokeSignal returns the channel the next revoke closes.
+func (d *deadLetterWriter) revokeSignal() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.revokes
+}
+
+// wait waits until every write started has ended.
+func (d *deadLetterWriter) wait() { d.wg.Wait() }
 
 // write writes m's dead letter and waits for the broker's acknowledgement, retrying with
 // backoff (G5). It returns false when it gave up because the run is stopping or the
@@ -243,8 +309,11 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)
+		revokes := d.revokeSignal()
 		select {
 		case <-t.C:
+		case <-revokes:
+			t.Stop()
 		case <-rs.stopping:
 			t.Stop()
 			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)

@@ -367,7 +367,9 @@ func TestG5DeadLetterOutageHoldsTheOffset(t *testing.T) {
 	// Several auto-commit intervals later, partition 0 has not moved past the failed message.
 	time.Sleep(5 * 100 * time.Millisecond)
 	require.Equal(t, int64(k), e.committed(t, group, topic)[0], "the offset waits at the unwritten dead letter")
-	require.Equal(t, int64(perPartition+k), finished.Load(), "nothing after the failed message of its virtual partition finished")
+	// (The messages after it may finish meanwhile: the processor does not wait for a dead
+	// letter, only the offset does.)
+	require.GreaterOrEqual(t, finished.Load(), int64(perPartition+k))
 	require.Equal(t, map[int32]int64{0: 0}, e.endOffsets(t, dlt))
 
 	// The outage ends: the dead letter is written and the offset moves to the end.

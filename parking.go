@@ -111,24 +111,25 @@ func (pk *parking) take(now time.Time) (m *Message, wait time.Duration) {
 }
 
 // settle ends the turn of m, taken from the parking, that was finished or let go of: the next
-// message of its key is due now.
-func (pk *parking) settle(m *Message, now time.Time) {
+// message of its key is due now. It reports whether one is.
+func (pk *parking) settle(m *Message, now time.Time) bool {
 	m.taken = false
 	if m.isKeyNil {
-		return
+		return false
 	}
 	k := keyOf(m)
 	e := pk.keys[k]
 	if e == nil || !e.running {
-		return
+		return false
 	}
 	e.running = false
 	if len(e.msgs) == 0 {
 		delete(pk.keys, k)
-		return
+		return false
 	}
 	e.due = now
 	pk.schedule(e)
+	return true
 }
 
 // schedule puts e in the due heap, or moves it to its new place there.

@@ -228,11 +228,15 @@ func (vp *virtualPartition) park(m *Message, due time.Time) bool {
 	return true
 }
 
-// settle ends the turn of m, taken from the parking: the next message of its key is due.
+// settle ends the turn of m, taken from the parking: the next message of its key is due, and
+// the processor is woken for it (m may settle on a dead letter writer's goroutine).
 func (vp *virtualPartition) settle(m *Message) {
 	vp.mu.Lock()
-	vp.parked.settle(m, time.Now())
+	due := vp.parked.settle(m, time.Now())
 	vp.mu.Unlock()
+	if due {
+		signal(vp.wake)
+	}
 }
 
 // unpark takes out every parked message (a stop lets them go unfinished).

@@ -280,6 +280,9 @@ func (rs *runState) stop(failed bool) {
 	}
 	go func() {
 		rs.proc.wg.Wait()
+		if rs.dlt != nil {
+			rs.dlt.wait() // no write starts once the processors are gone
+		}
 		close(rs.exited)
 	}()
 	graceful := rs.ctx.Err() == nil && !failed
