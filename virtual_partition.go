@@ -51,6 +51,9 @@ type virtualPartition struct {
 	// parked holds messages waiting for a retry and the later messages of their keys
 	// (parking.go).
 	parked parking
+	// popsUnchecked counts the queue pops since next last looked at the clock for a due
+	// parked message.
+	popsUnchecked int
 
 	wake chan struct{} // a push happened (capacity 1)
 	// wakePending is set by the reader when it queued a message here in the current batch
@@ -196,8 +199,9 @@ func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed b
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
 	parked := vp.parked.active()
-	if parked && !vp.closed {
-		if m, wait = vp.parked.take(time.Now()); m != nil {
+	if parked && !vp.closed && vp.popsUnchecked >= dueCheckEvery {
+		vp.popsUnchecked = 0
+		if m, _ = vp.parked.take(time.Now()); m != nil {
 			return m, 0, true, false
 		}
 	}
@@ -210,7 +214,14 @@ func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed b
 		if parked && vp.parked.join(m) {
 			continue
 		}
+		vp.popsUnchecked++
 		return m, 0, true, false
+	}
+	if parked && !vp.closed { // the queue is empty: what is parked is all there is to run
+		vp.popsUnchecked = 0
+		if m, wait = vp.parked.take(time.Now()); m != nil {
+			return m, 0, true, false
+		}
 	}
 	return nil, wait, false, vp.closed
 }
@@ -232,7 +243,7 @@ func (vp *virtualPartition) park(m *Message, due time.Time) bool {
 // the processor is woken for it (m may settle on a dead letter writer's goroutine).
 func (vp *virtualPartition) settle(m *Message) {
 	vp.mu.Lock()
-	due := vp.parked.settle(m, time.Now())
+	due := vp.parked.settle(m, time.Time{}) // due at once: before any time
 	vp.mu.Unlock()
 	if due {
 		signal(vp.wake)
