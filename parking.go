@@ -150,40 +150,22 @@ func (pk *parking) removeIf(drop func(*Message) bool) []*Message {
 	var dropped []*Message
 	keep := pk.due[:0:0]
 	for _, e := range pk.due {
-		kept := e.msgs[:0]
-		for _, m := range e.msgs {
-			if drop(m) {
-				dropped = append(dropped, m)
-			} else {
-				kept = append(kept, m)
-			}
-		}
-		clear(e.msgs[len(kept):])
-		e.msgs = kept
-		if len(kept) > 0 {
+		if e.msgs = filter(e.msgs, drop, &dropped); len(e.msgs) > 0 {
 			keep = append(keep, e)
-		} else {
-			e.idx = -1
-			if !e.running && !e.nilKey {
-				delete(pk.keys, e.k)
-			}
+			continue
+		}
+		e.idx = -1
+		if !e.running && !e.nilKey {
+			delete(pk.keys, e.k)
 		}
 	}
 	for k, e := range pk.keys {
-		if e.idx < 0 { // taken, or parked behind a taken message
-			kept := e.msgs[:0]
-			for _, m := range e.msgs {
-				if drop(m) {
-					dropped = append(dropped, m)
-				} else {
-					kept = append(kept, m)
-				}
-			}
-			clear(e.msgs[len(kept):])
-			e.msgs = kept
-			if len(kept) == 0 && !e.running {
-				delete(pk.keys, k)
-			}
+		if e.idx >= 0 {
+			continue // in the due heap: done above
+		}
+		// Taken, with messages parked behind it (or none).
+		if e.msgs = filter(e.msgs, drop, &dropped); len(e.msgs) == 0 && !e.running {
+			delete(pk.keys, k)
 		}
 	}
 	pk.due = keep
@@ -192,6 +174,21 @@ func (pk *parking) removeIf(drop func(*Message) bool) []*Message {
 	}
 	heap.Init(&pk.due)
 	return dropped
+}
+
+// filter keeps, in order, the messages of msgs for which drop is false and appends the others
+// to dropped.
+func filter(msgs []*Message, drop func(*Message) bool, dropped *[]*Message) []*Message {
+	kept := msgs[:0]
+	for _, m := range msgs {
+		if drop(m) {
+			*dropped = append(*dropped, m)
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	clear(msgs[len(kept):])
+	return kept
 }
 
 // removeAll takes out every parked message (a stop).
