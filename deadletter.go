@@ -288,23 +288,22 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		}
 	}
 	// Each attempt ends with the run's context, not the message's, but keeps the processing
-	// span as its parent so that a writer with a tracer stays in the message's trace.
-	sendCtx := trace.ContextWithSpanContext(rs.ctx, trace.SpanContextFromContext(ctx))
+	// span as its parent so that a writer with a tracer stays in the message's trace. Until
+	// the stop begins it also ends with d.ctx, deadLetterStopGrace after the stop began.
+	span := trace.SpanContextFromContext(ctx)
 	backoff := deadLetterMinBackoff
 	for attempt := 1; ; attempt++ {
-		timeout, cutAtGrace := deadLetterAttemptTimeout, true
+		timeout, base := deadLetterAttemptTimeout, d.ctx
 		select {
 		case <-rs.stopping:
-			timeout, cutAtGrace = deadLetterStopGrace, false
+			timeout, base = deadLetterStopGrace, rs.ctx
 		default:
 		}
-		wctx, cancel := context.WithTimeout(sendCtx, timeout)
-		unhook := func() bool { return false }
-		if cutAtGrace {
-			unhook = context.AfterFunc(d.ctx, cancel)
+		if span.IsValid() {
+			base = trace.ContextWithSpanContext(base, span)
 		}
+		wctx, cancel := context.WithTimeout(base, timeout)
 		_, err := d.send(wctx, m, headers)
-		unhook()
 		cancel()
 		if err == nil {
 			if attempt > 1 {
