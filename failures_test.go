@@ -387,3 +387,43 @@ func TestRetryRevokeDuringBackoffRedelivers(t *testing.T) {
 		require.Regexp(t, `#1$`, s, "the first worker never retried: the revoke and the stop let the waiting messages go")
 	}
 }
+
+// TestRetryBreakerCountsEachMessageOnce: with CircuitBreakAfter(3) and three attempts per
+// message, the breaker opens when the third message's last attempt fails, not after three
+// failed runs.
+func TestRetryBreakerCountsEachMessageOnce(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}, {Key: []byte("b"), Value: []byte("1")},
+		{Key: []byte("c"), Value: []byte("2")}, {Key: []byte("d"), Value: []byte("3")}})
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"), Topic: topic}
+	runs := newAttemptLog()
+	opened := make(chan int, 1) // the runs made when the breaker opened
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(_ context.Context, m *Message) error {
+		runs.add(m)
+		return errors.New("dependency down")
+	}, WithRetry(RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond}), CircuitBreakAfter(3), CircuitBreakFor(time.Minute),
+		WithLifecycleHooks(LifecycleHooks{CircuitBreakerStateChanged: func(_ context.Context, c LifecycleCircuitBreakerStateChanged) {
+			if c.To == CircuitBreakerOpen {
+				select {
+				case opened <- len(runs.all()):
+				default:
+				}
+			}
+		}}))
+	r := startWork(t, w)
+	select {
+	case n := <-opened:
+		require.GreaterOrEqual(t, n, 9, "three messages ran three times each before the breaker opened: %v", runs.all())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the breaker never opened; runs: %v", runs.all())
+	}
+	require.NoError(t, r.stop(t))
+	counted := map[string]int{}
+	for _, s := range runs.all() {
+		counted[s[:1]]++
+	}
+	for k, n := range counted {
+		require.LessOrEqual(t, n, 3, "key %s ran %d times", k, n)
+	}
+}
