@@ -65,8 +65,15 @@ func (c *completion) complete(vp *virtualPartition, m *Message, err error, ticke
 	dlt := c.dlt != nil && (!isPE || !perr.DisableDLTWrite)
 	c.counts.failed(ctx, c.log, m, err, class, dlt)
 	if dlt {
-		// The processor goes on while the broker acknowledges; m is finished after.
-		c.dlt.start(ctx, c.cut(vp, m), m, err, func(written bool) {
+		// The processor goes on while the broker acknowledges; m is finished after. While
+		// the write fails, vp takes no new message (processor.go, serve).
+		stalled := false
+		failing := func() { stalled = true; vp.stalls.Add(1) }
+		c.dlt.start(ctx, c.cut(vp, m), m, err, failing, func(written bool) {
+			if stalled {
+				vp.stalls.Add(-1)
+				signal(vp.wake)
+			}
 			if !written {
 				c.letGo(vp, m) // stays uncommitted and is read again later
 				return

@@ -14,6 +14,11 @@ package zkafka
 // the writes of its partitions (pendingWith) as it waits for running handlers, and a stop for
 // all of them (wait).
 //
+// While a write of a virtual partition's message is failing, that virtual partition takes no
+// new message (complete.go, processor.go): waiting out an outage of the dead letter topic
+// there, as when every write held its processor, keeps the work done but not committable
+// small (a crash redoes it all).
+//
 // The processors (complete.go) call start; the producer comes from the Client's writer cache
 // (client.go, writer.go) and closes with the Client.
 
@@ -229,15 +234,16 @@ func isDeadLetterHeader(k string) bool {
 }
 
 // start writes m's dead letter in a goroutine of its own and then calls then with write's
-// result, before the write counts as ended (wait, pendingWith).
-func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, cause error, then func(written bool)) {
+// result, before the write counts as ended (wait, pendingWith). failing is called, on that
+// goroutine, when a first attempt failed and the write is retried.
+func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, cause error, failing func(), then func(written bool)) {
 	d.mu.Lock()
 	d.pending[m] = struct{}{}
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		then(d.write(ctx, cut, m, cause))
+		then(d.write(ctx, cut, m, cause, failing))
 		d.mu.Lock()
 		delete(d.pending, m)
 		d.mu.Unlock()
@@ -277,7 +283,7 @@ func (d *deadLetterWriter) wait() { d.wg.Wait() }
 // write writes m's dead letter and waits for the broker's acknowledgement, retrying with
 // backoff (G5). It returns false when it gave up because the run is stopping or the
 // partition is being revoked: the message then stays unfinished and is read again later.
-func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, cause error) bool {
+func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, cause error, failing func()) bool {
 	rs := d.rs
 	headers := deadLetterHeaders(m, rs.group, cause)
 	if p := rs.propagator; p != nil {
@@ -319,6 +325,9 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
 			return false
 		default:
+		}
+		if attempt == 1 && failing != nil {
+			failing()
 		}
 		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)

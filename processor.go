@@ -107,6 +107,12 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 		if vp.gen.Load() != gen {
 			return // replaced by the watchdog; the replacement owns the WaitGroup slot
 		}
+		if vp.stalls.Load() > 0 && rs.ctx.Err() == nil {
+			// A dead letter of this virtual partition fails to be written: wait until it is
+			// written or let go of (its write wakes vp), as if the processor wrote it itself.
+			p.idle(vp, 0, nil)
+			continue
+		}
 		m, wait, ok, closed := vp.next()
 		if !ok {
 			if closed || rs.ctx.Err() != nil {

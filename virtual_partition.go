@@ -75,6 +75,9 @@ type virtualPartition struct {
 	busy atomic.Pointer[Message]
 	// keys counts the keys routed here that have messages in flight.
 	keys atomic.Int64
+	// stalls counts the dead letters of this virtual partition whose write failed and has not
+	// ended: while any does, its processor takes no new message (deadletter.go).
+	stalls atomic.Int32
 }
 
 // keyRoute is where a key's messages go while any of them is in flight.
