@@ -15,8 +15,17 @@ package zkafka
 // period is over or the state changes (every transition closes and replaces the changed
 // channel). The reader (readloop.go) asks isOpen to pause the partitions while open, and its
 // look is what moves an idle breaker to half-open. Processors (processor.go) call admit before
-// each message and report its outcome through the function admit returns; the reader reports
-// failed reads through fail.
+// each run of the handler and report its outcome on the ticket admit returns.
+//
+// Only some outcomes count (G17, errclass.go): a success resets the count of consecutive
+// failures, a transient failure after its last attempt adds to it; a failure that is the
+// message's own fault (or not counted by ProcessError.DisableCircuitBreak) and a failure that
+// will be retried leave it as it is. gobreaker has no such outcome: in the closed state the
+// ticket simply never reports it (gobreaker counts only reported requests, and an unreported
+// one costs nothing while closed). A probe must be reported: an uncounted probe closes the
+// breaker (the handler ran to a verdict), a probe that will be retried opens it again (the
+// dependency still fails).
+// The reader reports failed reads through fail.
 
 import (
 	"sync"
@@ -34,7 +43,8 @@ type breaker struct {
 	onChange func(from, to CircuitBreakerState)
 
 	open     atomic.Bool
-	mu       sync.Mutex // guards openedAt and changed
+	halfOpen atomic.Bool // set by transition before the probe is admitted
+	mu       sync.Mutex  // guards openedAt and changed
 	openedAt time.Time
 	changed  chan struct{} // closed and replaced on every transition
 }
@@ -68,13 +78,47 @@ func (b *breaker) isOpen() bool {
 	return open
 }
 
-// admit waits until the breaker lets one message through and returns the function that
-// reports its outcome (true: success). It returns false when cut ends the wait first.
-func (b *breaker) admit(cut waitCut) (func(bool), bool) {
+// breakerOutcome is what one run of the handler tells the breaker.
+type breakerOutcome uint8
+
+const (
+	breakerSuccess   breakerOutcome = iota // resets the consecutive failures; a probe closes
+	breakerFailure                         // counts; a failed probe opens the breaker again
+	breakerUncounted                       // not the dependency's fault: not counted; a probe closes
+	breakerRetrying                        // will be retried: not counted yet; a probe opens again
+)
+
+// breakerTicket reports the outcome of one admitted run. The zero ticket (no breaker) reports
+// nothing.
+type breakerTicket struct {
+	done  func(success bool) // gobreaker's
+	probe bool               // admitted in the half-open state
+}
+
+// report tells the breaker how the run ended. Call it once.
+func (t breakerTicket) report(o breakerOutcome) {
+	switch {
+	case t.done == nil:
+	case o == breakerSuccess:
+		t.done(true)
+	case o == breakerFailure:
+		t.done(false)
+	case !t.probe:
+		// Closed (or since opened): not counted, so not reported.
+	case o == breakerUncounted:
+		t.done(true)
+	default: // breakerRetrying
+		t.done(false)
+	}
+}
+
+// admit waits until the breaker lets one run through and returns its ticket. It returns false
+// when cut ends the wait first.
+func (b *breaker) admit(cut waitCut) (breakerTicket, bool) {
 	for {
 		done, err := b.cb.Allow()
 		if err == nil {
-			return done, true
+			return breakerTicket{done: done, probe: b.halfOpen.Load()}, true
 		}
 		b.mu.Lock()
 		changed := b.changed
@@ -87,7 +131,7 @@ func (b *breaker) admit(cut waitCut) (func(bool), bool) {
 		ok := cut.sleep(t.C, changed)
 		t.Stop()
 		if !ok {
-			return nil, false
+			return breakerTicket{}, false
 		}
 	}
 }
@@ -134,6 +178,7 @@ func (b *breaker) transition(_ string, from, to gobreaker.State) {
 	b.changed = make(chan struct{})
 	b.mu.Unlock()
 	b.open.Store(to == gobreaker.StateOpen)
+	b.halfOpen.Store(to == gobreaker.StateHalfOpen)
 	if b.onChange != nil {
 		b.onChange(breakerState(from), breakerState(to))
 	}

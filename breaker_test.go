@@ -38,7 +38,7 @@ func fail(t *testing.T, b *breaker) {
 	t.Helper()
 	done, ok := b.admit(openCut())
 	require.True(t, ok)
-	done(false)
+	done.report(breakerFailure)
 }
 
 // TestBreakerTransitions walks every transition of the state machine in breaker.go.
@@ -51,7 +51,7 @@ func TestBreakerTransitions(t *testing.T) {
 	fail(t, b)
 	done, ok := b.admit(openCut())
 	require.True(t, ok)
-	done(true)
+	done.report(breakerSuccess)
 	fail(t, b)
 	require.False(t, b.isOpen(), "one failure after a success does not open")
 	require.Empty(t, log.all())
@@ -68,14 +68,15 @@ func TestBreakerTransitions(t *testing.T) {
 	require.False(t, b.isOpen())
 
 	// half-open -> open: the probe fails.
-	probe(false)
+	require.True(t, probe.probe, "admitted half-open: the probe")
+	probe.report(breakerFailure)
 	require.True(t, b.isOpen())
 	require.Equal(t, []string{"closed->open", "open->half-open", "half-open->open"}, log.all())
 
 	// open -> half-open -> closed: the next probe succeeds.
 	probe, ok = b.admit(openCut())
 	require.True(t, ok)
-	probe(true)
+	probe.report(breakerSuccess)
 	require.False(t, b.isOpen())
 	require.Equal(t, []string{"closed->open", "open->half-open", "half-open->open", "open->half-open", "half-open->closed"}, log.all())
 }
@@ -87,7 +88,7 @@ func TestBreakerHalfOpenAdmitsOneProbe(t *testing.T) {
 	fail(t, b)
 	probe, ok := b.admit(openCut())
 	require.True(t, ok)
-	second := make(chan func(bool))
+	second := make(chan breakerTicket)
 	go func() {
 		done, ok := b.admit(openCut())
 		if ok {
@@ -99,8 +100,49 @@ func TestBreakerHalfOpenAdmitsOneProbe(t *testing.T) {
 		t.Fatal("a second message passed a half-open breaker while the probe ran")
 	case <-time.After(50 * time.Millisecond):
 	}
-	probe(true)
-	(<-second)(true)
+	probe.report(breakerSuccess)
+	(<-second).report(breakerSuccess)
+}
+
+// TestBreakerUncountedAndRetryingOutcomes: in the closed state neither a failure that is the
+// message's own fault nor one that will be retried counts, nor resets the count; as the probe,
+// the first closes the breaker and the second opens it again.
+func TestBreakerUncountedAndRetryingOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		probe     breakerOutcome
+		wantAfter string
+	}{
+		{"uncounted", breakerUncounted, "half-open->closed"},
+		{"retrying", breakerRetrying, "half-open->open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log breakerLog
+			b := newBreaker("t", 2, 10*time.Millisecond, false, log.changed)
+			fail(t, b)
+			for range 10 {
+				done, ok := b.admit(openCut())
+				require.True(t, ok)
+				require.False(t, done.probe)
+				done.report(tc.probe)
+			}
+			require.False(t, b.isOpen(), "neither counts as a failure")
+			fail(t, b)
+			require.True(t, b.isOpen(), "nor resets the count: the failure before them still counts")
+			probe, ok := b.admit(openCut())
+			require.True(t, ok)
+			require.True(t, probe.probe)
+			probe.report(tc.probe)
+			require.Equal(t, []string{"closed->open", "open->half-open", tc.wantAfter}, log.all())
+		})
+	}
+}
+
+// TestBreakerZeroTicketReportsNothing: without a breaker the ticket is the zero value.
+func TestBreakerZeroTicketReportsNothing(t *testing.T) {
+	for _, o := range []breakerOutcome{breakerSuccess, breakerFailure, breakerUncounted, breakerRetrying} {
+		breakerTicket{}.report(o)
+	}
 }
 
 // TestBreakerOpenIsLookedAtByIsOpen: an open breaker with no message waiting moves to

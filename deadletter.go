@@ -6,14 +6,28 @@ package zkafka
 // as long as it takes; the message's offset waits meanwhile. A stop or a revoke of the
 // message's partition ends the retries, and the message stays unfinished (it is read again).
 //
-// The processors (processor.go, complete) call write; the producer comes from the Client's
-// writer cache (client.go, writer.go) and closes with the Client.
+// Each dead letter is written by a goroutine of its own (start), so that the processor goes
+// on with its next message while the broker acknowledges: waiting held a virtual partition for
+// a broker round trip per failure, and a run where one message in ten fails ran at 0.3 of the
+// speed of one where none does. The message stays in flight meanwhile: not finished, counted
+// in the in-flight bound, its key still routed to its virtual partition. A revoke waits for
+// the writes of its partitions (pendingWith) as it waits for running handlers, and a stop for
+// all of them (wait).
+//
+// While a write of a virtual partition's message is failing, that virtual partition takes no
+// new message (complete.go, processor.go): waiting out an outage of the dead letter topic
+// there, as when every write held its processor, keeps the work done but not committable
+// small (a crash redoes it all).
+//
+// The processors (complete.go) call start; the producer comes from the Client's writer cache
+// (client.go, writer.go) and closes with the Client.
 
 import (
 	"context"
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -29,8 +43,9 @@ const (
 	HeaderOriginalTimestamp = "zkafka-original-timestamp"
 	HeaderOriginalGroup     = "zkafka-original-group"
 	HeaderError             = "zkafka-error"
-	// HeaderAttempt counts the stages of a retry chain: 1 for a dead letter of a message read
-	// from a source topic, the previous value + 1 when the message already carried it.
+	// HeaderAttempt counts the runs of the processor a message has had, over a retry chain:
+	// the runs in this Work (1, or up to RetryPolicy.MaxAttempts with WithRetry), plus the
+	// value the message already carried when it was itself a dead letter.
 	HeaderAttempt = "zkafka-attempt"
 )
 
@@ -74,12 +89,19 @@ type deadLetterWriter struct {
 	// close; it cuts attempts that were in flight when the stop began.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	wg      sync.WaitGroup // one per write started and not yet ended
+	mu      sync.Mutex     // guards pending and revokes
+	pending map[*Message]struct{}
+	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
 }
 
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
 // ClientID, bootstrap servers, SASL credentials, and the consumer's AdditionalProps that say
 // how to reach the brokers (isConnectionKey: TLS and SASL settings made through
-// AdditionalProps), so that a dead letter producer connects wherever its consumer does.
+// AdditionalProps), so that a dead letter producer connects wherever its consumer does. It
+// also raises the producer's record limit and batches for deadLetterLingerMs unless the dead
+// letter config says otherwise.
 func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerTopicConfig {
 	if dlt.ClientID == "" {
 		dlt.ClientID = tc.ClientID
@@ -107,6 +129,12 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 		// The dead letter topic's own max.message.bytes must allow it too.
 		props[keyMessageMaxBytes] = deadLetterMaxMessageBytes
 	}
+	if _, set := props[keyLingerMs]; !set && dlt.LingerMillis == 0 {
+		// No processor waits for a dead letter (start), so batching them costs only the
+		// linger before the offset moves; without it every dead letter is a request of its
+		// own (make bench: deadletter-s8 ran 25-33 % faster with it, on 18 % less CPU).
+		props[keyLingerMs] = deadLetterLingerMs
+	}
 	dlt.AdditionalProps = props
 	return dlt
 }
@@ -130,6 +158,13 @@ const (
 	deadLetterMaxMessageBytes = 52428800
 )
 
+// Dead letter producer linger.ms, unless LingerMillis or AdditionalProps set it: librdkafka's
+// own default, which the library's producers otherwise set to 0.
+const (
+	keyLingerMs        = "linger.ms"
+	deadLetterLingerMs = 5
+)
+
 // newDeadLetterWriter prepares the dead letter path of a Run. The writer itself is asked of the
 // Work's ClientProvider at every attempt, as zkafka v2 does (the Client caches it, and replaces
 // one that was closed); a failure to get it is retried like a failed write. From the Client
@@ -145,7 +180,7 @@ func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadL
 			return nil, wrapErr(err, "creating the dead letter writer")
 		}
 	}
-	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic}
+	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]struct{}{}, revokes: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(rs.ctx)
 	go d.cutOnStop()
 	return d, nil
@@ -169,40 +204,93 @@ func (d *deadLetterWriter) cutOnStop() {
 	}
 }
 
-// deadLetterHeaders returns the original headers plus the zkafka-* ones.
+// deadLetterHeaders returns the original headers plus the zkafka-* ones (which replace
+// original headers of the same names).
 func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
-	attempt := 1
+	attempt := m.Attempt()
 	if prev, ok := m.Headers[HeaderAttempt]; ok {
 		if n, err := strconv.Atoi(string(prev)); err == nil && n >= 0 {
-			attempt = n + 1
+			attempt += n
 		}
 	}
-	zk := map[string]string{
-		HeaderOriginalTopic:     m.Topic,
-		HeaderOriginalPartition: strconv.Itoa(int(m.Partition)),
-		HeaderOriginalOffset:    strconv.FormatInt(m.Offset, 10),
-		HeaderOriginalTimestamp: m.TimeStamp.Format(time.RFC3339Nano),
-		HeaderOriginalGroup:     group,
-		HeaderError:             cause.Error(),
-		HeaderAttempt:           strconv.Itoa(attempt),
-	}
-	out := make([]kafka.Header, 0, len(m.Headers)+len(zk))
+	out := make([]kafka.Header, 0, len(m.Headers)+7)
 	for k, v := range m.Headers {
-		if _, replaced := zk[k]; replaced {
-			continue
+		if !isDeadLetterHeader(k) {
+			out = append(out, kafka.Header{Key: k, Value: v})
 		}
-		out = append(out, kafka.Header{Key: k, Value: v})
 	}
-	for k, v := range zk {
-		out = append(out, kafka.Header{Key: k, Value: []byte(v)})
-	}
-	return out
+	return append(out,
+		kafka.Header{Key: HeaderOriginalTopic, Value: []byte(m.Topic)},
+		kafka.Header{Key: HeaderOriginalPartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
+		kafka.Header{Key: HeaderOriginalOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
+		kafka.Header{Key: HeaderOriginalTimestamp, Value: m.TimeStamp.AppendFormat(nil, time.RFC3339Nano)},
+		kafka.Header{Key: HeaderOriginalGroup, Value: []byte(group)},
+		kafka.Header{Key: HeaderError, Value: []byte(cause.Error())},
+		kafka.Header{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(attempt), 10)},
+	)
 }
+
+// isDeadLetterHeader reports whether k is one of the headers a dead letter sets itself.
+func isDeadLetterHeader(k string) bool {
+	switch k {
+	case HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
+		HeaderOriginalGroup, HeaderError, HeaderAttempt:
+		return true
+	}
+	return false
+}
+
+// start writes m's dead letter in a goroutine of its own and then calls then with write's
+// result, before the write counts as ended (wait, pendingWith). failing is called, on that
+// goroutine, when a first attempt failed and the write is retried.
+func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, cause error, failing func(), then func(written bool)) {
+	d.mu.Lock()
+	d.pending[m] = struct{}{}
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		then(d.write(ctx, cut, m, cause, failing))
+		d.mu.Lock()
+		delete(d.pending, m)
+		d.mu.Unlock()
+	}()
+}
+
+// pendingWith reports whether a write for a message for which in is true has not ended.
+func (d *deadLetterWriter) pendingWith(in func(*Message) bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for m := range d.pending {
+		if in(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// revoked wakes the writes waiting out a backoff, to see whether their partition is revoked.
+func (d *deadLetterWriter) revoked() {
+	d.mu.Lock()
+	close(d.revokes)
+	d.revokes = make(chan struct{})
+	d.mu.Unlock()
+}
+
+// revokeSignal returns the channel the next revoke closes.
+func (d *deadLetterWriter) revokeSignal() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.revokes
+}
+
+// wait waits until every write started has ended.
+func (d *deadLetterWriter) wait() { d.wg.Wait() }
 
 // write writes m's dead letter and waits for the broker's acknowledgement, retrying with
 // backoff (G5). It returns false when it gave up because the run is stopping or the
 // partition is being revoked: the message then stays unfinished and is read again later.
-func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, cause error) bool {
+func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, cause error, failing func()) bool {
 	rs := d.rs
 	headers := deadLetterHeaders(m, rs.group, cause)
 	if p := rs.propagator; p != nil {
@@ -213,23 +301,22 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		}
 	}
 	// Each attempt ends with the run's context, not the message's, but keeps the processing
-	// span as its parent so that a writer with a tracer stays in the message's trace.
-	sendCtx := trace.ContextWithSpanContext(rs.ctx, trace.SpanContextFromContext(ctx))
+	// span as its parent so that a writer with a tracer stays in the message's trace. Until
+	// the stop begins it also ends with d.ctx, deadLetterStopGrace after the stop began.
+	span := trace.SpanContextFromContext(ctx)
 	backoff := deadLetterMinBackoff
 	for attempt := 1; ; attempt++ {
-		timeout, cutAtGrace := deadLetterAttemptTimeout, true
+		timeout, base := deadLetterAttemptTimeout, d.ctx
 		select {
 		case <-rs.stopping:
-			timeout, cutAtGrace = deadLetterStopGrace, false
+			timeout, base = deadLetterStopGrace, rs.ctx
 		default:
 		}
-		wctx, cancel := context.WithTimeout(sendCtx, timeout)
-		unhook := func() bool { return false }
-		if cutAtGrace {
-			unhook = context.AfterFunc(d.ctx, cancel)
+		if span.IsValid() {
+			base = trace.ContextWithSpanContext(base, span)
 		}
+		wctx, cancel := context.WithTimeout(base, timeout)
 		_, err := d.send(wctx, m, headers)
-		unhook()
 		cancel()
 		if err == nil {
 			if attempt > 1 {
@@ -246,11 +333,17 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 			return false
 		default:
 		}
+		if attempt == 1 && failing != nil {
+			failing()
+		}
 		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)
+		revokes := d.revokeSignal()
 		select {
 		case <-t.C:
+		case <-revokes:
+			t.Stop()
 		case <-rs.stopping:
 			t.Stop()
 			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)

@@ -53,6 +53,10 @@ type Message struct {
 	route *keyRoute
 	// hookErr is set when a lifecycle hook panicked for this message: it then fails.
 	hookErr error
+	// retries counts the failed runs of the processor that were followed by a retry.
+	retries int32
+	// taken is set while the message, taken from its virtual partition's parking, runs.
+	taken bool
 }
 
 // Response is what a write returns: where the broker stored the record.
@@ -70,7 +74,11 @@ func (m *Message) IsKeyNil() bool {
 
 // Decode unmarshals the payload into v with the formatter the Reader was configured with.
 // It returns an error, never panics, for a nil message, a missing formatter or a payload the
-// formatter cannot read.
+// formatter cannot read. A payload the formatter cannot read is the message's own fault: a
+// Work does not retry it nor count it toward the circuit breaker, even when the processor
+// returns the error wrapped (IsPermanentError reports true). A schema registry that cannot be
+// reached, or answers with a server error, is not the message's fault: that error stays
+// transient.
 func (m *Message) Decode(v any) error {
 	if m == nil {
 		return errors.New("zkafka: cannot decode a nil message")
@@ -78,7 +86,20 @@ func (m *Message) Decode(v any) error {
 	if m.fmt == nil {
 		return errors.New("zkafka: message has no formatter to decode with")
 	}
-	return m.fmt.unmarshal(unmarshReq{topic: m.Topic, data: m.value, target: v})
+	if err := m.fmt.unmarshal(unmarshReq{topic: m.Topic, data: m.value, target: v}); err != nil {
+		return &decodeError{err: err}
+	}
+	return nil
+}
+
+// Attempt returns which run of the processor this is for the message: 1 for the first, 2 for
+// the first retry, and so on (see WithRetry). It is 1 for a message that was never retried,
+// and for a message from Reader.Read.
+func (m *Message) Attempt() int {
+	if m == nil {
+		return 1
+	}
+	return int(m.retries) + 1
 }
 
 // Value returns a copy of the raw payload; nil when the record had no value.

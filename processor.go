@@ -3,19 +3,22 @@ package zkafka
 // The processors of one Run: one goroutine per virtual partition takes its messages in order
 // and carries each from its queue to finished — wait until due (ProcessDelayMillis, G9), pass
 // the circuit breaker (breaker.go, G11), run the hooks, the span and the handler, fence its
-// timeout (G10), then complete it: the breaker's count, the dead letter (deadletter.go, G5),
-// Done for the commit tracker (commit.go) and the OnDone callbacks.
+// timeout (G10), then complete it: a transient failure with attempts left is parked for its
+// retry (retry.go, parking.go); otherwise the breaker's count (errclass.go, G17), the dead
+// letter (deadletter.go, G5), Done for the commit tracker (commit.go) and the OnDone
+// callbacks. Between queued messages the processor runs the parked ones whose retry is due.
 //
 // The watchdog is the other half of the timeout. A processor publishes the message whose
-// handler runs in vp.running (with vp.startedAt and the breaker's vp.cbDone); whoever clears
+// handler runs in vp.running (with vp.startedAt and the breaker's vp.ticket); whoever clears
 // running with a compare-and-swap owns the message's outcome. When the handler returns first,
 // the processor completes it. When the handler outlives its timeout by the grace period, the
 // watchdog takes it, completes it as failed, and starts a replacement goroutine under a new
 // vp.gen; the stuck goroutine, when its handler returns, sees that it lost and exits.
 //
 // Invariant: every message a processor pops is released exactly once (runState.release),
-// finished or not, and is marked Done only if its handler succeeded or its failure was
-// dead-lettered or needs no dead letter — never on an abrupt stop (G4).
+// finished or not, and is marked Done only if its handler succeeded or its last failure was
+// dead-lettered or needs no dead letter — never on an abrupt stop (G4), never while it waits
+// for a retry. A message taken from the parking settles its turn there when it is let go of.
 //
 // Work.start creates the processors; runState.stop closes the queues and waits for them.
 
@@ -34,11 +37,10 @@ import (
 type processors struct {
 	*instrumentation // the span and hooks around each call, and the logger
 	rs               *runState
+	completion       // what becomes of a message once its handler returned
 	handler          processor
-	onDone           []func(ctx context.Context, msg *Message, err error)
-	gate             *breaker          // nil: no circuit breaker
-	dlt              *deadLetterWriter // nil: failures are not dead-lettered
-	abandoned        *atomic.Int64     // the Work's count of abandoned handlers
+	gate             *breaker      // nil: no circuit breaker
+	abandoned        *atomic.Int64 // the Work's count of abandoned handlers
 
 	timeout time.Duration // ProcessTimeoutMillis (always set: default 60 s)
 	grace   time.Duration // how long past its timeout a handler is waited for
@@ -97,27 +99,35 @@ func (p *processors) cut(vp *virtualPartition, m *Message) waitCut {
 	return waitCut{stopping: p.rs.stopping, done: p.rs.ctx.Done(), kick: vp.kick, m: m}
 }
 
-// serve is the goroutine of one virtual partition, for generation gen.
+// serve is the goroutine of one virtual partition, for generation gen. It runs queued
+// messages and, between them, parked ones whose retry is due (parking.go).
 func (p *processors) serve(vp *virtualPartition, gen uint64) {
 	rs := p.rs
+	var retryTimer *time.Timer // wakes the goroutine when the first parked message is due
 	for {
 		if vp.gen.Load() != gen {
 			return // replaced by the watchdog; the replacement owns the WaitGroup slot
 		}
-		m, ok, closed := vp.pop()
+		if vp.stalls.Load() > 0 && rs.ctx.Err() == nil {
+			// A dead letter of this virtual partition fails to be written: wait until it is
+			// written or let go of (its write wakes vp), as if the processor wrote it itself.
+			p.idle(vp, 0, nil)
+			continue
+		}
+		m, wait, ok, closed := vp.next()
 		if !ok {
 			if closed || rs.ctx.Err() != nil {
+				for _, m := range vp.unpark() {
+					rs.release(m) // a stop lets go of messages waiting for a retry, unfinished
+				}
 				p.wg.Done()
 				return
 			}
-			select {
-			case <-vp.wake:
-			case <-rs.ctx.Done():
-			}
+			retryTimer = p.idle(vp, wait, retryTimer)
 			continue
 		}
 		if rs.ctx.Err() != nil {
-			rs.release(m) // abrupt stop: not processed, not finished
+			p.letGo(vp, m) // abrupt stop: not processed, not finished
 			continue
 		}
 		if testHookPopped != nil {
@@ -129,7 +139,7 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 			// for it: the partition's next owner reads it again. (revoked sets revoking, then
 			// reads busy; this sets busy, then reads revoking: one of the two sees the other.)
 			vp.busy.Store(nil)
-			rs.release(m)
+			p.letGo(vp, m)
 			continue
 		}
 		if !p.handle(vp, m, gen) {
@@ -139,36 +149,54 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 	}
 }
 
+// idle waits for a push, for the first parked message to be due (wait > 0) or for the abrupt
+// stop. It returns the timer it used, to be used again.
+func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Timer) *time.Timer {
+	var due <-chan time.Time
+	if wait > 0 {
+		if t == nil {
+			t = time.NewTimer(wait)
+		} else {
+			t.Reset(wait)
+		}
+		due = t.C
+	}
+	select {
+	case <-vp.wake:
+	case <-due:
+	case <-p.rs.ctx.Done():
+	}
+	return t
+}
+
 // handle takes one message from its wait to finished. It returns false when the handler was
 // abandoned by the watchdog (the caller must exit).
 func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 	rs := p.rs
 	if !p.hold(m, p.cut(vp, m)) {
-		rs.release(m)
+		p.letGo(vp, m)
 		return true
 	}
-	var cbDone func(bool)
+	var ticket breakerTicket
 	if p.gate != nil {
 		var ok bool
-		if cbDone, ok = p.gate.admit(p.cut(vp, m)); !ok {
-			rs.release(m)
+		if ticket, ok = p.gate.admit(p.cut(vp, m)); !ok {
+			p.letGo(vp, m)
 			return true
 		}
 	}
-	vp.cbDone = cbDone
+	vp.ticket = ticket
 	abandoned, err := p.process(vp, m, gen)
 	if abandoned {
 		return false
 	}
 	if rs.ctx.Err() != nil {
 		// Abrupt stop while the handler ran: its outcome is not trusted (G4).
-		if cbDone != nil {
-			cbDone(true)
-		}
-		rs.release(m)
+		ticket.report(breakerUncounted)
+		p.letGo(vp, m)
 		return true
 	}
-	p.complete(vp, m, err, cbDone)
+	p.complete(vp, m, err, ticket, true)
 	return true
 }
 
@@ -209,6 +237,9 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 	start := time.Now()
 	// Like context.WithTimeout, without a timer or an allocation (see procCtx).
 	pc := &m.pctx
+	if m.retries > 0 {
+		pc = new(procCtx) // a retry's context is not the one an earlier run may have kept
+	}
 	pc.start(ctx, start.Add(p.timeout))
 	ctx = pc
 	vp.startedAt.Store(start.UnixNano())
@@ -240,35 +271,6 @@ func (p *processors) call(ctx context.Context, m *Message) error {
 		p.logger.Errorw(ctx, "zkafka: processor panicked", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", pe.value, "stack", string(pe.stack))
 	}
 	return err
-}
-
-// complete records the outcome of a processed message: the breaker, the dead letter, the
-// commit tracker and the OnDone callbacks, in that order.
-func (p *processors) complete(vp *virtualPartition, m *Message, err error, cbDone func(bool)) {
-	perr, isPE := processError(err)
-	if cbDone != nil {
-		cbDone(err == nil || (isPE && perr.DisableCircuitBreak))
-	}
-	ctx := m.ctx
-	if ctx == nil {
-		ctx = p.rs.ctx
-	}
-	if err != nil {
-		p.logger.Warnw(ctx, "zkafka: processing failed", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
-		if p.dlt != nil && (!isPE || !perr.DisableDLTWrite) {
-			if !p.dlt.write(ctx, p.cut(vp, m), m, err) {
-				p.rs.release(m) // not written: stays uncommitted and is read again later
-				return
-			}
-		}
-	}
-	m.DoneWithContext(ctx)
-	for _, f := range p.onDone {
-		if ferr := catch("OnDone callback", func() error { f(ctx, m, err); return nil }); ferr != nil {
-			logFailure(ctx, p.logger, "zkafka: OnDone callback failed", ferr, "topic", m.Topic)
-		}
-	}
-	p.rs.release(m)
 }
 
 // watchdog abandons handlers that outlive their timeout by the grace period (G10). It exits
@@ -306,7 +308,7 @@ func (p *processors) abandon(vp *virtualPartition, m *Message) {
 	gen := vp.gen.Add(1)
 	go func() {
 		err := fmt.Errorf("%w (%s) and did not return within the grace period (%s)", errProcessTimeout, p.timeout, p.grace)
-		p.complete(vp, m, err, vp.cbDone)
+		p.complete(vp, m, err, vp.ticket, false)
 		vp.busy.Store(nil)
 		p.serve(vp, gen)
 	}()

@@ -9,9 +9,10 @@ package zkafka
 // message of those partitions that a processor had popped has been let go of — finished or
 // not — or the deadline passed and the next owner reads it again.
 //
-// A message waiting inside its processor (its process delay, the breaker, a dead letter retry)
-// learns of the revoke through its virtual partition's kick channel and its tracker's
-// revoking flag (processor.go, waitCut).
+// A message waiting inside its processor (its process delay, the breaker) learns of the revoke
+// through its virtual partition's kick channel and its tracker's revoking flag (processor.go,
+// waitCut); a dead letter write waiting out a backoff through the writer's revoked signal
+// (deadletter.go). A message parked for a retry is removed with the queued ones (parking.go).
 
 import "time"
 
@@ -33,6 +34,9 @@ func (l *readLoop) revoked(parts []tpKey) {
 		}
 		signal(vp.kick)
 	}
+	if rs.dlt != nil {
+		rs.dlt.revoked()
+	}
 	deadline := time.Now().Add(l.revokeWait())
 	for time.Now().Before(deadline) {
 		if !l.busyWith(in) {
@@ -43,14 +47,15 @@ func (l *readLoop) revoked(parts []tpKey) {
 	rs.w.logger.Warnw(rs.ctx, "zkafka: revoke deadline passed with messages still in flight; they will be read again by the next owner", "topic", rs.topic)
 }
 
-// busyWith reports whether a virtual partition holds a popped message for which in is true.
+// busyWith reports whether a virtual partition holds a popped message for which in is true,
+// or such a message waits for its dead letter.
 func (l *readLoop) busyWith(in func(*Message) bool) bool {
 	for _, vp := range l.rs.vps {
 		if m := vp.busy.Load(); m != nil && in(m) {
 			return true
 		}
 	}
-	return false
+	return l.rs.dlt != nil && l.rs.dlt.pendingWith(in)
 }
 
 // revokeWait bounds how long a revoke waits for in-flight messages: half the max poll

@@ -1,8 +1,8 @@
 package zkafka
 
 // A virtual partition is an unbounded FIFO of messages drained, in order, by one processor
-// goroutine at a time. While a key has messages in flight (queued, running, or waiting for a
-// dead letter), every further message of that key goes to the same virtual partition, so the
+// goroutine at a time. While a key has messages in flight (queued, running, waiting for a
+// retry or for a dead letter), every further message of that key goes to the same virtual partition, so the
 // messages of a key are processed one at a time in offset order (G2). The queues are bounded
 // together, not one by one: the reader pauses Kafka when the total of unfinished messages
 // reaches the Work's bound, so a busy virtual partition never blocks the reader from feeding
@@ -22,6 +22,7 @@ package zkafka
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // routeKey maps a key to its preferred virtual partition: 32-bit FNV-1a of the key bytes,
@@ -52,6 +53,12 @@ type virtualPartition struct {
 	head   int
 	n      int
 	closed bool // no more pushes: drain, then exit
+	// parked holds messages waiting for a retry and the later messages of their keys
+	// (parking.go).
+	parked parking
+	// popsUnchecked counts the queue pops since next last looked at the clock for a due
+	// parked message.
+	popsUnchecked int
 
 	wake chan struct{} // a push happened (capacity 1)
 	// wakePending is set by the reader when it queued a message here in the current batch
@@ -66,13 +73,16 @@ type virtualPartition struct {
 	running atomic.Pointer[Message]
 	// startedAt is when the running handler started, in UnixNano.
 	startedAt atomic.Int64
-	// cbDone completes the circuit breaker request of the running message; it is handed over
+	// ticket reports the running message's outcome to the circuit breaker; it is handed over
 	// with running (written before running is set, read by whoever clears running).
-	cbDone func(bool)
+	ticket breakerTicket
 	// busy is the message this virtual partition has popped and not yet let go of.
 	busy atomic.Pointer[Message]
 	// keys counts the keys routed here that have messages in flight.
 	keys atomic.Int64
+	// stalls counts the dead letters of this virtual partition whose write failed and has not
+	// ended: while any does, its processor takes no new message (deadletter.go).
+	stalls atomic.Int32
 }
 
 // keyRoute is where a key's messages go while any of them is in flight.
@@ -188,20 +198,71 @@ func (vp *virtualPartition) enqueue(m *Message) {
 	vp.mu.Unlock()
 }
 
-// pop removes the oldest message; ok is false when the queue is empty. closed reports whether
-// no more messages will come.
-func (vp *virtualPartition) pop() (m *Message, ok, closed bool) {
+// next returns the message to run next: a parked message whose retry is due (none once the
+// queue is closed: a stop starts no retry), else the oldest queued message whose key has
+// nothing parked; queued messages of a parked key join their key in the parking on the way.
+// ok is false when there is nothing to run: closed then reports whether nothing more will
+// come, and wait how long until the first parked message is due (0: none is).
+func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed bool) {
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
-	if vp.n == 0 {
-		return nil, false, vp.closed
+	parked := vp.parked.active()
+	if parked && !vp.closed && vp.popsUnchecked >= dueCheckEvery {
+		vp.popsUnchecked = 0
+		if m, _ = vp.parked.take(time.Now()); m != nil {
+			return m, 0, true, false
+		}
 	}
-	i := vp.head
-	m = vp.q[i]
-	vp.q[i] = nil
-	vp.head = (vp.head + 1) & (len(vp.q) - 1)
-	vp.n--
-	return m, true, false
+	for vp.n > 0 {
+		i := vp.head
+		m = vp.q[i]
+		vp.q[i] = nil
+		vp.head = (vp.head + 1) & (len(vp.q) - 1)
+		vp.n--
+		if parked && vp.parked.join(m) {
+			continue
+		}
+		vp.popsUnchecked++
+		return m, 0, true, false
+	}
+	if parked && !vp.closed { // the queue is empty: what is parked is all there is to run
+		vp.popsUnchecked = 0
+		if m, wait = vp.parked.take(time.Now()); m != nil {
+			return m, 0, true, false
+		}
+	}
+	return nil, wait, false, vp.closed
+}
+
+// park puts m back to wait for its retry until due (parking.go). It returns false, parking
+// nothing, when m's partition is being revoked: checked under the lock that the revoke's
+// removeIf takes after flagging the partition, so that no parked message outlives a revoke.
+func (vp *virtualPartition) park(m *Message, due time.Time) bool {
+	vp.mu.Lock()
+	defer vp.mu.Unlock()
+	if m.trk != nil && m.trk.isRevoking() {
+		return false
+	}
+	vp.parked.park(m, due)
+	return true
+}
+
+// settle ends the turn of m, taken from the parking: the next message of its key is due, and
+// the processor is woken for it (m may settle on a dead letter writer's goroutine).
+func (vp *virtualPartition) settle(m *Message) {
+	vp.mu.Lock()
+	due := vp.parked.settle(m, time.Time{}) // due at once: before any time
+	vp.mu.Unlock()
+	if due {
+		signal(vp.wake)
+	}
+}
+
+// unpark takes out every parked message (a stop lets them go unfinished).
+func (vp *virtualPartition) unpark() []*Message {
+	vp.mu.Lock()
+	defer vp.mu.Unlock()
+	return vp.parked.removeAll()
 }
 
 // close lets the processor exit once the queue is drained.
@@ -212,12 +273,12 @@ func (vp *virtualPartition) close() {
 	signal(vp.wake)
 }
 
-// removeIf drops the queued messages for which drop returns true, keeping the order of the
-// rest, and returns the dropped ones.
+// removeIf drops the queued and parked messages for which drop returns true, keeping the
+// order of the rest, and returns the dropped ones.
 func (vp *virtualPartition) removeIf(drop func(*Message) bool) []*Message {
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
-	var dropped []*Message
+	dropped := vp.parked.removeIf(drop)
 	mask := len(vp.q) - 1
 	kept := 0
 	for i := 0; i < vp.n; i++ {

@@ -125,6 +125,10 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 	if w.maxInFlight == 0 {
 		w.maxInFlight = defaultInFlight(w.speedup)
 	}
+	if w.retry != nil {
+		p := w.retry.withDefaults()
+		w.retry = &p
+	}
 	if cfg.DeadLetterTopicConfig != nil && w.dlt == nil {
 		d := *cfg.DeadLetterTopicConfig
 		w.dlt = &d

@@ -15,6 +15,14 @@
 //	raw-sleep1ms-sN  the control for sleep1ms-sN: the raw loop handing every message to N
 //	               goroutines that sleep 1 ms, with no per-key order and no commit tracking;
 //	               the most any Kafka library can reach for that handler on this machine
+//	deadletter-sN  zkafka Work, Speedup(N): one message in ten fails with a plain error and
+//	               is written to a dead letter topic (the breaker off: the scenario measures
+//	               the dead letter path); a message counts once finished (OnDone)
+//	retry-sN       zkafka Work, Speedup(N), WithRetry with a 1 ms backoff: one message in ten
+//	               fails twice, then passes on its third run
+//
+// The deadletter and retry scenarios are reported against the noop scenario of the same
+// Speedup in the same round (ratio_vs_noop).
 //
 // The raw consumer's configuration is the one zkafka's Client builds: the bench creates a
 // Client with a consumer provider that captures the librdkafka map it is handed, so the two
@@ -49,7 +57,7 @@ import (
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
-const allScenarios = "raw,noop-s1,noop-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256"
+const allScenarios = "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256"
 
 type options struct {
 	count      int
@@ -140,7 +148,7 @@ func scenario(name string) (kind string, speedup int, err error) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	kind, s := name[:i], name[i+2:]
-	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" {
+	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && !isFailing(kind) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	speedup, err = strconv.Atoi(s)
@@ -209,9 +217,11 @@ func runParent(o options, out io.Writer) error {
 		return err
 	}
 	all := map[string][]result{}
-	ratios := map[string][]float64{} // per round: rate / raw's rate in the same round
+	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
+	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
 	for round := 1; round <= o.rounds; round++ {
 		rawRate := 0.0
+		noopRate := map[int]float64{}
 		for _, name := range names {
 			kind, speedup, _ := scenario(name)
 			msgs := o.count
@@ -231,6 +241,12 @@ func runParent(o options, out io.Writer) error {
 				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds)
 			all[name] = append(all[name], res)
 			rate := float64(res.Msgs) / res.Seconds
+			if kind == "noop" {
+				noopRate[speedup] = rate
+			}
+			if r := noopRate[speedup]; isFailing(kind) && r > 0 {
+				noopRatios[name] = append(noopRatios[name], rate/r)
+			}
 			switch {
 			case kind == "raw":
 				rawRate = rate
@@ -279,6 +295,14 @@ func runParent(o options, out io.Writer) error {
 			summary = append(summary, item)
 		case kind == "raw":
 			line += " ratio_vs_raw=1.00"
+		case isFailing(kind):
+			if nr := medianOf(noopRatios[name]); !math.IsNaN(nr) {
+				line += fmt.Sprintf(" ratio_vs_noop=%.2f", nr)
+				summary = append(summary, fmt.Sprintf("%s=%.2f×noop", name, nr))
+			}
+			if haveRaw {
+				line += fmt.Sprintf(" ratio_vs_raw=%.2f", r)
+			}
 		case haveRaw:
 			line += fmt.Sprintf(" ratio_vs_raw=%.2f", r)
 			summary = append(summary, fmt.Sprintf("%s=%.2f×raw", name, r))
@@ -291,6 +315,16 @@ func runParent(o options, out io.Writer) error {
 	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s)\n", strings.Join(summary, " "), o.rounds, brokerKind)
 	return nil
 }
+
+// isFailing reports whether a scenario kind fails some of its messages.
+func isFailing(kind string) bool { return kind == "deadletter" || kind == "retry" }
+
+// fails reports whether the failing scenarios fail this message: one in ten, spread over
+// partitions and offsets.
+func fails(m *zkafka.Message) bool { return (m.Offset*7+int64(m.Partition))%10 == 0 }
+
+// deadLetterTopic is the dead letter topic of the deadletter scenarios of a run.
+func deadLetterTopic(topic string) string { return topic + "-dead" }
 
 // isSleep reports whether a scenario kind runs the 1 ms sleep handler.
 func isSleep(kind string) bool { return kind == "sleep1ms" || kind == "raw-sleep1ms" }
@@ -361,15 +395,15 @@ func lastLine(s string) string {
 	return s
 }
 
-// produce creates the topic and writes the data set: count values of size bytes, key i mod keys.
-func produce(addr, topic string, o options) error {
+// createTopic creates a topic of that many partitions.
+func createTopic(addr, topic string, partitions int) error {
 	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": addr, "broker.address.family": "v4", "enable.metrics.push": false})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: o.partitions, ReplicationFactor: 1}})
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}})
 	admin.Close()
 	if err != nil {
 		return fmt.Errorf("creating topic %s: %w", topic, err)
@@ -378,6 +412,18 @@ func produce(addr, topic string, o options) error {
 		if r.Error.Code() != kafka.ErrNoError {
 			return fmt.Errorf("creating topic %s: %w", topic, r.Error)
 		}
+	}
+	return nil
+}
+
+// produce creates the topics (the data set's and the dead letter topic) and writes the data
+// set: count values of size bytes, key i mod keys.
+func produce(addr, topic string, o options) error {
+	if err := createTopic(addr, topic, o.partitions); err != nil {
+		return err
+	}
+	if err := createTopic(addr, deadLetterTopic(topic), 1); err != nil {
+		return err
 	}
 	p, err := kafka.NewProducer(&kafka.ConfigMap{
 		"bootstrap.servers":          addr,
@@ -424,6 +470,9 @@ func produce(addr, topic string, o options) error {
 }
 
 // --- child side ---
+
+// errBench is the failure of the failing scenarios.
+var errBench = errors.New("zkafka-bench: failing one message in ten")
 
 // meter records the process's CPU time, allocations and wall clock at the first message and
 // at the last.
@@ -543,10 +592,16 @@ func runChild(o options) result {
 	done := make(chan struct{})
 	target := int64(o.count)
 	sleep := o.sleepDur
-	handler := func(context.Context, *zkafka.Message) error {
+	handler := func(_ context.Context, msg *zkafka.Message) error {
 		m.first()
 		if kind == "sleep1ms" {
 			time.Sleep(sleep)
+		}
+		if isFailing(kind) {
+			if fails(msg) && (kind == "deadletter" || msg.Attempt() < 3) {
+				return errBench
+			}
+			return nil // counted by OnDone
 		}
 		if n.Add(1) == target {
 			close(done)
@@ -555,6 +610,19 @@ func runChild(o options) result {
 	}
 	client := zkafka.NewClient(conf)
 	opts := []zkafka.WorkOption{zkafka.Speedup(uint16(speedup))}
+	switch kind {
+	case "deadletter":
+		opts = append(opts, zkafka.DisableCircuitBreaker(), zkafka.WithDeadLetterTopic(zkafka.ProducerTopicConfig{Topic: deadLetterTopic(o.topic)}))
+	case "retry":
+		opts = append(opts, zkafka.WithRetry(zkafka.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}))
+	}
+	if isFailing(kind) {
+		opts = append(opts, zkafka.WithOnDone(func(context.Context, *zkafka.Message, error) {
+			if n.Add(1) == target {
+				close(done)
+			}
+		}))
+	}
 	if o.inFlight > 0 {
 		opts = append(opts, zkafka.MaxInFlight(o.inFlight))
 	}

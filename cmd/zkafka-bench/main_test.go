@@ -33,6 +33,8 @@ func TestScenarioNames(t *testing.T) {
 		{name: "noop-s8", kind: "noop", speedup: 8},
 		{name: "sleep1ms-s256", kind: "sleep1ms", speedup: 256},
 		{name: "raw-sleep1ms-s64", kind: "raw-sleep1ms", speedup: 64},
+		{name: "deadletter-s8", kind: "deadletter", speedup: 8},
+		{name: "retry-s1", kind: "retry", speedup: 1},
 		{name: "noop", wantErr: `unknown scenario "noop"`},
 		{name: "raw-s8", wantErr: `unknown scenario "raw-s8"`},
 		{name: "sleep2ms-s8", wantErr: `unknown scenario "sleep2ms-s8"`},
@@ -92,12 +94,12 @@ func TestBadFlagsAreRefusedWithAReason(t *testing.T) {
 // checks the lines it prints.
 func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a broker and five child processes")
+		t.Skip("starts a broker and seven child processes")
 	}
 	var out, errb bytes.Buffer
 	code := run([]string{
 		"-count", "4000", "-keys", "50", "-partitions", "4", "-rounds", "1", "-sleep-seconds", "0.25",
-		"-scenarios", "raw,noop-s1,noop-s8,sleep1ms-s8,raw-sleep1ms-s8",
+		"-scenarios", "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8",
 	}, &out, &errb)
 	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
 
@@ -116,7 +118,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 			summary = line
 		}
 	}
-	require.Len(t, lines, 5, out.String())
+	require.Len(t, lines, 7, out.String())
 	positive := func(name, key string) float64 {
 		v, err := strconv.ParseFloat(lines[name][key], 64)
 		require.NoError(t, err, "%s %s in %v", name, key, lines[name])
@@ -136,5 +138,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	require.LessOrEqual(t, positive("raw-sleep1ms-s8", "ratio_vs_ideal"), 1.05)
 	positive("sleep1ms-s8", "ratio_vs_control")
 	require.NotContains(t, lines["raw-sleep1ms-s8"], "ratio_vs_control")
-	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal \(medians of 1 rounds`, summary)
+	positive("deadletter-s8", "ratio_vs_noop")
+	positive("retry-s8", "ratio_vs_noop")
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal \(medians of 1 rounds`, summary)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/zkafka-go/zkafka"
 )
@@ -45,11 +46,16 @@ func run() error {
 	}, func(ctx context.Context, msg *zkafka.Message) error {
 		var order Order
 		if err := msg.Decode(&order); err != nil {
-			return err // a failure of this message; the worker goes on
+			return err // bad data, the message's own fault: never retried, never trips the breaker
 		}
-		fmt.Printf("order %d of %s: %.2f\n", order.ID, order.Customer, order.Amount)
+		if order.Amount < 0 {
+			return zkafka.PermanentError(fmt.Errorf("order %d has a negative amount", order.ID))
+		}
+		if _, err := fmt.Printf("order %d of %s: %.2f\n", order.ID, order.Customer, order.Amount); err != nil {
+			return err // may pass with time: retried after a backoff, then counted by the breaker
+		}
 		return nil
-	})
+	}, zkafka.WithRetry(zkafka.RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond}))
 
 	// Ctrl-C or SIGTERM closes shutdown: Run stops reading, finishes what it read, commits
 	// and returns nil.

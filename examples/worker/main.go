@@ -101,15 +101,21 @@ func run(ctx context.Context, cfg config, signals <-chan os.Signal, out io.Write
 	}, func(ctx context.Context, msg *zkafka.Message) error {
 		var order Order
 		if err := msg.Decode(&order); err != nil {
-			return err // counted as a failure; the offset still moves on
+			return err // bad data (permanent): logged and skipped, never retried, never trips the breaker
 		}
-		fmt.Fprintf(out, "order %d of %s: %.2f (partition %d, offset %d)\n",
+		if order.Amount < 0 {
+			return zkafka.PermanentError(fmt.Errorf("order %d has a negative amount", order.ID))
+		}
+		_, err := fmt.Fprintf(out, "order %d of %s: %.2f (partition %d, offset %d)\n",
 			order.ID, order.Customer, order.Amount, msg.Partition, msg.Offset)
+		if err != nil {
+			return err // may pass with time (transient): retried after a backoff, then counted by the breaker
+		}
 		if n := processed.Add(1); n == cfg.maxMessages {
 			stop() // graceful stop from inside: Run returns once this one is done
 		}
 		return nil
-	}, zkafka.Speedup(5))
+	}, zkafka.Speedup(5), zkafka.WithRetry(zkafka.RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond}))
 
 	// Graceful stop on a signal or the deadline, then, if draining takes too long, abrupt.
 	go func() {

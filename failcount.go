@@ -1,0 +1,62 @@
+package zkafka
+
+// What became of a Work's failed messages: the counts behind Work.FailureCounts, and the one
+// log line each failed message gets (G18: a retry is logged at debug level only, the last
+// failure once, at warning level).
+//
+// Invariant: each counter only grows; a message adds to Permanent at most once, to exactly one
+// of DeadLettered and Skipped when it fails for good and is finished, and to Retried once per
+// retry. processor.go's complete and park update them.
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// FailureCounts counts what became of a Work's failed messages since the Work was created.
+// Each field only grows, ready to be exported as a metric counter.
+type FailureCounts struct {
+	// Retried counts the runs of the processor that failed with a transient error and were
+	// followed by a retry (WithRetry).
+	Retried int64
+	// Permanent counts the messages that failed with an error that is their own fault
+	// (IsPermanentError: PermanentError, a Decode error, a panic): not retried, not counted by
+	// the circuit breaker.
+	Permanent int64
+	// DeadLettered counts the failed messages whose dead letter the broker acknowledged.
+	DeadLettered int64
+	// Skipped counts the failed messages marked finished without a dead letter: the Work has no
+	// dead letter topic, or the error is a ProcessError with DisableDLTWrite.
+	Skipped int64
+}
+
+// FailureCounts returns the counts of this Work's failed messages, over all its runs.
+func (w *Work) FailureCounts() FailureCounts {
+	c := &w.failures
+	return FailureCounts{
+		Retried:      c.retried.Load(),
+		Permanent:    c.permanent.Load(),
+		DeadLettered: c.deadLettered.Load(),
+		Skipped:      c.skipped.Load(),
+	}
+}
+
+// failureCounters is the live form of FailureCounts.
+type failureCounters struct {
+	retried, permanent, deadLettered, skipped atomic.Int64
+}
+
+// failed logs the last failure of m, once, and counts it: toDLT says whether a dead letter is
+// written next (counted once acknowledged), else the message is skipped.
+func (c *failureCounters) failed(ctx context.Context, l Logger, m *Message, err error, class errClass, toDLT bool) {
+	if class == classPermanent {
+		c.permanent.Add(1)
+	}
+	msg := "zkafka: processing failed; writing a dead letter"
+	if !toDLT {
+		c.skipped.Add(1)
+		msg = "zkafka: processing failed; skipping the message (no dead letter)"
+	}
+	l.Warnw(ctx, msg, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+		"class", class.String(), "attempts", m.Attempt(), "error", err)
+}
