@@ -4,7 +4,7 @@ package zkafka
 // reach the user's Logger as one line when they start, then at most one line per
 // failureSummaryEvery while they go on, which says how often they repeated meanwhile: never a
 // flood, never silence (G18). KReader.poll (reader.go) logs the consumer's errors through it,
-// KWriter.drain (writer.go) the producer's.
+// producers.drain (producer.go) the producers'.
 //
 // Invariant: for each failure (the log message and the librdkafka error code, or the error's
 // text for other errors) at most one line is written per failureSummaryEvery, and none of its

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -149,10 +148,7 @@ type readerArgs struct {
 // mode), and nothing calls into the consumer after it was closed.
 type KReader struct {
 	consumer    KafkaConsumer
-	poller      eventPoller         // nil: the degraded ReadMessage mode
-	pauser      partitionPauser     // nil: pauses hold the read loop instead
-	eager       eagerAssigner       // nil: librdkafka assigns after the rebalance callback
-	incremental incrementalAssigner // nil: likewise, for cooperative rebalances
+	poller      eventPoller // nil: the degraded ReadMessage mode
 	tc          ConsumerTopicConfig
 	groupID     string
 	fmt         kFormatter
@@ -161,24 +157,15 @@ type KReader struct {
 	readTimeout time.Duration
 
 	tracker  *commitTracker
-	failures *failureLog // the consumer's repeating errors, rate-limited
+	offsets  *offsetStore // hands finished offsets to librdkafka (offsets.go)
+	owned    *rebalancer  // the partitions it owns and their pause (rebalance.go)
+	failures *failureLog  // the consumer's repeating errors, rate-limited
 
-	handle     sync.RWMutex // see above; guards closed, subscribed, subscribeErr
+	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
 	closed     bool
 	subscribed bool
 	subErr     error
-
-	mu       sync.Mutex // guards assigned, paused, resumed, listener
-	assigned map[tpKey]struct{}
-	paused   bool
-	resumed  chan struct{} // closed when a pause ends (degraded mode)
-	listener rebalanceListener
-}
-
-// rebalanceListener is told about partitions leaving and joining the reader. The Work engine
-// uses it to drop queued messages of revoked partitions and wait for their in-flight ones.
-type rebalanceListener interface {
-	revoked(parts []tpKey)
+	subMu      sync.Mutex // serialises subscribe
 }
 
 // newReader creates the consumer and subscribes it to the configured topics.
@@ -192,7 +179,6 @@ func newReader(args readerArgs) (*KReader, error) {
 		hooks:       args.hooks,
 		readTimeout: tc.readTimeout(),
 		tracker:     newCommitTracker(),
-		assigned:    map[tpKey]struct{}{},
 	}
 	if r.logger == nil {
 		r.logger = NoopLogger{}
@@ -218,9 +204,8 @@ func newReader(args readerArgs) (*KReader, error) {
 	}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
-	r.pauser, _ = consumer.(partitionPauser)
-	r.eager, _ = consumer.(eagerAssigner)
-	r.incremental, _ = consumer.(incrementalAssigner)
+	r.offsets = &offsetStore{consumer: consumer, tracker: r.tracker, logger: r.logger, groupID: r.groupID}
+	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
 	return r, nil
 }
 
@@ -239,11 +224,11 @@ func (e *readError) Unwrap() error { return e.err }
 // subscribe subscribes the consumer once; the caller holds handle shared. A failed
 // subscription fails every later read.
 func (r *KReader) subscribe() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
 	if !r.subscribed {
 		r.subscribed = true
-		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.rebalance); err != nil {
+		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.owned.rebalance); err != nil {
 			r.subErr = fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", r.tc.ClientID, r.tc.topics(), err)
 		}
 	}
@@ -317,10 +302,7 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 // reader is paused, when it waits for the resume up to timeout and reads nothing. The caller
 // holds handle shared.
 func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
-	r.mu.Lock()
-	paused, resumed := r.paused, r.resumed
-	r.mu.Unlock()
-	if paused {
+	if paused, resumed := r.owned.pauseState(); paused {
 		if timeout > 0 {
 			t := time.NewTimer(timeout)
 			defer t.Stop()
@@ -391,24 +373,7 @@ func (r *KReader) storeFinished() {
 	r.handle.RLock()
 	defer r.handle.RUnlock()
 	if !r.closed {
-		r.store(r.tracker.storable(nil))
-	}
-}
-
-// store hands offsets to librdkafka. A store refused for a partition this reader no longer
-// owns is expected during a rebalance and is only logged at debug level. The caller holds
-// handle, or runs in a rebalance callback.
-func (r *KReader) store(offs []storedOffset) {
-	if len(offs) == 0 {
-		return
-	}
-	tps := make([]kafka.TopicPartition, len(offs))
-	for i, o := range offs {
-		topic := o.topic
-		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: o.partition, Offset: kafka.Offset(o.offset)}
-	}
-	if _, err := r.consumer.StoreOffsets(tps); err != nil {
-		r.logger.Debugw(context.Background(), "zkafka: offsets not stored (partition no longer assigned?)", "error", err)
+		r.offsets.storeFinished()
 	}
 }
 
@@ -419,201 +384,28 @@ func (r *KReader) commit() error {
 	if r.closed {
 		return errReaderClosed
 	}
-	r.store(r.tracker.storable(nil))
-	return r.commitStored()
+	r.offsets.storeFinished()
+	return r.offsets.commitStored()
 }
 
-// commitStored commits the stored offsets synchronously. Nothing to commit (ErrNoOffset) and
-// no assignment left to commit for (ErrState) are not errors. The caller holds handle, or
-// runs in a rebalance callback.
-func (r *KReader) commitStored() error {
-	if _, err := r.consumer.Commit(); err != nil {
-		var kerr kafka.Error
-		if errors.As(err, &kerr) && (kerr.Code() == kafka.ErrNoOffset || kerr.Code() == kafka.ErrState) {
-			return nil
-		}
-		return fmt.Errorf("zkafka: committing offsets of %s: %w", r.groupID, err)
-	}
-	return nil
-}
+// testHookSetPaused, when set by a test, is called with every setPaused.
+var testHookSetPaused func(paused bool)
 
-// rebalance is the consumer's rebalance callback; it runs inside Poll, ReadMessage or Close,
-// whose caller holds handle, so it calls the consumer without taking handle.
-func (r *KReader) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
-	cooperative := r.protocol() == "COOPERATIVE"
-	switch e := ev.(type) {
-	case kafka.AssignedPartitions:
-		r.assign(e.Partitions, cooperative)
-	case kafka.RevokedPartitions:
-		r.revoke(e.Partitions, cooperative)
-	}
-	return nil
-}
-
-// assign takes newly assigned partitions: fresh commit trackers, the assignment (incremental
-// under the cooperative protocol), and a pause if the reader is paused now.
-func (r *KReader) assign(parts []kafka.TopicPartition, cooperative bool) {
-	ctx := context.Background()
-	for _, p := range parts {
-		r.tracker.reset(topicName(p), p.Partition)
-	}
-	var err error
-	switch {
-	case cooperative && r.incremental != nil:
-		err = r.incremental.IncrementalAssign(parts)
-	case !cooperative && r.eager != nil:
-		err = r.eager.Assign(parts)
-	}
-	if err != nil {
-		r.logger.Errorw(ctx, "zkafka: assigning partitions failed", "group", r.groupID, "error", err)
-		return
-	}
-	r.mu.Lock()
-	if !cooperative {
-		clear(r.assigned)
-	}
-	for _, p := range parts {
-		r.assigned[tpKey{topicName(p), p.Partition}] = struct{}{}
-	}
-	paused := r.paused
-	r.mu.Unlock()
-	if paused && r.pauser != nil {
-		if err := r.pauser.Pause(parts); err != nil {
-			r.logger.Warnw(ctx, "zkafka: pausing newly assigned partitions failed", "error", err)
-		}
-	}
-	r.logger.Infow(ctx, "zkafka: partitions assigned", "group", r.groupID, "partitions", partitionList(parts), "protocol", r.protocol())
-}
-
-// protocol is the consumer's rebalance protocol, "EAGER" when it cannot tell.
-func (r *KReader) protocol() string {
-	if r.eager == nil {
-		return "EAGER"
-	}
-	return r.eager.GetRebalanceProtocol()
-}
-
-// revoke lets partitions go (G6): it tells the listener (the Work's reader loop, which drops
-// their queued messages and waits for the in-flight ones), stores and commits what finished
-// unless the assignment was lost, drops their trackers, lifts their pause and unassigns them.
-func (r *KReader) revoke(parts []kafka.TopicPartition, cooperative bool) {
-	ctx := context.Background()
-	keys := make([]tpKey, len(parts))
-	set := make(map[tpKey]struct{}, len(parts))
-	for i, p := range parts {
-		keys[i] = tpKey{topicName(p), p.Partition}
-		set[keys[i]] = struct{}{}
-	}
-	r.tracker.markRevoking(keys)
-	r.mu.Lock()
-	l := r.listener
-	r.mu.Unlock()
-	if l != nil {
-		l.revoked(keys)
-	}
-	lost := r.consumer.AssignmentLost()
-	if !lost {
-		r.store(r.tracker.storable(func(k tpKey) bool { _, ok := set[k]; return ok }))
-		if err := r.commitStored(); err != nil {
-			r.logger.Warnw(ctx, "zkafka: committing on revoke failed", "group", r.groupID, "error", err)
-		}
-	}
-	for _, k := range keys {
-		r.tracker.remove(k.topic, k.partition)
-	}
-	r.mu.Lock()
-	for _, k := range keys {
-		delete(r.assigned, k)
-	}
-	paused := r.paused
-	r.mu.Unlock()
-	if paused && r.pauser != nil {
-		// librdkafka keeps a partition's pause across Unassign and Assign: a partition that
-		// left paused would come back paused, whatever the reader's state is then. (Resuming
-		// it on assign instead left partitions unread for minutes under make chaos.)
-		if err := r.pauser.Resume(parts); err != nil {
-			r.logger.Warnw(ctx, "zkafka: resuming revoked partitions failed", "group", r.groupID, "error", err)
-		}
-	}
-	var err error
-	switch {
-	case cooperative && r.incremental != nil:
-		err = r.incremental.IncrementalUnassign(parts)
-	case !cooperative && r.eager != nil:
-		err = r.eager.Unassign()
-	}
-	if err != nil {
-		r.logger.Warnw(ctx, "zkafka: unassigning partitions failed", "group", r.groupID, "error", err)
-	}
-	r.logger.Infow(ctx, "zkafka: partitions revoked", "group", r.groupID, "partitions", partitionList(parts), "lost", lost)
-}
-
-// partitionList formats partitions as "topic/partition,…" for logs.
-func partitionList(parts []kafka.TopicPartition) string {
-	var b strings.Builder
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%s/%d", topicName(p), p.Partition)
-	}
-	return b.String()
-}
-
-// setPaused pauses or resumes every assigned partition. While paused the consumer keeps
-// polling (rebalances are served and the group membership is kept) but fetches nothing. A
-// consumer without Pause (the degraded mode) is not read from while paused instead.
+// setPaused pauses or resumes every assigned partition (rebalancer.setPaused), unless the
+// reader is closed.
 func (r *KReader) setPaused(paused bool) {
 	if testHookSetPaused != nil {
 		testHookSetPaused(paused)
 	}
 	r.handle.RLock()
 	defer r.handle.RUnlock()
-	r.mu.Lock()
-	if r.paused == paused || r.closed {
-		r.mu.Unlock()
-		return
-	}
-	r.paused = paused
-	if paused {
-		r.resumed = make(chan struct{})
-	} else if r.resumed != nil {
-		close(r.resumed)
-		r.resumed = nil
-	}
-	if r.pauser == nil {
-		r.mu.Unlock()
-		return
-	}
-	parts := make([]kafka.TopicPartition, 0, len(r.assigned))
-	for k := range r.assigned {
-		topic := k.topic
-		parts = append(parts, kafka.TopicPartition{Topic: &topic, Partition: k.partition})
-	}
-	r.mu.Unlock()
-	if len(parts) == 0 {
-		return
-	}
-	var err error
-	if paused {
-		err = r.pauser.Pause(parts)
-	} else {
-		err = r.pauser.Resume(parts)
-	}
-	if err != nil {
-		r.logger.Warnw(context.Background(), "zkafka: pause/resume failed", "paused", paused, "error", err)
+	if !r.closed {
+		r.owned.setPaused(paused)
 	}
 }
-
-// testHookSetPaused, when set by a test, is called with every setPaused.
-var testHookSetPaused func(paused bool)
 
 // setListener sets who is told about revoked partitions (nil: nobody).
-func (r *KReader) setListener(l rebalanceListener) {
-	r.mu.Lock()
-	r.listener = l
-	r.mu.Unlock()
-}
+func (r *KReader) setListener(l rebalanceListener) { r.owned.setListener(l) }
 
 // Close stores and commits what is finished, leaves the group and closes the consumer.
 // Messages not finished are not committed: the group reads them again. Safe to call twice
@@ -626,13 +418,8 @@ func (r *KReader) Close() error {
 		return nil
 	}
 	r.closed = true
-	r.mu.Lock()
-	if r.resumed != nil {
-		close(r.resumed)
-		r.resumed = nil
-	}
-	r.mu.Unlock()
-	r.store(r.tracker.storable(nil))
+	r.owned.endPause()
+	r.offsets.storeFinished()
 	if err := r.consumer.Close(); err != nil {
 		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
 	}

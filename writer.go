@@ -139,17 +139,16 @@ var errWriterClosed = errors.New("writer is closed")
 // producer reports a fatal error: that write fails (or, when the record was refused before it
 // was queued, is retried once on the new producer), and later writes go to the new producer.
 type KWriter struct {
-	producer    KafkaProducer
-	newProducer func() (KafkaProducer, error) // makes a replacement after a fatal error
-	topic       string
-	tc          ProducerTopicConfig
-	fmt         kFormatter
-	logger      Logger
-	failures    *failureLog  // the producer's repeating errors, rate-limited
-	tracer      trace.Tracer // nil: no spans
-	p           propagation.TextMapPropagator
-	hooks       LifecycleHooks
-	settings    WriterSettings
+	producer  KafkaProducer
+	producers *producers // makes, drains and retires the writer's producers (producer.go)
+	topic     string
+	tc        ProducerTopicConfig
+	fmt       kFormatter
+	logger    Logger
+	tracer    trace.Tracer // nil: no spans
+	p         propagation.TextMapPropagator
+	hooks     LifecycleHooks
+	settings  WriterSettings
 
 	// mu guards closed; writes hold it shared only while they hand a record to the
 	// producer (or run a transaction), Close holds it exclusively to stop new writes.
@@ -158,13 +157,9 @@ type KWriter struct {
 	// txMu serialises transactions: a producer runs one at a time.
 	txMu sync.Mutex
 
-	// retired counts producers replaced after a fatal error that are still closing.
-	retired sync.WaitGroup
-
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{} // closed when Close has finished with the producer
-	stopDrain chan struct{} // closed after the producer is closed
 	drained   chan struct{} // closed when the current producer's drain goroutine has returned
 }
 
@@ -185,20 +180,18 @@ type writerArgs struct {
 // producer (and initialises transactions when tc.Transaction) and starts draining events.
 func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	w := &KWriter{
-		topic:     args.tc.Topic,
-		tc:        args.tc,
-		fmt:       args.fmt,
-		logger:    args.logger,
-		p:         args.p,
-		hooks:     args.hooks,
-		done:      make(chan struct{}),
-		stopDrain: make(chan struct{}),
-		drained:   make(chan struct{}),
+		topic:   args.tc.Topic,
+		tc:      args.tc,
+		fmt:     args.fmt,
+		logger:  args.logger,
+		p:       args.p,
+		hooks:   args.hooks,
+		done:    make(chan struct{}),
+		drained: make(chan struct{}),
 	}
 	if w.logger == nil {
 		w.logger = NoopLogger{}
 	}
-	w.failures = newFailureLog(w.logger)
 	if args.tp != nil {
 		w.tracer = args.tp.Tracer(instrumentationName)
 	}
@@ -218,8 +211,13 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 		provider = defaultProducerProvider
 	}
 	conf := makeProducerConfig(args.conf, args.tc)
-	w.newProducer = func() (KafkaProducer, error) { return provider(configMapToAny(conf)) }
-	producer, err := w.startProducer(ctx)
+	w.producers = &producers{
+		make:     func() (KafkaProducer, error) { return provider(configMapToAny(conf)) },
+		tc:       args.tc,
+		failures: newFailureLog(w.logger),
+		stop:     make(chan struct{}),
+	}
+	producer, err := w.producers.start(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -227,54 +225,11 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	return w, nil
 }
 
-// startProducer makes a producer from the writer's configuration and, for a transactional
-// writer, initialises its transactions.
-func (w *KWriter) startProducer(ctx context.Context) (KafkaProducer, error) {
-	p, err := w.newProducer()
-	if err != nil {
-		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", w.tc.ClientID, w.topic, err)
-	}
-	if p == nil {
-		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: the producer provider returned no producer", w.tc.ClientID, w.topic)
-	}
-	if w.tc.Transaction {
-		tx, ok := p.(transactor)
-		if !ok {
-			p.Close()
-			return nil, errConfig("ProducerTopicConfig.Transaction needs a producer with transactions; the one from "+
-				"WithProducerProvider (%T) has no InitTransactions, BeginTransaction, CommitTransaction and AbortTransaction", p)
-		}
-		if err := tx.InitTransactions(ctx); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", w.tc.ClientID, err)
-		}
-	}
-	return p, nil
-}
-
 // use makes p the writer's producer and starts draining its events. The caller holds mu
 // exclusively, or is newWriter.
 func (w *KWriter) use(p KafkaProducer) {
 	w.producer = p
-	w.drained = make(chan struct{})
-	var events chan kafka.Event
-	if es, ok := p.(eventSource); ok {
-		events = es.Events()
-	}
-	if events != nil {
-		go w.drain(events, w.drained)
-	} else {
-		close(w.drained)
-	}
-}
-
-// fatalError returns the fatal error of a producer that has one (a confluent-kafka-go
-// producer does; a producer from WithProducerProvider may implement GetFatalError too).
-func fatalError(p KafkaProducer) error {
-	if f, ok := p.(interface{ GetFatalError() error }); ok {
-		return f.GetFatalError()
-	}
-	return nil
+	w.drained = w.producers.watch(p)
 }
 
 // replaceIfFatal makes a new producer when failed, the producer a write just used, is in a
@@ -296,7 +251,7 @@ func (w *KWriter) replaceIfFatal(ctx context.Context, failed KafkaProducer) bool
 		return false
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
-	p, err := w.startProducer(sctx)
+	p, err := w.producers.start(sctx)
 	cancel()
 	if err != nil {
 		w.mu.Unlock()
@@ -306,62 +261,8 @@ func (w *KWriter) replaceIfFatal(ctx context.Context, failed KafkaProducer) bool
 	w.use(p)
 	w.mu.Unlock()
 	w.logger.Errorw(ctx, "zkafka: producer had a fatal error; replaced it with a new one", "topic", w.topic, "fatal", fatal)
-	// What the old producer still holds fails with its fatal error; closing it closes its
-	// events channel, which ends its drain goroutine. Close waits for it (G14).
-	w.retired.Go(failed.Close)
+	w.producers.retire(failed) // Close waits for it (G14)
 	return true
-}
-
-// defaultProducerProvider creates a confluent-kafka-go producer.
-func defaultProducerProvider(conf map[string]any) (KafkaProducer, error) {
-	cm := toConfigMap(conf)
-	p, err := kafka.NewProducer(&cm)
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// toConfigMap converts a provider function's map back to a ConfigMap.
-func toConfigMap(conf map[string]any) kafka.ConfigMap {
-	cm := make(kafka.ConfigMap, len(conf))
-	for k, v := range conf {
-		cm[k] = v
-	}
-	return cm
-}
-
-// configMapToAny converts a ConfigMap for the provider functions.
-func configMapToAny(cm kafka.ConfigMap) map[string]any {
-	out := make(map[string]any, len(cm))
-	for k, v := range cm {
-		out[k] = v
-	}
-	return out
-}
-
-// drain reads a producer's Events channel until it is closed or Close stops it, logging
-// errors, and closes done; delivery reports never arrive there because every write has its
-// own channel.
-func (w *KWriter) drain(events chan kafka.Event, done chan struct{}) {
-	defer close(done)
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if e, isErr := ev.(kafka.Error); isErr {
-				if brokerFailure(e) {
-					w.failures.errorf(context.Background(), "zkafka: producer cannot use the brokers; it keeps trying", e, "topic", w.topic)
-				} else {
-					w.failures.warnf(context.Background(), "zkafka: producer error", e, "topic", w.topic)
-				}
-			}
-		case <-w.stopDrain:
-			return
-		}
-	}
 }
 
 // Write encodes value and writes it under a random UUID key (see Writer).
@@ -484,7 +385,7 @@ func (w *KWriter) produceAndWait(ctx context.Context, msg *kafka.Message) (_ Res
 	if err != nil {
 		return Response{}, used, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err)
 	}
-	resp, err := w.awaitDelivery(ctx, delivery, w.done)
+	resp, err := awaitDelivery(ctx, w.topic, delivery, w.done)
 	return resp, used, true, err
 }
 
@@ -500,56 +401,8 @@ func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (_ 
 	if w.closed {
 		return Response{}, nil, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
 	}
-	resp, queued, err := w.transact(ctx, msg)
+	resp, queued, err := transact(ctx, w.producer, w.topic, msg)
 	return resp, w.producer, queued, err
-}
-
-// transact runs one transaction of msg on the current producer; the caller holds mu shared.
-func (w *KWriter) transact(ctx context.Context, msg *kafka.Message) (_ Response, queued bool, _ error) {
-	tx := w.producer.(transactor) // startProducer refused a producer without transactions
-	if err := tx.BeginTransaction(); err != nil {
-		return Response{}, false, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", w.topic, err)
-	}
-	abort := func(cause error) error {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
-		defer cancel()
-		if err := tx.AbortTransaction(actx); err != nil {
-			return errors.Join(cause, fmt.Errorf("zkafka: aborting the transaction on topic %s: %w", w.topic, err))
-		}
-		return cause
-	}
-	delivery := make(chan kafka.Event, 1)
-	if err := w.producer.Produce(msg, delivery); err != nil {
-		return Response{}, false, abort(fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err))
-	}
-	resp, err := w.awaitDelivery(ctx, delivery, nil)
-	if err != nil {
-		return resp, true, abort(err)
-	}
-	if err := tx.CommitTransaction(ctx); err != nil {
-		return resp, true, abort(fmt.Errorf("zkafka: committing the transaction on topic %s: %w", w.topic, err))
-	}
-	return resp, true, nil
-}
-
-// awaitDelivery waits for the delivery report on delivery, returning ctx.Err() as soon as
-// ctx is done, and an error when closed is closed first.
-func (w *KWriter) awaitDelivery(ctx context.Context, delivery chan kafka.Event, closed chan struct{}) (Response, error) {
-	select {
-	case ev := <-delivery:
-		m, ok := ev.(*kafka.Message)
-		if !ok {
-			return Response{}, fmt.Errorf("zkafka: writing to topic %s: unexpected delivery event %v", w.topic, ev)
-		}
-		if m.TopicPartition.Error != nil {
-			return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, m.TopicPartition.Error)
-		}
-		return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil
-	case <-ctx.Done():
-		return Response{}, ctx.Err()
-	case <-closed:
-		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w before the delivery report arrived", w.topic, errWriterClosed)
-	}
 }
 
 // preWrite runs the PreWrite hook and adds its headers. A failing or panicking hook is
@@ -602,8 +455,7 @@ func (w *KWriter) close() error {
 			}
 		}
 		w.producer.Close()
-		w.retired.Wait()
-		close(w.stopDrain)
+		w.producers.stopAll()
 		<-w.drained
 		close(w.done)
 	})
