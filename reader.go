@@ -1,10 +1,11 @@
 package zkafka
 
-// KReader: the Reader over a confluent-kafka-go consumer. It polls, turns records into
-// Messages, stores finished offsets through the commit tracker (commit.go), handles the
-// rebalance callbacks (assign, and revoke, which first tells the Work through
-// rebalanceListener: revoke.go), pauses and resumes for the reader loop (readloop.go), and
-// commits at revoke and Close. Read, for users of a bare Reader, is poll in a loop.
+// KReader: the Reader over a confluent-kafka-go consumer. It subscribes, polls (or reads, in
+// the degraded mode), turns records into Messages recorded with the commit tracker
+// (commit.go), stores finished offsets (offsets.go) before polls and at Close, and guards the
+// consumer against use after Close (G15). The partitions it owns, the rebalance callbacks and
+// the pause are the rebalancer's (rebalance.go). Read, for users of a bare Reader, is poll in
+// a loop; a Work's reader loop (readloop.go) calls poll itself.
 
 import (
 	"context"
@@ -40,8 +41,9 @@ type Assignment struct {
 // IncrementalUnassign and GetRebalanceProtocol (assignments made by the reader, eager and
 // cooperative). *kafka.Consumer has them all. A consumer with only this interface's methods
 // runs in the degraded mode of zkafka v2: the reader calls ReadMessage, librdkafka assigns
-// partitions itself, and back-pressure, an open circuit breaker and process delay hold the
-// read loop instead of pausing partitions. What still holds there: at-least-once (G1),
+// partitions itself, and back-pressure and an open circuit breaker hold the read loop
+// instead of pausing partitions (a process delay waits in the processor, and holds the loop
+// only once the in-flight bound is full). What still holds there: at-least-once (G1),
 // per-key order (G2), the commit of finished offsets only (G3, G4), dead letters (G5) and
 // the in-flight bound (G8). What does not: G7 (a hold longer than max.poll.interval.ms makes
 // the consumer leave the group, as in v2) and the revoke wait for in-flight work (G6) when

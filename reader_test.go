@@ -47,8 +47,9 @@ func TestReaderDoneInAnyOrderCommitsTheFinishedPrefix(t *testing.T) {
 // TestG6PausedPartitionsAreReadAgainAfterAnEagerRebalance: a Work paused at its in-flight bound
 // when an eager rebalance revokes everything (the revoke drops the queued messages, so the
 // reader resumes while it owns nothing) must read the partitions it gets back. librdkafka
-// keeps a partition's pause across Unassign and Assign; without an explicit resume on assign
-// those partitions stayed paused and were never read again by this member.
+// keeps a partition's pause across Unassign and Assign; unless the revoke lifts the pause
+// before it unassigns (rebalance.go), those partitions stay paused and are never read again
+// by this member.
 func TestG6PausedPartitionsAreReadAgainAfterAnEagerRebalance(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 2)

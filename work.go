@@ -4,14 +4,19 @@ package zkafka
 // What happens in between lives next door, one part a file, in the order a message meets
 // them (docs/architecture.md draws the path):
 //
-//   - readloop.go: the reader goroutine: poll, route by key, back-pressure, pause;
+//   - readloop.go: the reader goroutine: poll, back-pressure, pause, v2's read rhythm;
+//   - dispatch.go: read hooks, route by key, queue, wake the processors;
 //   - revoke.go: what a revoke does to queued and in-flight messages;
-//   - virtual_partition.go: the queues and the key router;
+//   - virtual_partition.go and parking.go: the queues, the key router, and messages waiting
+//     for a retry with the later messages of their key;
 //   - inflight.go: the bound on read-but-unfinished messages;
-//   - processor.go: a goroutine per virtual partition runs the handler, and the watchdog;
+//   - processor.go and instrument.go: a goroutine per virtual partition runs the handler
+//     (span, hooks, timeout), and the watchdog;
 //   - breaker.go: the circuit breaker gate;
+//   - complete.go, errclass.go, retry.go: what becomes of a handler's outcome;
 //   - deadletter.go: writing failures to the dead letter topic;
-//   - commit.go and reader.go: which offsets are stored and committed.
+//   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
+//     committed, and the partitions the consumer owns.
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
