@@ -194,8 +194,7 @@ func (l *readLoop) readBatch() error {
 	msg, err := rs.kr.poll(timeout)
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
 	for n := 0; ; n++ {
-		var readErr *readError
-		if errors.As(err, &readErr) {
+		if err != nil && isReadError(err) {
 			// The consumer reads on (the degraded ReadMessage mode): a failed read.
 			l.readFailed(err)
 			l.postFanout(nil)
@@ -255,4 +254,12 @@ func (l *readLoop) drain(exited <-chan struct{}) {
 			rs.w.logger.Debugw(rs.ctx, "zkafka: message read during shutdown left for later", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
 		}
 	}
+}
+
+// isReadError reports whether err is a failed read the consumer reads on from (readError). A
+// function of its own, called only for an error, so that the target of errors.As does not
+// escape to the heap for every message read.
+func isReadError(err error) bool {
+	var readErr *readError
+	return errors.As(err, &readErr)
 }
