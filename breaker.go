@@ -120,13 +120,7 @@ func (b *breaker) admit(cut waitCut) (breakerTicket, bool) {
 		if err == nil {
 			return breakerTicket{done: done, probe: b.halfOpen.Load()}, true
 		}
-		b.mu.Lock()
-		changed := b.changed
-		wait := time.Until(b.openedAt.Add(b.openFor))
-		b.mu.Unlock()
-		if b.busyLoop || wait <= 0 {
-			wait = breakerRecheck
-		}
+		changed, wait := b.pause()
 		t := time.NewTimer(wait)
 		ok := cut.sleep(t.C, changed)
 		t.Stop()
@@ -136,9 +130,10 @@ func (b *breaker) admit(cut waitCut) (breakerTicket, bool) {
 	}
 }
 
-// wait sleeps while the breaker is open, for the reader of a Reader that cannot pause: until
-// the open period is over, the state changes or a stop channel closes, and at most max.
-func (b *breaker) wait(max time.Duration, stop1, stop2 <-chan struct{}) {
+// pause returns what a caller kept out by the breaker sleeps on: the channel closed at the
+// next transition, and how long until the open period is over (breakerRecheck when it is
+// over, or with DisableBusyLoopBreaker).
+func (b *breaker) pause() (chan struct{}, time.Duration) {
 	b.mu.Lock()
 	changed := b.changed
 	d := time.Until(b.openedAt.Add(b.openFor))
@@ -146,6 +141,13 @@ func (b *breaker) wait(max time.Duration, stop1, stop2 <-chan struct{}) {
 	if b.busyLoop || d <= 0 {
 		d = breakerRecheck
 	}
+	return changed, d
+}
+
+// wait sleeps while the breaker is open, for the reader of a Reader that cannot pause: until
+// the open period is over, the state changes or a stop channel closes, and at most max.
+func (b *breaker) wait(max time.Duration, stop1, stop2 <-chan struct{}) {
+	changed, d := b.pause()
 	t := time.NewTimer(min(d, max))
 	defer t.Stop()
 	select {
