@@ -36,8 +36,7 @@ import (
 // processors runs the handler of one Run over its virtual partitions.
 type processors struct {
 	*instrumentation // the span and hooks around each call, and the logger
-	rs               *runState
-	completion       // what becomes of a message once its handler returned
+	completion       // what becomes of a message once its handler returned; has the run (rs)
 	handler          processor
 	gate             *breaker      // nil: no circuit breaker
 	abandoned        *atomic.Int64 // the Work's count of abandoned handlers
@@ -92,11 +91,6 @@ func (c waitCut) sleep(t <-chan time.Time, wake <-chan struct{}) bool {
 			}
 		}
 	}
-}
-
-// cut is what may end the waits of m, served by vp.
-func (p *processors) cut(vp *virtualPartition, m *Message) waitCut {
-	return waitCut{stopping: p.rs.stopping, done: p.rs.ctx.Done(), kick: vp.kick, m: m}
 }
 
 // serve is the goroutine of one virtual partition, for generation gen. It runs queued

@@ -300,7 +300,6 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 		in.tracer = w.tp.Tracer(instrumentationName)
 	}
 	p := &processors{
-		rs:              rs,
 		instrumentation: in,
 		completion: completion{rs: rs, log: w.logger, onDone: w.onDone, dlt: rs.dlt, retry: w.retry,
 			counts: &w.failures},
