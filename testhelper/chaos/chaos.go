@@ -43,7 +43,7 @@ type harness struct {
 	files       []string
 	restarts    map[Fault]int
 	ends        map[string]runEnd // how each worker run ended, by run id
-	problems    []string // unexpected worker exits, stuck stops
+	problems    []string          // unexpected worker exits, stuck stops
 	produceErrs int
 }
 
