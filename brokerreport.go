@@ -16,6 +16,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -24,9 +26,10 @@ import (
 // brokerCauseWait bounds how long an all-brokers-down event waits for its cause.
 const brokerCauseWait = 100 * time.Millisecond
 
-// brokerReport turns one client's broker error events into transitions and log lines. Only
-// the goroutine that reads the client's events uses it: the reader goroutine for a consumer,
-// the drain for a producer.
+// brokerReport turns one client's broker error events into transitions and log lines. The
+// goroutine that reads the client's events calls event and settle (the reader goroutine for
+// a consumer; a writer's drains, two at once while a replaced producer closes); anyone may
+// call alive.
 type brokerReport struct {
 	watch    *brokerWatch
 	failures *failureLog
@@ -34,19 +37,23 @@ type brokerReport struct {
 	kv       []any                             // who: group and topics, or topic and client
 	probe    func(kafka.ErrorCode) func() bool // the consumer's way back; nil: signs of life only
 
-	pending   *kafka.Error // an all-brokers-down event waiting for its cause
-	pendingAt time.Time
+	waiting   atomic.Bool // pending is set: read without the lock on the hot path
+	mu        sync.Mutex  // guards pending, pendingAt
+	pending   *kafka.Error
+	pendingAt time.Time // an all-brokers-down event waiting for its cause, since
 }
 
 // event handles e when it is about the brokers, and reports whether it did; the caller logs
 // any other error itself.
 func (b *brokerReport) event(e kafka.Error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch {
 	case brokerCause(e):
 		b.watch.noteCause(e.Error())
 		if b.pending != nil {
 			b.announce(*b.pending)
-			b.pending = nil
+			b.setPending(nil)
 			return true
 		}
 		if b.watch.down.Load() {
@@ -58,7 +65,7 @@ func (b *brokerReport) event(e kafka.Error) bool {
 		return false
 	case e.Code() == kafka.ErrAllBrokersDown && !b.watch.down.Load() && b.watch.lastCause() == "":
 		if b.pending == nil {
-			b.pending, b.pendingAt = &e, time.Now()
+			b.setPending(&e)
 		}
 	default:
 		b.announce(e)
@@ -69,14 +76,37 @@ func (b *brokerReport) event(e kafka.Error) bool {
 // settle announces an all-brokers-down event that has waited brokerCauseWait for its cause,
 // or at once when now is true. The event's reader calls it when it has nothing else to read.
 func (b *brokerReport) settle(now bool) {
+	if !b.waiting.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.pending != nil && (now || time.Since(b.pendingAt) >= brokerCauseWait) {
 		b.announce(*b.pending)
-		b.pending = nil
+		b.setPending(nil)
 	}
 }
 
+// alive records a sign of life (brokerWatch.alive); an all-brokers-down event still waiting
+// for its cause is dropped. While nothing waits and the brokers are reachable it costs two
+// atomic loads.
+func (b *brokerReport) alive() {
+	if b.waiting.Load() {
+		b.mu.Lock()
+		b.setPending(nil)
+		b.mu.Unlock()
+	}
+	b.watch.alive()
+}
+
+// setPending sets pending (nil: none). The caller holds mu.
+func (b *brokerReport) setPending(e *kafka.Error) {
+	b.pending, b.pendingAt = e, time.Now()
+	b.waiting.Store(e != nil)
+}
+
 // announce makes e an outage: the watch is cut off (news only the first time) and e is
-// logged under the outage's key.
+// logged under the outage's key. The caller holds mu.
 func (b *brokerReport) announce(e kafka.Error) {
 	var err error = e
 	if cause := b.watch.lastCause(); e.Code() == kafka.ErrAllBrokersDown && cause != "" {

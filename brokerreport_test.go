@@ -126,3 +126,17 @@ func TestBrokerWatchProbeFindsTheWayBack(t *testing.T) {
 	w.stopProbe()
 	require.Equal(t, 2, calls)
 }
+
+// TestBrokerReportSignOfLifeDropsAWaitingOutage: an all-brokers-down event still waiting for
+// its cause when a message arrives is not announced later.
+func TestBrokerReportSignOfLifeDropsAWaitingOutage(t *testing.T) {
+	logs := newCaptureLogger()
+	b := &brokerReport{watch: newBrokerWatch(nil), failures: newFailureLog(logs), msg: "zkafka: down"}
+	require.True(t, b.event(kafka.NewError(kafka.ErrAllBrokersDown, "1/1 brokers are down", false)))
+	require.True(t, b.waiting.Load())
+	b.alive()
+	b.settle(true)
+	reachable, _, _ := b.watch.get()
+	require.True(t, reachable)
+	require.Empty(t, logs.all())
+}

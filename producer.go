@@ -97,7 +97,7 @@ func (ps *producers) drain(events chan kafka.Event, done chan struct{}) {
 	defer close(done)
 	for {
 		var settle <-chan time.Time // an all-brokers-down event waits for its cause
-		if ps.brokers.pending != nil {
+		if ps.brokers.waiting.Load() {
 			settle = time.After(brokerCauseWait) // collected unstopped (Go 1.23)
 		}
 		select {
@@ -285,7 +285,7 @@ func (ps *producers) await(ctx context.Context, delivery chan kafka.Event, close
 			}
 			return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", topic, err)
 		}
-		ps.health.alive()
+		ps.brokers.alive()
 		return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil
 	case <-expired:
 		return Response{}, ps.timedOut(kafka.NewError(kafka.ErrMsgTimedOut, "no delivery report within the delivery timeout", false),

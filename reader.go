@@ -300,7 +300,7 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 				"topic", topicName(e.TopicPartition), "partition", e.TopicPartition.Partition, "error", e.TopicPartition.Error)
 			return nil, nil
 		}
-		r.health.alive()
+		r.brokers.alive()
 		return r.newMessage(e), nil
 	case kafka.Error:
 		return nil, r.consumerError(e)
@@ -360,7 +360,7 @@ func brokerProbe(r *KReader, code kafka.ErrorCode) func() bool {
 
 // rebalanced is the consumer's rebalance callback: a sign of life, then the rebalancer's.
 func (r *KReader) rebalanced(c *kafka.Consumer, ev kafka.Event) error {
-	r.health.alive()
+	r.brokers.alive()
 	return r.owned.rebalance(c, ev)
 }
 
@@ -410,7 +410,7 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 	if km == nil {
 		return nil, nil
 	}
-	r.health.alive()
+	r.brokers.alive()
 	return r.newMessage(km), nil
 }
 
