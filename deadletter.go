@@ -78,6 +78,7 @@ type deadLetterRun struct {
 	stopping   <-chan struct{} // closed when the Run's stop begins
 	group      string
 	logger     Logger
+	failures   *failureLog                   // the Run's: failed attempts are rate-limited
 	propagator propagation.TextMapPropagator // nil: no trace context in the dead letter
 }
 
@@ -393,7 +394,8 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		if attempt == 1 && failing != nil {
 			failing()
 		}
-		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
+		const failed = "zkafka: writing dead letter failed; the offset waits and the write is retried"
+		rs.failures.log(ctx, levelError, failed+"\x00"+failureKey(err), failed,
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)
 		revokes := d.revokeSignal()
