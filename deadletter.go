@@ -92,8 +92,16 @@ type deadLetterWriter struct {
 
 	wg      sync.WaitGroup // one per write started and not yet ended
 	mu      sync.Mutex     // guards pending and revokes
-	pending map[*Message]struct{}
+	pending map[*Message]deadLetterProgress
 	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
+}
+
+// deadLetterProgress is how far the write of one dead letter has come, for Work.Status.
+type deadLetterProgress struct {
+	since   time.Time // when the write began
+	failed  int       // attempts that failed so far
+	cause   error     // the last failed attempt's error
+	retryAt time.Time // when the next attempt starts, after a failed one
 }
 
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
@@ -180,7 +188,7 @@ func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadL
 			return nil, wrapErr(err, "creating the dead letter writer")
 		}
 	}
-	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]struct{}{}, revokes: make(chan struct{})}
+	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]deadLetterProgress{}, revokes: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(rs.ctx)
 	go d.cutOnStop()
 	return d, nil
@@ -245,7 +253,7 @@ func isDeadLetterHeader(k string) bool {
 // goroutine, when a first attempt failed and the write is retried.
 func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, cause error, failing func(), then func(written bool)) {
 	d.mu.Lock()
-	d.pending[m] = struct{}{}
+	d.pending[m] = deadLetterProgress{since: time.Now()}
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() {
@@ -282,6 +290,27 @@ func (d *deadLetterWriter) revokeSignal() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.revokes
+}
+
+// failed records the failed attempt of m's write and when the next one starts.
+func (d *deadLetterWriter) failed(m *Message, attempt int, err error, backoff time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.pending[m]; ok {
+		p.failed, p.cause, p.retryAt = attempt, err, time.Now().Add(backoff)
+		d.pending[m] = p
+	}
+}
+
+// lookFor shows l the messages it looks for whose dead letter is being written (Work.Status).
+func (d *deadLetterWriter) lookFor(l *lookup) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for m, p := range d.pending {
+		if l.wants(m) {
+			l.see(sighting{m: m, vp: m.vp, waits: WaitDeadLetter, since: p.since, until: p.retryAt, failures: p.failed, cause: p.cause})
+		}
+	}
 }
 
 // wait waits until every write started has ended.
@@ -338,6 +367,7 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		}
 		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
+		d.failed(m, attempt, err, backoff)
 		t := time.NewTimer(backoff)
 		revokes := d.revokeSignal()
 		select {
