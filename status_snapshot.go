@@ -264,11 +264,11 @@ func (t statusTaker) detail(o *OldestUnfinished, s sighting, st *Status) string 
 	case WaitHandler:
 		return fmt.Sprintf("in the handler for %s (ProcessTimeoutMillis %s)", waiting, t.rs.proc.timeout)
 	case WaitRetry:
-		return fmt.Sprintf("its handler failed %d times; next run in %s", o.Failures, left)
+		return fmt.Sprintf("its handler failed %s; next run in %s", times(o.Failures), left)
 	case WaitDeadLetter:
 		d := "writing its dead letter to " + t.rs.dlt.topic + " for " + waiting
 		if o.Failures > 0 {
-			d += fmt.Sprintf("; %d attempts failed, next in %s", o.Failures, left)
+			d += fmt.Sprintf("; failed %s, next attempt in %s", times(o.Failures), left)
 		}
 		return d
 	}
@@ -290,6 +290,14 @@ func (t statusTaker) queuedBehind(vp int) string {
 		d += " in the handler for " + roundAge(t.now.Sub(time.Unix(0, v.startedAt.Load())))
 	}
 	return d
+}
+
+// times says n times in words.
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }
 
 // roundAge formats d for a person: to 0.1 s under a minute, to the second above.

@@ -197,7 +197,7 @@ func TestStatusRetryBackoff(t *testing.T) {
 	require.Equal(t, "inventory service unavailable", o.LastError)
 	require.WithinDuration(t, o.Since.Add(time.Minute), o.Until, time.Millisecond)
 	require.True(t, o.Until.After(before.Add(50*time.Second)), "due in about a minute: %s", o.Until)
-	require.Contains(t, o.Detail, "its handler failed 1 times; next run in")
+	require.Contains(t, o.Detail, "its handler failed once; next run in")
 	require.Equal(t, 2, p.Unfinished, "offset 1 and offset 3, parked behind it")
 	require.Equal(t, int64(1), p.StoredOffset)
 	require.Equal(t, FailureCounts{Retried: 1}, w.Status().Failures)
