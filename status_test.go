@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
 )
 
@@ -253,4 +254,18 @@ func TestStatusJSONShape(t *testing.T) {
 		"failures": {"retried": 0, "permanent": 0, "dead_lettered": 0, "skipped": 0},
 		"abandoned_handlers": 0
 	}`, string(b))
+}
+
+// TestGroupMembershipParsesConfluentMetadata: the member id and generation come out of
+// confluent's serialised group metadata (TestStatusStuckKey reads a live one); anything
+// else gives "" and -1.
+func TestGroupMembershipParsesConfluentMetadata(t *testing.T) {
+	md, err := kafka.NewTestConsumerGroupMetadata("g")
+	require.NoError(t, err)
+	member, generation := groupMembership(md)
+	require.Equal(t, "", member)
+	require.Equal(t, int32(-1), generation)
+	member, generation = groupMembership(nil)
+	require.Equal(t, "", member)
+	require.Equal(t, int32(-1), generation)
 }
