@@ -234,17 +234,17 @@ func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed b
 	return nil, wait, false, vp.closed
 }
 
-// park puts m, failed with cause at now, back to wait for its retry until due (parking.go).
+// park puts m, failed with cause at since, back to wait for its retry until due (parking.go).
 // It returns false, parking nothing, when m's partition is being revoked: checked under the
 // lock that the revoke's removeIf takes after flagging the partition, so that no parked
 // message outlives a revoke.
-func (vp *virtualPartition) park(m *Message, now, due time.Time, cause error) bool {
+func (vp *virtualPartition) park(m *Message, due, since time.Time, cause error) bool {
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
 	if m.trk != nil && m.trk.isRevoking() {
 		return false
 	}
-	vp.parked.park(m, due, now, cause)
+	vp.parked.park(m, due, since, cause)
 	return true
 }
 
