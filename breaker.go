@@ -186,6 +186,26 @@ func (b *breaker) transition(_ string, from, to gobreaker.State) {
 	}
 }
 
+// describe returns the state and when the breaker last opened (zero: never), for Work.Status.
+func (b *breaker) describe() (CircuitBreakerState, time.Time) {
+	b.mu.Lock()
+	opened := b.openedAt
+	b.mu.Unlock()
+	switch {
+	case b.open.Load():
+		return CircuitBreakerOpen, opened
+	case b.halfOpen.Load():
+		return CircuitBreakerHalfOpen, opened
+	}
+	return CircuitBreakerClosed, opened
+}
+
+// blocking reports whether the breaker keeps messages from running now: it is open, or
+// half-open with its probe out. A nil breaker never does.
+func (b *breaker) blocking() bool {
+	return b != nil && (b.open.Load() || b.halfOpen.Load())
+}
+
 // breakerState maps gobreaker's states to the public ones.
 func breakerState(s gobreaker.State) CircuitBreakerState {
 	switch s {

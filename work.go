@@ -65,6 +65,9 @@ type Work struct {
 	// each Run, which leaves the group; the next Run gets a new one.) Only Run touches it.
 	reader   Reader
 	failures failureCounters
+
+	stuckAfter time.Duration            // StuckAfter
+	run        atomic.Pointer[runState] // the Run in progress, for Status; nil between runs
 }
 
 // AbandonedHandlers returns how many handlers this Work has given up waiting for: handlers
@@ -119,6 +122,8 @@ func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	w.run.Store(rs)
+	defer w.run.Store(nil)
 	err = rs.loop.run(shutdown)
 	rs.stop(err != nil)
 	return err
@@ -194,6 +199,10 @@ type runState struct {
 	stopping chan struct{} // closed when the stop starts
 	exited   chan struct{} // closed when every processor goroutine has exited
 	failures *failureLog   // failed reads and dead letter writes, rate-limited; closed by stop
+
+	// published is kr for Work.Status, which reads it from another goroutine (kr may arrive
+	// after start, on the reader goroutine: useReader).
+	published atomic.Pointer[KReader]
 }
 
 // start validates, creates the reader and dead letter writer, and starts the processors.
@@ -261,6 +270,7 @@ func (rs *runState) useReader(reader Reader) {
 		return
 	}
 	rs.kr = kr
+	rs.published.Store(kr)
 	rs.group = kr.groupID
 	var l brokerListener // the Work's hook, not the Client's (LifecycleHooks.BrokerStateChanged)
 	if h := rs.w.lifecycle.BrokerStateChanged; h != nil {
