@@ -6,9 +6,10 @@ package main
 // in the same run (a noop-sN child is run first to measure it when the run has none). Each
 // round runs two children on fresh topics at the same rate: a zkafka Work with Speedup(N) and
 // a noop handler, and the raw confluent loop (Poll, StoreMessage), which "starts its handler"
-// when Poll returns the record. Each child produces its own load, paced every millisecond,
-// for -latency-seconds, and keeps the samples of records produced from latencyWarmup after
-// its first record arrived (before that it was still joining the group).
+// when Poll returns the record. Each child first produces a few records and waits until its
+// consumer has read them (it has joined the group), then produces its load, paced every
+// millisecond, for -latency-seconds, and keeps the samples of records produced from
+// latencyWarmup after that.
 //
 // Percentiles are exact: every sample is kept (8 bytes each; a 5 s run at 300,000 msg/s is
 // 12 MB) and sorted once at the end. No histogram library is in the project's dependency
@@ -32,7 +33,8 @@ import (
 	"github.com/zkafka-go/zkafka"
 )
 
-// latencyWarmup is how long after its first record a child starts keeping samples.
+// latencyWarmup is how long after its consumer read the primer records a child starts keeping
+// samples.
 const latencyWarmup = 500 * time.Millisecond
 
 // rawLatency is the child that runs the raw loop of a latency round.
@@ -143,24 +145,44 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 		}, zkafka.Speedup(uint16(speedup)))
 		go func() { consumed <- w.Run(ctx, nil) }()
 	}
+	// A few records first, until the consumer has joined and reads: on a busy machine the
+	// join can take longer than the whole paced run, whose records would all predate the
+	// warm-up. The warm-up starts when the primer has been read.
+	deadline := time.Now().Add(o.timeout)
+	primed, err := pace(o.bootstrap, o.topic, o, 1000, 5*time.Millisecond)
+	if err != nil {
+		return result{Scenario: o.child, Err: err.Error()}
+	}
+	if res, ok := awaitSeen(s, int64(primed), consumed, deadline, o.child); !ok {
+		return res
+	}
+	s.from.Store(time.Now().Add(latencyWarmup).UnixNano())
 	n, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
 	}
-	deadline := time.Now().Add(o.timeout)
-	for s.seen.Load() < int64(n) {
-		select {
-		case err := <-consumed:
-			return result{Scenario: o.child, Err: fmt.Sprintf("the consumer stopped: %v", err)}
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return result{Scenario: o.child, Err: fmt.Sprintf("consumed %d of %d records", s.seen.Load(), n)}
-		}
+	if res, ok := awaitSeen(s, int64(primed+n), consumed, time.Now().Add(o.timeout), o.child); !ok {
+		return res
 	}
 	lat := s.percentiles()
 	lat.Rate = float64(n) / o.latencySecs
 	return result{Scenario: o.child, Msgs: n, Latency: &lat}
+}
+
+// awaitSeen waits until the consumer has seen n records. It returns the failed result when the
+// consumer stops or the deadline passes first.
+func awaitSeen(s *sampler, n int64, consumed <-chan error, deadline time.Time, scenario string) (result, bool) {
+	for s.seen.Load() < n {
+		select {
+		case err := <-consumed:
+			return result{Scenario: scenario, Err: fmt.Sprintf("the consumer stopped: %v", err)}, false
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return result{Scenario: scenario, Err: fmt.Sprintf("consumed %d of %d records", s.seen.Load(), n)}, false
+		}
+	}
+	return result{}, true
 }
 
 // rawConsume is the raw loop of the latency scenario: Poll, record, StoreMessage, until ctx

@@ -126,7 +126,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	delete(lines, "latency-s8")
 	positive := func(name, key string) float64 {
 		v, err := strconv.ParseFloat(lines[name][key], 64)
-		require.NoError(t, err, "%s %s in %v", name, key, lines[name])
+		require.NoError(t, err, "%s %s in %v\n%s", name, key, lines[name], out.String())
 		require.Greater(t, v, 0.0, "%s %s", name, key)
 		return v
 	}
