@@ -186,6 +186,18 @@ func (b *breaker) transition(_ string, from, to gobreaker.State) {
 	}
 }
 
+// state is the breaker's state now, for the breaker gauge (metrics.go).
+func (b *breaker) state() CircuitBreakerState {
+	switch {
+	case b.open.Load():
+		return CircuitBreakerOpen
+	case b.halfOpen.Load():
+		return CircuitBreakerHalfOpen
+	default:
+		return CircuitBreakerClosed
+	}
+}
+
 // breakerState maps gobreaker's states to the public ones.
 func breakerState(s gobreaker.State) CircuitBreakerState {
 	switch s {

@@ -76,6 +76,7 @@ type deadLetterRun struct {
 	group      string
 	logger     Logger
 	propagator propagation.TextMapPropagator // nil: no trace context in the dead letter
+	metrics    *workMetrics                  // nil: no metrics
 }
 
 // deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
@@ -336,6 +337,7 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		if attempt == 1 && failing != nil {
 			failing()
 		}
+		rs.metrics.deadLetterRetry(m)
 		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)

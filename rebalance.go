@@ -218,6 +218,17 @@ func (r *rebalancer) setPaused(paused bool) {
 	}
 }
 
+// pausedPartitions is how many assigned partitions are paused now (in the degraded mode:
+// not read from).
+func (r *rebalancer) pausedPartitions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.paused {
+		return 0
+	}
+	return len(r.assigned)
+}
+
 // pauseState reports whether the partitions are paused, and a channel closed when the pause
 // ends (for the degraded mode, which waits instead of reading).
 func (r *rebalancer) pauseState() (bool, <-chan struct{}) {

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -41,6 +42,7 @@ type Work struct {
 
 	logger      Logger
 	tp          trace.TracerProvider
+	mp          metric.MeterProvider // nil: no metrics (metrics.go)
 	propagator  propagation.TextMapPropagator
 	lifecycle   LifecycleHooks
 	speedup     uint16
@@ -177,13 +179,14 @@ const dueCheckEvery = 8
 // revoke.go), the processors (processor.go), the bound (inflight.go) and the breaker
 // (breaker.go).
 type runState struct {
-	w      *Work
-	ctx    context.Context // Run's context: cancelled means abrupt stop
-	reader Reader
-	kr     *KReader // reader when it is the library's own (pause, rebalance, commit)
-	dlt    *deadLetterWriter
-	topic  string
-	group  string
+	w       *Work
+	ctx     context.Context // Run's context: cancelled means abrupt stop
+	reader  Reader
+	kr      *KReader // reader when it is the library's own (pause, rebalance, commit)
+	dlt     *deadLetterWriter
+	metrics *workMetrics // nil: no MeterProvider
+	topic   string
+	group   string
 
 	vps   []*virtualPartition
 	bound *inFlight
@@ -220,6 +223,9 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	if reader != nil { // nil: the reader loop asks again (readerMissing)
 		rs.useReader(reader)
 	}
+	if rs.metrics = newWorkMetrics(rs); rs.metrics != nil && rs.kr != nil {
+		rs.metrics.reader.Store(rs.kr)
+	}
 	if w.dlt != nil {
 		dlt, err := newDeadLetterWriter(ctx, w, rs.deadLetterRun())
 		if err != nil {
@@ -243,6 +249,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	if rs.kr != nil {
 		rs.kr.setListener(rs.loop)
 	}
+	rs.metrics.observe(rs)
 	rs.proc = w.newProcessors(rs, gate)
 	rs.proc.start(rs.vps, rs.exited)
 	return rs, nil
@@ -262,6 +269,9 @@ func (rs *runState) useReader(reader Reader) {
 	if rs.loop != nil { // a reader that arrived after start
 		kr.setListener(rs.loop)
 	}
+	if rs.metrics != nil {
+		rs.metrics.reader.Store(kr)
+	}
 }
 
 // closeReader closes the run's reader when it is the library's own; a Reader from elsewhere
@@ -275,8 +285,8 @@ func (rs *runState) closeReader() {
 	}
 }
 
-// inheritFromClient takes what the factory left unset (logger, tracer provider, propagator)
-// from the Client.
+// inheritFromClient takes what the factory left unset (logger, tracer and meter providers,
+// propagator) from the Client.
 func (w *Work) inheritFromClient() {
 	c, ok := w.cp.(*Client)
 	if !ok {
@@ -287,6 +297,9 @@ func (w *Work) inheritFromClient() {
 	}
 	if w.tp == nil {
 		w.tp = c.tracerProvider()
+	}
+	if w.mp == nil {
+		w.mp = c.meterProvider()
 	}
 	if w.propagator == nil {
 		w.propagator = c.propagator()
@@ -315,7 +328,7 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 
 // deadLetterRun is what the dead letter writer needs of the run.
 func (rs *runState) deadLetterRun() deadLetterRun {
-	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, propagator: rs.w.propagator}
+	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, propagator: rs.w.propagator, metrics: rs.metrics}
 }
 
 // stop ends the run: graceful unless ctx was cancelled or the consumer failed.
@@ -368,6 +381,7 @@ func (rs *runState) stop(failed bool) {
 	if rs.dlt != nil {
 		rs.dlt.close()
 	}
+	rs.metrics.close()
 }
 
 // release lets go of a message that is finished or dropped: its key's route and its room in

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 func BenchmarkRouteKey(b *testing.B) {
@@ -131,7 +132,7 @@ func (c *memConsumer) Assignment() ([]kafka.TopicPartition, error) { return nil,
 
 // benchWork runs b.N messages through a Work at the given Speedup with a no-op processor and
 // reports the per-message cost of everything but librdkafka.
-func benchWork(b *testing.B, speedup uint16) {
+func benchWork(b *testing.B, speedup uint16, opts ...WorkFactoryOption) {
 	mc := newMemConsumer(8)
 	client := NewClient(Config{BootstrapServers: []string{"mem:9092"}},
 		WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) { return mc, nil }))
@@ -139,7 +140,7 @@ func benchWork(b *testing.B, speedup uint16) {
 	var n atomic.Int64
 	target := int64(b.N)
 	done := make(chan struct{})
-	w := NewWorkFactory(client).CreateWithFunc(ConsumerTopicConfig{ClientID: "bench", GroupID: "bench", Topic: "bench"},
+	w := NewWorkFactory(client, opts...).CreateWithFunc(ConsumerTopicConfig{ClientID: "bench", GroupID: "bench", Topic: "bench"},
 		func(context.Context, *Message) error {
 			if n.Add(1) == target {
 				close(done)
@@ -166,6 +167,14 @@ func benchWork(b *testing.B, speedup uint16) {
 func BenchmarkWorkNoopS1(b *testing.B)  { benchWork(b, 1) }
 func BenchmarkWorkNoopS8(b *testing.B)  { benchWork(b, 8) }
 func BenchmarkWorkNoopS64(b *testing.B) { benchWork(b, 64) }
+
+// BenchmarkWorkNoopS8Metrics is BenchmarkWorkNoopS8 with every metric recorded, by the
+// OpenTelemetry SDK with a manual reader (issue 14: within 5 % of the run without).
+func BenchmarkWorkNoopS8Metrics(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	benchWork(b, 8, WithMeterProvider(mp))
+}
 
 // BenchmarkKeyRouter routes 1000 keys over 64 virtual partitions with up to 10 messages of a
 // key in flight, letting each go in a random order (the reader's and processors' share).
