@@ -17,6 +17,7 @@ package zkafka
 //   - deadletter.go: writing failures to the dead letter topic;
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
+//   - metrics.go: the OpenTelemetry instruments recorded along the way.
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
