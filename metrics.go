@@ -284,7 +284,7 @@ func (mt *workMetrics) processed(ctx context.Context, m *Message, d time.Duratio
 
 // abandon records a handler of m the watchdog gave up on after it ran for d.
 func (mt *workMetrics) abandon(m *Message, d time.Duration) {
-	if mt == nil {
+	if mt == nil || m.metrics == nil {
 		return
 	}
 	ctx := context.Background()

@@ -176,6 +176,16 @@ func BenchmarkWorkNoopS8Metrics(b *testing.B) {
 	benchWork(b, 8, WithMeterProvider(mp))
 }
 
+// BenchmarkWorkNoopS8MetricsNoHistogram is BenchmarkWorkNoopS8Metrics with the one
+// instrument recorded per message, messaging.process.duration, dropped by an SDK View.
+func BenchmarkWorkNoopS8MetricsNoHistogram(b *testing.B) {
+	drop := sdkmetric.NewView(sdkmetric.Instrument{Name: "messaging.process.duration"},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}})
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()), sdkmetric.WithView(drop))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	benchWork(b, 8, WithMeterProvider(mp))
+}
+
 // BenchmarkKeyRouter routes 1000 keys over 64 virtual partitions with up to 10 messages of a
 // key in flight, letting each go in a random order (the reader's and processors' share).
 func BenchmarkKeyRouter(b *testing.B) {
