@@ -368,3 +368,27 @@ func TestErrorTypeOf(t *testing.T) {
 	require.Equal(t, "timeout", writeErrorType(context.DeadlineExceeded))
 	require.Equal(t, "_OTHER", writeErrorType(errors.New("x")))
 }
+
+// TestPartitionMetricsLookup: every topic and partition gets its own attribute sets, the same
+// ones each time, whatever order the messages come in and whatever the partition id.
+func TestPartitionMetricsLookup(t *testing.T) {
+	m := newMeters(t)
+	mt := newWorkMetrics(&runState{w: &Work{mp: m.provider, logger: NoopLogger{}}, ctx: context.Background(), group: "g"})
+	seen := map[tpKey]*partitionMetrics{}
+	for range 3 {
+		for _, k := range []tpKey{{"a", 0}, {"a", 5}, {"b", 0}, {"a", 0}, {"b", -1}, {"a", maxIndexedPartition + 3}, {"b", 2}} {
+			msg := &Message{Topic: k.topic, Partition: k.partition}
+			mt.read(msg)
+			if prev, ok := seen[k]; ok {
+				require.Same(t, prev, msg.metrics, "%v", k)
+			}
+			seen[k] = msg.metrics
+			require.Equal(t, k, tpKey{msg.metrics.topic, msg.metrics.partition})
+		}
+	}
+	mt.flushConsumed(context.Background())
+	got := m.collect(t)
+	require.EqualValues(t, 6, got.sum(t, "messaging.client.consumed.messages", kv("messaging.destination.name", "a"), partitionID(0)))
+	require.EqualValues(t, 3, got.sum(t, "messaging.client.consumed.messages", kv("messaging.destination.name", "b"), partitionID(-1)))
+	require.EqualValues(t, 21, got.sum(t, "messaging.client.consumed.messages", kv("messaging.consumer.group.name", "g")))
+}
