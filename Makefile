@@ -9,7 +9,7 @@ COVER_PROFILE ?= coverage.out
 
 .PHONY: all test cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
 	example example-producer example-worker example-deadletter-worker example-delay-worker \
-	chaos fuzz ci
+	chaos chaos-rebalance fuzz ci
 
 all: lint test
 
@@ -98,6 +98,10 @@ example-delay-worker:
 CHAOS_FLAGS ?= -count=1 -timeout 20m
 chaos:
 	CHAOS_LONG=1 $(GO) test $(CHAOS_FLAGS) -run '^TestChaosLong$$' -v ./testhelper/chaos/
+
+## chaos-rebalance: make chaos with graceful leaves and joins only (CHAOS_FAULTS=worker-leave)
+chaos-rebalance:
+	CHAOS_FAULTS=worker-leave $(MAKE) --no-print-directory chaos
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 2m)
 FUZZTIME ?= 2m

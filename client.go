@@ -240,7 +240,8 @@ func isClosed(v any) bool {
 	return ok && cl.isClosed()
 }
 
-// Close flushes and closes every writer (concurrently, each for up to 10 s), then closes
+// Close flushes and closes every writer (concurrently, each for up to 10 s, or 1 s while its
+// brokers cannot be used, dropping what is left: see KWriter.Close), then closes
 // every reader, and joins their errors.
 // Reader and Writer fail after Close. Safe to call more than once.
 func (c *Client) Close() error {

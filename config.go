@@ -391,8 +391,9 @@ const (
 //	heartbeat.interval.ms     min(session timeout / 3, 3000)
 //	isolation.level           read_committed when tc.Transaction, else read_uncommitted
 //	fetch.queue.backoff.ms    10 (librdkafka's 1 s default stalls a consumer after a pause)
-//	go.logs.channel.enable    false
-//	log_level                 4 (warnings and errors on stderr; librdkafka's 6 adds chatter)
+//	go.logs.channel.enable    false here; the reader then sets it and go.logs.channel so that
+//	                          librdkafka's log lines reach the Logger (routeLogs, clientlogs.go)
+//	log_level                 4 (warnings and errors; librdkafka's 6 adds chatter)
 //	SASL and TLS keys         see applySecurity
 //	tc.AdditionalProps        applied last, overriding any key above
 //	enable.auto.offset.store  false, always, after AdditionalProps: the library stores offsets
@@ -451,8 +452,8 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 //	delivery.timeout.ms        tc.DeliveryTimeoutMs, when set
 //	transactional.id           tc.ClientID, when tc.Transaction
 //	go.delivery.report.fields  none (a write only needs the partition and offset back)
-//	go.logs.channel.enable     false
-//	log_level                  4 (warnings and errors on stderr)
+//	go.logs.channel.enable     false here; the writer then routes log lines as a reader does
+//	log_level                  4 (warnings and errors)
 //	SASL and TLS keys          see applySecurity
 //	tc.AdditionalProps         applied last, overriding any key above
 func makeProducerConfig(conf Config, tc ProducerTopicConfig) kafka.ConfigMap {

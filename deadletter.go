@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -62,6 +63,8 @@ const (
 	deadLetterMaxBackoff     = 10 * time.Second
 	deadLetterAttemptTimeout = 10 * time.Second
 	deadLetterStopGrace      = 2 * time.Second
+	// deadLetterIdle is how long a goroutine that wrote a dead letter waits for the next one.
+	deadLetterIdle = time.Second
 )
 
 // rawWriter is implemented by KWriter: it writes bytes and headers as they are.
@@ -75,6 +78,7 @@ type deadLetterRun struct {
 	stopping   <-chan struct{} // closed when the Run's stop begins
 	group      string
 	logger     Logger
+	failures   *failureLog                   // the Run's: failed attempts are rate-limited
 	propagator propagation.TextMapPropagator // nil: no trace context in the dead letter
 	metrics    *workMetrics                  // nil: no metrics
 }
@@ -82,8 +86,10 @@ type deadLetterRun struct {
 // deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
 // different virtual partitions run concurrently: each waits only for its own acknowledgement.
 type deadLetterWriter struct {
-	rs    deadLetterRun
-	cp    ClientProvider      // asked for the writer at every attempt, as zkafka v2 does
+	rs deadLetterRun
+	// cp is asked for the writer at every attempt, as zkafka v2 does; but the writer a Client
+	// gave is kept (cached) until it is closed or an attempt with it fails.
+	cp    ClientProvider
 	cfg   ProducerTopicConfig // the dead letter producer's, inherited from the consumer's
 	topic string
 	// ctx ends with the run's context, deadLetterStopGrace after a graceful stop began, or at
@@ -92,7 +98,9 @@ type deadLetterWriter struct {
 	cancel context.CancelFunc
 
 	wg      sync.WaitGroup // one per write started and not yet ended
-	mu      sync.Mutex     // guards pending and revokes
+	idle    chan func()    // unbuffered: the writing goroutines waiting for their next write
+	cached  atomic.Pointer[KWriter]
+	mu      sync.Mutex // guards pending and revokes
 	pending map[*Message]struct{}
 	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
 }
@@ -176,12 +184,16 @@ func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadL
 	if cfg.Topic == "" {
 		return nil, errConfig("dead letter ProducerTopicConfig.Topic is empty")
 	}
+	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]struct{}{}, revokes: make(chan struct{}), idle: make(chan func())}
 	if c, ok := w.cp.(*Client); ok {
-		if _, err := c.Writer(ctx, cfg); err != nil {
+		writer, err := c.Writer(ctx, cfg)
+		if err != nil {
 			return nil, wrapErr(err, "creating the dead letter writer")
 		}
+		if kw, ok := writer.(*KWriter); ok {
+			d.cached.Store(kw)
+		}
 	}
-	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]struct{}{}, revokes: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(rs.ctx)
 	go d.cutOnStop()
 	return d, nil
@@ -206,7 +218,7 @@ func (d *deadLetterWriter) cutOnStop() {
 }
 
 // deadLetterHeaders returns the original headers plus the zkafka-* ones (which replace
-// original headers of the same names).
+// original headers of the same names). The values of the zkafka-* ones share one buffer.
 func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
 	attempt := m.Attempt()
 	if prev, ok := m.Headers[HeaderAttempt]; ok {
@@ -220,15 +232,31 @@ func deadLetterHeaders(m *Message, group string, cause error) []kafka.Header {
 			out = append(out, kafka.Header{Key: k, Value: v})
 		}
 	}
-	return append(out,
-		kafka.Header{Key: HeaderOriginalTopic, Value: []byte(m.Topic)},
-		kafka.Header{Key: HeaderOriginalPartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
-		kafka.Header{Key: HeaderOriginalOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
-		kafka.Header{Key: HeaderOriginalTimestamp, Value: m.TimeStamp.AppendFormat(nil, time.RFC3339Nano)},
-		kafka.Header{Key: HeaderOriginalGroup, Value: []byte(group)},
-		kafka.Header{Key: HeaderError, Value: []byte(cause.Error())},
-		kafka.Header{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(attempt), 10)},
-	)
+	msg := cause.Error()
+	buf := make([]byte, 0, len(m.Topic)+len(group)+len(msg)+80)
+	var ends [7]int
+	buf = append(buf, m.Topic...)
+	ends[0] = len(buf)
+	buf = strconv.AppendInt(buf, int64(m.Partition), 10)
+	ends[1] = len(buf)
+	buf = strconv.AppendInt(buf, m.Offset, 10)
+	ends[2] = len(buf)
+	buf = m.TimeStamp.AppendFormat(buf, time.RFC3339Nano)
+	ends[3] = len(buf)
+	buf = append(buf, group...)
+	ends[4] = len(buf)
+	buf = append(buf, msg...)
+	ends[5] = len(buf)
+	buf = strconv.AppendInt(buf, int64(attempt), 10)
+	ends[6] = len(buf)
+	keys := [7]string{HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
+		HeaderOriginalGroup, HeaderError, HeaderAttempt}
+	start := 0
+	for i, k := range keys {
+		out = append(out, kafka.Header{Key: k, Value: buf[start:ends[i]:ends[i]]})
+		start = ends[i]
+	}
+	return out
 }
 
 // isDeadLetterHeader reports whether k is one of the headers a dead letter sets itself.
@@ -249,13 +277,43 @@ func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, c
 	d.pending[m] = struct{}{}
 	d.mu.Unlock()
 	d.wg.Add(1)
-	go func() {
+	d.run(func() {
 		defer d.wg.Done()
 		then(d.write(ctx, cut, m, cause, failing))
 		d.mu.Lock()
 		delete(d.pending, m)
 		d.mu.Unlock()
-	}()
+	})
+}
+
+// run runs write on a goroutine of the writer's: an idle one when there is one, else a new
+// one. A goroutine that has written waits deadLetterIdle for another write before it exits:
+// a goroutine per dead letter spent a quarter of the dead letter path's CPU growing its new
+// stack (make bench, deadletter-s8).
+func (d *deadLetterWriter) run(write func()) {
+	select {
+	case d.idle <- write:
+	default:
+		go d.writing(write)
+	}
+}
+
+// writing runs write, then the writes handed to it while it is idle, until it has been idle
+// for deadLetterIdle or the writer closes.
+func (d *deadLetterWriter) writing(write func()) {
+	t := time.NewTimer(deadLetterIdle)
+	defer t.Stop()
+	for {
+		write()
+		t.Reset(deadLetterIdle)
+		select {
+		case write = <-d.idle:
+		case <-t.C:
+			return
+		case <-d.ctx.Done():
+			return
+		}
+	}
 }
 
 // pendingWith reports whether a write for a message for which in is true has not ended.
@@ -338,7 +396,8 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 			failing()
 		}
 		rs.metrics.deadLetterRetry(m)
-		rs.logger.Errorw(ctx, "zkafka: writing dead letter failed; the offset waits and the write is retried",
+		const failed = "zkafka: writing dead letter failed; the offset waits and the write is retried"
+		rs.failures.log(ctx, levelError, failed+"\x00"+failureKey(err), failed,
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)
 		revokes := d.revokeSignal()
@@ -365,12 +424,26 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 
 // send makes one attempt and waits for its acknowledgement.
 func (d *deadLetterWriter) send(ctx context.Context, m *Message, headers []kafka.Header) (Response, error) {
+	if kw := d.cached.Load(); kw != nil && !kw.isClosed() {
+		resp, err := kw.writeMessage(ctx, m.key(), m.value, headers)
+		if err != nil {
+			d.cached.CompareAndSwap(kw, nil) // the next attempt asks the Client again
+		}
+		return resp, err
+	}
 	writer, err := d.cp.Writer(ctx, d.cfg)
 	switch {
 	case err != nil:
 		return Response{}, wrapErr(err, "getting the dead letter writer")
 	case writer == nil:
 		return Response{}, errors.New("zkafka: the ClientProvider returned a nil dead letter Writer")
+	}
+	if kw, ok := writer.(*KWriter); ok {
+		if _, fromClient := d.cp.(*Client); fromClient {
+			// A Client hands out the same writer until it is closed: keep it rather than
+			// validate the config and take the Client's lock for every dead letter.
+			d.cached.Store(kw)
+		}
 	}
 	if rw, ok := writer.(rawWriter); ok {
 		return rw.writeMessage(ctx, m.key(), m.value, headers)

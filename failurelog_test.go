@@ -12,13 +12,20 @@ import (
 )
 
 // TestFailureLogSummarisesRepeats: the first occurrence of a failure is written, repeats
-// within failureSummaryEvery are counted, and the next line after the window carries the
-// count. Failures of another kind are written on their own.
+// within failureSummaryEvery are counted, and a timer due at the end of the window writes one
+// summary with the count and the time of the last repeat, also when the failure has stopped
+// by then. Failures of another kind are written on their own; close writes what is pending.
 func TestFailureLogSummarisesRepeats(t *testing.T) {
 	l := newCaptureLogger()
 	f := newFailureLog(l)
 	now := time.Unix(1000, 0)
 	f.now = func() time.Time { return now }
+	var due []time.Duration
+	var fire func()
+	f.after = func(d time.Duration, fn func()) func() bool {
+		due, fire = append(due, d), fn
+		return func() bool { fire = nil; return true }
+	}
 	down := kafka.NewError(kafka.ErrAllBrokersDown, "1/1 brokers are down", false)
 	ctx := context.Background()
 
@@ -33,16 +40,32 @@ func TestFailureLogSummarisesRepeats(t *testing.T) {
 	require.True(t, strings.HasPrefix(lines[0], "error zkafka: down "), lines[0])
 	require.NotContains(t, lines[0], "repeated")
 	require.True(t, strings.HasPrefix(lines[1], "warn zkafka: other "), lines[1])
+	require.Equal(t, []time.Duration{failureSummaryEvery - time.Second}, due, "one summary, due a window after the first line")
 
+	lastRepeat := now
 	now = now.Add(failureSummaryEvery)
-	f.errorf(ctx, "zkafka: down", down)
+	fire()
 	lines = l.all()
 	require.Len(t, lines, 1)
-	require.Contains(t, lines[0], "repeated 20 ", "the summary counts every repeat since the last line")
+	require.True(t, strings.HasPrefix(lines[0], "error zkafka: down "), lines[0])
+	require.Contains(t, lines[0], "repeated 20 ", "the summary counts every repeat since the first line")
+	require.Contains(t, lines[0], "last "+lastRepeat.Format(time.RFC3339))
+	require.Contains(t, lines[0], "after 19ns", "the summary carries the last occurrence's details")
 
 	now = now.Add(time.Second)
 	f.errorf(ctx, "zkafka: down", down)
 	require.Empty(t, l.all(), "counted again until the next window")
+	require.Len(t, due, 2)
+	f.close()
+	lines = l.all()
+	require.Len(t, lines, 1, "close writes the pending summary")
+	require.Contains(t, lines[0], "repeated 1 ")
+	require.Nil(t, fire, "close stops the timer")
+
+	now = now.Add(2 * failureSummaryEvery)
+	f.errorf(ctx, "zkafka: down", down)
+	f.errorf(ctx, "zkafka: down", down)
+	require.Len(t, l.all(), 2, "after close every occurrence is written")
 }
 
 // TestBrokerFailure: the errors that mean the brokers cannot be used are told apart.
@@ -51,45 +74,8 @@ func TestBrokerFailure(t *testing.T) {
 	require.True(t, brokerFailure(kafka.NewError(kafka.ErrSaslAuthenticationFailed, "refused", false)))
 	require.True(t, brokerFailure(kafka.NewError(kafka.ErrTopicAuthorizationFailed, "refused", false)))
 	require.False(t, brokerFailure(kafka.NewError(kafka.ErrTransport, "reset", false)))
+	require.True(t, brokerCause(kafka.NewError(kafka.ErrTransport, "reset", false)))
+	require.True(t, brokerCause(kafka.NewError(kafka.ErrResolve, "no such host", false)))
+	require.False(t, brokerCause(kafka.NewError(kafka.ErrAllBrokersDown, "down", false)))
 	require.False(t, brokerFailure(errors.New("other")))
-}
-
-// TestDeadBrokerIsReportedOnceSoon: a Work and a Writer pointed at an address where no broker
-// listens each report it through the Logger as one error within 15 s (G18), not as a flood.
-func TestDeadBrokerIsReportedOnceSoon(t *testing.T) {
-	logs := newCaptureLogger()
-	c := NewClient(Config{BootstrapServers: []string{"127.0.0.1:1"}}, LoggerOption(logs))
-	defer func() { _ = c.Close() }()
-	w := NewWorkFactory(c).CreateWithFunc(ConsumerTopicConfig{ClientID: "dead", GroupID: "dead", Topic: "dead"},
-		func(context.Context, *Message) error { return nil })
-	r := startWork(t, w)
-	start := time.Now()
-	var seen []string
-	require.Eventually(t, func() bool {
-		for _, line := range logs.all() {
-			if strings.HasPrefix(line, "error zkafka: consumer cannot use the brokers") {
-				seen = append(seen, line)
-			}
-		}
-		return len(seen) > 0
-	}, 15*time.Second, 10*time.Millisecond, "the consumer reports the dead broker within 15 s")
-	t.Logf("reported after %s: %.200s", time.Since(start).Round(time.Millisecond), seen[0])
-	require.Contains(t, seen[0], "brokers are down")
-	stopAt := time.Now()
-	require.NoError(t, r.stop(t))
-	t.Logf("stopped in %s", time.Since(stopAt).Round(time.Millisecond))
-
-	wr, err := c.Writer(context.Background(), ProducerTopicConfig{ClientID: "dead-w", Topic: "dead"})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	_, err = wr.WriteRaw(ctx, nil, []byte("v"))
-	require.Error(t, err)
-	var producerLines int
-	for _, line := range logs.all() {
-		if strings.Contains(line, "zkafka: producer") {
-			producerLines++
-		}
-	}
-	require.LessOrEqual(t, producerLines, 2, "the producer's repeated failures are summarised, not logged four times a second")
 }

@@ -112,6 +112,24 @@ type LifecycleCircuitBreakerStateChanged struct {
 	To      CircuitBreakerState
 }
 
+// LifecycleBrokerStateChanged is passed to LifecycleHooks.BrokerStateChanged.
+type LifecycleBrokerStateChanged struct {
+	// Topic is the Work's or reader's topics (comma separated), or the writer's topic.
+	Topic string
+	// GroupID is the consumer group; "" for a writer.
+	GroupID string
+	// ClientID is the consumer's or producer's ClientID.
+	ClientID string
+	// Reachable is false when no broker can be reached or the brokers refuse the client
+	// (authentication, authorisation), true when it can use them again.
+	Reachable bool
+	// Reason is the broker's or librdkafka's words for why not (e.g. "1/1 brokers are down",
+	// "SASL authentication error: ..."); "" when Reachable.
+	Reason string
+	// Since is when the new state began.
+	Since time.Time
+}
+
 // LifecycleHooks are callbacks at points of a message's life. Every field is optional. A
 // hook's error is logged and never stops processing; a panicking hook is recovered and counts
 // as a failure of that message.
@@ -142,6 +160,16 @@ type LifecycleHooks struct {
 	PostFanout func(ctx context.Context)
 	// CircuitBreakerStateChanged runs on every transition of the circuit breaker.
 	CircuitBreakerStateChanged func(ctx context.Context, meta LifecycleCircuitBreakerStateChanged)
+	// BrokerStateChanged runs when a consumer or producer finds it can no longer reach any
+	// broker or is refused by them (Reachable false; the same moment the library logs it at
+	// error level), and when it can use them again (Reachable true). The library keeps
+	// trying meanwhile; an application that would rather exit (and let its supervisor
+	// restart it, or alert) can stop its Work from here. A Work runs its own hooks for its
+	// consumer; a Client's hooks run for its writers and for readers used outside a Work.
+	// It runs on the reader goroutine, a writer's event goroutine or the consumer's probe
+	// goroutine, once per transition and never concurrently for one consumer or producer;
+	// it must not block for long.
+	BrokerStateChanged func(ctx context.Context, meta LifecycleBrokerStateChanged)
 }
 
 // ChainLifecycleHooks combines hooks: each field calls the non-nil fields of every argument in
@@ -177,6 +205,24 @@ func ChainLifecycleHooks(hooks ...LifecycleHooks) LifecycleHooks {
 		CircuitBreakerStateChanged: chainVoid(hooks, func(h LifecycleHooks) func(context.Context, LifecycleCircuitBreakerStateChanged) {
 			return h.CircuitBreakerStateChanged
 		}),
+		BrokerStateChanged: chainVoid(hooks, func(h LifecycleHooks) func(context.Context, LifecycleBrokerStateChanged) {
+			return h.BrokerStateChanged
+		}),
+	}
+}
+
+// brokerHook makes a brokerListener that runs h for the client named by topic, group and
+// clientID; a panic in h is recovered and logged.
+func brokerHook(h func(context.Context, LifecycleBrokerStateChanged), logger Logger, topic, group, clientID string) brokerListener {
+	return func(reachable bool, reason string, since time.Time) {
+		ctx := context.Background()
+		err := catch("lifecycle hook", func() error {
+			h(ctx, LifecycleBrokerStateChanged{Topic: topic, GroupID: group, ClientID: clientID, Reachable: reachable, Reason: reason, Since: since})
+			return nil
+		})
+		if err != nil {
+			logFailure(ctx, logger, "zkafka: BrokerStateChanged hook failed", err, "topic", topic)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -24,9 +25,28 @@ import (
 type producers struct {
 	make     func() (KafkaProducer, error) // the provider, with the writer's configuration
 	tc       ProducerTopicConfig
-	failures *failureLog   // the producers' repeating errors, rate-limited
+	failures *failureLog   // the producers' repeating errors and log lines, rate-limited
+	logs     *clientLogs   // librdkafka's log lines of every producer (clientlogs.go); may be nil
+	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
+	brokers  *brokerReport // the producers' error events about them (brokerreport.go)
+	timeout  time.Duration // the delivery timeout (deliveryTimeout); 0: none
 	stop     chan struct{} // closed by stopAll: drains return
 	retired  sync.WaitGroup
+}
+
+// defaultDeliveryTimeout is librdkafka's delivery.timeout.ms default.
+const defaultDeliveryTimeout = 300 * time.Second
+
+// deliveryTimeout is how long librdkafka tries to deliver a record of a producer made from
+// cm: delivery.timeout.ms (or its alias message.timeout.ms), else librdkafka's 300 s; 0 when
+// set to 0, librdkafka's "for ever".
+func deliveryTimeout(cm kafka.ConfigMap) time.Duration {
+	for _, k := range []string{"delivery.timeout.ms", "message.timeout.ms"} {
+		if ms, ok := intValue(cm[k]); ok && ms >= 0 {
+			return time.Duration(ms) * time.Millisecond
+		}
+	}
+	return defaultDeliveryTimeout
 }
 
 // start makes a producer from the writer's configuration and, for a transactional writer,
@@ -76,22 +96,84 @@ func (ps *producers) watch(p KafkaProducer) chan struct{} {
 func (ps *producers) drain(events chan kafka.Event, done chan struct{}) {
 	defer close(done)
 	for {
+		var settle <-chan time.Time // an all-brokers-down event waits for its cause
+		if ps.brokers.waiting.Load() {
+			settle = time.After(brokerCauseWait) // collected unstopped (Go 1.23)
+		}
 		select {
 		case ev, ok := <-events:
 			if !ok {
 				return
 			}
-			if e, isErr := ev.(kafka.Error); isErr {
-				if brokerFailure(e) {
-					ps.failures.errorf(context.Background(), "zkafka: producer cannot use the brokers; it keeps trying", e, "topic", ps.tc.Topic)
-				} else {
-					ps.failures.warnf(context.Background(), "zkafka: producer error", e, "topic", ps.tc.Topic)
-				}
+			if e, isErr := ev.(kafka.Error); isErr && !ps.brokers.event(e) {
+				ps.failures.warnf(context.Background(), "zkafka: producer error", e, "topic", ps.tc.Topic)
 			}
+		case <-settle:
+			ps.brokers.settle(true)
 		case <-ps.stop:
 			return
 		}
 	}
+}
+
+// producerRecovered logs a producer's way back to its brokers.
+func producerRecovered(l Logger, tc ProducerTopicConfig) brokerListener {
+	return func(_ bool, reason string, since time.Time) {
+		l.Infow(context.Background(), "zkafka: producer reaches the brokers again", "topic", tc.Topic, "client", tc.ClientID,
+			"down_since", since.Format(time.RFC3339), "was", reason)
+	}
+}
+
+// The parts of *kafka.Producer beyond flusher that flushOrDrop uses when present.
+type (
+	// purger drops queued and in-flight records.
+	purger interface{ Purge(flags int) error }
+	// queueLen counts records (and reports) not yet delivered.
+	queueLen interface{ Len() int }
+)
+
+var (
+	_ purger   = (*kafka.Producer)(nil)
+	_ queueLen = (*kafka.Producer)(nil)
+)
+
+// closeFlushStep is how long one Flush of flushOrDrop waits before it looks at the brokers.
+const closeFlushStep = 100 * time.Millisecond
+
+// flushOrDrop waits for p's queued records to be delivered, up to closeFlushTimeout, or
+// closeUnreachableWait while the brokers cannot be used; then it purges what is left, so
+// that the writes waiting for it fail at once, and returns how many records (as librdkafka
+// counts its queue) it dropped. A producer without Flush has nothing to wait for.
+func (ps *producers) flushOrDrop(p KafkaProducer) int {
+	f, ok := p.(flusher)
+	if !ok {
+		return 0
+	}
+	start := time.Now()
+	left := f.Flush(int(closeFlushStep.Milliseconds()))
+	for left > 0 {
+		waited := time.Since(start)
+		if waited >= closeFlushTimeout || (waited >= closeUnreachableWait && !ps.reachable()) {
+			break
+		}
+		left = f.Flush(int(closeFlushStep.Milliseconds()))
+	}
+	if left == 0 {
+		return 0
+	}
+	if q, ok := p.(queueLen); ok {
+		left = q.Len()
+	}
+	if pg, ok := p.(purger); ok && pg.Purge(kafka.PurgeQueue|kafka.PurgeInFlight) == nil {
+		f.Flush(int(closeFlushStep.Milliseconds())) // serves the purged records' reports
+	}
+	return left
+}
+
+// reachable reports whether the producers' brokers can be used, as far as is known.
+func (ps *producers) reachable() bool {
+	ok, _, _ := ps.health.get()
+	return ok
 }
 
 // retire closes p, replaced after a fatal error, in the background: what it still holds
@@ -103,6 +185,8 @@ func (ps *producers) retire(p KafkaProducer) { ps.retired.Go(p.Close) }
 func (ps *producers) stopAll() {
 	ps.retired.Wait()
 	close(ps.stop)
+	ps.logs.close()
+	ps.failures.close()
 }
 
 // fatalError returns the fatal error of a producer that has one (a confluent-kafka-go
@@ -144,7 +228,8 @@ func configMapToAny(cm kafka.ConfigMap) map[string]any {
 
 // transact runs one transaction of msg on p, which has transactions (producers.start refused
 // one without them); the caller holds the writer's lock shared.
-func transact(ctx context.Context, p KafkaProducer, topic string, msg *kafka.Message) (_ Response, queued bool, _ error) {
+func (ps *producers) transact(ctx context.Context, p KafkaProducer, msg *kafka.Message) (_ Response, queued bool, _ error) {
+	topic := ps.tc.Topic
 	tx := p.(transactor)
 	if err := tx.BeginTransaction(); err != nil {
 		return Response{}, false, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", topic, err)
@@ -161,7 +246,7 @@ func transact(ctx context.Context, p KafkaProducer, topic string, msg *kafka.Mes
 	if err := p.Produce(msg, delivery); err != nil {
 		return Response{}, false, abort(fmt.Errorf("zkafka: writing to topic %s: %w", topic, err))
 	}
-	resp, err := awaitDelivery(ctx, topic, delivery, nil)
+	resp, err := ps.await(ctx, delivery, nil)
 	if err != nil {
 		return resp, true, abort(err)
 	}
@@ -171,22 +256,53 @@ func transact(ctx context.Context, p KafkaProducer, topic string, msg *kafka.Mes
 	return resp, true, nil
 }
 
-// awaitDelivery waits for the delivery report on delivery, returning ctx.Err() as soon as
-// ctx is done, and an error when closed is closed first.
-func awaitDelivery(ctx context.Context, topic string, delivery chan kafka.Event, closed chan struct{}) (Response, error) {
+// await waits for the delivery report on delivery and returns as soon as ctx is done, the
+// delivery timeout has passed, or closed is closed, each with its own error. librdkafka
+// reports a record it gave up on after the delivery timeout, but only at its next scan (up to
+// a second later), and a context may have no deadline: the timer makes a write return within
+// the delivery timeout whatever its context. A delivered record is a sign of life of the
+// brokers; a timeout says why the brokers could not be used, when that is known.
+func (ps *producers) await(ctx context.Context, delivery chan kafka.Event, closed chan struct{}) (Response, error) {
+	var expired <-chan time.Time
+	if ps.timeout > 0 {
+		if d, ok := ctx.Deadline(); !ok || time.Until(d) > ps.timeout {
+			t := time.NewTimer(ps.timeout)
+			defer t.Stop()
+			expired = t.C
+		}
+	}
+	topic := ps.tc.Topic
 	select {
 	case ev := <-delivery:
 		m, ok := ev.(*kafka.Message)
 		if !ok {
 			return Response{}, fmt.Errorf("zkafka: writing to topic %s: unexpected delivery event %v", topic, ev)
 		}
-		if m.TopicPartition.Error != nil {
-			return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", topic, m.TopicPartition.Error)
+		if err := m.TopicPartition.Error; err != nil {
+			var kerr kafka.Error
+			if errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgTimedOut {
+				return Response{}, ps.timedOut(err, "")
+			}
+			return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", topic, err)
 		}
+		ps.brokers.alive()
 		return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil
+	case <-expired:
+		return Response{}, ps.timedOut(kafka.NewError(kafka.ErrMsgTimedOut, "no delivery report within the delivery timeout", false),
+			"; the record may still be written later")
 	case <-ctx.Done():
 		return Response{}, ctx.Err()
 	case <-closed:
 		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w before the delivery report arrived", topic, errWriterClosed)
 	}
+}
+
+// timedOut is the error of a write not delivered within the delivery timeout: err, the
+// timeout, note and, when the brokers are known to be unusable, why.
+func (ps *producers) timedOut(err error, note string) error {
+	if reachable, reason, since := ps.health.get(); !reachable {
+		note += fmt.Sprintf("; the brokers cannot be used since %s: %s", since.Format(time.RFC3339), reason)
+	}
+	return fmt.Errorf("zkafka: writing to topic %s: not delivered within the delivery timeout of %s "+
+		"(ProducerTopicConfig.DeliveryTimeoutMs)%s: %w", ps.tc.Topic, ps.timeout, note, err)
 }

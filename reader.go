@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,9 +160,12 @@ type KReader struct {
 	readTimeout time.Duration
 
 	tracker  *commitTracker
-	offsets  *offsetStore // hands finished offsets to librdkafka (offsets.go)
-	owned    *rebalancer  // the partitions it owns and their pause (rebalance.go)
-	failures *failureLog  // the consumer's repeating errors, rate-limited
+	offsets  *offsetStore  // hands finished offsets to librdkafka (offsets.go)
+	owned    *rebalancer   // the partitions it owns and their pause (rebalance.go)
+	failures *failureLog   // the consumer's repeating errors and log lines, rate-limited
+	logs     *clientLogs   // librdkafka's log lines into the Logger (clientlogs.go)
+	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
+	brokers  *brokerReport // its error events about them (brokerreport.go)
 
 	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
 	closed     bool
@@ -197,13 +201,24 @@ func newReader(args readerArgs) (*KReader, error) {
 	if provider == nil {
 		provider = defaultConsumerProvider
 	}
+	r.logs = routeLogs(cfg, tc.AdditionalProps, r.logger, r.failures)
 	consumer, err := provider(configMapToAny(cfg))
+	if err == nil && consumer == nil {
+		err = errors.New("the consumer provider returned no consumer")
+	}
 	if err != nil {
+		r.logs.close()
 		return nil, fmt.Errorf("zkafka: creating consumer %s: %w", tc.ClientID, err)
 	}
-	if consumer == nil {
-		return nil, fmt.Errorf("zkafka: creating consumer %s: the consumer provider returned no consumer", tc.ClientID)
+	r.health = newBrokerWatch(func(_ bool, reason string, since time.Time) {
+		r.logger.Infow(context.Background(), "zkafka: consumer reaches the brokers again", "group", r.groupID,
+			"topics", r.tc.topics(), "down_since", since.Format(time.RFC3339), "was", reason)
+	})
+	if h := args.hooks.BrokerStateChanged; h != nil {
+		r.health.setListener(brokerHook(h, r.logger, strings.Join(tc.topics(), ","), r.groupID, tc.ClientID))
 	}
+	r.brokers = &brokerReport{watch: r.health, failures: r.failures, msg: "zkafka: consumer cannot use the brokers; it keeps trying",
+		kv: []any{"group", r.groupID, "topics", tc.topics()}, probe: func(code kafka.ErrorCode) func() bool { return brokerProbe(r, code) }}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
 	r.offsets = &offsetStore{consumer: consumer, tracker: r.tracker, logger: r.logger, groupID: r.groupID}
@@ -230,7 +245,7 @@ func (r *KReader) subscribe() error {
 	defer r.subMu.Unlock()
 	if !r.subscribed {
 		r.subscribed = true
-		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.owned.rebalance); err != nil {
+		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.rebalanced); err != nil {
 			r.subErr = fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", r.tc.ClientID, r.tc.topics(), err)
 		}
 	}
@@ -277,6 +292,7 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 	ev := r.poller.Poll(int(timeout / time.Millisecond))
 	switch e := ev.(type) {
 	case nil:
+		r.brokers.settle(false)
 		return nil, nil
 	case *kafka.Message:
 		if e.TopicPartition.Error != nil {
@@ -284,20 +300,74 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 				"topic", topicName(e.TopicPartition), "partition", e.TopicPartition.Partition, "error", e.TopicPartition.Error)
 			return nil, nil
 		}
+		r.brokers.alive()
 		return r.newMessage(e), nil
 	case kafka.Error:
-		if e.IsFatal() {
-			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", e)
-		}
-		if brokerFailure(e) {
-			r.failures.errorf(context.Background(), "zkafka: consumer cannot use the brokers; it keeps trying", e, "group", r.groupID, "topics", r.tc.topics())
-		} else {
-			r.failures.warnf(context.Background(), "zkafka: consumer error", e, "group", r.groupID)
-		}
-		return nil, nil
+		return nil, r.consumerError(e)
 	default:
 		return nil, nil
 	}
+}
+
+// consumerError logs an error event of the consumer, rate-limited (failurelog.go), and
+// returns it when it is fatal. Errors about the brokers make an outage (brokerreport.go); a
+// topic that does not exist is logged at error level, any other error as a warning.
+func (r *KReader) consumerError(e error) error {
+	var kerr kafka.Error
+	isKafka := errors.As(e, &kerr)
+	if isKafka && kerr.IsFatal() {
+		return fmt.Errorf("zkafka: fatal consumer error: %w", e)
+	}
+	ctx := context.Background()
+	switch {
+	case isKafka && r.brokers.event(kerr):
+	case topicFailure(e):
+		r.failures.errorf(ctx, "zkafka: consumer cannot read a topic; it keeps trying", e, "group", r.groupID, "topics", r.tc.topics())
+	default:
+		r.failures.warnf(ctx, "zkafka: consumer error", e, "group", r.groupID)
+	}
+	return nil
+}
+
+// metadataGetter asks the brokers for metadata; *kafka.Consumer has it.
+type metadataGetter interface {
+	GetMetadata(topic *string, allTopics bool, timeoutMs int) (*kafka.Metadata, error)
+}
+
+var _ metadataGetter = (*kafka.Consumer)(nil)
+
+// brokerProbe returns how a consumer cut off by a failure of code finds its way back: a
+// metadata request that a broker answers, unless the reader is closed. It returns nil (wait
+// for a message or a rebalance) when the consumer cannot ask, and for a refused authorisation,
+// which metadata would not show.
+func brokerProbe(r *KReader, code kafka.ErrorCode) func() bool {
+	mg, ok := r.consumer.(metadataGetter)
+	switch {
+	case !ok, code == kafka.ErrTopicAuthorizationFailed, code == kafka.ErrGroupAuthorizationFailed,
+		code == kafka.ErrClusterAuthorizationFailed:
+		return nil
+	}
+	return func() bool {
+		r.handle.RLock()
+		defer r.handle.RUnlock()
+		if r.closed {
+			return false
+		}
+		md, err := mg.GetMetadata(nil, false, int(brokerProbeTimeout.Milliseconds()))
+		return err == nil && md != nil && len(md.Brokers) > 0
+	}
+}
+
+// rebalanced is the consumer's rebalance callback: a sign of life, then the rebalancer's.
+func (r *KReader) rebalanced(c *kafka.Consumer, ev kafka.Event) error {
+	r.brokers.alive()
+	return r.owned.rebalance(c, ev)
+}
+
+// brokerHealth reports whether the consumer reaches its brokers and they accept it; if not,
+// why (the broker's or librdkafka's words), and since when the state holds.
+func (r *KReader) brokerHealth() (reachable bool, reason string, since time.Time) {
+	return r.health.get()
 }
 
 // readMessage is poll in the degraded mode (a consumer without Poll): ReadMessage, unless the
@@ -321,7 +391,11 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 		switch {
 		case errors.As(err, &kerr) && kerr.IsFatal():
 			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", err)
+		case brokerFailure(err) || brokerCause(err) || topicFailure(err):
+			_ = r.consumerError(err)
+			return nil, &readError{err: err}
 		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrTimedOut:
+			r.brokers.settle(false)
 			return nil, nil
 		case errors.As(err, &kerr) && kerr.IsRetriable():
 			r.logger.Debugw(context.Background(), "zkafka: retriable consumer error", "group", r.groupID, "error", err)
@@ -336,6 +410,7 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 	if km == nil {
 		return nil, nil
 	}
+	r.brokers.alive()
 	return r.newMessage(km), nil
 }
 
@@ -415,14 +490,19 @@ func (r *KReader) setListener(l rebalanceListener) { r.owned.setListener(l) }
 // and later calls return an error.
 func (r *KReader) Close() error {
 	r.handle.Lock()
-	defer r.handle.Unlock()
 	if r.closed {
+		r.handle.Unlock()
 		return nil
 	}
 	r.closed = true
 	r.owned.endPause()
 	r.offsets.storeFinished()
-	if err := r.consumer.Close(); err != nil {
+	err := r.consumer.Close()
+	r.handle.Unlock()
+	r.health.stopProbe()
+	r.logs.close()
+	r.failures.close()
+	if err != nil {
 		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
 	}
 	return nil

@@ -130,9 +130,11 @@ func (l *readLoop) readerMissing(shutdown <-chan struct{}) {
 }
 
 // readFailed logs a failed read with zkafka v2's words (users alert on them) and counts it
-// toward the circuit breaker.
+// toward the circuit breaker. Repeats of one failure are rate-limited (failurelog.go): the
+// first is written as v2 writes it, the rest summarised under the same words.
 func (l *readLoop) readFailed(err error) {
-	l.rs.w.logger.Warnw(l.rs.ctx, "Kafka worker read message failed", "error", err, "topics", l.rs.w.topicConfig.topics())
+	const failed = "Kafka worker read message failed"
+	l.rs.failures.log(l.rs.ctx, levelWarn, failed+"\x00"+failureKey(err), failed, "error", err, "topics", l.rs.w.topicConfig.topics())
 	l.gate.fail()
 }
 

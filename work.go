@@ -26,6 +26,7 @@ package zkafka
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -196,6 +197,7 @@ type runState struct {
 
 	stopping chan struct{} // closed when the stop starts
 	exited   chan struct{} // closed when every processor goroutine has exited
+	failures *failureLog   // failed reads and dead letter writes, rate-limited; closed by stop
 }
 
 // start validates, creates the reader and dead letter writer, and starts the processors.
@@ -208,6 +210,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 		stopping: make(chan struct{}),
 		exited:   make(chan struct{}),
 		group:    tc.GroupID,
+		failures: newFailureLog(w.logger),
 	}
 	if topics := tc.topics(); len(topics) > 0 {
 		rs.topic = topics[0]
@@ -267,6 +270,11 @@ func (rs *runState) useReader(reader Reader) {
 	}
 	rs.kr = kr
 	rs.group = kr.groupID
+	var l brokerListener // the Work's hook, not the Client's (LifecycleHooks.BrokerStateChanged)
+	if h := rs.w.lifecycle.BrokerStateChanged; h != nil {
+		l = brokerHook(h, rs.w.logger, strings.Join(rs.w.topicConfig.topics(), ","), kr.groupID, rs.w.topicConfig.ClientID)
+	}
+	kr.health.setListener(l)
 	if rs.loop != nil { // a reader that arrived after start
 		kr.setListener(rs.loop)
 	}
@@ -329,7 +337,8 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 
 // deadLetterRun is what the dead letter writer needs of the run.
 func (rs *runState) deadLetterRun() deadLetterRun {
-	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, propagator: rs.w.propagator, metrics: rs.metrics}
+	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, failures: rs.failures,
+		propagator: rs.w.propagator, metrics: rs.metrics}
 }
 
 // stop ends the run: graceful unless ctx was cancelled or the consumer failed.
@@ -382,6 +391,7 @@ func (rs *runState) stop(failed bool) {
 	if rs.dlt != nil {
 		rs.dlt.close()
 	}
+	rs.failures.close()
 	rs.metrics.close()
 }
 

@@ -31,8 +31,9 @@ type Writer interface {
 	// WriteRaw writes value as it is. A nil key is written as no key at all; a pointer to ""
 	// is written as an empty key.
 	WriteRaw(ctx context.Context, key *string, value []byte, opts ...WriteOption) (Response, error)
-	// Close flushes what is queued (for up to 10 s) and closes the producer. Writes after
-	// Close return an error.
+	// Close waits for what is queued to be delivered (up to 10 s, or 1 s while no broker
+	// can be used), drops the rest, and closes the producer. Writes after Close return an
+	// error.
 	Close()
 }
 
@@ -127,6 +128,9 @@ func (h withHeaders) apply(msg *kafka.Message) {
 // closeFlushTimeout bounds how long Close waits for queued records to be delivered.
 const closeFlushTimeout = 10 * time.Second
 
+// closeUnreachableWait bounds it while the producer cannot use its brokers.
+const closeUnreachableWait = time.Second
+
 // errWriterClosed is returned by writes after Close.
 var errWriterClosed = errors.New("writer is closed")
 
@@ -215,14 +219,24 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 		provider = defaultProducerProvider
 	}
 	conf := makeProducerConfig(args.conf, args.tc)
+	failures := newFailureLog(w.logger)
 	w.producers = &producers{
-		make:     func() (KafkaProducer, error) { return provider(configMapToAny(conf)) },
 		tc:       args.tc,
-		failures: newFailureLog(w.logger),
+		failures: failures,
+		logs:     routeLogs(conf, args.tc.AdditionalProps, w.logger, failures),
+		health:   newBrokerWatch(producerRecovered(w.logger, args.tc)),
+		timeout:  deliveryTimeout(conf),
 		stop:     make(chan struct{}),
+	}
+	w.producers.make = func() (KafkaProducer, error) { return provider(configMapToAny(conf)) }
+	w.producers.brokers = &brokerReport{watch: w.producers.health, failures: failures,
+		msg: "zkafka: producer cannot use the brokers; it keeps trying", kv: []any{"topic", args.tc.Topic, "client", args.tc.ClientID}}
+	if h := args.hooks.BrokerStateChanged; h != nil {
+		w.producers.health.setListener(brokerHook(h, w.logger, args.tc.Topic, "", args.tc.ClientID))
 	}
 	producer, err := w.producers.start(ctx)
 	if err != nil {
+		w.producers.logs.close()
 		return nil, err
 	}
 	w.use(producer)
@@ -393,7 +407,7 @@ func (w *KWriter) produceAndWait(ctx context.Context, msg *kafka.Message) (_ Res
 	if err != nil {
 		return Response{}, used, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err)
 	}
-	resp, err := awaitDelivery(ctx, w.topic, delivery, w.done)
+	resp, err := w.producers.await(ctx, delivery, w.done)
 	return resp, used, true, err
 }
 
@@ -409,7 +423,7 @@ func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (_ 
 	if w.closed {
 		return Response{}, nil, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
 	}
-	resp, queued, err := transact(ctx, w.producer, w.topic, msg)
+	resp, queued, err := w.producers.transact(ctx, w.producer, msg)
 	return resp, w.producer, queued, err
 }
 
@@ -445,22 +459,24 @@ func (w *KWriter) postAck(ctx context.Context, produceTime time.Time) {
 	}
 }
 
-// Close flushes queued records (for up to 10 s), closes the producer and stops the event
-// drain. Safe to call more than once and concurrently with writes.
+// Close waits for queued records to be delivered, closes the producer and stops the event
+// drain. It waits up to 10 s (closeFlushTimeout), but only up to 1 s
+// (closeUnreachableWait) while the producer cannot use its brokers; records still
+// undelivered then are dropped (their writes fail) and their number is logged at error
+// level. Safe to call more than once and concurrently with writes.
 func (w *KWriter) Close() {
 	_ = w.close()
 }
 
-// close is Close, reporting records that could not be flushed.
+// close is Close, returning an error that counts the records it dropped.
 func (w *KWriter) close() error {
 	w.closeOnce.Do(func() {
 		w.mu.Lock()
 		w.closed = true
 		w.mu.Unlock()
-		if f, ok := w.producer.(flusher); ok {
-			if n := f.Flush(int(closeFlushTimeout.Milliseconds())); n > 0 {
-				w.closeErr = fmt.Errorf("zkafka: closing writer %s for topic %s: %d records or events were not flushed", w.tc.ClientID, w.topic, n)
-			}
+		if n := w.producers.flushOrDrop(w.producer); n > 0 {
+			w.closeErr = fmt.Errorf("zkafka: closing writer %s for topic %s: dropped %d undelivered records", w.tc.ClientID, w.topic, n)
+			w.logger.Errorw(context.Background(), "zkafka: closing writer dropped undelivered records", "topic", w.topic, "client", w.tc.ClientID, "dropped", n)
 		}
 		w.producer.Close()
 		w.producers.stopAll()
@@ -468,6 +484,12 @@ func (w *KWriter) close() error {
 		close(w.done)
 	})
 	return w.closeErr
+}
+
+// brokerHealth reports whether the producer reaches its brokers and they accept it; if not,
+// why (the broker's or librdkafka's words), and since when the state holds.
+func (w *KWriter) brokerHealth() (reachable bool, reason string, since time.Time) {
+	return w.producers.health.get()
 }
 
 // isClosed reports whether Close was called; Client replaces closed writers.

@@ -403,8 +403,9 @@ func TestV2PostFanoutAfterEveryReadAttempt(t *testing.T) {
 	require.Zero(t, r.closes, "a Reader from the user's ClientProvider is the user's to close")
 }
 
-// TestV2NilReaderIsRetried: a ClientProvider that returns a nil Reader does not stop Run; each
-// attempt is logged with v2's words, and the reader that comes later is used.
+// TestV2NilReaderIsRetried: a ClientProvider that returns a nil Reader does not stop Run; the
+// failed attempts are logged with v2's words (the first at once, the repeat in a summary line
+// under the same words, rate-limited), and the reader that comes later is used.
 func TestV2NilReaderIsRetried(t *testing.T) {
 	r := &userReader{msgs: []*zkafka.Message{fakeMessage("k", "late")}}
 	cp := &countingProvider{readers: []zkafka.Reader{nil, nil, r}}
@@ -420,7 +421,7 @@ func TestV2NilReaderIsRetried(t *testing.T) {
 	close(shutdown)
 	require.NoError(t, <-ran)
 	require.Equal(t, 3, cp.calls)
-	require.Equal(t, int64(2), logs.n.Load(), "each read attempt without a reader is a failed read")
+	require.Equal(t, int64(2), logs.n.Load(), "the first failed read, then the summary of the second at the stop")
 }
 
 // TestV2ReadErrorsOpenTheBreaker: read errors count toward the circuit breaker, as in v2.

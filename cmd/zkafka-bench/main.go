@@ -20,6 +20,9 @@
 //	               the dead letter path); a message counts once finished (OnDone)
 //	retry-sN       zkafka Work, Speedup(N), WithRetry with a 1 ms backoff: one message in ten
 //	               fails twice, then passes on its third run
+//	latency-sN     p50 and p99 of the wait from a record's timestamp to its handler's start, at
+//	               a steady keyed load of half the noop-sN rate, for a zkafka Work with
+//	               Speedup(N) and for the raw loop side by side (latency.go)
 //
 // The deadletter and retry scenarios are reported against the noop scenario of the same
 // Speedup in the same round (ratio_vs_noop).
@@ -57,7 +60,7 @@ import (
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
-const allScenarios = "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256"
+const allScenarios = "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256,latency-s8"
 
 type options struct {
 	count      int
@@ -78,6 +81,10 @@ type options struct {
 	profile   string
 	props     string
 	inFlight  int
+
+	latencySecs float64 // how long each latency child produces
+	latencyRate float64 // the latency scenarios' rate; 0: half the noop rate
+	rate        float64 // child mode: the rate a latency child produces at
 }
 
 // result is what a child reports to the parent, as one JSON line on stdout.
@@ -89,6 +96,8 @@ type result struct {
 	Mallocs   uint64  `json:"mallocs"`
 	PeakRSSMB float64 `json:"peak_rss_mb"`
 	Err       string  `json:"error,omitempty"`
+
+	Latency *latencies `json:"latency,omitempty"` // the latency scenarios'
 }
 
 // childEnv marks a process started by runChildProcess, so that a test binary standing in for
@@ -121,6 +130,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.props, "props", "", "extra librdkafka consumer keys for every scenario, raw included (ConsumerTopicConfig.AdditionalProps): k=v,k=v")
 	fs.IntVar(&o.inFlight, "max-in-flight", 0, "zkafka.MaxInFlight for the zkafka scenarios (0: the library default)")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to DIR/SCENARIO.pprof")
+	fs.Float64Var(&o.latencySecs, "latency-seconds", 5, "how long each side of a latency scenario produces its load")
+	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "the latency scenarios' load in msg/s (0: half the rate of noop-sN of the same Speedup, measured in this run)")
+	fs.Float64Var(&o.rate, "rate", 0, "internal: the load a latency child produces")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -148,7 +160,7 @@ func scenario(name string) (kind string, speedup int, err error) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	kind, s := name[:i], name[i+2:]
-	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && !isFailing(kind) {
+	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && kind != "latency" && !isFailing(kind) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	speedup, err = strconv.Atoi(s)
@@ -177,6 +189,10 @@ func (o options) validate() error {
 		return fmt.Errorf("-sleep %s: must be positive", o.sleepDur)
 	case o.timeout <= 0:
 		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
+	case o.latencySecs <= 0:
+		return fmt.Errorf("-latency-seconds %g: must be positive", o.latencySecs)
+	case o.latencyRate < 0:
+		return fmt.Errorf("-latency-rate %g: cannot be negative", o.latencyRate)
 	}
 	return nil
 }
@@ -219,11 +235,16 @@ func runParent(o options, out io.Writer) error {
 	all := map[string][]result{}
 	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
 	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
+	lat := latencyRuns{o: o, exe: exe, addr: addr, topic: topic, out: out, zk: map[string][]result{}, raw: map[string][]result{}, noop: map[int]float64{}}
 	for round := 1; round <= o.rounds; round++ {
 		rawRate := 0.0
 		noopRate := map[int]float64{}
 		for _, name := range names {
 			kind, speedup, _ := scenario(name)
+			if kind == "latency" {
+				lat.round(name, speedup, round)
+				continue
+			}
 			msgs := o.count
 			if isSleep(kind) {
 				// At most half the data set: the rate is measured with messages still behind
@@ -243,6 +264,7 @@ func runParent(o options, out io.Writer) error {
 			rate := float64(res.Msgs) / res.Seconds
 			if kind == "noop" {
 				noopRate[speedup] = rate
+				lat.noop[speedup] = rate
 			}
 			if r := noopRate[speedup]; isFailing(kind) && r > 0 {
 				noopRatios[name] = append(noopRatios[name], rate/r)
@@ -275,12 +297,21 @@ func runParent(o options, out io.Writer) error {
 	raw, haveRaw := meds["raw"]
 	var summary []string
 	for _, name := range names {
+		kind, _, _ := scenario(name)
+		if kind == "latency" {
+			if line, item, err := latencyLine(name, lat.zk[name], lat.raw[name]); err != nil {
+				fmt.Fprintf(out, "scenario=%s error=no_successful_round\n", name)
+			} else {
+				fmt.Fprintln(out, line)
+				summary = append(summary, item)
+			}
+			continue
+		}
 		m, ok := meds[name]
 		if !ok {
 			fmt.Fprintf(out, "scenario=%s error=no_successful_round\n", name)
 			continue
 		}
-		kind, _, _ := scenario(name)
 		line := fmt.Sprintf("scenario=%s msgs_per_s=%.0f cpu_us_per_msg=%.2f allocs_per_msg=%.1f peak_rss_mb=%.0f",
 			name, m.rate, m.cpu, m.allocs, m.rss)
 		r := medianOf(ratios[name])
@@ -365,7 +396,8 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-child", name, "-bootstrap", addr, "-topic", topic, "-group", group,
-		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight))
+		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight),
+		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-timeout", o.timeout.String())
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -557,6 +589,10 @@ func consumerConfig(conf zkafka.Config, tc zkafka.ConsumerTopicConfig) (kafka.Co
 	for k, v := range captured {
 		cm[k] = v
 	}
+	// The Client routes librdkafka's log lines to a channel it drains (and closed with the
+	// capturing reader); the raw loop has no Logger.
+	cm["go.logs.channel.enable"] = false
+	delete(cm, "go.logs.channel")
 	return cm, nil
 }
 
@@ -568,6 +604,10 @@ func profilePath(o options) string {
 }
 
 func runChild(o options) result {
+	if o.child == rawLatency {
+		return runLatencyChild(o, zkafka.Config{BootstrapServers: []string{o.bootstrap}},
+			zkafka.ConsumerTopicConfig{ClientID: o.group, GroupID: o.group, Topic: o.topic}, 0)
+	}
 	kind, speedup, err := scenario(o.child)
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
@@ -586,6 +626,8 @@ func runChild(o options) result {
 		return runRaw(o, conf, tc, 0)
 	case "raw-sleep1ms":
 		return runRaw(o, conf, tc, speedup)
+	case "latency":
+		return runLatencyChild(o, conf, tc, speedup)
 	}
 	m := meter{profile: profilePath(o)}
 	var n atomic.Int64

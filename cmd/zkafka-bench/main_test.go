@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -77,6 +78,8 @@ func TestBadFlagsAreRefusedWithAReason(t *testing.T) {
 		{[]string{"-rounds", "0"}, 1, "-rounds 0: need at least one round"},
 		{[]string{"-size", "-1"}, 1, "-size -1: a value cannot have a negative size"},
 		{[]string{"-sleep-seconds", "0"}, 1, "-sleep-seconds 0: must be positive"},
+		{[]string{"-latency-seconds", "0"}, 1, "-latency-seconds 0: must be positive"},
+		{[]string{"-latency-rate", "-1"}, 1, "-latency-rate -1: cannot be negative"},
 		{[]string{"-scenarios", "raw,fast-s8"}, 1, `unknown scenario "fast-s8"`},
 		{[]string{"-no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 	} {
@@ -98,8 +101,8 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	code := run([]string{
-		"-count", "4000", "-keys", "50", "-partitions", "4", "-rounds", "1", "-sleep-seconds", "0.25",
-		"-scenarios", "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8",
+		"-count", "4000", "-keys", "50", "-partitions", "4", "-rounds", "1", "-sleep-seconds", "0.25", "-latency-seconds", "1",
+		"-scenarios", "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8,latency-s8",
 	}, &out, &errb)
 	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
 
@@ -118,7 +121,9 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 			summary = line
 		}
 	}
-	require.Len(t, lines, 7, out.String())
+	require.Len(t, lines, 8, out.String())
+	latency := lines["latency-s8"]
+	delete(lines, "latency-s8")
 	positive := func(name, key string) float64 {
 		v, err := strconv.ParseFloat(lines[name][key], 64)
 		require.NoError(t, err, "%s %s in %v", name, key, lines[name])
@@ -140,5 +145,39 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	require.NotContains(t, lines["raw-sleep1ms-s8"], "ratio_vs_control")
 	positive("deadletter-s8", "ratio_vs_noop")
 	positive("retry-s8", "ratio_vs_noop")
-	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal \(medians of 1 rounds`, summary)
+	lines["latency-s8"] = latency
+	for _, k := range []string{"rate_msgs_per_s", "zkafka_p50_ms", "zkafka_p99_ms", "raw_p50_ms", "raw_p99_ms", "samples"} {
+		positive("latency-s8", k)
+	}
+	require.LessOrEqual(t, positive("latency-s8", "zkafka_p50_ms"), positive("latency-s8", "zkafka_p99_ms"))
+	require.LessOrEqual(t, positive("latency-s8", "raw_p50_ms"), positive("latency-s8", "raw_p99_ms"))
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal latency-s8=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s \(medians of 1 rounds`, summary)
+}
+
+// TestSamplerPercentiles: samples of records produced before the warm-up ends are dropped;
+// percentiles are nearest-rank over the rest.
+func TestSamplerPercentiles(t *testing.T) {
+	s := newSampler(1000)
+	start := time.Now()
+	s.record(start.Add(-time.Second)) // the first record starts the warm-up and is dropped
+	require.Equal(t, 0, s.percentiles().Samples)
+	from := time.Unix(0, s.from.Load())
+	for i := 1; i <= 100; i++ {
+		s.vsForTest(from.Add(time.Hour), time.Duration(i)*time.Millisecond)
+	}
+	p := s.percentiles()
+	require.Equal(t, 100, p.Samples)
+	require.Equal(t, 50.0, p.P50Ms)
+	require.Equal(t, 99.0, p.P99Ms)
+	require.Equal(t, 100.0, p.MaxMs)
+	require.Equal(t, int64(1), s.seen.Load())
+	require.True(t, math.IsNaN(rank(nil, 0.5)))
+	require.Equal(t, 7.0, rank([]int64{7e6}, 0.99))
+}
+
+// vsForTest keeps a sample of d for a record at ts, as record would at ts + d.
+func (s *sampler) vsForTest(ts time.Time, d time.Duration) {
+	if ts.UnixNano() >= s.from.Load() {
+		s.samples[s.n.Add(1)-1] = int64(d)
+	}
 }

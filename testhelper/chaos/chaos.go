@@ -42,7 +42,8 @@ type harness struct {
 	rebalances  []int64 // broker-side times of JoinGroup/SyncGroup requests
 	files       []string
 	restarts    map[Fault]int
-	problems    []string // unexpected worker exits, stuck stops
+	ends        map[string]runEnd // how each worker run ended, by run id
+	problems    []string          // unexpected worker exits, stuck stops
 	produceErrs int
 }
 
@@ -88,7 +89,7 @@ func Run(t testing.TB, cfg Config) Report {
 	h := &harness{
 		t: t, cfg: cfg, addr: b.Addr(), cluster: b.Cluster(t), brokers: brokers,
 		topic: testhelper.UniqueName(t, "chaos"), dir: t.TempDir(), testName: t.Name(),
-		final: make(chan struct{}), restarts: map[Fault]int{},
+		final: make(chan struct{}), restarts: map[Fault]int{}, ends: map[string]runEnd{},
 	}
 	h.group = h.topic + "-group"
 	if !cfg.DisableDeadLetter {
@@ -140,11 +141,14 @@ func Run(t testing.TB, cfg Config) Report {
 	} else {
 		close(faultsDone)
 	}
+	stopWatch := make(chan struct{})
+	go h.watchStalls(logf, stopWatch)
 	h.produce(logf)
 	if rest := time.Until(h.start.Add(cfg.Duration)); rest > 0 {
 		time.Sleep(rest)
 	}
 	endFaults()
+	close(stopWatch)
 	logf("chaos: faults stopped after %s; stopping the workers", time.Since(h.start).Round(time.Millisecond))
 	stopKids()
 	logf("chaos: workers stopped at %s; draining", time.Since(h.start).Round(time.Millisecond))
@@ -279,9 +283,11 @@ func (h *harness) keep(s *slot) {
 		}
 		select {
 		case <-h.final:
+			h.endRun(run, endFinal)
 			h.stopWorker(r, run, FaultWorkerLeave)
 			return
 		case c := <-s.cmd:
+			h.endRun(run, string(c.kind))
 			h.stopWorker(r, run, c.kind)
 			h.mu.Lock()
 			h.restarts[c.kind]++
@@ -294,6 +300,7 @@ func (h *harness) keep(s *slot) {
 				return
 			}
 		case err := <-r.exited:
+			h.endRun(run, endCrash)
 			h.problem("worker %s stopped by itself: %v%s", run, err, outputOf(r))
 			select {
 			case <-time.After(500 * time.Millisecond):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -67,7 +68,26 @@ func TestChaosLong(t *testing.T) {
 		DrainTimeout:   2 * time.Minute,
 		// CHAOS_STRATEGY=cooperative-sticky make chaos runs the incremental protocol.
 		AssignmentStrategy: os.Getenv("CHAOS_STRATEGY"),
+		// CHAOS_FAULTS=worker-leave (make chaos-rebalance) runs graceful leaves and joins only.
+		Faults: faultsFromEnv(t),
 	})
+}
+
+// faultsFromEnv parses CHAOS_FAULTS, a comma-separated list of fault kinds (default: every
+// kind).
+func faultsFromEnv(t *testing.T) []chaos.Fault {
+	v := os.Getenv("CHAOS_FAULTS")
+	if v == "" {
+		return nil
+	}
+	var out []chaos.Fault
+	for _, f := range strings.Split(v, ",") {
+		if !slices.Contains(chaos.AllFaults, chaos.Fault(f)) {
+			t.Fatalf("CHAOS_FAULTS: unknown fault %q (known: %v)", f, chaos.AllFaults)
+		}
+		out = append(out, chaos.Fault(f))
+	}
+	return out
 }
 
 // captureTB is a testing.TB whose Errorf is recorded instead of failing the test, so a test

@@ -37,6 +37,11 @@ type Report struct {
 	DeadLetterRecords int
 	// Duplicates is Processings - Processed: successful re-processings.
 	Duplicates int
+	// DuplicatesByCause splits Duplicates by what happened to the run that first processed
+	// the message (see CauseRebalance, CauseSameRun, the worker faults, endFinal, endCrash).
+	DuplicatesByCause map[string]int
+	// Overlaps counts the times two handlers of one key ran at the same moment.
+	Overlaps int
 	// Commits is the number of partition offset commits the broker received and the checker
 	// verified.
 	Commits int
@@ -60,12 +65,13 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "chaos report (seed %d, %s):\n", r.Seed, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "  produced %d, processed %d (%d processings, %d duplicates = %.2f%%), failures %d, dead-lettered %d (%d dead letter records)\n",
 		r.Produced, r.Processed, r.Processings, r.Duplicates, 100*float64(r.Duplicates)/math.Max(1, float64(r.Produced)), r.Failures, r.DeadLettered, r.DeadLetterRecords)
+	fmt.Fprintf(&b, "  duplicates by cause: %s; overlaps of one key's handlers: %d\n", causeCounts(r.DuplicatesByCause), r.Overlaps)
 	fmt.Fprintf(&b, "  processed under chaos %d, left for the final drain %d\n", r.Processed-r.ByDrain, r.ByDrain)
 	fmt.Fprintf(&b, "  offset commits checked %d, worst lag %s (%s)\n", r.Commits, r.WorstLag.Round(time.Millisecond), r.WorstLagAt)
 	fmt.Fprintf(&b, "  faults injected: %s\n", counts(r.Faults))
 	fmt.Fprintf(&b, "  worker restarts: %s\n", counts(r.Restarts))
 	if len(r.Violations) == 0 {
-		b.WriteString("  invariants: no loss, per-key order, duplicates bounded, commits never past an unfinished message: all held\n")
+		b.WriteString("  invariants: no loss, per-key order, no overlap, duplicates bounded, commits never past an unfinished message: all held\n")
 	} else {
 		fmt.Fprintf(&b, "  VIOLATIONS: %d\n", len(r.Violations))
 	}
@@ -285,6 +291,16 @@ func (h *harness) check(faults map[Fault]int) Report {
 	if ratio := float64(rep.Duplicates) / math.Max(1, float64(rep.Produced)); ratio > h.cfg.MaxDuplicateRatio {
 		rep.Violations = append(rep.Violations, fmt.Sprintf("DUPLICATES: %d successful re-processings for %d messages (%.1f%%), above the bound of %.1f%%",
 			rep.Duplicates, rep.Produced, 100*ratio, 100*h.cfg.MaxDuplicateRatio))
+	}
+
+	h.mu.Lock()
+	rep.DuplicatesByCause = duplicateCauses(events, h.ends)
+	h.mu.Unlock()
+	over := overlaps(events, func(p int32, o int64) bool { return misbehaviour(&h.cfg, p, o) == stuck })
+	rep.Overlaps = len(over)
+	if len(over) > 0 {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("%d overlap(s): two handlers of one key ran at the same moment", len(over)))
+		rep.Violations = append(rep.Violations, over[:min(len(over), maxShown)]...)
 	}
 
 	// (4) No commit passed an unfinished message: prefix maximum of finish times per partition.

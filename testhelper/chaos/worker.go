@@ -45,21 +45,45 @@ func mix(seed int64, partition int32, offset int64) uint64 {
 	return z ^ (z >> 31)
 }
 
-// misbehave makes the processor fail, panic or time out for the messages the dice pick.
-func misbehave(ctx context.Context, cfg *Config, m *zkafka.Message) error {
-	h := mix(cfg.Seed, m.Partition, m.Offset)
+// Misbehaviours the dice pick for a message (misbehaviour).
+const (
+	behave = iota
+	fail
+	panics
+	timeout // returns once its context ends, after ProcessTimeout
+	stuck   // ignores its context: the Work abandons it after the grace period
+)
+
+// misbehaviour is what the harness makes the processor do with the message at partition and
+// offset.
+func misbehaviour(cfg *Config, partition int32, offset int64) int {
+	h := mix(cfg.Seed, partition, offset)
 	u := float64(h>>11) / float64(1<<53)
 	switch {
 	case u < cfg.FailRate:
-		return errInjected
+		return fail
 	case u < cfg.FailRate+cfg.PanicRate:
-		panic(fmt.Sprintf("chaos: injected panic at partition %d offset %d", m.Partition, m.Offset))
+		return panics
 	case u < cfg.FailRate+cfg.PanicRate+cfg.TimeoutRate:
 		if h&3 == 0 {
-			// A stuck handler: ignores its context, the Work abandons it after the grace period.
-			time.Sleep(2*cfg.ProcessTimeout + cfg.ProcessTimeout/2)
-			return nil
+			return stuck
 		}
+		return timeout
+	}
+	return behave
+}
+
+// misbehave makes the processor fail, panic or time out for the messages the dice pick.
+func misbehave(ctx context.Context, cfg *Config, m *zkafka.Message) error {
+	switch misbehaviour(cfg, m.Partition, m.Offset) {
+	case fail:
+		return errInjected
+	case panics:
+		panic(fmt.Sprintf("chaos: injected panic at partition %d offset %d", m.Partition, m.Offset))
+	case stuck:
+		time.Sleep(2*cfg.ProcessTimeout + cfg.ProcessTimeout/2)
+		return nil
+	case timeout:
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -201,6 +225,9 @@ func startProcess(testName, dir string, spec workerSpec) (*running, error) {
 		return nil, err
 	}
 	ready := filepath.Join(dir, spec.Run+".ready")
+	pidMu.Lock()
+	pids[cmd.Process.Pid] = true
+	pidMu.Unlock()
 	r := &running{
 		exited: make(chan error, 1),
 		graceful: func() {
@@ -218,6 +245,9 @@ func startProcess(testName, dir string, spec workerSpec) (*running, error) {
 	}
 	go func() {
 		err := cmd.Wait()
+		pidMu.Lock()
+		delete(pids, cmd.Process.Pid)
+		pidMu.Unlock()
 		_ = stdin.Close()
 		out.Close()
 		r.exited <- err
@@ -256,6 +286,7 @@ func childMain(cfg Config, js string) {
 		fmt.Fprintln(os.Stderr, "chaos worker:", err)
 		os.Exit(2)
 	}
+	dumpOnSignal()
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	if ready := os.Getenv(envReady); ready != "" {

@@ -1,0 +1,166 @@
+package zkafka
+
+// How a client's error events about its brokers become one outage: one error line, a
+// brokerWatch transition (brokerhealth.go) and its hook, with the reason a person needs.
+// librdkafka reports an outage in pieces: a connection error per broker (ErrTransport,
+// ErrResolve, ErrSsl: brokerCause), then ErrAllBrokersDown, whose text ("1/1 brokers are
+// down") says nothing of why — and sometimes the connection error comes just after it (a
+// refused SASL login). So an ErrAllBrokersDown without a known cause waits up to
+// brokerCauseWait for one; the outage's reason is then "1/1 brokers are down; last broker
+// error: …". A refusal (authentication, authorisation) is an outage of its own.
+//
+// Invariant: while the client is cut off, every broker error event is counted under the
+// outage's one failureLog key (written once, then summarised), never logged on its own.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// brokerCauseWait bounds how long an all-brokers-down event waits for its cause.
+const brokerCauseWait = 100 * time.Millisecond
+
+// brokerReport turns one client's broker error events into transitions and log lines. The
+// goroutine that reads the client's events calls event and settle (the reader goroutine for
+// a consumer; a writer's drains, two at once while a replaced producer closes); anyone may
+// call alive.
+type brokerReport struct {
+	watch    *brokerWatch
+	failures *failureLog
+	msg      string                            // the outage's log message
+	kv       []any                             // who: group and topics, or topic and client
+	probe    func(kafka.ErrorCode) func() bool // the consumer's way back; nil: signs of life only
+
+	waiting   atomic.Bool // pending is set: read without the lock on the hot path
+	mu        sync.Mutex  // guards pending, pendingAt
+	pending   *kafka.Error
+	pendingAt time.Time // an all-brokers-down event waiting for its cause, since
+}
+
+// event handles e when it is about the brokers, and reports whether it did; the caller logs
+// any other error itself.
+func (b *brokerReport) event(e kafka.Error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case brokerCause(e):
+		b.watch.noteCause(e.Error())
+		if b.pending != nil {
+			b.announce(*b.pending)
+			b.setPending(nil)
+			return true
+		}
+		if b.watch.down.Load() {
+			b.log(e) // counted into the outage
+			return true
+		}
+		return false
+	case !brokerFailure(e):
+		return false
+	case e.Code() == kafka.ErrAllBrokersDown && !b.watch.down.Load() && b.watch.lastCause() == "":
+		if b.pending == nil {
+			b.setPending(&e)
+		}
+	default:
+		b.announce(e)
+	}
+	return true
+}
+
+// settle announces an all-brokers-down event that has waited brokerCauseWait for its cause,
+// or at once when now is true. The event's reader calls it when it has nothing else to read.
+func (b *brokerReport) settle(now bool) {
+	if !b.waiting.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending != nil && (now || time.Since(b.pendingAt) >= brokerCauseWait) {
+		b.announce(*b.pending)
+		b.setPending(nil)
+	}
+}
+
+// alive records a sign of life (brokerWatch.alive); an all-brokers-down event still waiting
+// for its cause is dropped. While nothing waits and the brokers are reachable it costs two
+// atomic loads.
+func (b *brokerReport) alive() {
+	if b.waiting.Load() {
+		b.mu.Lock()
+		b.setPending(nil)
+		b.mu.Unlock()
+	}
+	b.watch.alive()
+}
+
+// setPending sets pending (nil: none). The caller holds mu.
+func (b *brokerReport) setPending(e *kafka.Error) {
+	b.pending, b.pendingAt = e, time.Now()
+	b.waiting.Store(e != nil)
+}
+
+// announce makes e an outage: the watch is cut off (news only the first time) and e is
+// logged under the outage's key. The caller holds mu.
+func (b *brokerReport) announce(e kafka.Error) {
+	var err error = e
+	if cause := b.watch.lastCause(); e.Code() == kafka.ErrAllBrokersDown && cause != "" {
+		err = fmt.Errorf("%w; last broker error: %s", e, cause)
+	}
+	var probe func() bool
+	if b.probe != nil {
+		probe = b.probe(e.Code())
+	}
+	b.watch.failed(err.Error(), probe)
+	b.log(err)
+}
+
+// log writes err under the outage's key: at once the first time, then summarised.
+func (b *brokerReport) log(err error) {
+	kv := append(b.kv[:len(b.kv):len(b.kv)], "error", err)
+	b.failures.log(context.Background(), levelError, b.msg, b.msg, kv...)
+}
+
+// brokerFailure reports whether an error event means the client cannot use the brokers:
+// none can be reached, or they refuse it (authentication, authorisation).
+func brokerFailure(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case kafka.ErrAllBrokersDown, kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed,
+		kafka.ErrTopicAuthorizationFailed, kafka.ErrGroupAuthorizationFailed, kafka.ErrClusterAuthorizationFailed:
+		return true
+	}
+	return false
+}
+
+// brokerCause reports whether an error event is a failed connection to one broker, which
+// librdkafka retries by itself: a warning while other brokers serve, the cause of an outage
+// when none does.
+func brokerCause(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case kafka.ErrTransport, kafka.ErrResolve, kafka.ErrSsl:
+		return true
+	}
+	return false
+}
+
+// topicFailure reports whether a consumer error means a topic it reads does not exist.
+func topicFailure(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	return kerr.Code() == kafka.ErrUnknownTopicOrPart || kerr.Code() == kafka.ErrUnknownTopic
+}
