@@ -9,7 +9,7 @@ COVER_PROFILE ?= coverage.out
 
 .PHONY: all test cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
 	example example-producer example-worker example-deadletter-worker example-delay-worker \
-	chaos chaos-rebalance fuzz ci
+	chaos chaos-rebalance fuzz ci status-screenshot
 
 all: lint test
 
@@ -109,6 +109,11 @@ fuzz:
 	for f in FuzzRouteKey FuzzCommitTracker FuzzConfigValidation FuzzFormatterDecode; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done
+
+## status-screenshot: regenerate docs/status-page.png: a Work with a stuck key, its StatusHandler
+## page in headless Chromium (apt-get install -y chromium)
+status-screenshot:
+	ZKAFKA_REQUIRE_BROWSER=1 $(GO) test -count=1 -run '^TestStatusPageInBrowser$$' . -args -status-screenshot
 
 ## ci: what CI runs (.ci/run)
 ci:

@@ -186,16 +186,24 @@ func (b *breaker) transition(_ string, from, to gobreaker.State) {
 	}
 }
 
-// state is the breaker's state now, for the breaker gauge (metrics.go).
-func (b *breaker) state() CircuitBreakerState {
+// describe returns the state and when the breaker last opened (zero: never), for Work.Status.
+func (b *breaker) describe() (CircuitBreakerState, time.Time) {
+	b.mu.Lock()
+	opened := b.openedAt
+	b.mu.Unlock()
 	switch {
 	case b.open.Load():
-		return CircuitBreakerOpen
+		return CircuitBreakerOpen, opened
 	case b.halfOpen.Load():
-		return CircuitBreakerHalfOpen
-	default:
-		return CircuitBreakerClosed
+		return CircuitBreakerHalfOpen, opened
 	}
+	return CircuitBreakerClosed, opened
+}
+
+// blocking reports whether the breaker keeps messages from running now: it is open, or
+// half-open with its probe out. A nil breaker never does.
+func (b *breaker) blocking() bool {
+	return b != nil && (b.open.Load() || b.halfOpen.Load())
 }
 
 // breakerState maps gobreaker's states to the public ones.

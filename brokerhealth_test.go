@@ -92,6 +92,8 @@ func TestDeadBrokerIsReportedOnceSoon(t *testing.T) {
 			require.False(t, reachable)
 			require.NotEmpty(t, reason)
 			require.Equal(t, ev.Since, since)
+			st := w.Status().Broker
+			require.Equal(t, BrokerStatus{Known: true, Reachable: false, Error: reason, Since: since}, st, "Status says the brokers are unreachable, and why")
 
 			// librdkafka keeps trying meanwhile; its own lines reach the Logger (a FAIL line,
 			// which repeats an error event, at debug level).

@@ -17,6 +17,7 @@ package zkafka
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // partitionTracker tracks one assigned partition.
@@ -36,17 +37,27 @@ type partitionTracker struct {
 	revoking atomic.Bool
 	dirty    atomic.Bool
 	owner    *commitTracker
+
+	// For Work.Status: when the partition was assigned (the tracker made), when take last
+	// handed on a moved offset (under mu), and the last offset a commit of it set (-1: none
+	// seen since the assignment).
+	assignedAt time.Time
+	movedAt    time.Time
+	committed  atomic.Int64
 }
 
 func newPartitionTracker(owner *commitTracker, topic string, partition int32) *partitionTracker {
-	return &partitionTracker{
-		topic:     topic,
-		partition: partition,
-		offsets:   make([]int64, 64),
-		done:      make([]bool, 64),
-		next:      -1,
-		owner:     owner,
+	t := &partitionTracker{
+		topic:      topic,
+		partition:  partition,
+		offsets:    make([]int64, 64),
+		done:       make([]bool, 64),
+		next:       -1,
+		owner:      owner,
+		assignedAt: time.Now(),
 	}
+	t.committed.Store(-1)
+	return t
 }
 
 // add records a message read at offset and returns its sequence number.
@@ -102,8 +113,9 @@ func (t *partitionTracker) finish(seq uint64) bool {
 }
 
 // take returns the offset to store and clears the dirty flag; ok is false when there is
-// nothing new to store.
-func (t *partitionTracker) take() (offset int64, ok bool) {
+// nothing new to store. now is when the caller stores: the time the offset moved, as
+// Work.Status tells it.
+func (t *partitionTracker) take(now time.Time) (offset int64, ok bool) {
 	if !t.dirty.Swap(false) {
 		return 0, false
 	}
@@ -112,7 +124,36 @@ func (t *partitionTracker) take() (offset int64, ok bool) {
 	if t.closed || t.next < 0 {
 		return 0, false
 	}
+	t.movedAt = now
 	return t.next, true
+}
+
+// trackerSnapshot is what Work.Status reads of a partition tracker, at one moment.
+type trackerSnapshot struct {
+	stored     int64 // the offset to store: 1 + the finished prefix; -1: nothing finished yet
+	oldest     int64 // the oldest unfinished offset; -1: nothing unfinished
+	unfinished int   // messages read and not finished
+	committed  int64
+	movedAt    time.Time
+	assignedAt time.Time
+}
+
+// snapshot reads the tracker under its lock; it counts the unfinished messages, so it costs
+// one step per message read since the oldest unfinished one.
+func (t *partitionTracker) snapshot() trackerSnapshot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := trackerSnapshot{stored: t.next, oldest: -1, committed: t.committed.Load(), movedAt: t.movedAt, assignedAt: t.assignedAt}
+	mask := uint64(len(t.offsets) - 1)
+	if t.head != t.tail {
+		s.oldest = t.offsets[t.head&mask]
+	}
+	for seq := t.head; seq != t.tail; seq++ {
+		if !t.done[seq&mask] {
+			s.unfinished++
+		}
+	}
+	return s
 }
 
 // close stops the tracker: later completions are ignored (the partition was revoked).
@@ -167,6 +208,13 @@ func (c *commitTracker) get(topic string, partition int32) *partitionTracker {
 	return t
 }
 
+// lookup returns the tracker of a partition, nil when it has none.
+func (c *commitTracker) lookup(k tpKey) *partitionTracker {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byTP[k]
+}
+
 // reset replaces the tracker of a partition with a fresh one (the partition was assigned).
 func (c *commitTracker) reset(topic string, partition int32) {
 	k := tpKey{topic, partition}
@@ -206,6 +254,7 @@ func (c *commitTracker) storable(keep func(tpKey) bool) []storedOffset {
 	if keep == nil && !c.dirty.Swap(false) {
 		return nil
 	}
+	now := time.Now()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var out []storedOffset
@@ -213,7 +262,7 @@ func (c *commitTracker) storable(keep func(tpKey) bool) []storedOffset {
 		if keep != nil && !keep(k) {
 			continue
 		}
-		if off, ok := t.take(); ok {
+		if off, ok := t.take(now); ok {
 			out = append(out, storedOffset{tpKey: k, offset: off})
 		}
 	}

@@ -2,6 +2,7 @@ package zkafka
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -34,7 +35,7 @@ func TestPartitionTrackerTransitions(t *testing.T) {
 			for i, idx := range tt.finish {
 				pt.finish(seqs[idx])
 				if i == tt.closeAt {
-					if got, ok := pt.take(); ok {
+					if got, ok := pt.take(time.Now()); ok {
 						require.Equal(t, tt.want, got)
 					}
 					pt.close()
@@ -42,7 +43,7 @@ func TestPartitionTrackerTransitions(t *testing.T) {
 			}
 			got, ok := int64(-1), false
 			if tt.closeAt < 0 {
-				got, ok = pt.take()
+				got, ok = pt.take(time.Now())
 			}
 			if tt.want < 0 || tt.closeAt >= 0 {
 				require.False(t, ok, "nothing to store, got %d", got)
@@ -50,7 +51,7 @@ func TestPartitionTrackerTransitions(t *testing.T) {
 			}
 			require.True(t, ok)
 			require.Equal(t, tt.want, got)
-			_, again := pt.take()
+			_, again := pt.take(time.Now())
 			require.False(t, again, "take clears the dirty flag")
 		})
 	}
@@ -67,10 +68,10 @@ func TestPartitionTrackerGrowsPastItsRing(t *testing.T) {
 	for i := n - 1; i >= 1; i-- {
 		pt.finish(seqs[i])
 	}
-	_, ok := pt.take()
+	_, ok := pt.take(time.Now())
 	require.False(t, ok, "offset 0 unfinished holds everything")
 	pt.finish(seqs[0])
-	got, ok := pt.take()
+	got, ok := pt.take(time.Now())
 	require.True(t, ok)
 	require.Equal(t, int64(n), got)
 }

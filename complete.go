@@ -104,7 +104,7 @@ func (c *completion) finish(ctx context.Context, vp *virtualPartition, m *Messag
 // instead, unfinished: the partition's next reader runs it again.
 func (c *completion) park(ctx context.Context, vp *virtualPartition, m *Message, wait time.Duration, err error) {
 	m.retries++
-	if c.rs.ctx.Err() == nil && vp.park(m, time.Now().Add(wait)) {
+	if now := time.Now(); c.rs.ctx.Err() == nil && vp.park(m, now.Add(wait), now, err) {
 		c.counts.retried.Add(1)
 		c.rs.metrics.retried(m)
 		c.log.Debugw(ctx, "zkafka: processing failed; retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,

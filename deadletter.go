@@ -101,8 +101,16 @@ type deadLetterWriter struct {
 	idle    chan func()    // unbuffered: the writing goroutines waiting for their next write
 	cached  atomic.Pointer[KWriter]
 	mu      sync.Mutex // guards pending and revokes
-	pending map[*Message]struct{}
+	pending map[*Message]deadLetterProgress
 	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
+}
+
+// deadLetterProgress is how far the write of one dead letter has come, for Work.Status.
+type deadLetterProgress struct {
+	since   time.Time // when the write began
+	failed  int       // attempts that failed so far
+	cause   error     // the last failed attempt's error
+	retryAt time.Time // when the next attempt starts, after a failed one
 }
 
 // deadLetterConfig fills what the dead letter config leaves unset from the consumer's config:
@@ -184,7 +192,7 @@ func newDeadLetterWriter(ctx context.Context, w *Work, rs deadLetterRun) (*deadL
 	if cfg.Topic == "" {
 		return nil, errConfig("dead letter ProducerTopicConfig.Topic is empty")
 	}
-	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]struct{}{}, revokes: make(chan struct{}), idle: make(chan func())}
+	d := &deadLetterWriter{rs: rs, cp: w.cp, cfg: cfg, topic: cfg.Topic, pending: map[*Message]deadLetterProgress{}, revokes: make(chan struct{}), idle: make(chan func())}
 	if c, ok := w.cp.(*Client); ok {
 		writer, err := c.Writer(ctx, cfg)
 		if err != nil {
@@ -274,7 +282,7 @@ func isDeadLetterHeader(k string) bool {
 // goroutine, when a first attempt failed and the write is retried.
 func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, cause error, failing func(), then func(written bool)) {
 	d.mu.Lock()
-	d.pending[m] = struct{}{}
+	d.pending[m] = deadLetterProgress{since: time.Now()}
 	d.mu.Unlock()
 	d.wg.Add(1)
 	d.run(func() {
@@ -343,6 +351,27 @@ func (d *deadLetterWriter) revokeSignal() <-chan struct{} {
 	return d.revokes
 }
 
+// failed records the failed attempt of m's write and when the next one starts.
+func (d *deadLetterWriter) failed(m *Message, attempt int, err error, backoff time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.pending[m]; ok {
+		p.failed, p.cause, p.retryAt = attempt, err, time.Now().Add(backoff)
+		d.pending[m] = p
+	}
+}
+
+// lookFor shows l the messages it looks for whose dead letter is being written (Work.Status).
+func (d *deadLetterWriter) lookFor(l *lookup) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for m, p := range d.pending {
+		if l.wants(m) {
+			l.see(sighting{m: m, vp: m.vp, waits: WaitDeadLetter, since: p.since, until: p.retryAt, failures: p.failed, cause: p.cause})
+		}
+	}
+}
+
 // wait waits until every write started has ended.
 func (d *deadLetterWriter) wait() { d.wg.Wait() }
 
@@ -399,6 +428,7 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		const failed = "zkafka: writing dead letter failed; the offset waits and the write is retried"
 		rs.failures.log(ctx, levelError, failed+"\x00"+failureKey(err), failed,
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)
+		d.failed(m, attempt, err, backoff)
 		t := time.NewTimer(backoff)
 		revokes := d.revokeSignal()
 		select {

@@ -18,6 +18,7 @@ type dispatcher struct {
 	router *keyRouter          // nil: pure hash routing (HashRouting)
 	toWake []*virtualPartition // queued to in the current batch, not yet woken
 	rr     uint64              // round-robin counter for nil keys
+	readAt int64               // when the current batch was read (UnixNano), for Work.Status
 }
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
@@ -25,6 +26,7 @@ func (l *dispatcher) dispatch(msg *Message) {
 	rs := l.rs
 	hooks := rs.w.lifecycle
 	msg.ctx = rs.ctx
+	msg.readAt = l.readAt
 	if hooks.PostRead != nil {
 		ctx, err := catchCtx(func() (context.Context, error) {
 			return hooks.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})

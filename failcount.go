@@ -18,16 +18,16 @@ import (
 type FailureCounts struct {
 	// Retried counts the runs of the processor that failed with a transient error and were
 	// followed by a retry (WithRetry).
-	Retried int64
+	Retried int64 `json:"retried"`
 	// Permanent counts the messages that failed with an error that is their own fault
 	// (IsPermanentError: PermanentError, a Decode error, a panic): not retried, not counted by
 	// the circuit breaker.
-	Permanent int64
+	Permanent int64 `json:"permanent"`
 	// DeadLettered counts the failed messages whose dead letter the broker acknowledged.
-	DeadLettered int64
+	DeadLettered int64 `json:"dead_lettered"`
 	// Skipped counts the failed messages marked finished without a dead letter: the Work has no
 	// dead letter topic, or the error is a ProcessError with DisableDLTWrite.
-	Skipped int64
+	Skipped int64 `json:"skipped"`
 }
 
 // FailureCounts returns the counts of this Work's failed messages, over all its runs.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The fuzz targets of the engine's pure parts. Run one with
@@ -122,7 +123,7 @@ func FuzzCommitTracker(f *testing.F) {
 				t.Fatalf("step %d: finish reported moved=%v but the stored offset went %d -> %d", step, moved, stored, got)
 			}
 			if moved {
-				if o, ok := tr.take(); !ok || o != got {
+				if o, ok := tr.take(time.Now()); !ok || o != got {
 					t.Fatalf("step %d: take() = %d, %v after a move to %d", step, o, ok, got)
 				}
 			}

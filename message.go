@@ -55,6 +55,9 @@ type Message struct {
 	hookErr error
 	// retries counts the failed runs of the processor that were followed by a retry.
 	retries int32
+	// readAt is when a Work's reader read the message (UnixNano; one clock reading per
+	// batch), for Work.Status.
+	readAt int64
 	// taken is set while the message, taken from its virtual partition's parking, runs.
 	taken bool
 	// metrics is the attribute sets of its partition, set when the Work has metrics.

@@ -11,7 +11,8 @@ package zkafka
 //     carries its partition's (Message.metrics): nothing is looked up or built per message;
 //   - consumed messages are counted by the reader goroutine in a plain field and added to the
 //     counter once per batch and partition (flushConsumed), not once per message;
-//   - gauges are observable: their callback reads the run's state when a reader collects;
+//   - gauges are observable (metrics_gauges.go): their callback takes the Work's Status when a
+//     reader collects;
 //   - the processing-time histogram has no partition attribute (a histogram per partition
 //     multiplies the series by the partitions, and each attribute costs every Record).
 //     It is the one instrument recorded once per message, and what a provider costs: with
@@ -29,7 +30,6 @@ import (
 	"errors"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -45,6 +45,8 @@ const (
 	metricInFlightBytes     = "zkafka.inflight.bytes"
 	metricPausedPartitions  = "zkafka.partitions.paused"
 	metricBreakerState      = "zkafka.breaker.state"
+	metricLag               = "zkafka.partition.lag"
+	metricOldestAge         = "zkafka.partition.oldest_unfinished.age"
 	metricDeadLetters       = "zkafka.dead_letters.written"
 	metricDeadLetterRetries = "zkafka.dead_letters.retries"
 	metricRetries           = "zkafka.retries"
@@ -119,8 +121,7 @@ type workMetrics struct {
 	unflushed []*partitionMetrics
 
 	meter  metric.Meter
-	reader atomic.Pointer[KReader] // for the paused partitions gauge; nil: none
-	gauges metric.Registration     // the gauges' callback; nil: not registered
+	gauges *runGauges // nil: none registered
 }
 
 // topicMetrics is the processing-time attribute sets of one topic (on success, and per
@@ -180,45 +181,17 @@ func (mt *workMetrics) observe(rs *runState) {
 	if mt == nil {
 		return
 	}
-	if err := mt.register(mt.meter, rs); err != nil {
+	g, err := newRunGauges(mt.meter, rs, mt.group)
+	if err != nil {
 		rs.w.logger.Warnw(rs.ctx, "zkafka: gauges could not be made; they are not observed", "topic", rs.topic, "error", err)
 	}
-}
-
-// register makes the gauges and registers their callback.
-func (mt *workMetrics) register(meter metric.Meter, rs *runState) error {
-	gauge := func(name, unit, desc string) (metric.Int64ObservableGauge, error) {
-		return meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	}
-	msgs, err1 := gauge(metricInFlightMessages, "{message}", "Messages read and not yet finished or dropped.")
-	size, err2 := gauge(metricInFlightBytes, "By", "Payload bytes of the messages in flight.")
-	paused, err3 := gauge(metricPausedPartitions, "{partition}", "Assigned partitions the reader has paused (in-flight bound or open circuit breaker).")
-	state, err4 := gauge(metricBreakerState, "1", "Circuit breaker state: 0 closed, 1 half-open, 2 open.")
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return err
-	}
-	opts := []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(semconv.MessagingSystemKafka,
-		semconv.MessagingConsumerGroupName(rs.group), semconv.MessagingClientID(rs.w.topicConfig.ClientID)))}
-	gate := rs.loop.gate
-	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(msgs, rs.bound.msgs.Load(), opts...)
-		o.ObserveInt64(size, rs.bound.size.Load(), opts...)
-		if kr := mt.reader.Load(); kr != nil {
-			o.ObserveInt64(paused, int64(kr.owned.pausedPartitions()), opts...)
-		}
-		if gate != nil {
-			o.ObserveInt64(state, breakerGauge(gate.state()), opts...)
-		}
-		return nil
-	}, msgs, size, paused, state)
-	mt.gauges = reg
-	return err
+	mt.gauges = g
 }
 
 // close unregisters the gauges' callback: a run that ended has nothing to observe.
 func (mt *workMetrics) close() {
-	if mt != nil && mt.gauges != nil {
-		_ = mt.gauges.Unregister()
+	if mt != nil && mt.gauges != nil && mt.gauges.reg != nil {
+		_ = mt.gauges.reg.Unregister()
 	}
 }
 

@@ -121,6 +121,22 @@ func (c collected) gauge(t testing.TB, name string, attrs ...attribute.KeyValue)
 	return found[0], true
 }
 
+// age returns the oldest unfinished message's age of the one partition attrs select, -1
+// when it is not observed.
+func (c collected) age(t testing.TB, attrs ...attribute.KeyValue) float64 {
+	t.Helper()
+	g, ok := c[metricOldestAge].(metricdata.Gauge[float64])
+	if !ok {
+		return -1
+	}
+	for _, p := range g.DataPoints {
+		if has(p.Attributes, attrs) {
+			return p.Value
+		}
+	}
+	return -1
+}
+
 func kv(k, v string) attribute.KeyValue { return attribute.String(k, v) }
 
 func partitionID(p int) attribute.KeyValue {
@@ -155,7 +171,8 @@ func TestMetricsOfAKnownRun(t *testing.T) {
 	client := NewClient(Config{BootstrapServers: []string{e.addr}}, WithClientMeterProviderOption(m.provider))
 	t.Cleanup(func() { _ = client.Close() })
 	group := uniqueTestName(t, "g")
-	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic, ProcessTimeoutMillis: intp(100)}
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic, ProcessTimeoutMillis: intp(100),
+		AutoCommitIntervalMs: intp(50)}
 	release := make(chan struct{})
 	var finished atomic.Int64
 	w := NewWorkFactory(client).CreateWithFunc(cfg, func(_ context.Context, msg *Message) error {
@@ -225,6 +242,17 @@ func TestMetricsOfAKnownRun(t *testing.T) {
 		require.True(t, ok, name)
 		require.Equal(t, want, v, name)
 	}
+	// Everything finished: once committed, no lag and nothing unfinished on either partition.
+	require.Eventually(t, func() bool {
+		got := m.collect(t)
+		for p := range 2 {
+			lag, ok := got.gauge(t, metricLag, kafka, dest, g, partitionID(p))
+			if !ok || lag != 0 || got.age(t, dest, partitionID(p)) != 0 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond)
 	require.NoError(t, r.stop(t))
 	_, observed := m.collect(t).gauge(t, metricInFlightMessages)
 	require.False(t, observed, "a Run that returned observes nothing")
@@ -275,12 +303,23 @@ func TestMetricsGauges(t *testing.T) {
 		require.Eventually(t, func() bool { return gauge(t, m, metricPausedPartitions, cfg) == 1 }, 30*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, 2, gauge(t, m, metricInFlightMessages, cfg))
 		require.EqualValues(t, 8, gauge(t, m, metricInFlightBytes, cfg))
+		// The partition's lag counts from its oldest unfinished message (offset 0), whose
+		// age grows while its handler is stuck.
+		part := []attribute.KeyValue{kv("messaging.destination.name", topic), kv("messaging.consumer.group.name", cfg.GroupID), partitionID(0)}
+		require.Eventually(t, func() bool {
+			lag, _ := m.collect(t).gauge(t, metricLag, part...)
+			return lag == 3
+		}, 30*time.Second, 10*time.Millisecond)
+		first := m.collect(t).age(t, part...)
+		require.Positive(t, first)
+		require.Eventually(t, func() bool { return m.collect(t).age(t, part...) > first }, 30*time.Second, 10*time.Millisecond)
 		close(release)
 		require.Eventually(t, func() bool {
 			got := m.collect(t)
 			return got.sum(t, "messaging.client.consumed.messages") == 3 && gauge(t, m, metricInFlightMessages, cfg) == 0
 		}, 30*time.Second, 10*time.Millisecond)
 		require.Zero(t, gauge(t, m, metricPausedPartitions, cfg))
+		require.Eventually(t, func() bool { return m.collect(t).age(t, part...) == 0 }, 30*time.Second, 10*time.Millisecond)
 	})
 
 	t.Run("breaker open", func(t *testing.T) {

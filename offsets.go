@@ -49,12 +49,28 @@ func (o *offsetStore) store(offs []storedOffset) {
 // no assignment left to commit for (ErrState) are not errors. The caller holds handle, or
 // runs in a rebalance callback.
 func (o *offsetStore) commitStored() error {
-	if _, err := o.consumer.Commit(); err != nil {
+	tps, err := o.consumer.Commit()
+	if err != nil {
 		var kerr kafka.Error
 		if errors.As(err, &kerr) && (kerr.Code() == kafka.ErrNoOffset || kerr.Code() == kafka.ErrState) {
 			return nil
 		}
 		return fmt.Errorf("zkafka: committing offsets of %s: %w", o.groupID, err)
 	}
+	o.committed(tps)
 	return nil
+}
+
+// committed notes the offsets a commit set (a synchronous one, or librdkafka's automatic
+// commits, reported by Poll as kafka.OffsetsCommitted) on the partitions' trackers, for
+// Work.Status. Partitions without an offset or with an error are left as they were.
+func (o *offsetStore) committed(tps []kafka.TopicPartition) {
+	for _, tp := range tps {
+		if tp.Error != nil || tp.Offset < 0 {
+			continue
+		}
+		if t := o.tracker.lookup(tpKey{topicName(tp), tp.Partition}); t != nil {
+			t.committed.Store(int64(tp.Offset))
+		}
+	}
 }

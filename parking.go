@@ -37,6 +37,9 @@ type parkedKey struct {
 	due     time.Time  // when msgs[0] may run
 	running bool       // one of the key's messages is taken and has not settled yet
 	idx     int        // index in the due heap; -1 when not in it
+	// When msgs[0] was parked for its retry and the error of its failed run (Work.Status).
+	since time.Time
+	cause error
 }
 
 // parking is the parked messages of one virtual partition.
@@ -52,12 +55,12 @@ func keyOf(m *Message) parkKey {
 // active reports whether anything is parked or taken (the queue's fast path skips the rest).
 func (pk *parking) active() bool { return len(pk.keys) > 0 || len(pk.due) > 0 }
 
-// park puts m, whose processor failed, back to wait until due, ahead of the later messages of
-// its key.
-func (pk *parking) park(m *Message, due time.Time) {
+// park puts m, whose processor failed with cause at since, back to wait until due, ahead of
+// the later messages of its key.
+func (pk *parking) park(m *Message, due, since time.Time, cause error) {
 	m.taken = false
 	if m.isKeyNil {
-		heap.Push(&pk.due, &parkedKey{nilKey: true, msgs: []*Message{m}, due: due})
+		heap.Push(&pk.due, &parkedKey{nilKey: true, msgs: []*Message{m}, due: due, since: since, cause: cause})
 		return
 	}
 	k := keyOf(m)
@@ -73,7 +76,7 @@ func (pk *parking) park(m *Message, due time.Time) {
 	copy(e.msgs[1:], e.msgs)
 	e.msgs[0] = m
 	e.running = false
-	e.due = due
+	e.due, e.since, e.cause = due, since, cause
 	pk.schedule(e)
 }
 
@@ -107,6 +110,7 @@ func (pk *parking) take(now time.Time) (m *Message, wait time.Duration) {
 	e.msgs = e.msgs[1:]
 	m.taken = true
 	e.running = !e.nilKey
+	e.cause = nil
 	return m, 0
 }
 
@@ -194,6 +198,31 @@ func filter(msgs []*Message, drop func(*Message) bool, dropped *[]*Message) []*M
 // removeAll takes out every parked message (a stop).
 func (pk *parking) removeAll() []*Message {
 	return pk.removeIf(func(*Message) bool { return true })
+}
+
+// lookFor shows l the parked messages it looks for (Work.Status): the first of a key's
+// entry waits for its retry when it has run before, every other waits for its key.
+func (pk *parking) lookFor(l *lookup, vp int) {
+	see := func(e *parkedKey) {
+		for i, m := range e.msgs {
+			if !l.wants(m) {
+				continue
+			}
+			s := sighting{m: m, vp: vp, waits: WaitBehindKey}
+			if i == 0 && !e.running && m.retries > 0 {
+				s.waits, s.since, s.until, s.failures, s.cause = WaitRetry, e.since, e.due, int(m.retries), e.cause
+			}
+			l.see(s)
+		}
+	}
+	for _, e := range pk.due {
+		see(e)
+	}
+	for _, e := range pk.keys {
+		if e.idx < 0 { // taken, with messages behind it: not in the due heap
+			see(e)
+		}
+	}
 }
 
 // dueHeap orders parked entries by due time (container/heap).

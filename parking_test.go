@@ -21,7 +21,7 @@ func TestParkingKeepsKeyOrder(t *testing.T) {
 	aOther := pmsg("a", 1, 0) // the same key on another partition has no order with a0
 
 	require.False(t, pk.active())
-	pk.park(a0, t0.Add(time.Second))
+	pk.park(a0, t0.Add(time.Second), time.Time{}, nil)
 	require.True(t, pk.join(a1))
 	require.False(t, pk.join(b0), "another key runs on")
 	require.False(t, pk.join(aOther), "the same key of another partition runs on")
@@ -39,7 +39,7 @@ func TestParkingKeepsKeyOrder(t *testing.T) {
 	require.Zero(t, wait)
 	require.True(t, pk.join(pmsg("a", 0, 4)), "a popped message still joins while a0 runs")
 
-	pk.park(a0, t0.Add(2*time.Second)) // fails again
+	pk.park(a0, t0.Add(2*time.Second), time.Time{}, nil) // fails again
 	m, _ = pk.take(t0.Add(2 * time.Second))
 	require.Same(t, a0, m, "the retried message is still first")
 	pk.settle(a0, t0.Add(2*time.Second)) // finished
@@ -57,9 +57,9 @@ func TestParkingDueOrderAndNilKeys(t *testing.T) {
 	var pk parking
 	t0 := time.Now()
 	late, early, n1, n2 := pmsg("late", 0, 0), pmsg("early", 0, 1), pmsg("", 0, 2), pmsg("", 0, 3)
-	pk.park(late, t0.Add(3*time.Second))
-	pk.park(n1, t0.Add(2*time.Second))
-	pk.park(early, t0.Add(time.Second))
+	pk.park(late, t0.Add(3*time.Second), time.Time{}, nil)
+	pk.park(n1, t0.Add(2*time.Second), time.Time{}, nil)
+	pk.park(early, t0.Add(time.Second), time.Time{}, nil)
 	require.False(t, pk.join(n2), "nil keys promise no order: never parked behind another")
 	var got []*Message
 	for {
@@ -81,16 +81,16 @@ func TestParkingRemoveIf(t *testing.T) {
 	b0, b1 := pmsg("b", 1, 0), pmsg("b", 1, 1)
 	c0, c1 := pmsg("c", 0, 5), pmsg("c", 0, 6)
 	n := pmsg("", 0, 7)
-	pk.park(a0, t0)
+	pk.park(a0, t0, time.Time{}, nil)
 	pk.join(a1)
-	pk.park(b0, t0)
+	pk.park(b0, t0, time.Time{}, nil)
 	pk.join(b1)
-	pk.park(c0, t0.Add(time.Minute))
+	pk.park(c0, t0.Add(time.Minute), time.Time{}, nil)
 	m, _ := pk.take(t0)
 	require.NotNil(t, m)
 	taken := m // a0 or b0, running
 	pk.join(c1)
-	pk.park(n, t0)
+	pk.park(n, t0, time.Time{}, nil)
 
 	dropped := pk.removeIf(func(m *Message) bool { return m.Partition == 0 })
 	require.ElementsMatch(t, func() []*Message {

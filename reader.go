@@ -304,6 +304,11 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 		return r.newMessage(e), nil
 	case kafka.Error:
 		return nil, r.consumerError(e)
+	case kafka.OffsetsCommitted:
+		if e.Error == nil {
+			r.offsets.committed(e.Offsets)
+		}
+		return nil, nil
 	default:
 		return nil, nil
 	}
@@ -506,6 +511,19 @@ func (r *KReader) Close() error {
 		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
 	}
 	return nil
+}
+
+// withConsumer calls f with the consumer unless the reader is closed (Close waits for f), for
+// reads of librdkafka's cached state from another goroutine (Work.Status). It reports whether
+// it called f.
+func (r *KReader) withConsumer(f func(KafkaConsumer)) bool {
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	if r.closed {
+		return false
+	}
+	f(r.consumer)
+	return true
 }
 
 // isClosed reports whether Close was called (it waits for a Close in progress).

@@ -84,6 +84,7 @@ func (l *readLoop) readForeign(shutdown <-chan struct{}, cbOpen bool) bool {
 		return false
 	}
 	msg, err := rs.reader.Read(rs.ctx)
+	l.readAt = time.Now().UnixNano()
 	l.postReadImmediate(msg, err)
 	if err != nil {
 		if rs.ctx.Err() != nil {
@@ -194,6 +195,9 @@ func (l *readLoop) readBatch() error {
 		timeout = pausedPoll
 	}
 	msg, err := rs.kr.poll(timeout)
+	if msg != nil {
+		l.readAt = time.Now().UnixNano() // one clock reading for the batch (Work.Status)
+	}
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
 	for n := 0; ; n++ {
 		if err != nil && isReadError(err) {

@@ -14,8 +14,10 @@ package zkafka
 // what finished (offsets.go) before the partitions go.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -218,17 +220,6 @@ func (r *rebalancer) setPaused(paused bool) {
 	}
 }
 
-// pausedPartitions is how many assigned partitions are paused now (in the degraded mode:
-// not read from).
-func (r *rebalancer) pausedPartitions() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.paused {
-		return 0
-	}
-	return len(r.assigned)
-}
-
 // pauseState reports whether the partitions are paused, and a channel closed when the pause
 // ends (for the degraded mode, which waits instead of reading).
 func (r *rebalancer) pauseState() (bool, <-chan struct{}) {
@@ -245,6 +236,22 @@ func (r *rebalancer) endPause() {
 		close(r.resumed)
 		r.resumed = nil
 	}
+}
+
+// assignment returns the assigned partitions, by topic and partition, and whether they are
+// paused (Work.Status).
+func (r *rebalancer) assignment() ([]tpKey, bool) {
+	r.mu.Lock()
+	parts := make([]tpKey, 0, len(r.assigned))
+	for k := range r.assigned {
+		parts = append(parts, k)
+	}
+	paused := r.paused
+	r.mu.Unlock()
+	slices.SortFunc(parts, func(a, b tpKey) int {
+		return cmp.Or(strings.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+	})
+	return parts, paused
 }
 
 // setListener sets who is told about revoked partitions (nil: nobody).

@@ -234,16 +234,17 @@ func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed b
 	return nil, wait, false, vp.closed
 }
 
-// park puts m back to wait for its retry until due (parking.go). It returns false, parking
-// nothing, when m's partition is being revoked: checked under the lock that the revoke's
-// removeIf takes after flagging the partition, so that no parked message outlives a revoke.
-func (vp *virtualPartition) park(m *Message, due time.Time) bool {
+// park puts m, failed with cause at since, back to wait for its retry until due (parking.go).
+// It returns false, parking nothing, when m's partition is being revoked: checked under the
+// lock that the revoke's removeIf takes after flagging the partition, so that no parked
+// message outlives a revoke.
+func (vp *virtualPartition) park(m *Message, due, since time.Time, cause error) bool {
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
 	if m.trk != nil && m.trk.isRevoking() {
 		return false
 	}
-	vp.parked.park(m, due)
+	vp.parked.park(m, due, since, cause)
 	return true
 }
 
@@ -295,6 +296,20 @@ func (vp *virtualPartition) removeIf(drop func(*Message) bool) []*Message {
 	}
 	vp.n = kept
 	return dropped
+}
+
+// lookFor shows l the parked and queued messages it looks for (Work.Status), under the lock:
+// one pass over the parking and over the queue, up to the last message l wants.
+func (vp *virtualPartition) lookFor(l *lookup) {
+	vp.mu.Lock()
+	defer vp.mu.Unlock()
+	vp.parked.lookFor(l, vp.idx)
+	mask := len(vp.q) - 1
+	for i := 0; i < vp.n && !l.complete(); i++ {
+		if m := vp.q[(vp.head+i)&mask]; l.wants(m) {
+			l.see(sighting{m: m, vp: vp.idx, waits: WaitQueued, ahead: i})
+		}
+	}
 }
 
 // signal does a non-blocking send on a capacity-1 channel.

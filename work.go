@@ -17,7 +17,8 @@ package zkafka
 //   - deadletter.go: writing failures to the dead letter topic;
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
-//   - metrics.go: the OpenTelemetry instruments recorded along the way.
+//   - metrics.go and metrics_gauges.go: the OpenTelemetry instruments recorded along the way,
+//     and the gauges observed from Status.
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
@@ -68,6 +69,9 @@ type Work struct {
 	// each Run, which leaves the group; the next Run gets a new one.) Only Run touches it.
 	reader   Reader
 	failures failureCounters
+
+	stuckAfter time.Duration            // StuckAfter
+	run        atomic.Pointer[runState] // the Run in progress, for Status; nil between runs
 }
 
 // AbandonedHandlers returns how many handlers this Work has given up waiting for: handlers
@@ -122,6 +126,8 @@ func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	w.run.Store(rs)
+	defer w.run.Store(nil)
 	err = rs.loop.run(shutdown)
 	rs.stop(err != nil)
 	return err
@@ -198,6 +204,10 @@ type runState struct {
 	stopping chan struct{} // closed when the stop starts
 	exited   chan struct{} // closed when every processor goroutine has exited
 	failures *failureLog   // failed reads and dead letter writes, rate-limited; closed by stop
+
+	// published is kr for Work.Status, which reads it from another goroutine (kr may arrive
+	// after start, on the reader goroutine: useReader).
+	published atomic.Pointer[KReader]
 }
 
 // start validates, creates the reader and dead letter writer, and starts the processors.
@@ -227,9 +237,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	if reader != nil { // nil: the reader loop asks again (readerMissing)
 		rs.useReader(reader)
 	}
-	if rs.metrics = newWorkMetrics(rs); rs.metrics != nil && rs.kr != nil {
-		rs.metrics.reader.Store(rs.kr)
-	}
+	rs.metrics = newWorkMetrics(rs)
 	if w.dlt != nil {
 		dlt, err := newDeadLetterWriter(ctx, w, rs.deadLetterRun())
 		if err != nil {
@@ -269,6 +277,7 @@ func (rs *runState) useReader(reader Reader) {
 		return
 	}
 	rs.kr = kr
+	rs.published.Store(kr)
 	rs.group = kr.groupID
 	var l brokerListener // the Work's hook, not the Client's (LifecycleHooks.BrokerStateChanged)
 	if h := rs.w.lifecycle.BrokerStateChanged; h != nil {
@@ -277,9 +286,6 @@ func (rs *runState) useReader(reader Reader) {
 	kr.health.setListener(l)
 	if rs.loop != nil { // a reader that arrived after start
 		kr.setListener(rs.loop)
-	}
-	if rs.metrics != nil {
-		rs.metrics.reader.Store(kr)
 	}
 }
 

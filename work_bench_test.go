@@ -52,7 +52,7 @@ func BenchmarkTrackerRandomFinish(b *testing.B) {
 	for _, s := range pending {
 		t.finish(s)
 	}
-	if _, ok := t.take(); !ok {
+	if _, ok := t.take(time.Now()); !ok {
 		b.Fatal("nothing to store")
 	}
 }

@@ -126,6 +126,7 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 		cbAfter:     defaultCircuitBreakAfter,
 		cbFor:       defaultCircuitBreakFor,
 		maxBytes:    defaultMaxInFlightBytes,
+		stuckAfter:  defaultStuckAfter,
 	}
 	if w.logger == nil {
 		w.logger = NoopLogger{}
@@ -165,6 +166,9 @@ const (
 	maxDefaultInFlight = 100000
 	// defaultMaxInFlightBytes bounds the payload bytes read but not finished.
 	defaultMaxInFlightBytes = 256 << 20
+	// defaultStuckAfter is how long a partition's position may stand still, with messages
+	// unfinished, before Work.Status calls it stuck.
+	defaultStuckAfter = 10 * time.Second
 )
 
 // WorkOption customises one Work.
@@ -284,6 +288,18 @@ func MaxInFlightBytes(n int64) WorkOption {
 	return workOptionFunc(func(w *Work) {
 		if n > 0 {
 			w.maxBytes = n
+		}
+	})
+}
+
+// StuckAfter sets how long a partition's position may stand still, while messages of it are
+// read and unfinished, before Work.Status (and the StatusHandler page) reports the partition
+// stuck: its oldest unfinished message has been the oldest that long (default 10 s). Raise it
+// for handlers that take longer than that by design.
+func StuckAfter(d time.Duration) WorkOption {
+	return workOptionFunc(func(w *Work) {
+		if d > 0 {
+			w.stuckAfter = d
 		}
 	})
 }

@@ -39,6 +39,7 @@ type config struct {
 	failEvery  int           // an order whose number is a multiple of this fails
 	work       time.Duration // simulated work per order
 	timeout    time.Duration // give up after this long
+	statusAddr string        // where the status page is served ("": nowhere)
 }
 
 // Order is what the quickstart writes: order N is the Seq-th order of its key.
@@ -56,6 +57,7 @@ func main() {
 	speedup := flag.Uint("speedup", 8, "virtual partitions (zkafka.Speedup)")
 	flag.IntVar(&cfg.failEvery, "fail-every", 97, "orders whose number is a multiple of this fail and are dead-lettered")
 	flag.DurationVar(&cfg.work, "work", 2*time.Millisecond, "simulated work per order")
+	flag.StringVar(&cfg.statusAddr, "status-addr", "127.0.0.1:8081", "where to serve the status page while it runs (empty: nowhere)")
 	timeout := kit.DurationFlag(90 * time.Second)
 	flag.Parse()
 	cfg.speedup, cfg.timeout = uint16(*speedup), *timeout
@@ -148,6 +150,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			}
 		}),
 	)
+
+	// The status page, while the Work runs: per partition the lag and the message that holds
+	// its offset, stuck ones first (also as JSON).
+	stopPage, err := kit.ServeStatusPage(cfg.statusAddr, zkafka.StatusHandler(work), out)
+	if err != nil {
+		return err
+	}
+	defer stopPage()
 
 	shutdown := make(chan struct{})
 	var progress sync.WaitGroup

@@ -25,12 +25,13 @@ func TestQuickstart(t *testing.T) {
 		failEvery:  97,
 		work:       time.Millisecond,
 		timeout:    60 * time.Second,
+		statusAddr: "127.0.0.1:0",
 	}
 	var out syncbuf.Buffer
 	if err := run(context.Background(), cfg, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"processed:          5000 of 5000", "dead-lettered:      52 read back", "per-key order kept: yes", "all good"} {
+	for _, want := range []string{"status page: http://127.0.0.1:", "processed:          5000 of 5000", "dead-lettered:      52 read back", "per-key order kept: yes", "all good"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -41,12 +41,14 @@ type config struct {
 	maxMessages int64         // stop after this many (0: no limit)
 	duration    time.Duration // stop after this long (0: no limit)
 	drain       time.Duration // how long a graceful stop may take before ctx is cancelled
+	statusAddr  string        // where the status page is served ("": nowhere)
 }
 
 func main() {
 	cfg := config{topic: "zkafka-example-orders", group: "example-worker"}
 	flag.Int64Var(&cfg.maxMessages, "max-messages", 0, "stop after processing this many orders (0: no limit)")
 	flag.DurationVar(&cfg.drain, "drain", 20*time.Second, "time allowed to finish in-flight work after SIGTERM")
+	flag.StringVar(&cfg.statusAddr, "status-addr", "127.0.0.1:8081", "where to serve the status page (empty: nowhere)")
 	duration := kit.DurationFlag(0)
 	flag.Parse()
 	cfg.duration = *duration
@@ -116,6 +118,14 @@ func run(ctx context.Context, cfg config, signals <-chan os.Signal, out io.Write
 		}
 		return nil
 	}, zkafka.Speedup(5), zkafka.WithRetry(zkafka.RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond}))
+
+	// The status page: one row per partition, stuck ones first, with the message that holds
+	// each one's offset. Serve it only where operators reach it (it shows message keys).
+	stopPage, err := kit.ServeStatusPage(cfg.statusAddr, zkafka.StatusHandler(work), out)
+	if err != nil {
+		return err
+	}
+	defer stopPage()
 
 	// Graceful stop on a signal or the deadline, then, if draining takes too long, abrupt.
 	go func() {

@@ -23,6 +23,8 @@ func testConfig(t *testing.T) config {
 		group:   testhelper.UniqueName(t, "worker"),
 		seed:    20,
 		drain:   10 * time.Second,
+
+		statusAddr: "127.0.0.1:0",
 	}
 }
 
@@ -34,7 +36,7 @@ func TestWorkerProcessesAndCommits(t *testing.T) {
 	if err := run(context.Background(), cfg, nil, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "stopped after processing 20 orders") {
+	if !strings.Contains(out.String(), "stopped after processing 20 orders") || !strings.Contains(out.String(), "status page: http://127.0.0.1:") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 	var committed int64

@@ -1,0 +1,390 @@
+package zkafka
+
+// Taking a Status of a running Work (status.go). Nothing is stopped and nothing is added to a
+// message's path: a message's read time is stamped once per batch (dispatch.go) and the rest
+// is state the engine keeps anyway, read under the lock of the part that owns it.
+//
+// Per assigned partition (rebalance.go): the tracker's snapshot (commit.go: stored offset,
+// oldest unfinished offset, unfinished count, when the position last moved, the last
+// commit); librdkafka's cached high watermark and group membership, under the KReader's handle
+// (reader.go); then the search for each partition's oldest unfinished message, in the places
+// a message can be, in the order it leaves them last: a dead letter write (deadletter.go), a
+// virtual partition's current message (processor.go), its parking and its queue
+// (parking.go, virtual_partition.go). A message that moves on between two looks is missed;
+// the search runs once more, with fresh tracker snapshots, for what it missed, then calls the
+// rest WaitUnknown.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// The parts of *kafka.Consumer that Status reads, when the consumer has them.
+type (
+	watermarkReader interface {
+		GetWatermarkOffsets(topic string, partition int32) (low, high int64, err error)
+	}
+	groupMetadataReader interface {
+		GetConsumerGroupMetadata() (*kafka.ConsumerGroupMetadata, error)
+	}
+)
+
+var (
+	_ watermarkReader     = (*kafka.Consumer)(nil)
+	_ groupMetadataReader = (*kafka.Consumer)(nil)
+)
+
+// statusTaker takes one Status of a running Work.
+type statusTaker struct {
+	rs  *runState
+	now time.Time
+}
+
+// take fills st with the run's state.
+func (t statusTaker) take(st *Status) {
+	rs := t.rs
+	st.Running = true
+	select {
+	case <-rs.stopping:
+		st.Stopping = true
+	default:
+	}
+	st.InFlight.Messages, st.InFlight.Bytes = rs.bound.msgs.Load(), rs.bound.size.Load()
+	if gate := rs.loop.gate; gate != nil {
+		state, opened := gate.describe()
+		st.Breaker, st.BreakerOpenedAt = state.String(), opened
+	}
+	kr := rs.published.Load()
+	if kr == nil {
+		return
+	}
+	st.Group = kr.groupID
+	parts, paused := kr.owned.assignment()
+	if paused {
+		st.Paused = true
+		switch {
+		case st.Stopping:
+			st.PausedBecause = PausedStopping
+		case st.Breaker == CircuitBreakerOpen.String():
+			st.PausedBecause = PausedBreaker
+		default:
+			st.PausedBecause = PausedInFlightBound
+		}
+	}
+	st.Partitions = t.partitions(kr, parts, paused, st)
+}
+
+// partitions describes the assigned partitions parts.
+func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Status) []PartitionStatus {
+	out := make([]PartitionStatus, len(parts))
+	snaps := make([]trackerSnapshot, len(parts))
+	for i, k := range parts {
+		out[i] = PartitionStatus{Topic: k.topic, Partition: k.partition, EndOffset: -1, Paused: paused}
+		snaps[i] = trackerOf(kr, k)
+	}
+	kr.withConsumer(func(c KafkaConsumer) {
+		if wm, ok := c.(watermarkReader); ok {
+			for i := range out {
+				if _, high, err := wm.GetWatermarkOffsets(out[i].Topic, out[i].Partition); err == nil && high >= 0 {
+					out[i].EndOffset = high
+				}
+			}
+		}
+		if g, ok := c.(groupMetadataReader); ok {
+			if md, err := g.GetConsumerGroupMetadata(); err == nil {
+				st.MemberID, st.Generation = groupMembership(md)
+			}
+		}
+	})
+	found := t.oldest(kr, parts, snaps)
+	for i := range out {
+		s, ok := found[parts[i]]
+		t.fill(&out[i], snaps[i], s, ok, st)
+	}
+	return out
+}
+
+// trackerOf snapshots the tracker of partition k; a partition without one has read nothing.
+func trackerOf(kr *KReader, k tpKey) trackerSnapshot {
+	if trk := kr.tracker.lookup(k); trk != nil {
+		return trk.snapshot()
+	}
+	return trackerSnapshot{stored: -1, oldest: -1, committed: -1}
+}
+
+// oldest finds the oldest unfinished message of each partition of snaps that has one, and
+// updates snaps[i] when it looked again.
+func (t statusTaker) oldest(kr *KReader, parts []tpKey, snaps []trackerSnapshot) map[tpKey]sighting {
+	l := &lookup{found: map[tpKey]sighting{}}
+	for try := 0; try < 2; try++ {
+		l.want = l.want[:0]
+		for i, k := range parts {
+			if _, ok := l.found[k]; ok {
+				continue
+			}
+			if try > 0 {
+				snaps[i] = trackerOf(kr, k) // the one sought may have finished meanwhile
+			}
+			if snaps[i].oldest >= 0 {
+				l.want = append(l.want, target{k: k, offset: snaps[i].oldest})
+			}
+		}
+		if l.complete() {
+			break
+		}
+		t.search(l)
+	}
+	return l.found
+}
+
+// search looks for l's messages where an unfinished message can be.
+func (t statusTaker) search(l *lookup) {
+	rs := t.rs
+	if rs.dlt != nil {
+		rs.dlt.lookFor(l)
+	}
+	for _, vp := range rs.vps {
+		if m := vp.busy.Load(); m != nil && !l.complete() && l.wants(m) {
+			l.see(t.busy(vp, m))
+		}
+	}
+	for _, vp := range rs.vps {
+		if l.complete() {
+			return
+		}
+		vp.lookFor(l)
+	}
+}
+
+// busy tells what m, the message vp's processor has taken, waits for.
+func (t statusTaker) busy(vp *virtualPartition, m *Message) sighting {
+	s := sighting{m: m, vp: vp.idx, waits: WaitCompleting}
+	p := t.rs.proc
+	switch {
+	case vp.running.Load() == m:
+		s.waits, s.since = WaitHandler, time.Unix(0, vp.startedAt.Load())
+	case p.delay > 0 && t.now.Before(m.TimeStamp.Add(p.delay)):
+		s.waits, s.until = WaitDelay, m.TimeStamp.Add(p.delay)
+	case p.gate.blocking():
+		s.waits = WaitBreaker
+	}
+	return s
+}
+
+// fill completes ps from its tracker's snapshot and its oldest message's sighting (found).
+func (t statusTaker) fill(ps *PartitionStatus, snap trackerSnapshot, s sighting, found bool, st *Status) {
+	ps.CommittedOffset, ps.StoredOffset, ps.Unfinished = snap.committed, snap.stored, snap.unfinished
+	ps.AssignedAt, ps.MovedAt = snap.assignedAt, snap.movedAt
+	base := snap.committed
+	if base < 0 {
+		base = snap.stored
+	}
+	if base < 0 {
+		base = snap.oldest
+	}
+	if ps.EndOffset >= 0 && base >= 0 {
+		ps.Lag = max(ps.EndOffset-base, 0)
+	} else {
+		ps.Lag = -1
+	}
+	if snap.oldest < 0 {
+		return
+	}
+	o := t.describe(snap.oldest, s, found, st)
+	ps.Oldest = o
+	standing := t.now.Sub(latest(o.ReadAt, snap.movedAt, snap.assignedAt))
+	ps.StandingSeconds = standing.Seconds()
+	switch {
+	case st.Breaker == CircuitBreakerOpen.String():
+		ps.Stuck, ps.StuckReason = true, "circuit breaker open"
+	case o.WaitsFor != WaitDelay && standing >= time.Duration(st.StuckAfterSeconds*float64(time.Second)):
+		ps.Stuck, ps.StuckReason = true, "position has not moved for "+roundAge(standing)
+	}
+}
+
+// latest returns the latest of times.
+func latest(times ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range times {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
+}
+
+// describe makes the OldestUnfinished at offset from its sighting.
+func (t statusTaker) describe(offset int64, s sighting, found bool, st *Status) *OldestUnfinished {
+	o := &OldestUnfinished{Offset: offset, VirtualPartition: -1, WaitsFor: WaitUnknown}
+	if !found {
+		o.Detail = "held by no queue of the Work: being dispatched (PostRead hook), or let go of unfinished by a stop"
+		return o
+	}
+	m := s.m
+	o.Key, o.KeyNil, o.VirtualPartition, o.WaitsFor = m.Key, m.isKeyNil, s.vp, s.waits
+	o.Since, o.Until, o.Failures = s.since, s.until, s.failures
+	if m.readAt != 0 {
+		o.ReadAt = time.Unix(0, m.readAt)
+		o.AgeSeconds = t.now.Sub(o.ReadAt).Seconds()
+	}
+	switch {
+	case s.waits == WaitBreaker:
+		o.Since = latest(o.ReadAt, st.BreakerOpenedAt)
+	case o.Since.IsZero():
+		o.Since = o.ReadAt
+	}
+	if !o.Since.IsZero() {
+		o.WaitingSeconds = t.now.Sub(o.Since).Seconds()
+	}
+	if s.cause != nil {
+		o.LastError = s.cause.Error()
+	}
+	o.Detail = t.detail(o, s, st)
+	return o
+}
+
+// detail says in words what o waits for.
+func (t statusTaker) detail(o *OldestUnfinished, s sighting, st *Status) string {
+	waiting := roundAge(time.Duration(o.WaitingSeconds * float64(time.Second)))
+	left := roundAge(o.Until.Sub(t.now))
+	switch o.WaitsFor {
+	case WaitQueued:
+		return fmt.Sprintf("queued on virtual partition %d behind %d messages%s", s.vp, s.ahead, t.queuedBehind(s.vp))
+	case WaitBehindKey:
+		return "waits behind an earlier message of its key, which waits for its retry or runs"
+	case WaitDelay:
+		return "held by ProcessDelayMillis for another " + left
+	case WaitBreaker:
+		return "the circuit breaker is " + st.Breaker
+	case WaitHandler:
+		return fmt.Sprintf("in the handler for %s (ProcessTimeoutMillis %s)", waiting, t.rs.proc.timeout)
+	case WaitRetry:
+		return fmt.Sprintf("its handler failed %s; next run in %s", times(o.Failures), left)
+	case WaitDeadLetter:
+		d := "writing its dead letter to " + t.rs.dlt.topic + " for " + waiting
+		if o.Failures > 0 {
+			d += fmt.Sprintf("; failed %s, next attempt in %s", times(o.Failures), left)
+		}
+		return d
+	}
+	return "its handler returned; finishing it"
+}
+
+// queuedBehind says what holds the processor of virtual partition vp.
+func (t statusTaker) queuedBehind(vp int) string {
+	v := t.rs.vps[vp]
+	if v.stalls.Load() > 0 {
+		return "; the virtual partition waits for a failing dead letter write"
+	}
+	b := v.busy.Load()
+	if b == nil {
+		return ""
+	}
+	d := fmt.Sprintf("; it is busy with %s/%d offset %d (key %q)", b.Topic, b.Partition, b.Offset, b.Key)
+	if v.running.Load() == b {
+		d += " in the handler for " + roundAge(t.now.Sub(time.Unix(0, v.startedAt.Load())))
+	}
+	return d
+}
+
+// times says n times in words.
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// roundAge formats d for a person: to 0.1 s under a minute, to the second above.
+func roundAge(d time.Duration) string {
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// sighting is where Status found an unfinished message and what it waits for there.
+type sighting struct {
+	m        *Message
+	vp       int
+	waits    WaitReason
+	since    time.Time // zero: since it was read
+	until    time.Time
+	ahead    int // WaitQueued: messages ahead of it in its queue
+	failures int
+	cause    error
+}
+
+// target is a message Status looks for: a partition's oldest unfinished offset.
+type target struct {
+	k      tpKey
+	offset int64
+}
+
+// lookup is Status's search for the oldest unfinished message of each partition. The places
+// searched call wants for each message they hold and see for each one wanted.
+type lookup struct {
+	want  []target // still sought (a few: one per partition with unfinished messages)
+	found map[tpKey]sighting
+}
+
+// wants reports whether m is sought.
+func (l *lookup) wants(m *Message) bool {
+	for _, w := range l.want {
+		if w.offset == m.Offset && w.k.partition == m.Partition && w.k.topic == m.Topic {
+			return true
+		}
+	}
+	return false
+}
+
+// see records a sighting of a sought message.
+func (l *lookup) see(s sighting) {
+	k := tpKey{s.m.Topic, s.m.Partition}
+	for i, w := range l.want {
+		if w.k == k {
+			l.want = append(l.want[:i], l.want[i+1:]...)
+			break
+		}
+	}
+	l.found[k] = s
+}
+
+// complete reports whether nothing more is sought.
+func (l *lookup) complete() bool { return len(l.want) == 0 }
+
+// groupMembership reads the member id and generation out of confluent-kafka-go's
+// ConsumerGroupMetadata, whose only field is librdkafka's serialised group metadata
+// (rd_kafka_consumer_group_metadata_write: "CGMDv2:", the generation as a 32-bit integer in
+// the host's byte order, then the NUL-terminated group id and member id). confluent-kafka-go
+// has no accessor for them; anything unexpected gives "" and -1.
+func groupMembership(md *kafka.ConsumerGroupMetadata) (member string, generation int32) {
+	const magic = "CGMDv2:"
+	if md == nil {
+		return "", -1
+	}
+	v := reflect.ValueOf(md).Elem()
+	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Kind() != reflect.Slice ||
+		v.Field(0).Type().Elem().Kind() != reflect.Uint8 {
+		return "", -1
+	}
+	b := v.Field(0).Bytes()
+	if !bytes.HasPrefix(b, []byte(magic)) || len(b) < len(magic)+4 {
+		return "", -1
+	}
+	generation = int32(binary.NativeEndian.Uint32(b[len(magic):]))
+	_, rest, ok := bytes.Cut(b[len(magic)+4:], []byte{0}) // the group id
+	if !ok {
+		return "", -1
+	}
+	id, _, ok := bytes.Cut(rest, []byte{0})
+	if !ok {
+		return "", -1
+	}
+	return string(id), generation
+}
