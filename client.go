@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -35,6 +36,7 @@ type Client struct {
 	// Settings from the options, read by the readers, writers and the Work engine.
 	log              Logger
 	tp               trace.TracerProvider          // nil: no spans
+	mp               metric.MeterProvider          // nil: no metrics
 	prop             propagation.TextMapPropagator // nil: no trace context in headers
 	groupPrefix      string
 	lifecycle        LifecycleHooks
@@ -73,6 +75,14 @@ func LoggerOption(l Logger) Option {
 // per write (default none: no spans).
 func WithClientTracerProviderOption(tp trace.TracerProvider) Option {
 	return func(c *Client) { c.tp = tp }
+}
+
+// WithClientMeterProviderOption sets the meter provider the client's writers record their
+// metrics with (messaging.client.sent.messages and messaging.client.operation.duration; the
+// README lists every instrument), and that Works created from a factory without
+// WithMeterProvider record theirs with. Default none: nothing is recorded, at no cost.
+func WithClientMeterProviderOption(mp metric.MeterProvider) Option {
+	return func(c *Client) { c.mp = mp }
 }
 
 // WithClientTextMapPropagator sets the propagator that writers inject the trace context into
@@ -209,6 +219,7 @@ func (c *Client) Writer(ctx context.Context, topicConfig ProducerTopicConfig, op
 		fmt:      f,
 		logger:   c.log,
 		tp:       c.tp,
+		mp:       c.mp,
 		p:        c.prop,
 		hooks:    c.lifecycle,
 		provider: c.producerProvider,
@@ -269,6 +280,9 @@ func (c *Client) logger() Logger { return c.log }
 
 // tracerProvider is the client's tracer provider; nil when none was set.
 func (c *Client) tracerProvider() trace.TracerProvider { return c.tp }
+
+// meterProvider is the client's meter provider; nil when none was set.
+func (c *Client) meterProvider() metric.MeterProvider { return c.mp }
 
 // propagator is the client's propagator; nil when none was set.
 func (c *Client) propagator() propagation.TextMapPropagator { return c.prop }

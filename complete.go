@@ -79,10 +79,12 @@ func (c *completion) complete(vp *virtualPartition, m *Message, err error, ticke
 				return
 			}
 			c.counts.deadLettered.Add(1)
+			c.rs.metrics.deadLettered(m)
 			c.finish(ctx, vp, m, err)
 		})
 		return
 	}
+	c.rs.metrics.skippedOne(m)
 	c.finish(ctx, vp, m, err)
 }
 
@@ -104,6 +106,7 @@ func (c *completion) park(ctx context.Context, vp *virtualPartition, m *Message,
 	m.retries++
 	if now := time.Now(); c.rs.ctx.Err() == nil && vp.park(m, now.Add(wait), now, err) {
 		c.counts.retried.Add(1)
+		c.rs.metrics.retried(m)
 		c.log.Debugw(ctx, "zkafka: processing failed; retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 			"attempt", m.Attempt()-1, "retry_in", wait.String(), "error", err)
 		return

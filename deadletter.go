@@ -80,6 +80,7 @@ type deadLetterRun struct {
 	logger     Logger
 	failures   *failureLog                   // the Run's: failed attempts are rate-limited
 	propagator propagation.TextMapPropagator // nil: no trace context in the dead letter
+	metrics    *workMetrics                  // nil: no metrics
 }
 
 // deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
@@ -423,6 +424,7 @@ func (d *deadLetterWriter) write(ctx context.Context, cut waitCut, m *Message, c
 		if attempt == 1 && failing != nil {
 			failing()
 		}
+		rs.metrics.deadLetterRetry(m)
 		const failed = "zkafka: writing dead letter failed; the offset waits and the write is retried"
 		rs.failures.log(ctx, levelError, failed+"\x00"+failureKey(err), failed,
 			"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "dead_letter_topic", d.topic, "attempt", attempt, "retry_in", backoff.String(), "error", err)

@@ -41,6 +41,9 @@ func (l *dispatcher) dispatch(msg *Message) {
 			msg.ctx = ctx
 		}
 	}
+	if mt := rs.metrics; mt != nil {
+		mt.read(msg)
+	}
 	idx := l.route(msg)
 	msg.vp = idx
 	rs.bound.add(len(msg.value))
@@ -70,8 +73,12 @@ func (l *dispatcher) route(msg *Message) int {
 	}
 }
 
-// wakeQueued wakes the processors of the virtual partitions dispatch queued to.
+// wakeQueued wakes the processors of the virtual partitions dispatch queued to, after it
+// counted the messages dispatched as consumed (metrics.go).
 func (l *dispatcher) wakeQueued() {
+	if mt := l.rs.metrics; mt != nil {
+		mt.flushConsumed(l.rs.ctx)
+	}
 	for _, vp := range l.toWake {
 		vp.wakePending = false
 		signal(vp.wake)

@@ -60,6 +60,8 @@ type Message struct {
 	readAt int64
 	// taken is set while the message, taken from its virtual partition's parking, runs.
 	taken bool
+	// metrics is the attribute sets of its partition, set when the Work has metrics.
+	metrics *partitionMetrics
 }
 
 // Response is what a write returns: where the broker stored the record.

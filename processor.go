@@ -247,7 +247,8 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 		pc.finish()
 		return true, nil // the watchdog took over this message
 	}
-	if pc.timedOut(time.Now()) && p.rs.ctx.Err() == nil {
+	end := time.Now()
+	if pc.timedOut(end) && p.rs.ctx.Err() == nil {
 		if err == nil {
 			err = fmt.Errorf("%w (%s)", errProcessTimeout, p.timeout)
 		} else {
@@ -255,7 +256,12 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 		}
 	}
 	pc.finish()
-	return false, p.postProcessing(ctx, vp, m, start, err)
+	err = p.postProcessing(ctx, vp, m, start, err)
+	if mt := p.rs.metrics; mt != nil {
+		// pc's parent, not pc: a Value of a finished procCtx makes it a real context.
+		mt.processed(pc.parent, m, end.Sub(start), err)
+	}
+	return false, err
 }
 
 // call runs the handler, turning a panic into an error.
@@ -297,6 +303,7 @@ func (p *processors) watchdog(vps []*virtualPartition, exited <-chan struct{}) {
 // replacement goroutine for vp.
 func (p *processors) abandon(vp *virtualPartition, m *Message) {
 	p.abandoned.Add(1)
+	p.rs.metrics.abandon(m, time.Duration(time.Now().UnixNano()-vp.startedAt.Load()))
 	p.logger.Errorw(p.rs.ctx, "zkafka: handler still running after its timeout and grace period; abandoning it and moving on",
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
 	gen := vp.gen.Add(1)

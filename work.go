@@ -17,6 +17,8 @@ package zkafka
 //   - deadletter.go: writing failures to the dead letter topic;
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
+//   - metrics.go and metrics_gauges.go: the OpenTelemetry instruments recorded along the way,
+//     and the gauges observed from Status.
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
@@ -29,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -42,6 +45,7 @@ type Work struct {
 
 	logger      Logger
 	tp          trace.TracerProvider
+	mp          metric.MeterProvider // nil: no metrics (metrics.go)
 	propagator  propagation.TextMapPropagator
 	lifecycle   LifecycleHooks
 	speedup     uint16
@@ -183,13 +187,14 @@ const dueCheckEvery = 8
 // revoke.go), the processors (processor.go), the bound (inflight.go) and the breaker
 // (breaker.go).
 type runState struct {
-	w      *Work
-	ctx    context.Context // Run's context: cancelled means abrupt stop
-	reader Reader
-	kr     *KReader // reader when it is the library's own (pause, rebalance, commit)
-	dlt    *deadLetterWriter
-	topic  string
-	group  string
+	w       *Work
+	ctx     context.Context // Run's context: cancelled means abrupt stop
+	reader  Reader
+	kr      *KReader // reader when it is the library's own (pause, rebalance, commit)
+	dlt     *deadLetterWriter
+	metrics *workMetrics // nil: no MeterProvider
+	topic   string
+	group   string
 
 	vps   []*virtualPartition
 	bound *inFlight
@@ -232,6 +237,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	if reader != nil { // nil: the reader loop asks again (readerMissing)
 		rs.useReader(reader)
 	}
+	rs.metrics = newWorkMetrics(rs)
 	if w.dlt != nil {
 		dlt, err := newDeadLetterWriter(ctx, w, rs.deadLetterRun())
 		if err != nil {
@@ -255,6 +261,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	if rs.kr != nil {
 		rs.kr.setListener(rs.loop)
 	}
+	rs.metrics.observe(rs)
 	rs.proc = w.newProcessors(rs, gate)
 	rs.proc.start(rs.vps, rs.exited)
 	return rs, nil
@@ -293,8 +300,8 @@ func (rs *runState) closeReader() {
 	}
 }
 
-// inheritFromClient takes what the factory left unset (logger, tracer provider, propagator)
-// from the Client.
+// inheritFromClient takes what the factory left unset (logger, tracer and meter providers,
+// propagator) from the Client.
 func (w *Work) inheritFromClient() {
 	c, ok := w.cp.(*Client)
 	if !ok {
@@ -305,6 +312,9 @@ func (w *Work) inheritFromClient() {
 	}
 	if w.tp == nil {
 		w.tp = c.tracerProvider()
+	}
+	if w.mp == nil {
+		w.mp = c.meterProvider()
 	}
 	if w.propagator == nil {
 		w.propagator = c.propagator()
@@ -333,7 +343,8 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 
 // deadLetterRun is what the dead letter writer needs of the run.
 func (rs *runState) deadLetterRun() deadLetterRun {
-	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, failures: rs.failures, propagator: rs.w.propagator}
+	return deadLetterRun{ctx: rs.ctx, stopping: rs.stopping, group: rs.group, logger: rs.w.logger, failures: rs.failures,
+		propagator: rs.w.propagator, metrics: rs.metrics}
 }
 
 // stop ends the run: graceful unless ctx was cancelled or the consumer failed.
@@ -387,6 +398,7 @@ func (rs *runState) stop(failed bool) {
 		rs.dlt.close()
 	}
 	rs.failures.close()
+	rs.metrics.close()
 }
 
 // release lets go of a message that is finished or dropped: its key's route and its room in

@@ -1,13 +1,14 @@
 package zkafka
 
 // WorkFactory and the Work options: the factory holds the defaults every Work it creates
-// shares (client, logger, tracer provider, propagator, hooks), and each WorkOption sets one
+// shares (client, logger, tracer and meter providers, propagator, hooks), and each WorkOption sets one
 // knob of a Work with its default documented. Defaults live in newWork. work.go runs the Work.
 
 import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -23,11 +24,12 @@ type processorFunc func(ctx context.Context, msg *Message) error
 func (f processorFunc) Process(ctx context.Context, msg *Message) error { return f(ctx, msg) }
 
 // WorkFactory creates Works that share a client and the defaults set by its options (logger,
-// tracer provider, propagator, lifecycle hooks).
+// tracer and meter providers, propagator, lifecycle hooks).
 type WorkFactory struct {
 	cp         ClientProvider
 	logger     Logger
 	tp         trace.TracerProvider
+	mp         metric.MeterProvider
 	propagator propagation.TextMapPropagator
 	hooks      LifecycleHooks
 }
@@ -53,6 +55,16 @@ func WithLogger(l Logger) WorkFactoryOption {
 // WithTracerProvider sets the tracer provider for processing spans (default none: no spans).
 func WithTracerProvider(tp trace.TracerProvider) WorkFactoryOption {
 	return factoryOptionFunc(func(wf *WorkFactory) { wf.tp = tp })
+}
+
+// WithMeterProvider sets the meter provider every Work of the factory records its metrics
+// with: messages consumed and processing time after the OpenTelemetry messaging semantic
+// conventions, and zkafka's own instruments (in flight, paused partitions, the circuit
+// breaker, retries, dead letters, abandoned handlers, skipped messages; the README lists
+// them all). Default: the Client's (WithClientMeterProviderOption), else none: nothing is
+// recorded, at no cost.
+func WithMeterProvider(mp metric.MeterProvider) WorkFactoryOption {
+	return factoryOptionFunc(func(wf *WorkFactory) { wf.mp = mp })
 }
 
 // WithTextMapPropagator sets the propagator that extracts a message's parent span from its
@@ -107,6 +119,7 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 		topicConfig: cfg,
 		logger:      f.logger,
 		tp:          f.tp,
+		mp:          f.mp,
 		propagator:  f.propagator,
 		lifecycle:   f.hooks,
 		speedup:     1,

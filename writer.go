@@ -16,6 +16,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -149,7 +150,8 @@ type KWriter struct {
 	tc        ProducerTopicConfig
 	fmt       kFormatter
 	logger    Logger
-	tracer    trace.Tracer // nil: no spans
+	tracer    trace.Tracer   // nil: no spans
+	metrics   *writerMetrics // nil: no metrics
 	p         propagation.TextMapPropagator
 	hooks     LifecycleHooks
 	settings  WriterSettings
@@ -174,6 +176,7 @@ type writerArgs struct {
 	fmt      kFormatter
 	logger   Logger
 	tp       trace.TracerProvider
+	mp       metric.MeterProvider
 	p        propagation.TextMapPropagator
 	hooks    LifecycleHooks
 	provider func(map[string]any) (KafkaProducer, error)
@@ -199,6 +202,7 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	if args.tp != nil {
 		w.tracer = args.tp.Tracer(instrumentationName)
 	}
+	w.metrics = newWriterMetrics(args.mp, w.topic, w.logger)
 	for _, opt := range args.opts {
 		if opt != nil {
 			opt(&w.settings)
@@ -323,6 +327,10 @@ func (w *KWriter) marshall(value any) ([]byte, error) {
 // first. The order of header sources, later ones replacing earlier ones of the same name:
 // headers, opts, the PreWrite hook, the propagator.
 func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.Header, opts []WriteOption) (resp Response, err error) {
+	if wm := w.metrics; wm != nil {
+		start := time.Now()
+		defer func() { wm.written(ctx, start, err) }()
+	}
 	if err := ctx.Err(); err != nil {
 		return Response{}, err
 	}
