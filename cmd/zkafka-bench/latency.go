@@ -164,6 +164,10 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	if res, ok := awaitSeen(s, int64(primed+n), consumed, time.Now().Add(o.timeout), o.child); !ok {
 		return res
 	}
+	// A handler counts a record as seen before it writes the sample: stop the consumer
+	// before reading the samples.
+	cancel()
+	<-consumed
 	lat := s.percentiles()
 	lat.Rate = float64(n) / o.latencySecs
 	return result{Scenario: o.child, Msgs: n, Latency: &lat}
