@@ -2,6 +2,7 @@ package zkafka
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,5 +177,41 @@ func TestG10NextMessageWaitsForTheAbandonedHandler(t *testing.T) {
 	abandonedWhenSecondStarted := <-secondStarted
 	require.Equal(t, int64(1), abandonedWhenSecondStarted, "the second message started only once the first handler was abandoned")
 	close(stuck)
+	require.NoError(t, r.stop(t))
+}
+
+// TestG10TimeoutsAndAbandonsInARow: on one virtual partition, handlers that wait for their
+// context to end and handlers that ignore it (abandoned, each replaced by a new serving
+// goroutine) follow one another; every message is finished, each waiting handler is released
+// by its own timeout, and each ignoring one is abandoned once.
+func TestG10TimeoutsAndAbandonsInARow(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	const n = 30
+	recs := make([]rec, n)
+	for i := range recs {
+		recs[i] = rec{Key: []byte("k"), Value: []byte(strconv.Itoa(i))}
+	}
+	e.produce(t, topic, recs)
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"), Topic: topic, ProcessTimeoutMillis: intp(50)}
+	release := make(chan struct{})
+	var done, waited atomic.Int64
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset%5 == 4 {
+			<-release // ignores its context: abandoned after the timeout and the grace period
+			return nil
+		}
+		start := time.Now()
+		<-ctx.Done()
+		if time.Since(start) < 2*time.Second {
+			waited.Add(1)
+		}
+		return ctx.Err()
+	}, Speedup(1), DisableCircuitBreaker(), WithOnDone(func(context.Context, *Message, error) { done.Add(1) }))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return done.Load() == n }, 60*time.Second, 10*time.Millisecond, "every message finished")
+	require.Equal(t, int64(n-n/5), waited.Load(), "each waiting handler was released by its own timeout")
+	require.Equal(t, int64(n/5), w.AbandonedHandlers())
+	close(release)
 	require.NoError(t, r.stop(t))
 }
