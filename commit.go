@@ -13,6 +13,10 @@ package zkafka
 // amortised per message and no allocation once the ring has grown to the number of unfinished
 // messages. Gaps in offsets (compaction, transaction markers) need no care: only offsets that
 // were read are in the ring.
+//
+// The ring also says which messages above the oldest unfinished one are finished: a commit
+// carries them in its metadata (completions.go, metadata.go), so that they are not run again
+// by the partition's next owner; prior holds what the last commit said, for skipping.
 
 import (
 	"sync"
@@ -25,12 +29,19 @@ type partitionTracker struct {
 	partition int32
 
 	mu      sync.Mutex
-	offsets []int64 // ring of offsets read, len is a power of two
-	done    []bool  // finished flags, parallel to offsets
-	head    uint64  // sequence number of the oldest unfinished entry
-	tail    uint64  // sequence number the next read message gets
-	next    int64   // offset to store: last popped + 1; -1 while nothing popped
-	closed  bool    // revoked: further completions are ignored
+	offsets []int64    // ring of offsets read, len is a power of two
+	done    []bool     // finished flags, parallel to offsets
+	ids     []recordID // what identifies each record, parallel to offsets
+	head    uint64     // sequence number of the oldest unfinished entry
+	tail    uint64     // sequence number the next read message gets
+	next    int64      // offset to store: last popped + 1; -1 while nothing popped
+	closed  bool       // revoked: further completions are ignored
+	changed bool       // read or finished since the last snapshot (completions.go)
+	// prior is what the partition's last commit said was finished (completions.go); only
+	// the reader goroutine uses it. nil: nothing (left) to skip.
+	prior *prior
+	// committed is the last commit written (completions.go); guarded by offsetStore.commitMu.
+	committed lastCommit
 	// revoking is set when a revoke starts: messages still waiting (delay, breaker, dead
 	// letter backoff) let go instead of waiting on.
 	revoking atomic.Bool
@@ -44,13 +55,20 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 		partition: partition,
 		offsets:   make([]int64, 64),
 		done:      make([]bool, 64),
+		ids:       make([]recordID, 64),
 		next:      -1,
 		owner:     owner,
 	}
 }
 
-// add records a message read at offset and returns its sequence number.
+// add records a message read at offset, whose record is unknown, and returns its sequence
+// number.
 func (t *partitionTracker) add(offset int64) uint64 {
+	return t.addRecord(offset, recordID{epoch: -1})
+}
+
+// addRecord records the message read at offset, record id, and returns its sequence number.
+func (t *partitionTracker) addRecord(offset int64, id recordID) uint64 {
 	t.mu.Lock()
 	if t.tail-t.head == uint64(len(t.offsets)) {
 		t.grow()
@@ -59,7 +77,9 @@ func (t *partitionTracker) add(offset int64) uint64 {
 	i := seq & uint64(len(t.offsets)-1)
 	t.offsets[i] = offset
 	t.done[i] = false
+	t.ids[i] = id
 	t.tail++
+	t.changed = true
 	t.mu.Unlock()
 	return seq
 }
@@ -69,13 +89,15 @@ func (t *partitionTracker) grow() {
 	n := len(t.offsets)
 	offsets := make([]int64, 2*n)
 	done := make([]bool, 2*n)
+	ids := make([]recordID, 2*n)
 	mask := uint64(2*n - 1)
 	old := uint64(n - 1)
 	for s := t.head; s != t.tail; s++ {
 		offsets[s&mask] = t.offsets[s&old]
 		done[s&mask] = t.done[s&old]
+		ids[s&mask] = t.ids[s&old]
 	}
-	t.offsets, t.done = offsets, done
+	t.offsets, t.done, t.ids = offsets, done, ids
 }
 
 // finish marks the message with sequence number seq finished and moves the stored offset if
@@ -88,6 +110,7 @@ func (t *partitionTracker) finish(seq uint64) bool {
 	}
 	mask := uint64(len(t.offsets) - 1)
 	t.done[seq&mask] = true
+	t.changed = true
 	moved := false
 	for t.head != t.tail && t.done[t.head&mask] {
 		t.next = t.offsets[t.head&mask] + 1
@@ -167,15 +190,18 @@ func (c *commitTracker) get(topic string, partition int32) *partitionTracker {
 	return t
 }
 
-// reset replaces the tracker of a partition with a fresh one (the partition was assigned).
-func (c *commitTracker) reset(topic string, partition int32) {
+// reset replaces the tracker of a partition with a fresh one (the partition was assigned),
+// which skips what prior says is finished (nil: nothing).
+func (c *commitTracker) reset(topic string, partition int32, prior *prior) {
 	k := tpKey{topic, partition}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.byTP[k]; old != nil {
 		old.close()
 	}
-	c.byTP[k] = newPartitionTracker(c, topic, partition)
+	t := newPartitionTracker(c, topic, partition)
+	t.prior = prior
+	c.byTP[k] = t
 }
 
 // markRevoking flags the trackers of partitions about to be revoked.
@@ -198,6 +224,19 @@ func (c *commitTracker) remove(topic string, partition int32) {
 		old.close()
 		delete(c.byTP, k)
 	}
+}
+
+// trackers returns the trackers of the partitions keep accepts (every one when keep is nil).
+func (c *commitTracker) trackers(keep func(tpKey) bool) []*partitionTracker {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*partitionTracker, 0, len(c.byTP))
+	for k, t := range c.byTP {
+		if keep == nil || keep(k) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // storable collects the offsets that moved since the last call, one per partition, filtered

@@ -206,7 +206,7 @@ func newReader(args readerArgs) (*KReader, error) {
 	}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
-	r.offsets = &offsetStore{consumer: consumer, tracker: r.tracker, logger: r.logger, groupID: r.groupID}
+	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
 	return r, nil
 }
@@ -243,7 +243,7 @@ func (r *KReader) Read(ctx context.Context) (*Message, error) {
 	if r.isClosed() {
 		return nil, errReaderClosed
 	}
-	r.storeFinished()
+	r.flush(time.Now())
 	deadline := time.Now().Add(r.readTimeout)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -274,30 +274,45 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 	if r.poller == nil {
 		return r.readMessage(timeout)
 	}
-	ev := r.poller.Poll(int(timeout / time.Millisecond))
+	ms := int(timeout / time.Millisecond)
+	for range maxSkipsPerPoll {
+		m, err, skipped := r.event(r.poller.Poll(ms))
+		if !skipped {
+			return m, err
+		}
+		ms = 0 // a skipped message: take the next one ready, without waiting
+	}
+	return nil, nil
+}
+
+// maxSkipsPerPoll bounds the messages one poll skips (KReader.skipFinished) before it returns.
+const maxSkipsPerPoll = 1024
+
+// event turns what Poll returned into a message, a fatal error, or nothing; skipped reports a
+// message that was finished before (skipFinished).
+func (r *KReader) event(ev kafka.Event) (m *Message, err error, skipped bool) {
 	switch e := ev.(type) {
 	case nil:
-		return nil, nil
+		return nil, nil, false
 	case *kafka.Message:
 		if e.TopicPartition.Error != nil {
 			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error",
 				"topic", topicName(e.TopicPartition), "partition", e.TopicPartition.Partition, "error", e.TopicPartition.Error)
-			return nil, nil
+			return nil, nil, false
 		}
-		return r.newMessage(e), nil
+		m = r.newMessage(e)
+		return m, nil, m == nil
 	case kafka.Error:
 		if e.IsFatal() {
-			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", e)
+			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", e), false
 		}
 		if brokerFailure(e) {
 			r.failures.errorf(context.Background(), "zkafka: consumer cannot use the brokers; it keeps trying", e, "group", r.groupID, "topics", r.tc.topics())
 		} else {
 			r.failures.warnf(context.Background(), "zkafka: consumer error", e, "group", r.groupID)
 		}
-		return nil, nil
-	default:
-		return nil, nil
 	}
+	return nil, nil, false
 }
 
 // readMessage is poll in the degraded mode (a consumer without Poll): ReadMessage, unless the
@@ -339,11 +354,17 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 	return r.newMessage(km), nil
 }
 
-// newMessage wraps a confluent message and records it with the commit tracker.
+// newMessage wraps a confluent message and records it with the commit tracker. It returns nil
+// for a message finished before, by the partition's last owner (skipFinished).
 func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
 	offset := int64(km.TopicPartition.Offset)
+	id := recordOf(km)
+	seq := trk.addRecord(offset, id)
+	if trk.prior != nil && r.skipFinished(trk, seq, offset, id) {
+		return nil
+	}
 	m := &Message{
 		Key:       string(km.Key),
 		Headers:   headerMap(km.Headers),
@@ -356,10 +377,35 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		value:     km.Value,
 		fmt:       r.fmt,
 		trk:       trk,
-		seq:       trk.add(offset),
+		seq:       seq,
 	}
 	return m
 }
+
+// skipFinished reports whether the message just read at offset (sequence seq, record id) was
+// finished before, as the partition's last commit says (completions.go); if so it is finished
+// at once, without a processor. Only the reader goroutine calls it.
+func (r *KReader) skipFinished(trk *partitionTracker, seq uint64, offset int64, id recordID) bool {
+	switch trk.prior.check(offset, id) {
+	case priorSkip:
+		trk.finish(seq)
+		r.offsets.counts.Load().alreadyFinished.Add(1)
+		return true
+	case priorDone:
+		trk.prior = nil
+	case priorMismatch:
+		trk.prior = nil
+		r.offsets.counts.Load().ignored.Add(1)
+		r.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
+			errMetadataMismatch, "group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
+	case priorRun:
+	}
+	return false
+}
+
+// errMetadataMismatch is the failure logged for commit metadata whose base record is not the
+// first record read.
+var errMetadataMismatch = errors.New("the first record read is not the one the commit metadata names")
 
 // topicName is tp's topic, "" when it has none.
 func topicName(tp kafka.TopicPartition) string {
@@ -369,26 +415,28 @@ func topicName(tp kafka.TopicPartition) string {
 	return *tp.Topic
 }
 
-// storeFinished stores, for every partition whose finished prefix moved, the offset after it.
-// librdkafka commits stored offsets every auto.commit.interval.ms, on revoke and on close.
-func (r *KReader) storeFinished() {
+// flush hands finished offsets on (offsetStore.flush): a commit with metadata when one is due,
+// or a store for librdkafka to commit.
+func (r *KReader) flush(now time.Time) {
 	r.handle.RLock()
 	defer r.handle.RUnlock()
 	if !r.closed {
-		r.offsets.storeFinished()
+		r.offsets.flush(now)
 	}
 }
 
-// commit stores what is finished and commits stored offsets synchronously.
+// commit commits what is finished, synchronously.
 func (r *KReader) commit() error {
 	r.handle.RLock()
 	defer r.handle.RUnlock()
 	if r.closed {
 		return errReaderClosed
 	}
-	r.offsets.storeFinished()
-	return r.offsets.commitStored()
+	return r.offsets.commit(nil)
 }
+
+// countInto makes the reader count its commits into c (a Work's counters).
+func (r *KReader) countInto(c *commitCounters) { r.offsets.counts.Store(c) }
 
 // testHookSetPaused, when set by a test, is called with every setPaused.
 var testHookSetPaused func(paused bool)
@@ -421,7 +469,7 @@ func (r *KReader) Close() error {
 	}
 	r.closed = true
 	r.owned.endPause()
-	r.offsets.storeFinished()
+	r.offsets.closing()
 	if err := r.consumer.Close(); err != nil {
 		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
 	}
