@@ -35,10 +35,15 @@ type partitionTracker struct {
 	head    uint64     // sequence number of the oldest unfinished entry
 	tail    uint64     // sequence number the next read message gets
 	next    int64      // offset to store: last popped + 1; -1 while nothing popped
+	lastID  recordID   // the record of the last popped entry, at offset next - 1
 	closed  bool       // revoked: further completions are ignored
-	changed bool       // read or finished since the last snapshot (completions.go)
-	// prior is what the partition's last commit said was finished (completions.go); only
-	// the reader goroutine uses it. nil: nothing (left) to skip.
+	// lastRead is the highest offset read. librdkafka, seldom, delivers a partition's
+	// messages again from an earlier offset after a pause (seen after an assignment without
+	// a committed offset): those are not recorded twice (priorAgain).
+	lastRead int64
+	changed  bool // read or finished since the last snapshot (completions.go)
+	// prior is what the partition's last commit said was finished (completions.go); nil:
+	// nothing (left) to skip.
 	prior *prior
 	// committed is the last commit written (completions.go); guarded by offsetStore.commitMu.
 	committed lastCommit
@@ -57,6 +62,7 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 		done:      make([]bool, 64),
 		ids:       make([]recordID, 64),
 		next:      -1,
+		lastRead:  -1,
 		owner:     owner,
 	}
 }
@@ -64,12 +70,20 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 // add records a message read at offset, whose record is unknown, and returns its sequence
 // number.
 func (t *partitionTracker) add(offset int64) uint64 {
-	return t.addRecord(offset, recordID{epoch: -1})
+	seq, _ := t.addRecord(offset, recordID{epoch: -1})
+	return seq
 }
 
-// addRecord records the message read at offset, record id, and returns its sequence number.
-func (t *partitionTracker) addRecord(offset int64, id recordID) uint64 {
+// addRecord records the message read at offset, record id, and returns its sequence number
+// and what the partition's last commit says of it (completions.go): a message it says is
+// finished (priorSkip) is finished at once.
+func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, priorVerdict) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if offset <= t.lastRead {
+		return 0, priorAgain
+	}
+	t.lastRead = offset
 	if t.tail-t.head == uint64(len(t.offsets)) {
 		t.grow()
 	}
@@ -80,8 +94,17 @@ func (t *partitionTracker) addRecord(offset int64, id recordID) uint64 {
 	t.ids[i] = id
 	t.tail++
 	t.changed = true
-	t.mu.Unlock()
-	return seq
+	if t.prior == nil {
+		return seq, priorRun
+	}
+	v := t.prior.check(offset, id)
+	switch v {
+	case priorSkip:
+		t.finishLocked(seq)
+	case priorDone, priorMismatch:
+		t.prior = nil
+	}
+	return seq, v
 }
 
 // grow doubles the ring, keeping entries at their sequence positions. Called with mu held.
@@ -105,6 +128,11 @@ func (t *partitionTracker) grow() {
 func (t *partitionTracker) finish(seq uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.finishLocked(seq)
+}
+
+// finishLocked is finish with mu held.
+func (t *partitionTracker) finishLocked(seq uint64) bool {
 	if t.closed || seq < t.head || seq >= t.tail {
 		return false
 	}
@@ -117,6 +145,9 @@ func (t *partitionTracker) finish(seq uint64) bool {
 		t.done[t.head&mask] = false
 		t.head++
 		moved = true
+	}
+	if moved {
+		t.lastID = t.ids[(t.head-1)&mask]
 	}
 	if moved && !t.dirty.Swap(true) {
 		t.owner.dirty.Store(true)

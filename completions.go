@@ -37,11 +37,14 @@ type lastCommit struct {
 	valid    bool
 }
 
-// snapshot returns what to commit for the partition: the offset — the oldest unfinished
-// message read, or when none is, the one after the last finished — and, when messages are
-// unfinished, what is finished above it. ok is false when there is nothing to commit: nothing
-// finished yet, the partition revoked, or (unless force) nothing read or finished since the
-// last snapshot.
+// snapshot returns what to commit for the partition: the offset and, in c, the finished
+// messages at and above it; ok is false when there is nothing to commit: nothing finished yet,
+// the partition revoked, or (unless force) nothing read or finished since the last snapshot.
+//
+// The offset is the oldest unfinished message read. When none is: the one after the last
+// finished, with no completions; or, while the last owner's commit still lists finished
+// messages further on (prior), the last finished message itself — the next owner reads it
+// first, to check the commit is about its log, and skips it with the rest.
 func (t *partitionTracker) snapshot(force bool) (offset int64, c *completions, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -49,13 +52,28 @@ func (t *partitionTracker) snapshot(force bool) (offset int64, c *completions, o
 		return 0, nil, false
 	}
 	t.changed = false
-	if t.head == t.tail {
-		return t.next, nil, t.next >= 0
-	}
 	mask := uint64(len(t.offsets) - 1)
-	h := t.head & mask
-	c = &completions{base: t.offsets[h], stamp: t.ids[h].stamp, epoch: t.ids[h].epoch, read: t.offsets[(t.tail-1)&mask]}
-	c.runs = t.runs(c.base)
+	var b runsBuilder
+	switch {
+	case t.head != t.tail:
+		h := t.head & mask
+		c = &completions{base: t.offsets[h], stamp: t.ids[h].stamp, epoch: t.ids[h].epoch, read: t.offsets[(t.tail-1)&mask]}
+		t.appendRing(&b, c.base)
+	case t.next < 0:
+		return 0, nil, false
+	case t.prior == nil:
+		return t.next, nil, true
+	default:
+		c = &completions{base: t.next - 1, stamp: t.lastID.stamp, epoch: t.lastID.epoch, read: t.next - 1}
+		b.add(1, true)
+	}
+	if t.prior != nil {
+		t.prior.appendAfter(&b, c.read)
+	}
+	c.runs = b.end()
+	if t.head == t.tail && len(c.runs) == 2 {
+		return t.next, nil, true // the last commit lists nothing finished after what was read
+	}
 	return c.base, c, true
 }
 
@@ -66,39 +84,51 @@ func (t *partitionTracker) touch() {
 	t.mu.Unlock()
 }
 
-// runs are the alternating lengths of unfinished and finished offsets from base, the oldest
-// unfinished, ending with a finished run. Offsets that were not read (gaps) count as
-// unfinished. The caller holds mu.
-func (t *partitionTracker) runs(base int64) []uint64 {
+// appendRing adds the ring's offsets from base, the oldest unfinished, to b. Offsets that were
+// not read (gaps) count as unfinished. The caller holds mu.
+func (t *partitionTracker) appendRing(b *runsBuilder, base int64) {
 	mask := uint64(len(t.offsets) - 1)
-	var runs []uint64
-	var run uint64
-	finished := false
 	prev := base - 1
 	for s := t.head; s != t.tail; s++ {
 		i := s & mask
-		off, done := t.offsets[i], t.done[i]
-		if gap := uint64(off - prev - 1); gap > 0 {
-			if finished {
-				runs = append(runs, run)
-				run, finished = 0, false
-			}
-			run += gap
-		}
+		off := t.offsets[i]
+		b.add(uint64(off-prev-1), false)
+		b.add(1, t.done[i])
 		prev = off
-		if done != finished {
-			runs = append(runs, run)
-			run, finished = 0, done
-		}
-		run++
 	}
-	if finished {
-		runs = append(runs, run)
+}
+
+// runsBuilder builds the alternating run lengths of a completions from consecutive stretches
+// of offsets, the first one unfinished (a first run of 0 when the first stretch is finished).
+type runsBuilder struct {
+	runs     []uint64
+	run      uint64
+	finished bool
+}
+
+// add appends n offsets, finished or not.
+func (b *runsBuilder) add(n uint64, finished bool) {
+	if n == 0 {
+		return
 	}
-	return runs
+	if finished != b.finished {
+		b.runs = append(b.runs, b.run)
+		b.run, b.finished = 0, finished
+	}
+	b.run += n
+}
+
+// end returns the runs, the trailing unfinished stretch left out.
+func (b *runsBuilder) end() []uint64 {
+	if b.finished {
+		b.runs = append(b.runs, b.run)
+		b.run, b.finished = 0, false
+	}
+	return b.runs
 }
 
 // prior is what the last commit of a partition said, as its next owner reads the partition.
+// Its tracker's mu guards it.
 type prior struct {
 	c        *completions
 	verified bool  // the first message read was the commit's base record
@@ -116,7 +146,22 @@ const (
 	priorSkip                         // finished before: do not run it
 	priorDone                         // run it; nothing further is finished: forget prior
 	priorMismatch                     // run it; the commit is not about this log: forget prior
+	priorAgain                        // read before in this assignment: not recorded, not run
 )
+
+// appendAfter adds to b what the last commit says of the offsets after last (the last one
+// read): the stretches it lists as finished, and the unfinished ones between them.
+func (p *prior) appendAfter(b *runsBuilder, last int64) {
+	runs := p.c.runs
+	start := p.runStart
+	for i := p.run; i < len(runs); i++ {
+		end := start + int64(runs[i])
+		if end > last+1 {
+			b.add(uint64(end-max(start, last+1)), i%2 == 1)
+		}
+		start = end
+	}
+}
 
 // check judges the message read at offset with record id. Offsets grow from one call to the
 // next.

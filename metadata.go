@@ -16,9 +16,9 @@ package zkafka
 //	CRC-32 (IEEE, big endian) of all of the above.
 //
 // Base64, because Apache Kafka reads the metadata as a UTF-8 string: other bytes do not
-// survive it. The runs alternate from base: u0 offsets not finished (base itself is the oldest
-// unfinished message), f0 finished, u1 not finished, … and end with a finished run; offsets
-// past the last run are not finished. Run lengths make the common case tiny (a few slow
+// survive it. The runs alternate from base: u0 offsets not finished (base is the oldest
+// unfinished message; u0 is 0 when base is finished, see completions.go), f0 finished, u1 not
+// finished, … and end with a finished run; offsets past the last run are not finished. Run lengths make the common case tiny (a few slow
 // messages among thousands done) and cost 2 bytes per 2 offsets at worst (alternating).
 //
 // Invariant: decode never panics and returns an error for anything encode did not write;
@@ -240,8 +240,8 @@ func decodeCompletions(md string) (*completions, error) {
 	return c, nil
 }
 
-// decodeRuns reads the run lengths: each at least 1, an even number of them, covering at most
-// maxSpan offsets.
+// decodeRuns reads the run lengths: each at least 1 (the first may be 0: base is finished), an
+// even number of them, covering at most maxSpan offsets.
 func decodeRuns(b []byte, deflated bool) ([]uint64, error) {
 	if deflated {
 		r := flate.NewReader(bytes.NewReader(b))
@@ -257,7 +257,7 @@ func decodeRuns(b []byte, deflated bool) ([]uint64, error) {
 	span := uint64(0)
 	for len(d.b) > 0 && d.err == nil {
 		r := d.uvarint()
-		if r == 0 || r > maxSpan || span+r > maxSpan {
+		if (r == 0 && len(runs) > 0) || r > maxSpan || span+r > maxSpan {
 			return nil, errors.New("run out of range")
 		}
 		span += r

@@ -17,6 +17,7 @@ func TestCompletionsRoundTrip(t *testing.T) {
 		{name: "nothing finished above the base", c: completions{base: 7, stamp: 1700000000000, epoch: 3, read: 7}},
 		{name: "released, a few runs", c: completions{base: 0, stamp: -1, epoch: -1, read: 40, released: true, runs: []uint64{1, 5, 2, 30}}},
 		{name: "large offsets and long runs", c: completions{base: 1 << 50, stamp: 1, epoch: 1<<31 - 1, read: 1<<50 + 1<<30, runs: []uint64{300, 1 << 20, 1, 1}}},
+		{name: "base finished (first run 0)", c: completions{base: 9, read: 9, runs: []uint64{0, 1, 4, 2}}},
 		{name: "suspects", c: completions{base: 100, read: 130, suspects: []suspect{{offset: 100, deaths: 2}, {offset: 120, deaths: 1}}, runs: []uint64{3, 4}}},
 	}
 	for _, tt := range tests {
@@ -155,7 +156,7 @@ func TestTrackerSnapshot(t *testing.T) {
 			pt := newCommitTracker().get("t", 0)
 			seqs := make([]uint64, len(tt.read))
 			for i, off := range tt.read {
-				seqs[i] = pt.addRecord(off, recordID{stamp: 100 + off, epoch: 2})
+				seqs[i], _ = pt.addRecord(off, recordID{stamp: 100 + off, epoch: 2})
 			}
 			for _, i := range tt.finish {
 				pt.finish(seqs[i])
@@ -182,6 +183,78 @@ func TestTrackerSnapshot(t *testing.T) {
 			require.True(t, forced)
 		})
 	}
+}
+
+// TestTrackerSnapshotCarriesTheLastCommit: what the partition's last commit (the prior) says
+// of offsets not read yet goes into the next commit, whether messages are unfinished or not.
+func TestTrackerSnapshotCarriesTheLastCommit(t *testing.T) {
+	prior := func() *prior { // 0 unfinished, 1-2 finished, 3-5 unfinished, 6-9 finished
+		return newPrior(&completions{base: 0, stamp: 100, epoch: 2, read: 9, runs: []uint64{1, 2, 3, 4}})
+	}
+	id := func(off int64) recordID { return recordID{stamp: 100 + off, epoch: 2} }
+	read := func(pt *partitionTracker, offs ...int64) []uint64 {
+		var seqs []uint64
+		for _, off := range offs {
+			seq, _ := pt.addRecord(off, id(off))
+			seqs = append(seqs, seq)
+		}
+		return seqs
+	}
+
+	ct := newCommitTracker()
+	ct.reset("t", 0, prior())
+	pt := ct.get("t", 0)
+	seqs := read(pt, 0, 1, 2, 3)
+	offset, c, ok := pt.snapshot(false)
+	require.True(t, ok)
+	require.Equal(t, int64(0), offset)
+	require.Equal(t, []uint64{1, 2, 3, 4}, c.runs, "0 and 3 unfinished, 1-2 skipped; 4-5 unfinished and 6-9 finished, as the last commit said")
+
+	pt.finish(seqs[0])
+	pt.finish(seqs[3])
+	offset, c, ok = pt.snapshot(false)
+	require.True(t, ok)
+	require.Equal(t, int64(3), offset, "the last finished: the next owner reads it first and skips it")
+	require.Equal(t, recordID{stamp: 103, epoch: 2}, recordID{stamp: c.stamp, epoch: c.epoch})
+	require.Equal(t, []uint64{0, 1, 2, 4}, c.runs)
+
+	seqs = read(pt, 4, 5, 6, 7, 8, 9)
+	pt.finish(seqs[0])
+	pt.finish(seqs[1])
+	offset, c, ok = pt.snapshot(false)
+	require.True(t, ok)
+	require.Equal(t, int64(10), offset, "everything the last commit listed is read: nothing to carry")
+	require.Nil(t, c)
+
+	ct.reset("t", 0, prior())
+	pt = ct.get("t", 0)
+	read(pt, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	require.Nil(t, pt.prior, "past the last commit's runs, nothing more to skip")
+	offset, c, ok = pt.snapshot(false)
+	require.True(t, ok)
+	require.Equal(t, int64(0), offset)
+	require.Equal(t, []uint64{1, 2, 3, 4}, c.runs, "0 and 3-5 unfinished, 1-2 and 6-9 skipped, 10 unfinished")
+}
+
+// TestTrackerDropsMessagesReadAgain: a message at or below the highest offset read in the
+// assignment (librdkafka rewound the partition) is neither recorded nor run.
+func TestTrackerDropsMessagesReadAgain(t *testing.T) {
+	pt := newCommitTracker().get("t", 0)
+	a, v := pt.addRecord(5, recordID{})
+	require.Equal(t, priorRun, v)
+	_, v = pt.addRecord(5, recordID{})
+	require.Equal(t, priorAgain, v)
+	_, v = pt.addRecord(3, recordID{})
+	require.Equal(t, priorAgain, v)
+	b, v := pt.addRecord(6, recordID{})
+	require.Equal(t, priorRun, v)
+	require.Equal(t, a+1, b)
+	pt.finish(a)
+	pt.finish(b)
+	offset, c, ok := pt.snapshot(false)
+	require.True(t, ok)
+	require.Nil(t, c)
+	require.Equal(t, int64(7), offset)
 }
 
 // TestPriorSkipsWhatTheLastCommitFinished reads a partition again after a commit with holes:

@@ -360,9 +360,8 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
 	offset := int64(km.TopicPartition.Offset)
-	id := recordOf(km)
-	seq := trk.addRecord(offset, id)
-	if trk.prior != nil && r.skipFinished(trk, seq, offset, id) {
+	seq, verdict := trk.addRecord(offset, recordOf(km))
+	if verdict != priorRun && r.skipFinished(trk, verdict, offset) {
 		return nil
 	}
 	m := &Message{
@@ -382,23 +381,23 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 	return m
 }
 
-// skipFinished reports whether the message just read at offset (sequence seq, record id) was
-// finished before, as the partition's last commit says (completions.go); if so it is finished
-// at once, without a processor. Only the reader goroutine calls it.
-func (r *KReader) skipFinished(trk *partitionTracker, seq uint64, offset int64, id recordID) bool {
-	switch trk.prior.check(offset, id) {
+// skipFinished reports whether the message just read at offset is not to be run: finished
+// before, as the partition's last commit says (verdict, from the tracker, which has finished
+// it then; counted), or read before in this assignment. It warns about a last commit that is
+// about another log.
+func (r *KReader) skipFinished(trk *partitionTracker, verdict priorVerdict, offset int64) bool {
+	switch verdict {
 	case priorSkip:
-		trk.finish(seq)
 		r.offsets.counts.Load().alreadyFinished.Add(1)
 		return true
-	case priorDone:
-		trk.prior = nil
+	case priorAgain:
+		r.logger.Debugw(context.Background(), "zkafka: message read twice in one assignment; the second is dropped",
+			"group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
+		return true
 	case priorMismatch:
-		trk.prior = nil
 		r.offsets.counts.Load().ignored.Add(1)
 		r.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
 			errMetadataMismatch, "group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
-	case priorRun:
 	}
 	return false
 }
