@@ -21,6 +21,7 @@ package zkafka
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // partitionTracker tracks one assigned partition.
@@ -45,6 +46,18 @@ type partitionTracker struct {
 	// prior is what the partition's last commit said was finished (completions.go); nil:
 	// nothing (left) to skip.
 	prior *prior
+	// suspects are the unfinished messages that were, or are, in a handler when the process
+	// died (poison.go): by offset, the deaths so far, and whether one is in a handler now.
+	suspects map[int64]suspectState
+	// marksSet counts the suspects that entered a handler; marksSnapped is marksSet at the
+	// last snapshot, marksCommitted at the last successful commit (offsetStore.commitMark).
+	marksSet, marksSnapped, marksCommitted uint64
+	// window: the last owner died, or none committed (firstOnly) (poison.go); open from
+	// assignedAt until a periodic commit commitEvery later, or the first commit. recorded is
+	// the highest offset a commit says was read.
+	window, firstOnly bool
+	assignedAt        time.Time
+	recorded          atomic.Int64
 	// committed is the last commit written (completions.go); guarded by offsetStore.commitMu.
 	committed lastCommit
 	// revoking is set when a revoke starts: messages still waiting (delay, breaker, dead
@@ -55,7 +68,7 @@ type partitionTracker struct {
 }
 
 func newPartitionTracker(owner *commitTracker, topic string, partition int32) *partitionTracker {
-	return &partitionTracker{
+	t := &partitionTracker{
 		topic:     topic,
 		partition: partition,
 		offsets:   make([]int64, 64),
@@ -65,6 +78,8 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 		lastRead:  -1,
 		owner:     owner,
 	}
+	t.recorded.Store(-1)
+	return t
 }
 
 // add records a message read at offset, whose record is unknown, and returns its sequence
@@ -76,12 +91,12 @@ func (t *partitionTracker) add(offset int64) uint64 {
 
 // addRecord records the message read at offset, record id, and returns its sequence number
 // and what the partition's last commit says of it (completions.go): a message it says is
-// finished (priorSkip) is finished at once.
-func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, priorVerdict) {
+// finished is finished at once (skip).
+func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, readVerdict) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if offset <= t.lastRead {
-		return 0, priorAgain
+		t.mu.Unlock()
+		return 0, readVerdict{again: true}
 	}
 	t.lastRead = offset
 	if t.tail-t.head == uint64(len(t.offsets)) {
@@ -94,17 +109,33 @@ func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, priorVe
 	t.ids[i] = id
 	t.tail++
 	t.changed = true
-	if t.prior == nil {
-		return seq, priorRun
+	if t.prior == nil && !t.window {
+		t.mu.Unlock()
+		return seq, readVerdict{}
 	}
-	v := t.prior.check(offset, id)
-	switch v {
-	case priorSkip:
+	v := t.judge(seq, offset, id)
+	t.mu.Unlock()
+	return seq, v
+}
+
+// judge is what the partition's last commit (prior) and its window say of the message just
+// recorded at seq. The caller holds mu.
+func (t *partitionTracker) judge(seq uint64, offset int64, id recordID) readVerdict {
+	if t.prior == nil {
+		return readVerdict{unrecorded: t.window}
+	}
+	v, last := t.prior.check(offset, id)
+	v.unrecorded = t.window && !v.skip
+	switch {
+	case v.skip:
 		t.finishLocked(seq)
-	case priorDone, priorMismatch:
+	case v.deaths > 0:
+		t.suspect(offset, v.deaths, false)
+	}
+	if last {
 		t.prior = nil
 	}
-	return seq, v
+	return v
 }
 
 // grow doubles the ring, keeping entries at their sequence positions. Called with mu held.
@@ -148,6 +179,9 @@ func (t *partitionTracker) finishLocked(seq uint64) bool {
 	}
 	if moved {
 		t.lastID = t.ids[(t.head-1)&mask]
+	}
+	if len(t.suspects) > 0 {
+		delete(t.suspects, t.offsets[seq&mask])
 	}
 	if moved && !t.dirty.Swap(true) {
 		t.owner.dirty.Store(true)
@@ -222,8 +256,8 @@ func (c *commitTracker) get(topic string, partition int32) *partitionTracker {
 }
 
 // reset replaces the tracker of a partition with a fresh one (the partition was assigned),
-// which skips what prior says is finished (nil: nothing).
-func (c *commitTracker) reset(topic string, partition int32, prior *prior) {
+// which skips what the last commit says is finished (h).
+func (c *commitTracker) reset(topic string, partition int32, h handover) {
 	k := tpKey{topic, partition}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -231,7 +265,10 @@ func (c *commitTracker) reset(topic string, partition int32, prior *prior) {
 		old.close()
 	}
 	t := newPartitionTracker(c, topic, partition)
-	t.prior = prior
+	t.prior = h.prior
+	if h.window {
+		t.window, t.firstOnly, t.assignedAt = true, h.firstOnly, time.Now()
+	}
 	c.byTP[k] = t
 }
 

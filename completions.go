@@ -38,20 +38,22 @@ type lastCommit struct {
 }
 
 // snapshot returns what to commit for the partition: the offset and, in c, the finished
-// messages at and above it; ok is false when there is nothing to commit: nothing finished yet,
-// the partition revoked, or (unless force) nothing read or finished since the last snapshot.
+// messages at and above it, and the suspects (poison.go); ok is false when there is nothing
+// to commit: nothing finished yet, the partition revoked, or (unless released: the commit lets
+// the partition go) nothing read or finished since the last snapshot.
 //
 // The offset is the oldest unfinished message read. When none is: the one after the last
 // finished, with no completions; or, while the last owner's commit still lists finished
 // messages further on (prior), the last finished message itself — the next owner reads it
 // first, to check the commit is about its log, and skips it with the rest.
-func (t *partitionTracker) snapshot(force bool) (offset int64, c *completions, ok bool) {
+func (t *partitionTracker) snapshot(released bool) (offset int64, c *completions, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || (!t.changed && !force) {
+	if t.closed || (!t.changed && !released) {
 		return 0, nil, false
 	}
 	t.changed = false
+	t.marksSnapped = t.marksSet
 	mask := uint64(len(t.offsets) - 1)
 	var b runsBuilder
 	switch {
@@ -67,12 +69,15 @@ func (t *partitionTracker) snapshot(force bool) (offset int64, c *completions, o
 		c = &completions{base: t.next - 1, stamp: t.lastID.stamp, epoch: t.lastID.epoch, read: t.next - 1}
 		b.add(1, true)
 	}
+	c.released = released
+	c.suspects = t.suspectList(released)
 	if t.prior != nil {
 		t.prior.appendAfter(&b, c.read)
+		c.suspects = t.prior.suspectsAfter(c.suspects, c.read)
 	}
 	c.runs = b.end()
-	if t.head == t.tail && len(c.runs) == 2 {
-		return t.next, nil, true // the last commit lists nothing finished after what was read
+	if t.head == t.tail && len(c.runs) == 2 && len(c.suspects) == 0 {
+		return t.next, nil, true // the last commit says nothing of what was not read
 	}
 	return c.base, c, true
 }
@@ -131,23 +136,66 @@ func (b *runsBuilder) end() []uint64 {
 // Its tracker's mu guards it.
 type prior struct {
 	c        *completions
-	verified bool  // the first message read was the commit's base record
-	run      int   // index in c.runs of the run that starts at runStart
-	runStart int64 // first offset of that run
+	verified bool             // the first message read was the commit's base record
+	run      int              // index in c.runs of the run that starts at runStart
+	runStart int64            // first offset of that run
+	deaths   map[int64]uint32 // the commit's suspects (poison.go)
+	until    int64            // the last offset the commit says anything about
 }
 
-func newPrior(c *completions) *prior { return &prior{c: c, runStart: c.base} }
+func newPrior(c *completions) *prior {
+	p := &prior{c: c, runStart: c.base, until: c.base - 1}
+	for _, r := range c.runs {
+		p.until += int64(r)
+	}
+	if !c.released {
+		p.until = max(p.until, c.read) // any of those may have been in a handler (poison.go)
+	}
+	for _, s := range c.suspects {
+		if p.deaths == nil {
+			p.deaths = make(map[int64]uint32, len(c.suspects))
+		}
+		p.deaths[s.offset] = s.deaths
+		p.until = max(p.until, s.offset)
+	}
+	return p
+}
 
-// priorVerdict is what to do with a message read, by its partition's prior.
-type priorVerdict int
+// readVerdict is what the partition's tracker says of a message read.
+type readVerdict struct {
+	skip     bool // finished before (the tracker finished it): do not run it
+	again    bool // read before in this assignment: not recorded, not run
+	mismatch bool // the last commit is not about this log: it is ignored
+	// careful: the message may have been in a handler when the process died (poison.go);
+	// deaths is how often, in a row, the last commits said it was.
+	careful bool
+	deaths  uint32
+	// unrecorded: the message runs only once a commit says it was read (poison.go).
+	unrecorded bool
+}
 
-const (
-	priorRun      priorVerdict = iota // run it
-	priorSkip                         // finished before: do not run it
-	priorDone                         // run it; nothing further is finished: forget prior
-	priorMismatch                     // run it; the commit is not about this log: forget prior
-	priorAgain                        // read before in this assignment: not recorded, not run
-)
+// check judges the message read at offset with record id; last reports that the commit says
+// nothing of later offsets. Offsets grow from one call to the next.
+func (p *prior) check(offset int64, id recordID) (v readVerdict, last bool) {
+	if !p.verified {
+		if offset != p.c.base || id != (recordID{stamp: p.c.stamp, epoch: p.c.epoch}) {
+			return readVerdict{mismatch: true}, true
+		}
+		p.verified = true
+	}
+	runs := p.c.runs
+	for p.run < len(runs) && offset-p.runStart >= int64(runs[p.run]) {
+		p.runStart += int64(runs[p.run])
+		p.run++
+	}
+	if p.run < len(runs) && p.run%2 == 1 {
+		v.skip = true
+	} else {
+		v.deaths = p.deaths[offset]
+		v.careful = v.deaths > 0 || (!p.c.released && offset <= p.c.read)
+	}
+	return v, offset >= p.until
+}
 
 // appendAfter adds to b what the last commit says of the offsets after last (the last one
 // read): the stretches it lists as finished, and the unfinished ones between them.
@@ -163,25 +211,12 @@ func (p *prior) appendAfter(b *runsBuilder, last int64) {
 	}
 }
 
-// check judges the message read at offset with record id. Offsets grow from one call to the
-// next.
-func (p *prior) check(offset int64, id recordID) priorVerdict {
-	if !p.verified {
-		if offset != p.c.base || id != (recordID{stamp: p.c.stamp, epoch: p.c.epoch}) {
-			return priorMismatch
+// suspectsAfter appends the commit's suspects after last (the last offset read).
+func (p *prior) suspectsAfter(out []suspect, last int64) []suspect {
+	for _, s := range p.c.suspects {
+		if s.offset > last {
+			out = append(out, s)
 		}
-		p.verified = true
 	}
-	runs := p.c.runs
-	for p.run < len(runs) && offset-p.runStart >= int64(runs[p.run]) {
-		p.runStart += int64(runs[p.run])
-		p.run++
-	}
-	switch {
-	case p.run == len(runs):
-		return priorDone
-	case p.run%2 == 1:
-		return priorSkip
-	}
-	return priorRun
+	return out
 }

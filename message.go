@@ -57,6 +57,11 @@ type Message struct {
 	retries int32
 	// taken is set while the message, taken from its virtual partition's parking, runs.
 	taken bool
+	// Set by KReader (poison.go): the message may have been in a handler when the process
+	// died (careful), deaths times in a row; poison: that is PoisonPillAfter times;
+	// unrecorded: it runs once a commit says it was read.
+	careful, poison, unrecorded bool
+	deaths                      uint32
 }
 
 // Response is what a write returns: where the broker stored the record.

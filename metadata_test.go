@@ -202,7 +202,7 @@ func TestTrackerSnapshotCarriesTheLastCommit(t *testing.T) {
 	}
 
 	ct := newCommitTracker()
-	ct.reset("t", 0, prior())
+	ct.reset("t", 0, handover{prior: prior()})
 	pt := ct.get("t", 0)
 	seqs := read(pt, 0, 1, 2, 3)
 	offset, c, ok := pt.snapshot(false)
@@ -226,7 +226,7 @@ func TestTrackerSnapshotCarriesTheLastCommit(t *testing.T) {
 	require.Equal(t, int64(10), offset, "everything the last commit listed is read: nothing to carry")
 	require.Nil(t, c)
 
-	ct.reset("t", 0, prior())
+	ct.reset("t", 0, handover{prior: prior()})
 	pt = ct.get("t", 0)
 	read(pt, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 	require.Nil(t, pt.prior, "past the last commit's runs, nothing more to skip")
@@ -241,13 +241,13 @@ func TestTrackerSnapshotCarriesTheLastCommit(t *testing.T) {
 func TestTrackerDropsMessagesReadAgain(t *testing.T) {
 	pt := newCommitTracker().get("t", 0)
 	a, v := pt.addRecord(5, recordID{})
-	require.Equal(t, priorRun, v)
+	require.Equal(t, readVerdict{}, v)
 	_, v = pt.addRecord(5, recordID{})
-	require.Equal(t, priorAgain, v)
+	require.Equal(t, readVerdict{again: true}, v)
 	_, v = pt.addRecord(3, recordID{})
-	require.Equal(t, priorAgain, v)
+	require.Equal(t, readVerdict{again: true}, v)
 	b, v := pt.addRecord(6, recordID{})
-	require.Equal(t, priorRun, v)
+	require.Equal(t, readVerdict{}, v)
 	require.Equal(t, a+1, b)
 	pt.finish(a)
 	pt.finish(b)
@@ -261,17 +261,69 @@ func TestTrackerDropsMessagesReadAgain(t *testing.T) {
 // the finished messages are skipped, the rest run; a first record that is not the commit's
 // base makes the whole metadata be ignored.
 func TestPriorSkipsWhatTheLastCommitFinished(t *testing.T) {
-	c := &completions{base: 11, stamp: 111, epoch: 2, read: 15, runs: []uint64{1, 2, 1, 1}} // 12, 13, 15 finished
+	c := &completions{base: 11, stamp: 111, epoch: 2, read: 15, released: true, runs: []uint64{1, 2, 1, 1}} // 12, 13, 15 finished
 	p := newPrior(c)
-	var got []priorVerdict
-	for _, off := range []int64{11, 12, 13, 14, 15, 16, 17} {
-		got = append(got, p.check(off, recordID{stamp: 100 + off, epoch: 2}))
+	type got struct {
+		skip, last bool
 	}
-	require.Equal(t, []priorVerdict{priorRun, priorSkip, priorSkip, priorRun, priorSkip, priorDone, priorDone}, got)
+	var gots []got
+	for _, off := range []int64{11, 12, 13, 14, 15} {
+		v, last := p.check(off, recordID{stamp: 100 + off, epoch: 2})
+		require.False(t, v.careful, "released: nobody died")
+		gots = append(gots, got{v.skip, last})
+	}
+	require.Equal(t, []got{{false, false}, {true, false}, {true, false}, {false, false}, {true, true}}, gots)
 
-	require.Equal(t, priorMismatch, newPrior(c).check(11, recordID{stamp: 999, epoch: 2}), "another record at the base offset")
-	require.Equal(t, priorMismatch, newPrior(c).check(11, recordID{stamp: 111, epoch: 0}), "another leader epoch")
-	require.Equal(t, priorMismatch, newPrior(c).check(12, recordID{stamp: 112, epoch: 2}), "the base record is gone")
+	for _, tt := range []struct {
+		name   string
+		offset int64
+		id     recordID
+	}{
+		{name: "another record at the base offset", offset: 11, id: recordID{stamp: 999, epoch: 2}},
+		{name: "another leader epoch", offset: 11, id: recordID{stamp: 111, epoch: 0}},
+		{name: "the base record is gone", offset: 12, id: recordID{stamp: 112, epoch: 2}},
+	} {
+		v, last := newPrior(c).check(tt.offset, tt.id)
+		require.Equal(t, readVerdict{mismatch: true}, v, tt.name)
+		require.True(t, last, tt.name)
+	}
+}
+
+// TestPriorSuspects: after an owner died (its last commit not released), every unfinished
+// message up to the highest offset it read is suspect, and those the commit names carry
+// their deaths; after a release only those named are.
+func TestPriorSuspects(t *testing.T) {
+	c := completions{base: 10, stamp: 110, epoch: 1, read: 14, runs: []uint64{1, 1}, suspects: []suspect{{offset: 12, deaths: 2}, {offset: 20, deaths: 1}}}
+	id := func(off int64) recordID { return recordID{stamp: 100 + off, epoch: 1} }
+	type got struct {
+		v    readVerdict
+		last bool
+	}
+	check := func(c completions, offs ...int64) []got {
+		p := newPrior(&c)
+		var out []got
+		for _, off := range offs {
+			v, last := p.check(off, id(off))
+			out = append(out, got{v, last})
+		}
+		return out
+	}
+	require.Equal(t, []got{
+		{readVerdict{careful: true}, false},
+		{readVerdict{skip: true}, false},
+		{readVerdict{careful: true, deaths: 2}, false},
+		{readVerdict{careful: true}, false},
+		{readVerdict{}, false},
+		{readVerdict{careful: true, deaths: 1}, true},
+	}, check(c, 10, 11, 12, 14, 15, 20))
+	c.released = true
+	require.Equal(t, []got{
+		{readVerdict{}, false},
+		{readVerdict{skip: true}, false},
+		{readVerdict{careful: true, deaths: 2}, false},
+		{readVerdict{}, false},
+		{readVerdict{careful: true, deaths: 1}, true},
+	}, check(c, 10, 11, 12, 14, 20))
 }
 
 // FuzzDecodeCompletions feeds arbitrary metadata to the decoder: it never panics, and what it
@@ -345,4 +397,30 @@ func FuzzCompletionsRoundTrip(f *testing.F) {
 			require.Len(t, got.runs, len(runs))
 		}
 	})
+}
+
+// TestTrackerSuspectsInCommits: a suspect in a handler counts one death more in a periodic
+// commit (the process may die now), not in one that lets the partition go; one that finishes
+// is forgotten.
+func TestTrackerSuspectsInCommits(t *testing.T) {
+	pt := newCommitTracker().get("t", 0)
+	a, _ := pt.addRecord(0, recordID{})
+	b, _ := pt.addRecord(1, recordID{})
+	pt.mu.Lock()
+	pt.suspect(0, 2, true)  // in a handler, died twice before
+	pt.suspect(1, 0, true)  // in a handler, never died
+	pt.suspect(7, 1, false) // read, waiting
+	pt.mu.Unlock()
+	_, c, ok := pt.snapshot(false)
+	require.True(t, ok)
+	require.Equal(t, []suspect{{0, 3}, {1, 1}, {7, 1}}, c.suspects)
+	_, c, ok = pt.snapshot(true)
+	require.True(t, ok)
+	require.Equal(t, []suspect{{0, 2}, {7, 1}}, c.suspects, "released: nobody died")
+	pt.finish(b)
+	_, c, _ = pt.snapshot(false)
+	require.Equal(t, []suspect{{0, 3}, {7, 1}}, c.suspects)
+	pt.finish(a)
+	_, c, _ = pt.snapshot(false)
+	require.Nil(t, c, "nothing unfinished: offset 2 and no metadata")
 }

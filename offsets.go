@@ -70,6 +70,10 @@ func (o *offsetStore) flush(now time.Time) {
 	o.lastCommit = now
 	if err := o.commitFinished(nil, false); err != nil {
 		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
+		return
+	}
+	for _, t := range o.tracker.trackers(nil) {
+		t.closeWindow(now, o.every)
 	}
 }
 
@@ -115,20 +119,54 @@ func (o *offsetStore) commitFinished(keep func(tpKey) bool, released bool) error
 	}
 }
 
+// commitMark commits the partition keep accepts, tracked by t, unless a commit since mark (a
+// count of t's suspect marks) covers it.
+func (o *offsetStore) commitMark(t *partitionTracker, mark uint64, keep func(tpKey) bool) error {
+	if o.committer == nil {
+		return nil
+	}
+	o.commitMu.Lock()
+	defer o.commitMu.Unlock()
+	if t.marksCommitted >= mark {
+		return nil
+	}
+	_, err := o.commitSnapshots(keep, false)
+	return err
+}
+
+// commitRead commits the partition keep accepts, tracked by t, unless a commit already says
+// offset was read.
+func (o *offsetStore) commitRead(t *partitionTracker, offset int64, keep func(tpKey) bool) error {
+	if o.committer == nil {
+		return nil
+	}
+	o.commitMu.Lock()
+	defer o.commitMu.Unlock()
+	if t.recorded.Load() >= offset {
+		return nil
+	}
+	_, err := o.commitSnapshots(keep, false)
+	return err
+}
+
 // commitSnapshots is commitFinished with commitMu held. tooLarge reports that the broker
 // refused a metadata as too large.
 func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (tooLarge bool, err error) {
 	var tps []kafka.TopicPartition
 	var trks []*partitionTracker
 	var next []lastCommit
+	var reads []int64
 	for _, t := range o.tracker.trackers(keep) {
 		offset, c, ok := t.snapshot(released)
 		if !ok {
 			continue
 		}
+		read := offset - 1
+		if c != nil {
+			read = c.read
+		}
 		md := ""
 		if c != nil && o.limit > 0 {
-			c.released = released
 			var truncated bool
 			if md, truncated = c.encode(o.limit); truncated {
 				o.truncated(t)
@@ -136,11 +174,13 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		}
 		last := lastCommit{offset: offset, md: md, released: released, valid: true}
 		if last == t.committed {
+			t.marksCommitted = t.marksSnapped
+			t.recorded.Store(read)
 			continue
 		}
 		topic := t.topic
 		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: t.partition, Offset: kafka.Offset(offset), Metadata: &md})
-		trks, next = append(trks, t), append(next, last)
+		trks, next, reads = append(trks, t), append(next, last), append(reads, read)
 	}
 	if len(tps) == 0 {
 		return false, nil
@@ -160,6 +200,9 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 			continue
 		}
 		t.committed = next[i]
+		t.marksCommitted = t.marksSnapped
+		t.recorded.Store(reads[i])
+		t.committedOnce()
 	}
 	if err == nil {
 		o.counts.Load().commits.Add(1)
@@ -197,10 +240,20 @@ func benignCommitError(err error) bool {
 	return isCode(err, kafka.ErrNoOffset) || isCode(err, kafka.ErrState)
 }
 
+// handover is what an assignment learns of a partition's last commit.
+type handover struct {
+	prior *prior // what it says is finished and suspect; nil: nothing
+	// window: the last owner died (its last commit was not released), so until this owner's
+	// first periodic commit a message runs only once a commit says it was read; or nobody
+	// ever committed (firstOnly), so the messages read before this owner's first commit
+	// wait for it (poison.go).
+	window, firstOnly bool
+}
+
 // priors reads the committed offsets of newly assigned partitions and, from their metadata,
 // what is finished above them. Metadata of another writer, or whose offset is not the
 // committed one, is ignored with a warning (rate-limited).
-func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]*prior {
+func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]handover {
 	if o.committer == nil || len(parts) == 0 {
 		return nil
 	}
@@ -210,8 +263,12 @@ func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]*prior {
 		o.logger.Warnw(ctx, "zkafka: reading committed offsets failed; messages finished by the last owner may run again", "group", o.groupID, "error", err)
 		return nil
 	}
-	out := make(map[tpKey]*prior, len(got))
+	out := make(map[tpKey]handover, len(got))
 	for _, tp := range got {
+		k := tpKey{topicName(tp), tp.Partition}
+		if tp.Error == nil && tp.Offset < 0 {
+			out[k] = handover{window: true, firstOnly: true}
+		}
 		if tp.Error != nil || tp.Metadata == nil || *tp.Metadata == "" || tp.Offset < 0 {
 			continue
 		}
@@ -225,7 +282,7 @@ func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]*prior {
 				"group", o.groupID, "topic", topicName(tp), "partition", tp.Partition)
 			continue
 		}
-		out[tpKey{topicName(tp), tp.Partition}] = newPrior(c)
+		out[k] = handover{prior: newPrior(c), window: !c.released}
 	}
 	return out
 }

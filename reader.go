@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -162,6 +163,8 @@ type KReader struct {
 	offsets  *offsetStore // hands finished offsets to librdkafka (offsets.go)
 	owned    *rebalancer  // the partitions it owns and their pause (rebalance.go)
 	failures *failureLog  // the consumer's repeating errors, rate-limited
+	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
+	poisonAfter atomic.Uint32
 
 	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
 	closed     bool
@@ -360,8 +363,8 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
 	offset := int64(km.TopicPartition.Offset)
-	seq, verdict := trk.addRecord(offset, recordOf(km))
-	if verdict != priorRun && r.skipFinished(trk, verdict, offset) {
+	seq, v := trk.addRecord(offset, recordOf(km))
+	if (v.skip || v.again || v.mismatch) && r.skipFinished(trk, v, offset) {
 		return nil
 	}
 	m := &Message{
@@ -378,6 +381,9 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		trk:       trk,
 		seq:       seq,
 	}
+	if v.careful || v.unrecorded {
+		suspectMessage(m, v, r.poisonAfter.Load())
+	}
 	return m
 }
 
@@ -385,16 +391,16 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 // before, as the partition's last commit says (verdict, from the tracker, which has finished
 // it then; counted), or read before in this assignment. It warns about a last commit that is
 // about another log.
-func (r *KReader) skipFinished(trk *partitionTracker, verdict priorVerdict, offset int64) bool {
-	switch verdict {
-	case priorSkip:
+func (r *KReader) skipFinished(trk *partitionTracker, v readVerdict, offset int64) bool {
+	switch {
+	case v.skip:
 		r.offsets.counts.Load().alreadyFinished.Add(1)
 		return true
-	case priorAgain:
+	case v.again:
 		r.logger.Debugw(context.Background(), "zkafka: message read twice in one assignment; the second is dropped",
 			"group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
 		return true
-	case priorMismatch:
+	case v.mismatch:
 		r.offsets.counts.Load().ignored.Add(1)
 		r.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
 			errMetadataMismatch, "group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
@@ -432,6 +438,13 @@ func (r *KReader) commit() error {
 		return errReaderClosed
 	}
 	return r.offsets.commit(nil)
+}
+
+// whileOpen runs f, unless the reader is closed (false), holding the handle: Close waits.
+func (r *KReader) whileOpen(f func() bool) bool {
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	return !r.closed && f()
 }
 
 // countInto makes the reader count its commits into c (a Work's counters).

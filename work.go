@@ -56,6 +56,8 @@ type Work struct {
 
 	retry *RetryPolicy // WithRetry, defaults filled in; nil: no retries
 
+	poisonAfter uint32 // PoisonPillAfter; 0: off
+
 	running   atomic.Bool
 	abandoned atomic.Int64
 	// reader is a Reader that is not the library's own, kept from one Run to the next as
@@ -269,6 +271,7 @@ func (rs *runState) useReader(reader Reader) {
 	rs.kr = kr
 	rs.group = kr.groupID
 	kr.countInto(&rs.w.commits)
+	kr.poisonAfter.Store(rs.w.poisonAfter)
 	if rs.loop != nil { // a reader that arrived after start
 		kr.setListener(rs.loop)
 	}
@@ -316,6 +319,7 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 		handler:   w.processor,
 		gate:      gate,
 		abandoned: &w.abandoned,
+		suspects:  newSuspicion(rs, int(w.speedup)),
 		timeout:   w.topicConfig.processTimeout(),
 		delay:     w.topicConfig.processDelay(),
 	}

@@ -125,7 +125,11 @@ func (c *memConsumer) CommitOffsets(o []kafka.TopicPartition) ([]kafka.TopicPart
 	return o, nil
 }
 func (c *memConsumer) Committed(p []kafka.TopicPartition, _ int) ([]kafka.TopicPartition, error) {
-	return p, nil
+	out := append([]kafka.TopicPartition(nil), p...)
+	for i := range out {
+		out[i].Offset = kafka.OffsetInvalid // nothing committed yet
+	}
+	return out, nil
 }
 func (c *memConsumer) Commit() ([]kafka.TopicPartition, error)     { return nil, nil }
 func (c *memConsumer) Assign([]kafka.TopicPartition) error         { return nil }

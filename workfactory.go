@@ -113,6 +113,7 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 		cbAfter:     defaultCircuitBreakAfter,
 		cbFor:       defaultCircuitBreakFor,
 		maxBytes:    defaultMaxInFlightBytes,
+		poisonAfter: defaultPoisonPillAfter,
 	}
 	if w.logger == nil {
 		w.logger = NoopLogger{}
