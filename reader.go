@@ -279,7 +279,7 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 	}
 	ms := int(timeout / time.Millisecond)
 	for range maxSkipsPerPoll {
-		m, err, skipped := r.event(r.poller.Poll(ms))
+		m, skipped, err := r.event(r.poller.Poll(ms))
 		if !skipped {
 			return m, err
 		}
@@ -293,21 +293,21 @@ const maxSkipsPerPoll = 1024
 
 // event turns what Poll returned into a message, a fatal error, or nothing; skipped reports a
 // message that was finished before (skipFinished).
-func (r *KReader) event(ev kafka.Event) (m *Message, err error, skipped bool) {
+func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 	switch e := ev.(type) {
 	case nil:
-		return nil, nil, false
+		return nil, false, nil
 	case *kafka.Message:
 		if e.TopicPartition.Error != nil {
 			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error",
 				"topic", topicName(e.TopicPartition), "partition", e.TopicPartition.Partition, "error", e.TopicPartition.Error)
-			return nil, nil, false
+			return nil, false, nil
 		}
 		m = r.newMessage(e)
-		return m, nil, m == nil
+		return m, m == nil, nil
 	case kafka.Error:
 		if e.IsFatal() {
-			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", e), false
+			return nil, false, fmt.Errorf("zkafka: fatal consumer error: %w", e)
 		}
 		if brokerFailure(e) {
 			r.failures.errorf(context.Background(), "zkafka: consumer cannot use the brokers; it keeps trying", e, "group", r.groupID, "topics", r.tc.topics())
@@ -315,7 +315,7 @@ func (r *KReader) event(ev kafka.Event) (m *Message, err error, skipped bool) {
 			r.failures.warnf(context.Background(), "zkafka: consumer error", e, "group", r.groupID)
 		}
 	}
-	return nil, nil, false
+	return nil, false, nil
 }
 
 // readMessage is poll in the degraded mode (a consumer without Poll): ReadMessage, unless the
