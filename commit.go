@@ -13,6 +13,10 @@ package zkafka
 // amortised per message and no allocation once the ring has grown to the number of unfinished
 // messages. Gaps in offsets (compaction, transaction markers) need no care: only offsets that
 // were read are in the ring.
+//
+// The ring also says which messages above the oldest unfinished one are finished: a commit
+// carries them in its metadata (completions.go, metadata.go), so that they are not run again
+// by the partition's next owner; prior holds what the last commit said, for skipping.
 
 import (
 	"sync"
@@ -26,24 +30,47 @@ type partitionTracker struct {
 	partition int32
 
 	mu      sync.Mutex
-	offsets []int64 // ring of offsets read, len is a power of two
-	done    []bool  // finished flags, parallel to offsets
-	head    uint64  // sequence number of the oldest unfinished entry
-	tail    uint64  // sequence number the next read message gets
-	next    int64   // offset to store: last popped + 1; -1 while nothing popped
-	closed  bool    // revoked: further completions are ignored
+	offsets []int64    // ring of offsets read, len is a power of two
+	done    []bool     // finished flags, parallel to offsets
+	ids     []recordID // what identifies each record, parallel to offsets
+	head    uint64     // sequence number of the oldest unfinished entry
+	tail    uint64     // sequence number the next read message gets
+	next    int64      // offset to store: last popped + 1; -1 while nothing popped
+	lastID  recordID   // the record of the last popped entry, at offset next - 1
+	closed  bool       // revoked: further completions are ignored
+	// lastRead is the highest offset read. librdkafka, seldom, delivers a partition's
+	// messages again from an earlier offset after a pause (seen after an assignment without
+	// a committed offset): those are not recorded twice (priorAgain).
+	lastRead int64
+	changed  bool // read or finished since the last snapshot (completions.go)
+	// prior is what the partition's last commit said was finished (completions.go); nil:
+	// nothing (left) to skip.
+	prior *prior
+	// suspects are the unfinished messages that were, or are, in a handler when the process
+	// died (poison.go): by offset, the deaths so far, and whether one is in a handler now.
+	suspects map[int64]suspectState
+	// marksSet counts the suspects that entered a handler; marksSnapped is marksSet at the
+	// last snapshot, marksCommitted at the last successful commit (offsetStore.commitMark).
+	marksSet, marksSnapped, marksCommitted uint64
+	// window: the last owner died, or none committed (firstOnly) (poison.go); open from
+	// assignedAt until a periodic commit commitEvery later, or the first commit. recorded is
+	// the highest offset a commit says was read.
+	window, firstOnly bool
+	assignedAt        time.Time // when the tracker was made: the partition assigned
+	recorded          atomic.Int64
+	// committed is the last commit written (completions.go); guarded by offsetStore.commitMu.
+	committed lastCommit
 	// revoking is set when a revoke starts: messages still waiting (delay, breaker, dead
 	// letter backoff) let go instead of waiting on.
 	revoking atomic.Bool
 	dirty    atomic.Bool
 	owner    *commitTracker
 
-	// For Work.Status: when the partition was assigned (the tracker made), when take last
-	// handed on a moved offset (under mu), and the last offset a commit of it set (-1: none
-	// seen since the assignment).
-	assignedAt time.Time
-	movedAt    time.Time
-	committed  atomic.Int64
+	// For Work.Status (with assignedAt, when the tracker was made): when take last handed on
+	// a moved offset (under mu), and the last offset a commit of it set (-1: none seen since
+	// the assignment).
+	movedAt time.Time
+	acked   atomic.Int64
 }
 
 func newPartitionTracker(owner *commitTracker, topic string, partition int32) *partitionTracker {
@@ -52,17 +79,34 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 		partition:  partition,
 		offsets:    make([]int64, 64),
 		done:       make([]bool, 64),
+		ids:        make([]recordID, 64),
 		next:       -1,
+		lastRead:   -1,
 		owner:      owner,
 		assignedAt: time.Now(),
 	}
-	t.committed.Store(-1)
+	t.acked.Store(-1)
+	t.recorded.Store(-1)
 	return t
 }
 
-// add records a message read at offset and returns its sequence number.
+// add records a message read at offset, whose record is unknown, and returns its sequence
+// number.
 func (t *partitionTracker) add(offset int64) uint64 {
+	seq, _ := t.addRecord(offset, recordID{epoch: -1})
+	return seq
+}
+
+// addRecord records the message read at offset, record id, and returns its sequence number
+// and what the partition's last commit says of it (completions.go): a message it says is
+// finished is finished at once (skip).
+func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, readVerdict) {
 	t.mu.Lock()
+	if offset <= t.lastRead {
+		t.mu.Unlock()
+		return 0, readVerdict{again: true}
+	}
+	t.lastRead = offset
 	if t.tail-t.head == uint64(len(t.offsets)) {
 		t.grow()
 	}
@@ -70,9 +114,36 @@ func (t *partitionTracker) add(offset int64) uint64 {
 	i := seq & uint64(len(t.offsets)-1)
 	t.offsets[i] = offset
 	t.done[i] = false
+	t.ids[i] = id
 	t.tail++
+	t.changed = true
+	if t.prior == nil && !t.window {
+		t.mu.Unlock()
+		return seq, readVerdict{}
+	}
+	v := t.judge(seq, offset, id)
 	t.mu.Unlock()
-	return seq
+	return seq, v
+}
+
+// judge is what the partition's last commit (prior) and its window say of the message just
+// recorded at seq. The caller holds mu.
+func (t *partitionTracker) judge(seq uint64, offset int64, id recordID) readVerdict {
+	if t.prior == nil {
+		return readVerdict{unrecorded: t.window}
+	}
+	v, last := t.prior.check(offset, id)
+	v.unrecorded = t.window && !v.skip
+	switch {
+	case v.skip:
+		t.finishLocked(seq)
+	case v.deaths > 0:
+		t.suspect(offset, v.deaths, false)
+	}
+	if last {
+		t.prior = nil
+	}
+	return v
 }
 
 // grow doubles the ring, keeping entries at their sequence positions. Called with mu held.
@@ -80,13 +151,15 @@ func (t *partitionTracker) grow() {
 	n := len(t.offsets)
 	offsets := make([]int64, 2*n)
 	done := make([]bool, 2*n)
+	ids := make([]recordID, 2*n)
 	mask := uint64(2*n - 1)
 	old := uint64(n - 1)
 	for s := t.head; s != t.tail; s++ {
 		offsets[s&mask] = t.offsets[s&old]
 		done[s&mask] = t.done[s&old]
+		ids[s&mask] = t.ids[s&old]
 	}
-	t.offsets, t.done = offsets, done
+	t.offsets, t.done, t.ids = offsets, done, ids
 }
 
 // finish marks the message with sequence number seq finished and moves the stored offset if
@@ -94,17 +167,29 @@ func (t *partitionTracker) grow() {
 func (t *partitionTracker) finish(seq uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.finishLocked(seq)
+}
+
+// finishLocked is finish with mu held.
+func (t *partitionTracker) finishLocked(seq uint64) bool {
 	if t.closed || seq < t.head || seq >= t.tail {
 		return false
 	}
 	mask := uint64(len(t.offsets) - 1)
 	t.done[seq&mask] = true
+	t.changed = true
 	moved := false
 	for t.head != t.tail && t.done[t.head&mask] {
 		t.next = t.offsets[t.head&mask] + 1
 		t.done[t.head&mask] = false
 		t.head++
 		moved = true
+	}
+	if moved {
+		t.lastID = t.ids[(t.head-1)&mask]
+	}
+	if len(t.suspects) > 0 {
+		delete(t.suspects, t.offsets[seq&mask])
 	}
 	if moved && !t.dirty.Swap(true) {
 		t.owner.dirty.Store(true)
@@ -138,12 +223,12 @@ type trackerSnapshot struct {
 	assignedAt time.Time
 }
 
-// snapshot reads the tracker under its lock; it counts the unfinished messages, so it costs
-// one step per message read since the oldest unfinished one.
-func (t *partitionTracker) snapshot() trackerSnapshot {
+// statusSnapshot reads the tracker under its lock for Work.Status; it counts the unfinished
+// messages, so it costs one step per message read since the oldest unfinished one.
+func (t *partitionTracker) statusSnapshot() trackerSnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := trackerSnapshot{stored: t.next, oldest: -1, committed: t.committed.Load(), movedAt: t.movedAt, assignedAt: t.assignedAt}
+	s := trackerSnapshot{stored: t.next, oldest: -1, committed: t.acked.Load(), movedAt: t.movedAt, assignedAt: t.assignedAt}
 	mask := uint64(len(t.offsets) - 1)
 	if t.head != t.tail {
 		s.oldest = t.offsets[t.head&mask]
@@ -215,15 +300,21 @@ func (c *commitTracker) lookup(k tpKey) *partitionTracker {
 	return c.byTP[k]
 }
 
-// reset replaces the tracker of a partition with a fresh one (the partition was assigned).
-func (c *commitTracker) reset(topic string, partition int32) {
+// reset replaces the tracker of a partition with a fresh one (the partition was assigned),
+// which skips what the last commit says is finished (h).
+func (c *commitTracker) reset(topic string, partition int32, h handover) {
 	k := tpKey{topic, partition}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.byTP[k]; old != nil {
 		old.close()
 	}
-	c.byTP[k] = newPartitionTracker(c, topic, partition)
+	t := newPartitionTracker(c, topic, partition)
+	t.prior = h.prior
+	if h.window {
+		t.window, t.firstOnly = true, h.firstOnly
+	}
+	c.byTP[k] = t
 }
 
 // markRevoking flags the trackers of partitions about to be revoked.
@@ -246,6 +337,19 @@ func (c *commitTracker) remove(topic string, partition int32) {
 		old.close()
 		delete(c.byTP, k)
 	}
+}
+
+// trackers returns the trackers of the partitions keep accepts (every one when keep is nil).
+func (c *commitTracker) trackers(keep func(tpKey) bool) []*partitionTracker {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*partitionTracker, 0, len(c.byTP))
+	for k, t := range c.byTP {
+		if keep == nil || keep(k) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // storable collects the offsets that moved since the last call, one per partition, filtered

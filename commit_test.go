@@ -87,7 +87,7 @@ func TestCommitTrackerStorableAndReset(t *testing.T) {
 	require.Empty(t, ct.storable(nil))
 
 	seq := a.add(11)
-	ct.reset("t", 0) // assigned again: the old tracker is closed, a fresh one starts
+	ct.reset("t", 0, handover{}) // assigned again: the old tracker is closed, a fresh one starts
 	a.finish(seq)
 	require.Empty(t, ct.storable(nil), "a completion for the old assignment is ignored")
 	require.NotSame(t, a, ct.get("t", 0))

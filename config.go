@@ -84,7 +84,10 @@ type ConsumerTopicConfig struct {
 	Topics []string
 	// BootstrapServers overrides Config.BootstrapServers for this consumer.
 	BootstrapServers []string
-	// AutoCommitIntervalMs is auto.commit.interval.ms (librdkafka default 5000).
+	// AutoCommitIntervalMs is how often a reader commits finished offsets while it reads
+	// (default 1000 ms, commitEvery); it also commits at every revoke, stop and Close. It is
+	// also auto.commit.interval.ms (librdkafka default 5000), which only matters for a
+	// consumer with zkafka v2's methods alone (WithConsumerProvider), committed by librdkafka.
 	AutoCommitIntervalMs *int
 	// AdditionalProps are extra librdkafka keys, applied last. They cannot turn
 	// enable.auto.offset.store back on: the library stores offsets itself, only for messages
@@ -184,6 +187,12 @@ func millis(v *int, def int) time.Duration {
 // readTimeout is how long one poll waits (ReadTimeoutMillis, default 1 s).
 func (c ConsumerTopicConfig) readTimeout() time.Duration {
 	return millis(c.ReadTimeoutMillis, DefaultReadTimeoutMillis)
+}
+
+// commitInterval is how often a reader commits while it reads (AutoCommitIntervalMs, default
+// commitEvery).
+func (c ConsumerTopicConfig) commitInterval() time.Duration {
+	return millis(c.AutoCommitIntervalMs, int(commitEvery/time.Millisecond))
 }
 
 // processTimeout bounds one processor call (ProcessTimeoutMillis, default 60 s).

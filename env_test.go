@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/zkafka-go/zkafka/testhelper"
@@ -97,3 +98,26 @@ var (
 	_ = newEmbeddedEnv
 	_ = (*testEnv).consumeAll
 )
+
+// completions reads what the commits of group on topic say is finished above each committed
+// offset (their metadata), by partition; a partition without a commit or metadata is absent.
+func (e *testEnv) completions(t testing.TB, group, topic string) map[int32]*completions {
+	t.Helper()
+	out := map[int32]*completions{}
+	for p, md := range testhelper.CommittedMetadata(t, e.addr, group, topic) {
+		c, err := decodeCompletions(md)
+		if err == nil {
+			out[p] = c
+		}
+	}
+	return out
+}
+
+// requireNothingCommittedPast fails unless each partition's committed offset (if any) is at
+// most upTo.
+func requireNothingCommittedPast(t testing.TB, committed map[int32]int64, upTo int64, msg string) {
+	t.Helper()
+	for p, off := range committed {
+		require.LessOrEqual(t, off, upTo, "partition %d: %s", p, msg)
+	}
+}

@@ -28,6 +28,10 @@ type FailureCounts struct {
 	// Skipped counts the failed messages marked finished without a dead letter: the Work has no
 	// dead letter topic, or the error is a ProcessError with DisableDLTWrite.
 	Skipped int64 `json:"skipped"`
+	// PoisonPills counts the messages not run again because the process died with them in
+	// the handler PoisonPillAfter times in a row; each is also counted as Permanent and as
+	// DeadLettered or Skipped.
+	PoisonPills int64 `json:"poison_pills"`
 }
 
 // FailureCounts returns the counts of this Work's failed messages, over all its runs.
@@ -38,12 +42,13 @@ func (w *Work) FailureCounts() FailureCounts {
 		Permanent:    c.permanent.Load(),
 		DeadLettered: c.deadLettered.Load(),
 		Skipped:      c.skipped.Load(),
+		PoisonPills:  c.poisonPills.Load(),
 	}
 }
 
 // failureCounters is the live form of FailureCounts.
 type failureCounters struct {
-	retried, permanent, deadLettered, skipped atomic.Int64
+	retried, permanent, deadLettered, skipped, poisonPills atomic.Int64
 }
 
 // failed logs the last failure of m, once, and counts it: toDLT says whether a dead letter is

@@ -1,31 +1,295 @@
 package zkafka
 
-// Handing finished offsets to librdkafka: the commit tracker (commit.go) says which offsets
-// may be stored, this stores them (StoreOffsets) and commits them (Commit) when asked. The
-// KReader (reader.go) stores before polls and at Close, the rebalancer (rebalance.go) stores
-// and commits at a revoke, and a Work's graceful stop commits through KReader.commit.
+// Handing finished offsets to the broker: the commit tracker (commit.go) says which offsets
+// may be committed, this commits them. A consumer that can commit explicit offsets (the
+// library's own, *kafka.Consumer) gets commits with metadata: every commitEvery while it reads
+// (flush), at a revoke and at a stop or Close (commit), each partition's oldest unfinished
+// offset with the finished messages above it in the metadata (completions.go, metadata.go). On
+// assignment, priors reads back what the last commit said. A consumer with only zkafka v2's
+// methods gets v2's way: offsets stored (StoreOffsets) and committed by librdkafka every
+// auto.commit.interval.ms, at a revoke and at a stop (Commit).
 //
-// Invariant: only offsets the tracker returned are stored, so a stored offset never passes a
-// message that is not finished (G1). Callers hold the KReader's handle (not closed), or run in
-// a rebalance callback, whose caller holds it.
+// Invariant: only offsets and completions the tracker returned are committed, so a commit
+// never passes a message that is not finished nor lists one as finished (G1). Commits are
+// serialised (commitMu), so a later commit of a partition never carries older state than an
+// earlier one. Callers hold the KReader's handle (not closed), or run in a rebalance callback,
+// whose caller holds it.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// offsetStore stores and commits the finished offsets of one consumer.
-type offsetStore struct {
-	consumer KafkaConsumer
-	tracker  *commitTracker
-	logger   Logger
-	groupID  string
+// offsetCommitter is what a consumer needs for commits with metadata; *kafka.Consumer has it.
+type offsetCommitter interface {
+	CommitOffsets(offsets []kafka.TopicPartition) ([]kafka.TopicPartition, error)
+	Committed(partitions []kafka.TopicPartition, timeoutMs int) ([]kafka.TopicPartition, error)
 }
 
-// storeFinished stores, for every partition whose finished prefix moved, the offset after it.
+var _ offsetCommitter = (*kafka.Consumer)(nil)
+
+// offsetStore stores and commits the finished offsets of one consumer.
+type offsetStore struct {
+	consumer  KafkaConsumer
+	committer offsetCommitter // nil: v2's way, StoreOffsets and librdkafka's commits
+	tracker   *commitTracker
+	logger    Logger
+	failures  *failureLog
+	groupID   string
+	every     time.Duration // commitEvery, or AutoCommitIntervalMs when set
+	counts    atomic.Pointer[commitCounters]
+
+	commitMu   sync.Mutex // serialises commits
+	lastCommit time.Time  // when flush last committed; the reader goroutine's
+	limit      int        // the longest metadata written: metadataMaxBytes (tests lower it)
+}
+
+func newOffsetStore(consumer KafkaConsumer, tracker *commitTracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
+	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: metadataMaxBytes}
+	o.committer, _ = consumer.(offsetCommitter)
+	o.counts.Store(new(commitCounters))
+	return o
+}
+
+// flush hands finished offsets on: with metadata, a commit when commitEvery has passed since
+// the last; otherwise StoreOffsets. now is the time of the call.
+func (o *offsetStore) flush(now time.Time) {
+	if o.committer == nil {
+		o.storeFinished()
+		return
+	}
+	if now.Sub(o.lastCommit) < o.every {
+		return
+	}
+	o.lastCommit = now
+	if err := o.commitFinished(nil, false); err != nil {
+		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
+		return
+	}
+	for _, t := range o.tracker.trackers(nil) {
+		t.closeWindow(now, o.every)
+	}
+}
+
+// commit commits what is finished in the partitions keep accepts (every one when keep is nil)
+// and says that the partitions are let go of on purpose (a revoke, a stop, Close).
+func (o *offsetStore) commit(keep func(tpKey) bool) error {
+	if o.committer != nil {
+		return o.commitFinished(keep, true)
+	}
+	o.store(o.tracker.storable(keep))
+	return o.commitStored()
+}
+
+// closing commits what is finished before the consumer closes. v2's way, it stores it and
+// librdkafka's Close commits it.
+func (o *offsetStore) closing() {
+	if o.committer == nil {
+		o.storeFinished()
+		return
+	}
+	if err := o.commitFinished(nil, true); err != nil {
+		o.logger.Warnw(context.Background(), "zkafka: committing on close failed", "group", o.groupID, "error", err)
+	}
+}
+
+// commitFinished commits, for each partition keep accepts whose tracker changed since its last
+// commit (each one when released), its snapshot: the offset and the completions above it.
+func (o *offsetStore) commitFinished(keep func(tpKey) bool, released bool) error {
+	o.commitMu.Lock()
+	defer o.commitMu.Unlock()
+	for {
+		tooLarge, err := o.commitSnapshots(keep, released)
+		if !tooLarge || o.limit == 0 {
+			return err
+		}
+		// The broker's offset.metadata.max.bytes is below the default: write less from now
+		// on, down to none, and commit those partitions again at once.
+		if o.limit /= 2; o.limit < len(metadataPrefix)+64 {
+			o.limit = 0
+		}
+		o.failures.warnf(context.Background(), "zkafka: the broker refused the commit metadata as too large; writing less", errMetadataTooLarge,
+			"group", o.groupID, "limit", o.limit)
+	}
+}
+
+// commitMark commits the partition keep accepts, tracked by t, unless a commit since mark (a
+// count of t's suspect marks) covers it.
+func (o *offsetStore) commitMark(t *partitionTracker, mark uint64, keep func(tpKey) bool) error {
+	if o.committer == nil {
+		return nil
+	}
+	o.commitMu.Lock()
+	defer o.commitMu.Unlock()
+	if t.marksCommitted >= mark {
+		return nil
+	}
+	_, err := o.commitSnapshots(keep, false)
+	return err
+}
+
+// commitRead commits the partition keep accepts, tracked by t, unless a commit already says
+// offset was read.
+func (o *offsetStore) commitRead(t *partitionTracker, offset int64, keep func(tpKey) bool) error {
+	if o.committer == nil {
+		return nil
+	}
+	o.commitMu.Lock()
+	defer o.commitMu.Unlock()
+	if t.recorded.Load() >= offset {
+		return nil
+	}
+	_, err := o.commitSnapshots(keep, false)
+	return err
+}
+
+// commitSnapshots is commitFinished with commitMu held. tooLarge reports that the broker
+// refused a metadata as too large.
+func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (tooLarge bool, err error) {
+	var tps []kafka.TopicPartition
+	var trks []*partitionTracker
+	var next []lastCommit
+	var reads []int64
+	for _, t := range o.tracker.trackers(keep) {
+		offset, c, ok := t.snapshot(released)
+		if !ok {
+			continue
+		}
+		read := offset - 1
+		if c != nil {
+			read = c.read
+		}
+		md := ""
+		if c != nil && o.limit > 0 {
+			var truncated bool
+			if md, truncated = c.encode(o.limit); truncated {
+				o.truncated(t)
+			}
+		}
+		last := lastCommit{offset: offset, md: md, released: released, valid: true}
+		if last == t.committed {
+			t.marksCommitted = t.marksSnapped
+			t.recorded.Store(read)
+			continue
+		}
+		topic := t.topic
+		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: t.partition, Offset: kafka.Offset(offset), Metadata: &md})
+		trks, next, reads = append(trks, t), append(next, last), append(reads, read)
+	}
+	if len(tps) == 0 {
+		return false, nil
+	}
+	res, err := o.committer.CommitOffsets(tps)
+	tooLarge = isCode(err, kafka.ErrOffsetMetadataTooLarge)
+	failed := make(map[tpKey]bool)
+	for _, r := range res {
+		if r.Error != nil {
+			failed[tpKey{topicName(r), r.Partition}] = true
+			tooLarge = tooLarge || isCode(r.Error, kafka.ErrOffsetMetadataTooLarge)
+		}
+	}
+	for i, t := range trks {
+		if err != nil || failed[tpKey{t.topic, t.partition}] {
+			t.touch() // taken again by the next commit
+			continue
+		}
+		t.committed = next[i]
+		t.marksCommitted = t.marksSnapped
+		t.recorded.Store(reads[i])
+		t.acked.Store(next[i].offset)
+		t.committedOnce()
+	}
+	if err == nil {
+		o.counts.Load().commits.Add(1)
+		return tooLarge, nil
+	}
+	if benignCommitError(err) {
+		return tooLarge, nil
+	}
+	return tooLarge, fmt.Errorf("zkafka: committing offsets of %s: %w", o.groupID, err)
+}
+
+var (
+	// errMetadataTruncated is the failure logged when a commit's metadata is cut short.
+	errMetadataTruncated = errors.New("finished offsets above the committed one do not fit offset.metadata.max.bytes")
+	// errMetadataTooLarge is the failure logged when the broker refuses a commit's metadata.
+	errMetadataTooLarge = errors.New("offset metadata too large for the broker's offset.metadata.max.bytes")
+)
+
+// truncated counts and logs (rate-limited) a commit of t whose metadata was cut short.
+func (o *offsetStore) truncated(t *partitionTracker) {
+	o.counts.Load().truncated.Add(1)
+	o.failures.warnf(context.Background(), "zkafka: commit metadata truncated; messages finished above the committed offset and left out run again if the partition changes owner",
+		errMetadataTruncated, "group", o.groupID, "topic", t.topic, "partition", t.partition)
+}
+
+// isCode reports whether err is a kafka.Error with code.
+func isCode(err error, code kafka.ErrorCode) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.Code() == code
+}
+
+// benignCommitError reports whether a failed commit is expected and needs no log: nothing to
+// commit, no assignment left.
+func benignCommitError(err error) bool {
+	return isCode(err, kafka.ErrNoOffset) || isCode(err, kafka.ErrState)
+}
+
+// handover is what an assignment learns of a partition's last commit.
+type handover struct {
+	prior *prior // what it says is finished and suspect; nil: nothing
+	// window: the last owner died (its last commit was not released), so until this owner's
+	// first periodic commit a message runs only once a commit says it was read; or nobody
+	// ever committed (firstOnly), so the messages read before this owner's first commit
+	// wait for it (poison.go).
+	window, firstOnly bool
+}
+
+// priors reads the committed offsets of newly assigned partitions and, from their metadata,
+// what is finished above them. Metadata of another writer, or whose offset is not the
+// committed one, is ignored with a warning (rate-limited).
+func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]handover {
+	if o.committer == nil || len(parts) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	got, err := o.committer.Committed(parts, int(committedWait/time.Millisecond))
+	if err != nil {
+		o.logger.Warnw(ctx, "zkafka: reading committed offsets failed; messages finished by the last owner may run again", "group", o.groupID, "error", err)
+		return nil
+	}
+	out := make(map[tpKey]handover, len(got))
+	for _, tp := range got {
+		k := tpKey{topicName(tp), tp.Partition}
+		if tp.Error == nil && tp.Offset < 0 {
+			out[k] = handover{window: true, firstOnly: true}
+		}
+		if tp.Error != nil || tp.Metadata == nil || *tp.Metadata == "" || tp.Offset < 0 {
+			continue
+		}
+		c, err := decodeCompletions(*tp.Metadata)
+		if err == nil && c.base != int64(tp.Offset) {
+			err = fmt.Errorf("%w: metadata for offset %d, committed offset %d", errBadMetadata, c.base, tp.Offset)
+		}
+		if err != nil {
+			o.counts.Load().ignored.Add(1)
+			o.failures.warnf(ctx, "zkafka: ignoring commit metadata this library cannot use; messages finished by the last owner may run again", err,
+				"group", o.groupID, "topic", topicName(tp), "partition", tp.Partition)
+			continue
+		}
+		out[k] = handover{prior: newPrior(c), window: !c.released}
+	}
+	return out
+}
+
+// storeFinished stores, for every partition whose finished prefix moved, the offset after it
+// (v2's way).
 func (o *offsetStore) storeFinished() { o.store(o.tracker.storable(nil)) }
 
 // store hands offsets to librdkafka. A store refused for a partition this reader no longer
@@ -51,8 +315,7 @@ func (o *offsetStore) store(offs []storedOffset) {
 func (o *offsetStore) commitStored() error {
 	tps, err := o.consumer.Commit()
 	if err != nil {
-		var kerr kafka.Error
-		if errors.As(err, &kerr) && (kerr.Code() == kafka.ErrNoOffset || kerr.Code() == kafka.ErrState) {
+		if benignCommitError(err) {
 			return nil
 		}
 		return fmt.Errorf("zkafka: committing offsets of %s: %w", o.groupID, err)
@@ -70,7 +333,7 @@ func (o *offsetStore) committed(tps []kafka.TopicPartition) {
 			continue
 		}
 		if t := o.tracker.lookup(tpKey{topicName(tp), tp.Partition}); t != nil {
-			t.committed.Store(int64(tp.Offset))
+			t.acked.Store(int64(tp.Offset))
 		}
 	}
 }

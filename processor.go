@@ -40,6 +40,7 @@ type processors struct {
 	handler          processor
 	gate             *breaker      // nil: no circuit breaker
 	abandoned        *atomic.Int64 // the Work's count of abandoned handlers
+	suspects         *suspicion    // lets suspects into their handlers (poison.go)
 
 	timeout time.Duration // ProcessTimeoutMillis (always set: default 60 s)
 	grace   time.Duration // how long past its timeout a handler is waited for
@@ -167,6 +168,10 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 // abandoned by the watchdog (the caller must exit).
 func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 	rs := p.rs
+	if m.poison {
+		p.quarantine(vp, m) // poison.go
+		return true
+	}
 	if !p.hold(m, p.cut(vp, m)) {
 		p.letGo(vp, m)
 		return true
@@ -179,8 +184,16 @@ func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 			return true
 		}
 	}
+	if (m.careful || m.unrecorded) && !p.suspects.enter(p.cut(vp, m)) {
+		ticket.report(breakerUncounted)
+		p.letGo(vp, m)
+		return true
+	}
 	vp.ticket = ticket
 	abandoned, err := p.process(vp, m, gen)
+	if m.careful {
+		p.suspects.leave(m)
+	}
 	if abandoned {
 		return false
 	}

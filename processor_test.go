@@ -123,7 +123,7 @@ func TestG9ProcessDelay(t *testing.T) {
 		require.NoError(t, r.stop(t))
 		require.Less(t, time.Since(t0), delay/2, "the stop does not wait for the hold")
 		require.Zero(t, processed.Load())
-		require.Empty(t, e.committed(t, group, topic), "the held message is not committed")
+		requireNothingCommittedPast(t, e.committed(t, group, topic), 0, "the held message is not committed")
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -166,6 +167,8 @@ type KReader struct {
 	logs     *clientLogs   // librdkafka's log lines into the Logger (clientlogs.go)
 	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
 	brokers  *brokerReport // its error events about them (brokerreport.go)
+	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
+	poisonAfter atomic.Uint32
 
 	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
 	closed     bool
@@ -221,7 +224,7 @@ func newReader(args readerArgs) (*KReader, error) {
 		kv: []any{"group", r.groupID, "topics", tc.topics()}, probe: func(code kafka.ErrorCode) func() bool { return brokerProbe(r, code) }}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
-	r.offsets = &offsetStore{consumer: consumer, tracker: r.tracker, logger: r.logger, groupID: r.groupID}
+	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
 	return r, nil
 }
@@ -258,7 +261,7 @@ func (r *KReader) Read(ctx context.Context) (*Message, error) {
 	if r.isClosed() {
 		return nil, errReaderClosed
 	}
-	r.storeFinished()
+	r.flush(time.Now())
 	deadline := time.Now().Add(r.readTimeout)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -289,29 +292,43 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 	if r.poller == nil {
 		return r.readMessage(timeout)
 	}
-	ev := r.poller.Poll(int(timeout / time.Millisecond))
+	ms := int(timeout / time.Millisecond)
+	for range maxSkipsPerPoll {
+		m, skipped, err := r.event(r.poller.Poll(ms))
+		if !skipped {
+			return m, err
+		}
+		ms = 0 // a skipped message: take the next one ready, without waiting
+	}
+	return nil, nil
+}
+
+// maxSkipsPerPoll bounds the messages one poll skips (KReader.skipFinished) before it returns.
+const maxSkipsPerPoll = 1024
+
+// event turns what Poll returned into a message, a fatal error, or nothing; skipped reports a
+// message that was finished before (skipFinished).
+func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 	switch e := ev.(type) {
 	case nil:
 		r.brokers.settle(false)
-		return nil, nil
 	case *kafka.Message:
 		if e.TopicPartition.Error != nil {
 			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error",
 				"topic", topicName(e.TopicPartition), "partition", e.TopicPartition.Partition, "error", e.TopicPartition.Error)
-			return nil, nil
+			return nil, false, nil
 		}
 		r.brokers.alive()
-		return r.newMessage(e), nil
+		m = r.newMessage(e)
+		return m, m == nil, nil
 	case kafka.Error:
-		return nil, r.consumerError(e)
+		return nil, false, r.consumerError(e)
 	case kafka.OffsetsCommitted:
 		if e.Error == nil {
 			r.offsets.committed(e.Offsets)
 		}
-		return nil, nil
-	default:
-		return nil, nil
 	}
+	return nil, false, nil
 }
 
 // consumerError logs an error event of the consumer, rate-limited (failurelog.go), and
@@ -419,11 +436,16 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 	return r.newMessage(km), nil
 }
 
-// newMessage wraps a confluent message and records it with the commit tracker.
+// newMessage wraps a confluent message and records it with the commit tracker. It returns nil
+// for a message finished before, by the partition's last owner (skipFinished).
 func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
 	offset := int64(km.TopicPartition.Offset)
+	seq, v := trk.addRecord(offset, recordOf(km))
+	if (v.skip || v.again || v.mismatch) && r.skipFinished(trk, v, offset) {
+		return nil
+	}
 	m := &Message{
 		Key:       string(km.Key),
 		Headers:   headerMap(km.Headers),
@@ -436,10 +458,38 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		value:     km.Value,
 		fmt:       r.fmt,
 		trk:       trk,
-		seq:       trk.add(offset),
+		seq:       seq,
+	}
+	if v.careful || v.unrecorded {
+		suspectMessage(m, v, r.poisonAfter.Load())
 	}
 	return m
 }
+
+// skipFinished reports whether the message just read at offset is not to be run: finished
+// before, as the partition's last commit says (verdict, from the tracker, which has finished
+// it then; counted), or read before in this assignment. It warns about a last commit that is
+// about another log.
+func (r *KReader) skipFinished(trk *partitionTracker, v readVerdict, offset int64) bool {
+	switch {
+	case v.skip:
+		r.offsets.counts.Load().alreadyFinished.Add(1)
+		return true
+	case v.again:
+		r.logger.Debugw(context.Background(), "zkafka: message read twice in one assignment; the second is dropped",
+			"group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
+		return true
+	case v.mismatch:
+		r.offsets.counts.Load().ignored.Add(1)
+		r.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
+			errMetadataMismatch, "group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
+	}
+	return false
+}
+
+// errMetadataMismatch is the failure logged for commit metadata whose base record is not the
+// first record read.
+var errMetadataMismatch = errors.New("the first record read is not the one the commit metadata names")
 
 // topicName is tp's topic, "" when it has none.
 func topicName(tp kafka.TopicPartition) string {
@@ -449,26 +499,35 @@ func topicName(tp kafka.TopicPartition) string {
 	return *tp.Topic
 }
 
-// storeFinished stores, for every partition whose finished prefix moved, the offset after it.
-// librdkafka commits stored offsets every auto.commit.interval.ms, on revoke and on close.
-func (r *KReader) storeFinished() {
+// flush hands finished offsets on (offsetStore.flush): a commit with metadata when one is due,
+// or a store for librdkafka to commit.
+func (r *KReader) flush(now time.Time) {
 	r.handle.RLock()
 	defer r.handle.RUnlock()
 	if !r.closed {
-		r.offsets.storeFinished()
+		r.offsets.flush(now)
 	}
 }
 
-// commit stores what is finished and commits stored offsets synchronously.
+// commit commits what is finished, synchronously.
 func (r *KReader) commit() error {
 	r.handle.RLock()
 	defer r.handle.RUnlock()
 	if r.closed {
 		return errReaderClosed
 	}
-	r.offsets.storeFinished()
-	return r.offsets.commitStored()
+	return r.offsets.commit(nil)
 }
+
+// whileOpen runs f, unless the reader is closed (false), holding the handle: Close waits.
+func (r *KReader) whileOpen(f func() bool) bool {
+	r.handle.RLock()
+	defer r.handle.RUnlock()
+	return !r.closed && f()
+}
+
+// countInto makes the reader count its commits into c (a Work's counters).
+func (r *KReader) countInto(c *commitCounters) { r.offsets.counts.Store(c) }
 
 // testHookSetPaused, when set by a test, is called with every setPaused.
 var testHookSetPaused func(paused bool)
@@ -501,7 +560,7 @@ func (r *KReader) Close() error {
 	}
 	r.closed = true
 	r.owned.endPause()
-	r.offsets.storeFinished()
+	r.offsets.closing()
 	err := r.consumer.Close()
 	r.handle.Unlock()
 	r.health.stopProbe()

@@ -187,7 +187,7 @@ func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
 func (l *readLoop) readBatch() error {
 	rs := l.rs
 	if now := time.Now(); l.idle || l.paused || now.Sub(l.lastStore) >= storeEvery {
-		rs.kr.storeFinished()
+		rs.kr.flush(now)
 		l.lastStore = now
 	}
 	timeout := l.pollEvery

@@ -73,8 +73,10 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 // under the cooperative protocol), and a pause if the reader is paused now.
 func (r *rebalancer) assign(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
+	priors := r.offsets.priors(parts)
 	for _, p := range parts {
-		r.offsets.tracker.reset(topicName(p), p.Partition)
+		k := tpKey{topicName(p), p.Partition}
+		r.offsets.tracker.reset(k.topic, k.partition, priors[k])
 	}
 	var err error
 	switch {
@@ -132,8 +134,7 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 	}
 	lost := r.consumer.AssignmentLost()
 	if !lost {
-		r.offsets.store(r.offsets.tracker.storable(func(k tpKey) bool { _, ok := set[k]; return ok }))
-		if err := r.offsets.commitStored(); err != nil {
+		if err := r.offsets.commit(func(k tpKey) bool { _, ok := set[k]; return ok }); err != nil {
 			r.logger.Warnw(ctx, "zkafka: committing on revoke failed", "group", r.groupID, "error", err)
 		}
 	}

@@ -61,6 +61,8 @@ type Work struct {
 
 	retry *RetryPolicy // WithRetry, defaults filled in; nil: no retries
 
+	poisonAfter uint32 // PoisonPillAfter; 0: off
+
 	running   atomic.Bool
 	abandoned atomic.Int64
 	// reader is a Reader that is not the library's own, kept from one Run to the next as
@@ -69,6 +71,7 @@ type Work struct {
 	// each Run, which leaves the group; the next Run gets a new one.) Only Run touches it.
 	reader   Reader
 	failures failureCounters
+	commits  commitCounters
 
 	stuckAfter time.Duration            // StuckAfter
 	run        atomic.Pointer[runState] // the Run in progress, for Status; nil between runs
@@ -144,10 +147,18 @@ const (
 	// pausedPoll is the poll timeout while every partition is paused, and during the drain
 	// of a graceful stop.
 	pausedPoll = 10 * time.Millisecond
-	// storeEvery is how often, at most, finished offsets are handed to librdkafka while
-	// messages flow (they are also stored whenever a poll comes back empty, on revoke and on
-	// stop). librdkafka commits stored offsets only every auto.commit.interval.ms anyway.
+	// storeEvery is how often, at most, the reader looks whether finished offsets are due to
+	// be committed while messages flow (it also looks whenever a poll comes back empty or
+	// the partitions are paused). For a consumer with v2's methods alone it stores them.
 	storeEvery = 5 * time.Millisecond
+	// commitEvery is how often a reader commits finished offsets, with the completions above
+	// them in the metadata, while it reads (AutoCommitIntervalMs when set); it also commits
+	// at every revoke, stop and Close. A crash redoes at most what finished in the last
+	// commitEvery. One commit is one round trip to the group coordinator.
+	commitEvery = time.Second
+	// committedWait bounds how long an assignment waits for the committed offsets and
+	// metadata of its new partitions (offsetStore.priors); past it nothing is skipped.
+	committedWait = 10 * time.Second
 	// softWait is how long the reader, at the in-flight bound, waits for room without polling
 	// before it pauses its partitions. Waiting keeps librdkafka's prefetched messages (a pause
 	// drops them); it is far below max.poll.interval.ms, and rebalance callbacks only wait
@@ -284,6 +295,8 @@ func (rs *runState) useReader(reader Reader) {
 		l = brokerHook(h, rs.w.logger, strings.Join(rs.w.topicConfig.topics(), ","), kr.groupID, rs.w.topicConfig.ClientID)
 	}
 	kr.health.setListener(l)
+	kr.countInto(&rs.w.commits)
+	kr.poisonAfter.Store(rs.w.poisonAfter)
 	if rs.loop != nil { // a reader that arrived after start
 		kr.setListener(rs.loop)
 	}
@@ -334,6 +347,7 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 		handler:   w.processor,
 		gate:      gate,
 		abandoned: &w.abandoned,
+		suspects:  newSuspicion(rs, int(w.speedup)),
 		timeout:   w.topicConfig.processTimeout(),
 		delay:     w.topicConfig.processDelay(),
 	}

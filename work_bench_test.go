@@ -73,6 +73,7 @@ type memConsumer struct {
 	paused        atomic.Bool
 	buf           [64]kafka.Message
 	stores        atomic.Int64
+	commits       atomic.Int64
 	pauses        atomic.Int64
 }
 
@@ -121,6 +122,17 @@ func (c *memConsumer) StoreOffsets(o []kafka.TopicPartition) ([]kafka.TopicParti
 	c.stores.Add(1)
 	return o, nil
 }
+func (c *memConsumer) CommitOffsets(o []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	c.commits.Add(1)
+	return o, nil
+}
+func (c *memConsumer) Committed(p []kafka.TopicPartition, _ int) ([]kafka.TopicPartition, error) {
+	out := append([]kafka.TopicPartition(nil), p...)
+	for i := range out {
+		out[i].Offset = kafka.OffsetInvalid // nothing committed yet
+	}
+	return out, nil
+}
 func (c *memConsumer) Commit() ([]kafka.TopicPartition, error)     { return nil, nil }
 func (c *memConsumer) Assign([]kafka.TopicPartition) error         { return nil }
 func (c *memConsumer) Unassign() error                             { return nil }
@@ -162,6 +174,7 @@ func benchWork(b *testing.B, speedup uint16, opts ...WorkFactoryOption) {
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(mc.stores.Load())/float64(b.N), "stores/op")
 	b.ReportMetric(float64(mc.pauses.Load()), "pauses")
+	b.ReportMetric(float64(mc.commits.Load()), "commits")
 	cancel()
 	if err := <-errc; err != nil {
 		b.Fatal(err)

@@ -170,7 +170,7 @@ func TestG4CancelReturnsPromptlyAndRedelivers(t *testing.T) {
 		t.Fatal("Run did not return within 2 s of the cancel")
 	}
 	require.Less(t, time.Since(t0), 2*time.Second)
-	require.Empty(t, e.committed(t, group, topic), "nothing finished, nothing committed")
+	requireNothingCommittedPast(t, e.committed(t, group, topic), 0, "nothing finished, nothing committed past it")
 
 	// The next worker of the group gets the message again.
 	var offsets []int64

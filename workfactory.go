@@ -127,6 +127,7 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 		cbFor:       defaultCircuitBreakFor,
 		maxBytes:    defaultMaxInFlightBytes,
 		stuckAfter:  defaultStuckAfter,
+		poisonAfter: defaultPoisonPillAfter,
 	}
 	if w.logger == nil {
 		w.logger = NoopLogger{}

@@ -14,6 +14,31 @@ import (
 // absent from the map; a group that never committed gives an empty map.
 func CommittedOffsets(t testing.TB, addr, group, topic string) map[int32]int64 {
 	t.Helper()
+	out := make(map[int32]int64)
+	for _, tp := range committed(t, addr, group, topic) {
+		out[tp.Partition] = int64(tp.Offset)
+	}
+	return out
+}
+
+// CommittedMetadata returns the metadata of the offsets group has committed for topic, by
+// partition (read like CommittedOffsets). Partitions without a commit are absent.
+func CommittedMetadata(t testing.TB, addr, group, topic string) map[int32]string {
+	t.Helper()
+	out := make(map[int32]string)
+	for _, tp := range committed(t, addr, group, topic) {
+		md := ""
+		if tp.Metadata != nil {
+			md = *tp.Metadata
+		}
+		out[tp.Partition] = md
+	}
+	return out
+}
+
+// committed lists the committed offsets of group on topic, partitions without one left out.
+func committed(t testing.TB, addr, group, topic string) []kafka.TopicPartition {
+	t.Helper()
 	a := newAdmin(t, addr)
 	defer a.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -26,21 +51,21 @@ func CommittedOffsets(t testing.TB, addr, group, topic string) map[int32]int64 {
 	res, err := a.ListConsumerGroupOffsets(ctx, []kafka.ConsumerGroupTopicPartitions{{
 		Group: group, Partitions: tps,
 	}}, kafka.SetAdminRequireStableOffsets(true))
-	out := make(map[int32]int64)
 	var kerr kafka.Error
 	if errors.As(err, &kerr) && kerr.Code() == kafka.ErrGroupIDNotFound {
-		return out // kfake's answer for a group without commits; Kafka answers with no offsets
+		return nil // kfake's answer for a group without commits; Kafka answers with no offsets
 	}
 	if err != nil {
 		t.Fatalf("testhelper: committed offsets of group %s on %s: %v", group, topic, err)
 	}
+	var out []kafka.TopicPartition
 	for _, g := range res.ConsumerGroupsTopicPartitions {
 		for _, tp := range g.Partitions {
 			if tp.Error != nil {
 				t.Fatalf("testhelper: committed offset of group %s on %s[%d]: %v", group, topic, tp.Partition, tp.Error)
 			}
 			if tp.Offset >= 0 {
-				out[tp.Partition] = int64(tp.Offset)
+				out = append(out, tp)
 			}
 		}
 	}

@@ -1,0 +1,128 @@
+package zkafka
+
+import (
+	"context"
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/stretchr/testify/require"
+)
+
+// readN reads n messages through a new reader of group, leaving Done to the caller.
+func readN(t *testing.T, e *testEnv, client *Client, group, topic string, n int) (*KReader, []*Message) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := client.Reader(ctx, ConsumerTopicConfig{ClientID: uniqueTestName(t, "r"), GroupID: group, Topic: topic})
+	require.NoError(t, err)
+	var msgs []*Message
+	for len(msgs) < n {
+		m, err := r.Read(ctx)
+		require.NoError(t, err)
+		if m != nil {
+			msgs = append(msgs, m)
+		}
+	}
+	return r.(*KReader), msgs
+}
+
+func offsetsOf(msgs []*Message) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Offset
+	}
+	return out
+}
+
+// TestG16NextOwnerSkipsWhatTheLastOneFinished: a reader finishes offsets 1, 2 and 4 of 0–5
+// and closes; the group's next reader gets 0, 3 and 5 only, and counts the three it skipped.
+func TestG16NextOwnerSkipsWhatTheLastOneFinished(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, keyed(6, 1))
+	group := uniqueTestName(t, "g")
+	client := e.client(t)
+
+	r1, msgs := readN(t, e, client, group, topic, 6)
+	for _, i := range []int{1, 2, 4} {
+		msgs[i].Done()
+	}
+	require.NoError(t, r1.Close())
+	require.Equal(t, map[int32]int64{0: 0}, e.committed(t, group, topic))
+
+	r2, again := readN(t, e, client, group, topic, 3)
+	require.Equal(t, []int64{0, 3, 5}, offsetsOf(again))
+	require.Equal(t, int64(3), r2.offsets.counts.Load().alreadyFinished.Load())
+	for _, m := range again {
+		m.Done()
+	}
+	require.NoError(t, r2.commit())
+	require.Equal(t, map[int32]int64{0: 6}, e.committed(t, group, topic), "skipped messages move the commit too")
+	require.NoError(t, r2.Close())
+}
+
+// TestG16MetadataNotOursIsIgnored: commit metadata written by another library, or by this one
+// about another log (a record other than the committed one at the committed offset: a topic
+// deleted and created again), skips nothing and is counted.
+func TestG16MetadataNotOursIsIgnored(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ours bool
+		md   func(first recordID) string
+	}{
+		{name: "another library's", md: func(recordID) string { return `{"parallel-consumer":"xyz"}` }},
+		{name: "another log's", md: func(first recordID) string {
+			md, _ := (&completions{base: 0, stamp: first.stamp - 1000, epoch: first.epoch, read: 3, runs: []uint64{1, 3}}).encode(metadataMaxBytes)
+			return md
+		}},
+		{name: "this log's, for comparison", ours: true, md: func(first recordID) string {
+			md, _ := (&completions{base: 0, stamp: first.stamp, epoch: first.epoch, read: 3, runs: []uint64{1, 3}}).encode(metadataMaxBytes)
+			return md
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			topic := e.newTopic(t, 1)
+			e.produce(t, topic, keyed(4, 1))
+			group := uniqueTestName(t, "g")
+			client := e.client(t)
+			r1, _ := readN(t, e, client, group, topic, 1)
+			trk := r1.tracker.get(topic, 0)
+			trk.mu.Lock()
+			first := trk.ids[0]
+			trk.mu.Unlock()
+			require.NoError(t, r1.Close())
+			commitWithMetadata(t, e.addr, group, topic, 0, tt.md(first))
+
+			n := 4
+			if tt.ours {
+				n = 1
+			}
+			r2, got := readN(t, e, client, group, topic, n)
+			counts := r2.offsets.counts.Load()
+			if tt.ours {
+				require.Equal(t, []int64{0}, offsetsOf(got))
+				m, err := r2.Read(context.Background())
+				require.NoError(t, err)
+				require.Nil(t, m, "1, 2 and 3 are skipped")
+				require.Equal(t, int64(3), counts.alreadyFinished.Load())
+				require.Zero(t, counts.ignored.Load())
+			} else {
+				require.Equal(t, []int64{0, 1, 2, 3}, offsetsOf(got), "nothing skipped")
+				require.Zero(t, counts.alreadyFinished.Load())
+				require.Equal(t, int64(1), counts.ignored.Load())
+			}
+			require.NoError(t, r2.Close())
+		})
+	}
+}
+
+// commitWithMetadata commits offset with md for partition 0 of topic as group, which has no
+// member: a plain consumer that does not join.
+func commitWithMetadata(t *testing.T, addr, group, topic string, offset int64, md string) {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": addr, "group.id": group})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, c.Close()) }()
+	_, err = c.CommitOffsets([]kafka.TopicPartition{{Topic: &topic, Partition: 0, Offset: kafka.Offset(offset), Metadata: &md}})
+	require.NoError(t, err)
+}

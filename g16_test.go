@@ -1,0 +1,216 @@
+package zkafka
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// testG16RebalanceOnly runs two Works on 6 partitions: B joins while A works (a revoke drops
+// A's queued messages, leaving finished ones above them), then A stops gracefully while it
+// still has work queued and running (under cooperative-sticky the partitions A had go to B
+// only after A's Run returned). Every message is processed exactly once: the finished
+// messages above each hole travel in the commit metadata, and a graceful stop commits all it
+// finished (G16).
+func testG16RebalanceOnly(t *testing.T, strategy string) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 6)
+	const n = 12000
+	e.produce(t, topic, keyed(n, 600))
+	group := uniqueTestName(t, "g")
+	ko := newKeyOrder()
+	var slow atomic.Bool // holds work in flight while B joins
+	var byB atomic.Int64
+	var whoMu sync.Mutex
+	who := map[string]string{} // who processed each message, and when: printed for the duplicates
+	defer func() {
+		if t.Failed() {
+			for k, v := range who {
+				if strings.Count(v, "@") > 1 {
+					t.Log(k, v)
+				}
+			}
+		}
+	}()
+	wf := NewWorkFactory(e.client(t))
+	mk := func(id string, count *atomic.Int64) *Work {
+		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000),
+			AdditionalProps: map[string]any{"partition.assignment.strategy": strategy}}
+		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+			whoMu.Lock()
+			who[fmt.Sprintf("%d/%d", m.Partition, m.Offset)] += fmt.Sprintf(" %s@%s", id, time.Now().Format("05.000"))
+			whoMu.Unlock()
+			ko.begin(m)
+			if slow.Load() {
+				time.Sleep(10 * time.Millisecond)
+			} else {
+				time.Sleep(50 * time.Microsecond)
+			}
+			ko.end(m)
+			if count != nil {
+				count.Add(1)
+			}
+			return nil
+		}, Speedup(8), MaxInFlight(1000))
+	}
+	a := mk("a", nil)
+	ra := startWork(t, a)
+	require.Eventually(t, func() bool { return ko.count.Load() >= n/6 }, 60*time.Second, time.Millisecond)
+	slow.Store(true)
+	b := mk("b", &byB)
+	rb := startWork(t, b)
+	require.Eventually(t, func() bool { return byB.Load() >= 100 }, 60*time.Second, time.Millisecond, "B gets partitions")
+	slow.Store(false)
+	require.Eventually(t, func() bool { return ko.count.Load() >= n/2 }, 60*time.Second, time.Millisecond)
+	slow.Store(true) // A stops with work in flight
+	require.NoError(t, ra.stop(t))
+	slow.Store(false)
+	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
+	require.NoError(t, rb.stop(t))
+
+	ko.mu.Lock()
+	defer ko.mu.Unlock()
+	require.Empty(t, ko.errs)
+	twice := 0
+	for _, offs := range ko.seen {
+		for _, calls := range offs {
+			if calls != 1 {
+				twice++
+			}
+		}
+	}
+	skipped := a.CommitCounts().AlreadyFinished + b.CommitCounts().AlreadyFinished
+	t.Logf("%s: %d messages, %d processed more than once; skipped as finished before: %d; commits A %d, B %d",
+		strategy, n, twice, skipped, a.CommitCounts().Commits, b.CommitCounts().Commits)
+	require.Zero(t, twice, "no message is processed twice")
+	require.Zero(t, ko.dupes.Load())
+	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
+}
+
+func TestG16RebalanceOnlyEager(t *testing.T)       { testG16RebalanceOnly(t, "range") }
+func TestG16RebalanceOnlyCooperative(t *testing.T) { testG16RebalanceOnly(t, "cooperative-sticky") }
+
+// TestG16GracefulStopCommitsWhatItFinishedCooperative: under cooperative-sticky, a Work that
+// stops gracefully while another member of its group reads commits everything it finished:
+// the other member, which gets its partitions, processes none of them again. (Seen once: a
+// graceful stop under the incremental protocol that committed nothing it had finished, and
+// thousands of messages processed twice by the member taking over.)
+func TestG16GracefulStopCommitsWhatItFinishedCooperative(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 6)
+	const n = 6000
+	e.produce(t, topic, keyed(n, 300))
+	group := uniqueTestName(t, "g")
+	ko := newKeyOrder()
+	var byA, byB atomic.Int64
+	var slowB atomic.Bool
+	slowB.Store(true)
+	wf := NewWorkFactory(e.client(t))
+	mk := func(id string, count *atomic.Int64, slow *atomic.Bool) *Work {
+		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000),
+			AdditionalProps: map[string]any{"partition.assignment.strategy": "cooperative-sticky"}}
+		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+			ko.begin(m)
+			if slow != nil && slow.Load() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			ko.end(m)
+			count.Add(1)
+			return nil
+		}, Speedup(8))
+	}
+	// B first, slow, so that it holds its partitions; A joins and works the rest.
+	rb := startWork(t, mk("b", &byB, &slowB))
+	require.Eventually(t, func() bool { return byB.Load() >= 10 }, 60*time.Second, time.Millisecond)
+	ra := startWork(t, mk("a", &byA, nil))
+	require.Eventually(t, func() bool { return byA.Load() >= 500 }, 60*time.Second, time.Millisecond, "A gets partitions")
+	require.NoError(t, ra.stop(t))
+	finishedByA := byA.Load()
+	slowB.Store(false)
+	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
+	require.NoError(t, rb.stop(t))
+	t.Logf("A finished %d before its graceful stop; B processed %d; %d processed twice", finishedByA, byB.Load(), ko.dupes.Load())
+	require.Zero(t, ko.dupes.Load(), "B processes nothing A finished")
+	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
+}
+
+// TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight: a Work cancelled abruptly while two of
+// its handlers are blocked (and messages of their virtual partitions wait behind them) and
+// others have finished, holes and all, is restarted: the new run processes exactly the
+// messages that were not finished at the cancel, each once.
+func TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 4)
+	const n = 4000
+	e.produce(t, topic, keyed(n, 400))
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}
+	wf := NewWorkFactory(e.client(t))
+
+	var mu sync.Mutex
+	finished := map[tpKey]map[int64]bool{} // by OnDone: what the first run finished
+	var blocked atomic.Int32
+	onDone := func(_ context.Context, m *Message, err error) {
+		if err == nil {
+			mu.Lock()
+			tp := tpKey{m.Topic, m.Partition}
+			if finished[tp] == nil {
+				finished[tp] = map[int64]bool{}
+			}
+			finished[tp][m.Offset] = true
+			mu.Unlock()
+		}
+	}
+	var done atomic.Int64
+	first := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if v := string(m.value); (v == "1500" || v == "2600") && blocked.Add(1) > 0 {
+			<-ctx.Done() // in flight at the cancel
+			return ctx.Err()
+		}
+		done.Add(1)
+		return nil
+	}, Speedup(8), WithOnDone(onDone))
+	r := startWork(t, first)
+	require.Eventually(t, func() bool { return blocked.Load() == 2 && done.Load() >= n/2 }, 60*time.Second, time.Millisecond)
+	r.cancel()
+	<-r.done
+	require.NoError(t, r.err)
+
+	mu.Lock()
+	var finishedCount int
+	for _, offs := range finished {
+		finishedCount += len(offs)
+	}
+	mu.Unlock()
+	require.Less(t, finishedCount, n, "something was in flight")
+	ko := newKeyOrder()
+	second := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		ko.begin(m)
+		ko.end(m)
+		return nil
+	}, Speedup(8))
+	r2 := startWork(t, second)
+	require.Eventually(t, func() bool { return int(ko.count.Load()) == n-finishedCount }, 60*time.Second, time.Millisecond)
+	require.NoError(t, r2.stop(t))
+	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
+
+	ko.mu.Lock()
+	defer ko.mu.Unlock()
+	require.Empty(t, ko.errs)
+	require.Zero(t, ko.dupes.Load(), "each unfinished message once")
+	for tp, offs := range ko.seen {
+		for off := range offs {
+			require.False(t, finished[tp][off], "%v offset %d was finished before the cancel and ran again", tp, off)
+		}
+	}
+	t.Logf("finished before the cancel: %d; run again: %d; skipped as finished: %d",
+		finishedCount, ko.count.Load(), second.CommitCounts().AlreadyFinished)
+}

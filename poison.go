@@ -1,0 +1,271 @@
+package zkafka
+
+// Poison pills: a message that kills the process (a crash, an out-of-memory kill, os.Exit in a
+// library) is read again after every restart and kills it again, forever. A Work counts how
+// often, in a row, the process died while a message was in its handler, and at
+// PoisonPillAfter deaths it does not run the message again: it dead-letters it (or skips it,
+// logged and counted) and the partition moves on.
+//
+// The count travels in the commit metadata (metadata.go) as suspects. After an owner died
+// (its last commit was a periodic one, not released by a revoke, stop or Close), every
+// message it may have had in a handler — unfinished, and at or below the highest offset it
+// had read — is suspect to the next owner, and so is any message a commit names with deaths.
+// A suspect runs only after a commit that says it is in a handler (suspicion.mark): if
+// the process dies then, the next owner reads one more death for it. Suspects that never were
+// in a handler at a death run side by side (their marks share commits); one that was runs
+// alone (suspicion), so that its next death is its own. A suspect that finishes is forgotten; one that is
+// let go of unfinished (a stop, a revoke) keeps its count, not increased.
+//
+// A death can come before any commit says its message was read: then nothing marks it. So
+// after the last owner died, the new owner runs a message only once a commit says it was
+// read, until its first periodic commit (the window): the next owner then finds it among the
+// suspects. One commit covers all read so far. Where nobody ever committed, only the messages
+// read before the first commit wait for it (one commit at the start).
+//
+// Cost: nothing on the normal path. After a death, a synchronous commit before the suspects'
+// handlers (shared by those that start together), and those that were in a handler at a
+// death run one at a time.
+//
+// Invariant: a message is quarantined only when that many consecutive commits, each written
+// by an owner that then died, said it was in a handler.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// defaultPoisonPillAfter is PoisonPillAfter's default.
+const defaultPoisonPillAfter = 3
+
+// PoisonPillAfter makes a Work stop running a message that was in its handler each of the
+// last n times the process died (killed, crashed, os.Exit): the message is written to the
+// dead letter topic with a zkafka-error saying so, or, without one, skipped with an error log;
+// either way it counts in FailureCounts.PoisonPills and the partition moves on. Default 3;
+// 0 turns the detection off. It costs nothing while the process does not die; after a death,
+// the messages the dead process may have had in a handler run one at a time, each after a
+// commit.
+func PoisonPillAfter(n uint32) WorkOption {
+	return workOptionFunc(func(w *Work) { w.poisonAfter = n })
+}
+
+// errPoisonPill is the failure of a quarantined message.
+var errPoisonPill = errors.New("zkafka: poison pill")
+
+// poisonPillError is the error of a quarantined message, the zkafka-error of its dead letter.
+func poisonPillError(deaths uint32) error {
+	return PermanentError(fmt.Errorf("%w: the process died %d times in a row with this message in the handler (PoisonPillAfter); it is not run again", errPoisonPill, deaths))
+}
+
+// suspectState is a suspect of a partition tracker.
+type suspectState struct {
+	deaths  uint32 // deaths so far
+	running bool   // in a handler now: a death now is one more
+}
+
+// suspect records a suspect read, or entering a handler. The caller holds mu.
+func (t *partitionTracker) suspect(offset int64, deaths uint32, running bool) {
+	if t.suspects == nil {
+		t.suspects = map[int64]suspectState{}
+	}
+	t.suspects[offset] = suspectState{deaths: deaths, running: running}
+	t.changed = true
+}
+
+// suspectList lists the suspects for a commit, by offset: one in a handler counts a death
+// more, unless the commit lets the partition go (released: nobody died). The caller holds mu.
+func (t *partitionTracker) suspectList(released bool) []suspect {
+	var out []suspect
+	for off, s := range t.suspects {
+		d := s.deaths
+		if s.running && !released {
+			d++
+		}
+		if d > 0 {
+			out = append(out, suspect{offset: off, deaths: d})
+		}
+	}
+	slices.SortFunc(out, func(a, b suspect) int { return cmp.Compare(a.offset, b.offset) })
+	return out
+}
+
+// mark commits that m, a suspect, is in a handler now, before its handler runs. Marks of
+// several suspects share a commit: one that began after m's mark covers it. It returns false
+// when the reader is closed or m's partition is being revoked. A failed commit is logged, and
+// m runs anyway.
+func (s *suspicion) mark(m *Message) bool {
+	r := s.rs.kr
+	if r == nil {
+		return false
+	}
+	return r.whileOpen(func() bool {
+		t := m.trk
+		if t.isRevoking() {
+			return false
+		}
+		t.mu.Lock()
+		t.suspect(m.Offset, m.deaths, true)
+		t.marksSet++
+		mark := t.marksSet
+		t.mu.Unlock()
+		k := tpKey{m.Topic, m.Partition}
+		if err := r.offsets.commitMark(t, mark, func(c tpKey) bool { return c == k }); err != nil {
+			r.failures.warnf(context.Background(), "zkafka: committing that a suspect message is in the handler failed; running it anyway", err,
+				"group", r.groupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+		}
+		return true
+	})
+}
+
+// suspectMessage marks m, just read, as v says: a poison pill (after, PoisonPillAfter, deaths
+// or more), a suspect, or read in its partition's window; nothing when after is 0 (off).
+func suspectMessage(m *Message, v readVerdict, after uint32) {
+	if after == 0 {
+		return
+	}
+	m.deaths = v.deaths
+	m.poison = v.careful && v.deaths >= after
+	m.careful = v.careful && !m.poison
+	m.unrecorded = v.unrecorded && !m.poison
+}
+
+// closeWindow ends t's window once a periodic commit comes every after its assignment.
+func (t *partitionTracker) closeWindow(now time.Time, every time.Duration) {
+	t.mu.Lock()
+	if t.window && now.Sub(t.assignedAt) >= every {
+		t.window = false
+	}
+	t.mu.Unlock()
+}
+
+// committedOnce ends a window that lasts until the first commit.
+func (t *partitionTracker) committedOnce() {
+	t.mu.Lock()
+	if t.firstOnly {
+		t.window = false
+	}
+	t.mu.Unlock()
+}
+
+// record waits, in its partition's window, until a commit says m was read. It returns false
+// when the reader is closed or m's partition is being revoked. A failed commit is logged,
+// and m runs anyway.
+func (s *suspicion) record(m *Message) bool {
+	r := s.rs.kr
+	if r == nil {
+		return false
+	}
+	return r.whileOpen(func() bool {
+		t := m.trk
+		if t.isRevoking() {
+			return false
+		}
+		k := tpKey{m.Topic, m.Partition}
+		if err := r.offsets.commitRead(t, m.Offset, func(c tpKey) bool { return c == k }); err != nil {
+			r.failures.warnf(context.Background(), "zkafka: committing what was read before running it failed; running it anyway", err,
+				"group", r.groupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+		}
+		return true
+	})
+}
+
+// suspicion lets suspects into their handlers: one that never was in a handler when the
+// process died shares the Run with others (each holds a slot), one that was (deaths > 0)
+// runs alone (it holds them all), so that its next death is its own.
+type suspicion struct {
+	slots chan struct{} // a token per slot held
+	alone chan struct{} // held by the one suspect gathering every slot
+	rs    *runState     // its KReader commits the marks
+}
+
+func newSuspicion(rs *runState, slots int) *suspicion {
+	return &suspicion{slots: make(chan struct{}, max(slots, 1)), alone: make(chan struct{}, 1), rs: rs}
+}
+
+// enter lets m, a suspect or a message read in its partition's window, into its handler: it
+// waits for m's slots, then commits that m is in a handler (a suspect), or that it was read.
+// It returns false when m must be let go of instead (stop, revoke, reader closed).
+func (s *suspicion) enter(cut waitCut) bool {
+	m := cut.m
+	if !m.careful {
+		return m.trk.recorded.Load() >= m.Offset || s.record(m)
+	}
+	alone := m.deaths > 0
+	if alone && !cut.send(s.alone) {
+		return false
+	}
+	n := s.need(m)
+	for held := 0; held < n; held++ {
+		if !cut.send(s.slots) {
+			s.release(held, alone)
+			return false
+		}
+	}
+	if !s.mark(m) {
+		s.release(n, alone)
+		return false
+	}
+	return true
+}
+
+// need is how many slots m takes.
+func (s *suspicion) need(m *Message) int {
+	if m.deaths > 0 {
+		return cap(s.slots)
+	}
+	return 1
+}
+
+// release gives back n slots, and the right to gather them.
+func (s *suspicion) release(n int, alone bool) {
+	for range n {
+		<-s.slots
+	}
+	if alone {
+		<-s.alone
+	}
+}
+
+// leave lets other suspects in. m came out of its handler alive: its count starts again.
+func (s *suspicion) leave(m *Message) {
+	s.release(s.need(m), m.deaths > 0)
+	m.deaths = 0
+	t := m.trk
+	t.mu.Lock()
+	if _, ok := t.suspects[m.Offset]; ok {
+		delete(t.suspects, m.Offset)
+		t.changed = true
+	}
+	t.mu.Unlock()
+}
+
+// send puts a token into ch, unless the wait is cut first (stop, cancel, revoke of the
+// message's partition).
+func (c waitCut) send(ch chan struct{}) bool {
+	for {
+		select {
+		case ch <- struct{}{}:
+			return true
+		case <-c.stopping:
+			return false
+		case <-c.done:
+			return false
+		case <-c.kick:
+			if c.revoked() {
+				return false
+			}
+		}
+	}
+}
+
+// quarantine completes m, a poison pill, as failed without running its handler.
+func (p *processors) quarantine(vp *virtualPartition, m *Message) {
+	p.counts.poisonPills.Add(1)
+	err := poisonPillError(m.deaths)
+	p.logger.Errorw(p.rs.ctx, "zkafka: poison pill: the process died each time this message was in the handler; not running it again",
+		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "deaths", m.deaths)
+	p.complete(vp, m, err, breakerTicket{}, false)
+}
