@@ -164,3 +164,23 @@ func topicFailure(err error) bool {
 	}
 	return kerr.Code() == kafka.ErrUnknownTopicOrPart || kerr.Code() == kafka.ErrUnknownTopic
 }
+
+// consumerError logs an error event of a consumer, rate-limited (failurelog.go), and returns
+// it when it is fatal. Errors about the brokers make an outage (event); a topic that does not
+// exist is logged at error level, any other error as a warning, each with who (kv).
+func (b *brokerReport) consumerError(e error) error {
+	var kerr kafka.Error
+	isKafka := errors.As(e, &kerr)
+	if isKafka && kerr.IsFatal() {
+		return fmt.Errorf("zkafka: fatal consumer error: %w", e)
+	}
+	ctx := context.Background()
+	switch {
+	case isKafka && b.event(kerr):
+	case topicFailure(e):
+		b.failures.errorf(ctx, "zkafka: consumer cannot read a topic; it keeps trying", e, b.kv...)
+	default:
+		b.failures.warnf(ctx, "zkafka: consumer error", e, b.kv...)
+	}
+	return nil
+}

@@ -29,15 +29,11 @@ type partitionTracker struct {
 	topic     string
 	partition int32
 
-	mu      sync.Mutex
-	offsets []int64    // ring of offsets read, len is a power of two
-	done    []bool     // finished flags, parallel to offsets
-	ids     []recordID // what identifies each record, parallel to offsets
-	head    uint64     // sequence number of the oldest unfinished entry
-	tail    uint64     // sequence number the next read message gets
-	next    int64      // offset to store: last popped + 1; -1 while nothing popped
-	lastID  recordID   // the record of the last popped entry, at offset next - 1
-	closed  bool       // revoked: further completions are ignored
+	mu sync.Mutex
+	readRing
+	next   int64    // offset to store: last popped + 1; -1 while nothing popped
+	lastID recordID // the record of the last popped entry, at offset next - 1
+	closed bool     // revoked: further completions are ignored
 	// lastRead is the highest offset read. librdkafka, seldom, delivers a partition's
 	// messages again from an earlier offset after a pause (seen after an assignment without
 	// a committed offset): those are not recorded twice (priorAgain).
@@ -77,9 +73,7 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 	t := &partitionTracker{
 		topic:      topic,
 		partition:  partition,
-		offsets:    make([]int64, 64),
-		done:       make([]bool, 64),
-		ids:        make([]recordID, 64),
+		readRing:   readRing{offsets: make([]int64, 64), done: make([]bool, 64), ids: make([]recordID, 64)},
 		next:       -1,
 		lastRead:   -1,
 		owner:      owner,
@@ -88,13 +82,6 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 	t.acked.Store(-1)
 	t.recorded.Store(-1)
 	return t
-}
-
-// add records a message read at offset, whose record is unknown, and returns its sequence
-// number.
-func (t *partitionTracker) add(offset int64) uint64 {
-	seq, _ := t.addRecord(offset, recordID{epoch: -1})
-	return seq
 }
 
 // addRecord records the message read at offset, record id, and returns its sequence number
@@ -107,15 +94,7 @@ func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, readVer
 		return 0, readVerdict{again: true}
 	}
 	t.lastRead = offset
-	if t.tail-t.head == uint64(len(t.offsets)) {
-		t.grow()
-	}
-	seq := t.tail
-	i := seq & uint64(len(t.offsets)-1)
-	t.offsets[i] = offset
-	t.done[i] = false
-	t.ids[i] = id
-	t.tail++
+	seq := t.push(offset, id)
 	t.changed = true
 	if t.prior == nil && !t.window {
 		t.mu.Unlock()
@@ -144,22 +123,6 @@ func (t *partitionTracker) judge(seq uint64, offset int64, id recordID) readVerd
 		t.prior = nil
 	}
 	return v
-}
-
-// grow doubles the ring, keeping entries at their sequence positions. Called with mu held.
-func (t *partitionTracker) grow() {
-	n := len(t.offsets)
-	offsets := make([]int64, 2*n)
-	done := make([]bool, 2*n)
-	ids := make([]recordID, 2*n)
-	mask := uint64(2*n - 1)
-	old := uint64(n - 1)
-	for s := t.head; s != t.tail; s++ {
-		offsets[s&mask] = t.offsets[s&old]
-		done[s&mask] = t.done[s&old]
-		ids[s&mask] = t.ids[s&old]
-	}
-	t.offsets, t.done, t.ids = offsets, done, ids
 }
 
 // finish marks the message with sequence number seq finished and moves the stored offset if
@@ -377,4 +340,44 @@ func (c *commitTracker) storable(keep func(tpKey) bool) []storedOffset {
 type storedOffset struct {
 	tpKey
 	offset int64
+}
+
+// readRing is a partition tracker's ring of the messages read and not yet popped, by sequence
+// number: their offsets, finished flags and records. Its length is a power of two. The
+// tracker's mu guards it.
+type readRing struct {
+	offsets []int64
+	done    []bool
+	ids     []recordID
+	head    uint64 // sequence number of the oldest unfinished entry
+	tail    uint64 // sequence number the next read message gets
+}
+
+// push appends the message read at offset, record id, growing the ring when it is full, and
+// returns its sequence number.
+func (r *readRing) push(offset int64, id recordID) uint64 {
+	if r.tail-r.head == uint64(len(r.offsets)) {
+		r.grow()
+	}
+	seq := r.tail
+	i := seq & uint64(len(r.offsets)-1)
+	r.offsets[i], r.done[i], r.ids[i] = offset, false, id
+	r.tail++
+	return seq
+}
+
+// grow doubles the ring, keeping entries at their sequence positions.
+func (r *readRing) grow() {
+	n := len(r.offsets)
+	offsets := make([]int64, 2*n)
+	done := make([]bool, 2*n)
+	ids := make([]recordID, 2*n)
+	mask := uint64(2*n - 1)
+	old := uint64(n - 1)
+	for s := r.head; s != r.tail; s++ {
+		offsets[s&mask] = r.offsets[s&old]
+		done[s&mask] = r.done[s&old]
+		ids[s&mask] = r.ids[s&old]
+	}
+	r.offsets, r.done, r.ids = offsets, done, ids
 }

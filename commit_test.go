@@ -30,7 +30,7 @@ func TestPartitionTrackerTransitions(t *testing.T) {
 			pt := ct.get("t", 0)
 			seqs := make([]uint64, len(tt.read))
 			for i, off := range tt.read {
-				seqs[i] = pt.add(off)
+				seqs[i] = trackAdd(pt, off)
 			}
 			for i, idx := range tt.finish {
 				pt.finish(seqs[idx])
@@ -63,7 +63,7 @@ func TestPartitionTrackerGrowsPastItsRing(t *testing.T) {
 	const n = 1000 // far more than the initial ring of 64
 	seqs := make([]uint64, n)
 	for i := range seqs {
-		seqs[i] = pt.add(int64(i))
+		seqs[i] = trackAdd(pt, int64(i))
 	}
 	for i := n - 1; i >= 1; i-- {
 		pt.finish(seqs[i])
@@ -79,16 +79,23 @@ func TestPartitionTrackerGrowsPastItsRing(t *testing.T) {
 func TestCommitTrackerStorableAndReset(t *testing.T) {
 	ct := newCommitTracker()
 	a, b := ct.get("t", 0), ct.get("t", 1)
-	a.finish(a.add(10))
-	b.finish(b.add(20))
+	a.finish(trackAdd(a, 10))
+	b.finish(trackAdd(b, 20))
 	got := ct.storable(func(k tpKey) bool { return k.partition == 1 })
 	require.Equal(t, []storedOffset{{tpKey: tpKey{"t", 1}, offset: 21}}, got)
 	require.Equal(t, []storedOffset{{tpKey: tpKey{"t", 0}, offset: 11}}, ct.storable(nil))
 	require.Empty(t, ct.storable(nil))
 
-	seq := a.add(11)
+	seq := trackAdd(a, 11)
 	ct.reset("t", 0, handover{}) // assigned again: the old tracker is closed, a fresh one starts
 	a.finish(seq)
 	require.Empty(t, ct.storable(nil), "a completion for the old assignment is ignored")
 	require.NotSame(t, a, ct.get("t", 0))
+}
+
+// trackAdd records a message read at offset, whose record is unknown, and returns its
+// sequence number.
+func trackAdd(t *partitionTracker, offset int64) uint64 {
+	seq, _ := t.addRecord(offset, recordID{epoch: -1})
+	return seq
 }

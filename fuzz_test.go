@@ -75,7 +75,7 @@ func FuzzCommitTracker(f *testing.F) {
 		for step, op := range ops {
 			if op&0x80 != 0 {
 				off += 1 + int64(op&0x0f) // gaps, like compaction or transaction markers
-				seq := tr.add(off)
+				seq := trackAdd(tr, off)
 				if n := len(model); n > 0 && seq != model[n-1].seq+1 {
 					t.Fatalf("step %d: add returned seq %d after %d", step, seq, model[n-1].seq)
 				}

@@ -337,3 +337,24 @@ func (o *offsetStore) committed(tps []kafka.TopicPartition) {
 		}
 	}
 }
+
+// skipFinished reports whether the message just read at offset is not to be run: finished
+// before, as the partition's last commit says (verdict, from the tracker, which has finished
+// it then; counted), or read before in this assignment. It warns about a last commit that is
+// about another log.
+func (o *offsetStore) skipFinished(trk *partitionTracker, v readVerdict, offset int64) bool {
+	switch {
+	case v.skip:
+		o.counts.Load().alreadyFinished.Add(1)
+		return true
+	case v.again:
+		o.logger.Debugw(context.Background(), "zkafka: message read twice in one assignment; the second is dropped",
+			"group", o.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
+		return true
+	case v.mismatch:
+		o.counts.Load().ignored.Add(1)
+		o.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
+			errMetadataMismatch, "group", o.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
+	}
+	return false
+}

@@ -169,6 +169,7 @@ type KReader struct {
 	brokers  *brokerReport // its error events about them (brokerreport.go)
 	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
 	poisonAfter atomic.Uint32
+	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
 
 	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
 	closed     bool
@@ -226,6 +227,7 @@ func newReader(args readerArgs) (*KReader, error) {
 	r.poller, _ = consumer.(eventPoller)
 	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
+	r.degraded = degradedReader{consumer: consumer, owned: r.owned, brokers: r.brokers, logger: r.logger, groupID: r.groupID}
 	return r, nil
 }
 
@@ -322,33 +324,13 @@ func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 		m = r.newMessage(e)
 		return m, m == nil, nil
 	case kafka.Error:
-		return nil, false, r.consumerError(e)
+		return nil, false, r.brokers.consumerError(e)
 	case kafka.OffsetsCommitted:
 		if e.Error == nil {
 			r.offsets.committed(e.Offsets)
 		}
 	}
 	return nil, false, nil
-}
-
-// consumerError logs an error event of the consumer, rate-limited (failurelog.go), and
-// returns it when it is fatal. Errors about the brokers make an outage (brokerreport.go); a
-// topic that does not exist is logged at error level, any other error as a warning.
-func (r *KReader) consumerError(e error) error {
-	var kerr kafka.Error
-	isKafka := errors.As(e, &kerr)
-	if isKafka && kerr.IsFatal() {
-		return fmt.Errorf("zkafka: fatal consumer error: %w", e)
-	}
-	ctx := context.Background()
-	switch {
-	case isKafka && r.brokers.event(kerr):
-	case topicFailure(e):
-		r.failures.errorf(ctx, "zkafka: consumer cannot read a topic; it keeps trying", e, "group", r.groupID, "topics", r.tc.topics())
-	default:
-		r.failures.warnf(ctx, "zkafka: consumer error", e, "group", r.groupID)
-	}
-	return nil
 }
 
 // metadataGetter asks the brokers for metadata; *kafka.Consumer has it.
@@ -392,45 +374,12 @@ func (r *KReader) brokerHealth() (reachable bool, reason string, since time.Time
 	return r.health.get()
 }
 
-// readMessage is poll in the degraded mode (a consumer without Poll): ReadMessage, unless the
-// reader is paused, when it waits for the resume up to timeout and reads nothing. The caller
+// readMessage is poll in the degraded mode (a consumer without Poll, degraded.go). The caller
 // holds handle shared.
 func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
-	if paused, resumed := r.owned.pauseState(); paused {
-		if timeout > 0 {
-			t := time.NewTimer(timeout)
-			defer t.Stop()
-			select {
-			case <-resumed:
-			case <-t.C:
-			}
-		}
-		return nil, nil
-	}
-	km, err := r.consumer.ReadMessage(timeout)
-	if err != nil {
-		var kerr kafka.Error
-		switch {
-		case errors.As(err, &kerr) && kerr.IsFatal():
-			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", err)
-		case brokerFailure(err) || brokerCause(err) || topicFailure(err):
-			_ = r.consumerError(err)
-			return nil, &readError{err: err}
-		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrTimedOut:
-			r.brokers.settle(false)
-			return nil, nil
-		case errors.As(err, &kerr) && kerr.IsRetriable():
-			r.logger.Debugw(context.Background(), "zkafka: retriable consumer error", "group", r.groupID, "error", err)
-			return nil, nil
-		case km != nil:
-			// A partition error comes with its message: log it, read on.
-			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error", "group", r.groupID, "error", err)
-			return nil, nil
-		}
-		return nil, &readError{err: err}
-	}
-	if km == nil {
-		return nil, nil
+	km, err := r.degraded.read(timeout)
+	if km == nil || err != nil {
+		return nil, err
 	}
 	r.brokers.alive()
 	return r.newMessage(km), nil
@@ -443,7 +392,7 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
 	offset := int64(km.TopicPartition.Offset)
 	seq, v := trk.addRecord(offset, recordOf(km))
-	if (v.skip || v.again || v.mismatch) && r.skipFinished(trk, v, offset) {
+	if (v.skip || v.again || v.mismatch) && r.offsets.skipFinished(trk, v, offset) {
 		return nil
 	}
 	m := &Message{
@@ -464,27 +413,6 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		suspectMessage(m, v, r.poisonAfter.Load())
 	}
 	return m
-}
-
-// skipFinished reports whether the message just read at offset is not to be run: finished
-// before, as the partition's last commit says (verdict, from the tracker, which has finished
-// it then; counted), or read before in this assignment. It warns about a last commit that is
-// about another log.
-func (r *KReader) skipFinished(trk *partitionTracker, v readVerdict, offset int64) bool {
-	switch {
-	case v.skip:
-		r.offsets.counts.Load().alreadyFinished.Add(1)
-		return true
-	case v.again:
-		r.logger.Debugw(context.Background(), "zkafka: message read twice in one assignment; the second is dropped",
-			"group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
-		return true
-	case v.mismatch:
-		r.offsets.counts.Load().ignored.Add(1)
-		r.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
-			errMetadataMismatch, "group", r.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
-	}
-	return false
 }
 
 // errMetadataMismatch is the failure logged for commit metadata whose base record is not the

@@ -40,7 +40,7 @@ func BenchmarkTrackerRandomFinish(b *testing.B) {
 	off := int64(0)
 	b.ReportAllocs()
 	for b.Loop() {
-		pending = append(pending, t.add(off))
+		pending = append(pending, trackAdd(t, off))
 		off++
 		if len(pending) == window {
 			i := rng.IntN(len(pending))
