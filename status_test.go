@@ -250,7 +250,7 @@ func TestStatusJSONShape(t *testing.T) {
 				"since": "2025-01-02T03:04:05Z", "age_seconds": 12, "waiting_seconds": 12}
 		}],
 		"broker": {"known": false, "reachable": false},
-		"failures": {"retried": 0, "permanent": 0, "dead_lettered": 0, "skipped": 0},
+		"failures": {"retried": 0, "permanent": 0, "dead_lettered": 0, "skipped": 0, "poison_pills": 0},
 		"abandoned_handlers": 0
 	}`, string(b))
 }
