@@ -76,11 +76,12 @@ func partition(t *testing.T, st Status, p int32) PartitionStatus {
 // stuck after StuckAfter and partition 1 not, and reports the group membership.
 func TestStatusStuckKey(t *testing.T) {
 	s := newStuckScenario(t)
+	var last Status
 	require.Eventually(t, func() bool {
-		st := s.w.Status()
-		return s.done.Load() == 6 && len(st.Partitions) == 2 && partition(t, st, 0).Stuck &&
-			partition(t, st, 0).CommittedOffset == 2 && partition(t, st, 1).CommittedOffset == 2
-	}, 30*time.Second, 20*time.Millisecond)
+		last = s.w.Status()
+		return s.done.Load() == 6 && len(last.Partitions) == 2 && partition(t, last, 0).Stuck &&
+			partition(t, last, 0).CommittedOffset == 2 && partition(t, last, 1).CommittedOffset == 2
+	}, 30*time.Second, 20*time.Millisecond, "done %d; last status: %+v", &s.done, &last)
 
 	st := s.w.Status()
 	require.True(t, st.Running)
