@@ -167,7 +167,9 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	// A handler counts a record as seen before it writes the sample: stop the consumer
 	// before reading the samples.
 	cancel()
-	_ = <-consumed // stopped: how it stopped does not matter to the samples
+	if err := <-consumed; err != nil && !errors.Is(err, context.Canceled) {
+		return result{Scenario: o.child, Err: fmt.Sprintf("the consumer stopped with an error: %v", err)}
+	}
 	lat := s.percentiles()
 	lat.Rate = float64(n) / o.latencySecs
 	return result{Scenario: o.child, Msgs: n, Latency: &lat}
