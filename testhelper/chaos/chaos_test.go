@@ -66,6 +66,9 @@ func TestChaosLong(t *testing.T) {
 		ProduceFor:     3 * time.Minute,
 		FaultEvery:     300 * time.Millisecond,
 		DrainTimeout:   2 * time.Minute,
+		// Measured with the completions in the commit metadata: 2.13 % (seed 20260601) and
+		// 2.26 % (seed 7), nearly all of it the work a SIGKILL loses since the last commit.
+		MaxDuplicateRatio: 0.05,
 		// CHAOS_STRATEGY=cooperative-sticky make chaos runs the incremental protocol.
 		AssignmentStrategy: os.Getenv("CHAOS_STRATEGY"),
 		// CHAOS_FAULTS=worker-leave (make chaos-rebalance) runs graceful leaves and joins only.
