@@ -45,9 +45,9 @@ type offsetStore struct {
 	every     time.Duration // commitEvery, or AutoCommitIntervalMs when set
 	counts    atomic.Pointer[commitCounters]
 
-	commitMu   sync.Mutex // serialises commits
-	lastCommit time.Time  // when flush last committed; the reader goroutine's
-	limit      int        // the longest metadata written: metadataMaxBytes (tests lower it)
+	commitMu   sync.Mutex   // serialises commits
+	lastCommit atomic.Int64 // when flush last committed (UnixNano)
+	limit      int          // the longest metadata written: metadataMaxBytes (tests lower it)
 }
 
 func newOffsetStore(consumer KafkaConsumer, tracker *commitTracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
@@ -64,10 +64,10 @@ func (o *offsetStore) flush(now time.Time) {
 		o.storeFinished()
 		return
 	}
-	if now.Sub(o.lastCommit) < o.every {
+	if !o.due(now) {
 		return
 	}
-	o.lastCommit = now
+	o.lastCommit.Store(now.UnixNano())
 	if err := o.commitFinished(nil, false); err != nil {
 		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
 		return
@@ -75,6 +75,11 @@ func (o *offsetStore) flush(now time.Time) {
 	for _, t := range o.tracker.trackers(nil) {
 		t.closeWindow(now, o.every)
 	}
+}
+
+// due reports whether a periodic commit is due at now (commitEvery since the last).
+func (o *offsetStore) due(now time.Time) bool {
+	return now.UnixNano()-o.lastCommit.Load() >= int64(o.every)
 }
 
 // commit commits what is finished in the partitions keep accepts (every one when keep is nil)

@@ -170,6 +170,7 @@ type KReader struct {
 	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
 	poisonAfter atomic.Uint32
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
+	flushing    atomic.Bool    // a periodic commit is running (flush)
 
 	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
 	closed     bool
@@ -427,14 +428,32 @@ func topicName(tp kafka.TopicPartition) string {
 	return *tp.Topic
 }
 
-// flush hands finished offsets on (offsetStore.flush): a commit with metadata when one is due,
-// or a store for librdkafka to commit.
+// flush hands finished offsets on (offsetStore.flush) without making the reader wait for the
+// broker (G7): a commit with metadata, when one is due, runs on a goroutine of its own, one at
+// a time, holding handle shared (Close waits for it); a store for librdkafka to commit runs
+// here. A commit on the reader goroutine held the poll past max.poll.interval.ms while the
+// group coordinator moved, and the group gave the partitions away (make test's cooperative
+// chaos run).
 func (r *KReader) flush(now time.Time) {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	if !r.closed {
-		r.offsets.flush(now)
+	sync := r.offsets.committer == nil
+	if !sync && (!r.offsets.due(now) || !r.flushing.CompareAndSwap(false, true)) {
+		return
 	}
+	run := func() {
+		r.handle.RLock()
+		defer r.handle.RUnlock()
+		if !r.closed {
+			r.offsets.flush(now)
+		}
+	}
+	if sync {
+		run()
+		return
+	}
+	go func() {
+		defer r.flushing.Store(false)
+		run()
+	}()
 }
 
 // commit commits what is finished, synchronously.
