@@ -97,26 +97,14 @@ func (t *partitionTracker) suspectList(released bool) []suspect {
 // when the reader is closed or m's partition is being revoked. A failed commit is logged, and
 // m runs anyway.
 func (s *suspicion) mark(m *Message) bool {
-	r := s.rs.kr
-	if r == nil {
-		return false
-	}
-	return r.whileOpen(func() bool {
-		t := m.trk
-		if t.isRevoking() {
-			return false
-		}
+	const failed = "zkafka: committing that a suspect message is in the handler failed; running it anyway"
+	return s.commitFor(m, failed, func(r *KReader, t *partitionTracker, only func(tpKey) bool) error {
 		t.mu.Lock()
 		t.suspect(m.Offset, m.deaths, true)
 		t.marksSet++
 		mark := t.marksSet
 		t.mu.Unlock()
-		k := tpKey{m.Topic, m.Partition}
-		if err := r.offsets.commitMark(t, mark, func(c tpKey) bool { return c == k }); err != nil {
-			r.failures.warnf(context.Background(), "zkafka: committing that a suspect message is in the handler failed; running it anyway", err,
-				"group", r.groupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
-		}
-		return true
+		return r.offsets.commitMark(t, mark, only)
 	})
 }
 
@@ -154,6 +142,16 @@ func (t *partitionTracker) committedOnce() {
 // when the reader is closed or m's partition is being revoked. A failed commit is logged,
 // and m runs anyway.
 func (s *suspicion) record(m *Message) bool {
+	const failed = "zkafka: committing what was read before running it failed; running it anyway"
+	return s.commitFor(m, failed, func(r *KReader, t *partitionTracker, only func(tpKey) bool) error {
+		return r.offsets.commitRead(t, m.Offset, only)
+	})
+}
+
+// commitFor runs commit, a commit of m's partition only, while the reader is open and m's
+// partition is not being revoked; it returns false when either is not so. A failed commit is
+// logged with the words failed, and m runs anyway (true).
+func (s *suspicion) commitFor(m *Message, failed string, commit func(r *KReader, t *partitionTracker, only func(tpKey) bool) error) bool {
 	r := s.rs.kr
 	if r == nil {
 		return false
@@ -164,8 +162,8 @@ func (s *suspicion) record(m *Message) bool {
 			return false
 		}
 		k := tpKey{m.Topic, m.Partition}
-		if err := r.offsets.commitRead(t, m.Offset, func(c tpKey) bool { return c == k }); err != nil {
-			r.failures.warnf(context.Background(), "zkafka: committing what was read before running it failed; running it anyway", err,
+		if err := commit(r, t, func(c tpKey) bool { return c == k }); err != nil {
+			r.failures.warnf(context.Background(), failed, err,
 				"group", r.groupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
 		}
 		return true
