@@ -435,8 +435,8 @@ func topicName(tp kafka.TopicPartition) string {
 // group coordinator moved, and the group gave the partitions away (make test's cooperative
 // chaos run).
 func (r *KReader) flush(now time.Time) {
-	sync := r.offsets.committer == nil
-	if !sync && (!r.offsets.due(now) || !r.flushing.CompareAndSwap(false, true)) {
+	storeOnly := r.offsets.committer == nil
+	if !storeOnly && (!r.offsets.due(now) || !r.flushing.CompareAndSwap(false, true)) {
 		return
 	}
 	run := func() {
@@ -446,7 +446,7 @@ func (r *KReader) flush(now time.Time) {
 			r.offsets.flush(now)
 		}
 	}
-	if sync {
+	if storeOnly {
 		run()
 		return
 	}
