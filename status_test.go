@@ -50,7 +50,7 @@ func newStuckScenario(t *testing.T, opts ...WorkOption) *stuckScenario {
 		}
 		s.done.Add(1)
 		return nil
-	}, append([]WorkOption{Speedup(4), StuckAfter(300 * time.Millisecond)}, opts...)...)
+	}, append([]WorkOption{Speedup(8), StuckAfter(300 * time.Millisecond)}, opts...)...)
 	r := startWork(t, s.w)
 	t.Cleanup(func() {
 		close(s.release)
@@ -75,6 +75,9 @@ func partition(t *testing.T, st Status, p int32) PartitionStatus {
 // oldest unfinished one, in the handler, holds the stored offset below it, calls partition 0
 // stuck after StuckAfter and partition 1 not, and reports the group membership.
 func TestStatusStuckKey(t *testing.T) {
+	// Speedup(8) for 7 keys: each key gets a virtual partition of its own (the router puts a
+	// new key on the least loaded), so no other key waits behind the stuck one. With 4, a key
+	// read in the same batch could share the stuck key's (seen in CI: 5 of 6 finished).
 	s := newStuckScenario(t)
 	var last Status
 	require.Eventually(t, func() bool {
@@ -94,7 +97,7 @@ func TestStatusStuckKey(t *testing.T) {
 	require.Equal(t, "closed", st.Breaker)
 	require.False(t, st.Paused)
 	require.Equal(t, InFlightStatus{Messages: 1, Bytes: 1, MaxMessages: 10000, MaxBytes: 256 << 20}, st.InFlight)
-	require.Equal(t, 4, st.VirtualPartitions)
+	require.Equal(t, 8, st.VirtualPartitions)
 	require.True(t, st.Broker.Known && st.Broker.Reachable, "the consumer reads: its brokers are reachable: %+v", st.Broker)
 
 	p0 := partition(t, st, 0)
@@ -112,7 +115,7 @@ func TestStatusStuckKey(t *testing.T) {
 	require.Equal(t, WaitHandler, o.WaitsFor)
 	require.Contains(t, o.Detail, "in the handler for")
 	require.GreaterOrEqual(t, o.VirtualPartition, 0)
-	require.Less(t, o.VirtualPartition, 4)
+	require.Less(t, o.VirtualPartition, 8)
 	require.False(t, o.ReadAt.IsZero())
 	require.False(t, o.Since.Before(o.ReadAt), "the handler started after the read")
 	require.GreaterOrEqual(t, o.AgeSeconds, o.WaitingSeconds)
