@@ -105,8 +105,9 @@ func (b *brokerReport) setPending(e *kafka.Error) {
 	b.waiting.Store(e != nil)
 }
 
-// announce makes e an outage: the watch is cut off (news only the first time) and e is
-// logged under the outage's key. The caller holds mu.
+// announce makes e an outage: e is logged under the outage's key, then the watch is cut off
+// (news only the first time). The line comes first, so that a BrokerStateChanged hook that
+// ends the process has not lost it. The caller holds mu.
 func (b *brokerReport) announce(e kafka.Error) {
 	var err error = e
 	if cause := b.watch.lastCause(); e.Code() == kafka.ErrAllBrokersDown && cause != "" {
@@ -116,8 +117,8 @@ func (b *brokerReport) announce(e kafka.Error) {
 	if b.probe != nil {
 		probe = b.probe(e.Code())
 	}
-	b.watch.failed(err.Error(), probe)
 	b.log(err)
+	b.watch.failed(err.Error(), probe)
 }
 
 // log writes err under the outage's key: at once the first time, then summarised.
