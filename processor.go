@@ -271,8 +271,13 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 	pc.finish()
 	err = p.postProcessing(ctx, vp, m, start, err)
 	if mt := p.rs.metrics; mt != nil {
-		// pc's parent, not pc: a Value of a finished procCtx makes it a real context.
-		mt.processed(pc.parent, m, end.Sub(start), err)
+		// pc's parent, not pc: a Value of a finished procCtx makes it a real context. Without a
+		// tracer no span is there for an exemplar: not looking for one saves a context walk.
+		mctx := context.Background()
+		if p.tracer != nil {
+			mctx = pc.parent
+		}
+		mt.processed(mctx, m, end.Sub(start), err)
 	}
 	return false, err
 }

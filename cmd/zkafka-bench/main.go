@@ -20,11 +20,13 @@
 //	               the dead letter path); a message counts once finished (OnDone)
 //	retry-sN       zkafka Work, Speedup(N), WithRetry with a 1 ms backoff: one message in ten
 //	               fails twice, then passes on its third run
+//	metrics-sN     noop-sN with every metric recorded by the OpenTelemetry SDK (a manual
+//	               reader, collected once a second as a scrape would)
 //	latency-sN     p50 and p99 of the wait from a record's timestamp to its handler's start, at
 //	               a steady keyed load of half the noop-sN rate, for a zkafka Work with
 //	               Speedup(N) and for the raw loop side by side (latency.go)
 //
-// The deadletter and retry scenarios are reported against the noop scenario of the same
+// The deadletter, retry and metrics scenarios are reported against the noop scenario of the same
 // Speedup in the same round (ratio_vs_noop).
 //
 // The raw consumer's configuration is the one zkafka's Client builds: the bench creates a
@@ -55,12 +57,14 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/zkafka-go/zkafka"
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
-const allScenarios = "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256,latency-s8"
+const allScenarios = "raw,noop-s1,noop-s8,metrics-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256,latency-s8"
 
 type options struct {
 	count      int
@@ -160,7 +164,7 @@ func scenario(name string) (kind string, speedup int, err error) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	kind, s := name[:i], name[i+2:]
-	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && kind != "latency" && !isFailing(kind) {
+	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && kind != "latency" && !vsNoop(kind) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	speedup, err = strconv.Atoi(s)
@@ -266,7 +270,7 @@ func runParent(o options, out io.Writer) error {
 				noopRate[speedup] = rate
 				lat.noop[speedup] = rate
 			}
-			if r := noopRate[speedup]; isFailing(kind) && r > 0 {
+			if r := noopRate[speedup]; vsNoop(kind) && r > 0 {
 				noopRatios[name] = append(noopRatios[name], rate/r)
 			}
 			switch {
@@ -326,7 +330,7 @@ func runParent(o options, out io.Writer) error {
 			summary = append(summary, item)
 		case kind == "raw":
 			line += " ratio_vs_raw=1.00"
-		case isFailing(kind):
+		case vsNoop(kind):
 			if nr := medianOf(noopRatios[name]); !math.IsNaN(nr) {
 				line += fmt.Sprintf(" ratio_vs_noop=%.2f", nr)
 				summary = append(summary, fmt.Sprintf("%s=%.2f×noop", name, nr))
@@ -346,6 +350,9 @@ func runParent(o options, out io.Writer) error {
 	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s)\n", strings.Join(summary, " "), o.rounds, brokerKind)
 	return nil
 }
+
+// vsNoop reports whether a scenario kind is reported against noop (ratio_vs_noop).
+func vsNoop(kind string) bool { return isFailing(kind) || kind == "metrics" }
 
 // isFailing reports whether a scenario kind fails some of its messages.
 func isFailing(kind string) bool { return kind == "deadletter" || kind == "retry" }
@@ -668,7 +675,13 @@ func runChild(o options) result {
 	if o.inFlight > 0 {
 		opts = append(opts, zkafka.MaxInFlight(o.inFlight))
 	}
-	w := zkafka.NewWorkFactory(client).CreateWithFunc(tc, handler, opts...)
+	var factoryOpts []zkafka.WorkFactoryOption
+	if kind == "metrics" {
+		stop := scrapeMetrics()
+		defer stop()
+		factoryOpts = append(factoryOpts, zkafka.WithMeterProvider(meterProvider))
+	}
+	w := zkafka.NewWorkFactory(client, factoryOpts...).CreateWithFunc(tc, handler, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -736,4 +749,33 @@ func runRaw(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig, sleepe
 		<-done
 	}
 	return m.end(o.child, o.count)
+}
+
+// meterProvider is the metrics scenarios' OpenTelemetry SDK provider; scrapeMetrics collects
+// from it.
+var (
+	metricsReader = sdkmetric.NewManualReader()
+	meterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(metricsReader))
+)
+
+// scrapeMetrics collects meterProvider's metrics once a second, as a Prometheus scrape or a
+// periodic exporter would, until the returned func is called.
+func scrapeMetrics() (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var rm metricdata.ResourceMetrics
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := metricsReader.Collect(context.Background(), &rm); err != nil {
+					fmt.Fprintln(os.Stderr, "zkafka-bench: collecting metrics:", err)
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }

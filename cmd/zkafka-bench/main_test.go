@@ -36,6 +36,7 @@ func TestScenarioNames(t *testing.T) {
 		{name: "raw-sleep1ms-s64", kind: "raw-sleep1ms", speedup: 64},
 		{name: "deadletter-s8", kind: "deadletter", speedup: 8},
 		{name: "retry-s1", kind: "retry", speedup: 1},
+		{name: "metrics-s8", kind: "metrics", speedup: 8},
 		{name: "noop", wantErr: `unknown scenario "noop"`},
 		{name: "raw-s8", wantErr: `unknown scenario "raw-s8"`},
 		{name: "sleep2ms-s8", wantErr: `unknown scenario "sleep2ms-s8"`},
@@ -97,12 +98,12 @@ func TestBadFlagsAreRefusedWithAReason(t *testing.T) {
 // checks the lines it prints.
 func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a broker and seven child processes")
+		t.Skip("starts a broker and eight child processes")
 	}
 	var out, errb bytes.Buffer
 	code := run([]string{
 		"-count", "4000", "-keys", "50", "-partitions", "4", "-rounds", "1", "-sleep-seconds", "0.25", "-latency-seconds", "1",
-		"-scenarios", "raw,noop-s1,noop-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8,latency-s8",
+		"-scenarios", "raw,noop-s1,noop-s8,metrics-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8,latency-s8",
 	}, &out, &errb)
 	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
 
@@ -121,7 +122,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 			summary = line
 		}
 	}
-	require.Len(t, lines, 8, out.String())
+	require.Len(t, lines, 9, out.String())
 	latency := lines["latency-s8"]
 	delete(lines, "latency-s8")
 	positive := func(name, key string) float64 {
@@ -143,6 +144,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	require.LessOrEqual(t, positive("raw-sleep1ms-s8", "ratio_vs_ideal"), 1.05)
 	positive("sleep1ms-s8", "ratio_vs_control")
 	require.NotContains(t, lines["raw-sleep1ms-s8"], "ratio_vs_control")
+	positive("metrics-s8", "ratio_vs_noop")
 	positive("deadletter-s8", "ratio_vs_noop")
 	positive("retry-s8", "ratio_vs_noop")
 	lines["latency-s8"] = latency
@@ -151,7 +153,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	}
 	require.LessOrEqual(t, positive("latency-s8", "zkafka_p50_ms"), positive("latency-s8", "zkafka_p99_ms"))
 	require.LessOrEqual(t, positive("latency-s8", "raw_p50_ms"), positive("latency-s8", "raw_p99_ms"))
-	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal latency-s8=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s \(medians of 1 rounds`, summary)
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal latency-s8=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s \(medians of 1 rounds`, summary)
 }
 
 // TestSamplerPercentiles: samples of records produced before the warm-up ends are dropped;
