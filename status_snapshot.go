@@ -201,7 +201,7 @@ func (t statusTaker) fill(ps *PartitionStatus, snap trackerSnapshot, s sighting,
 	ps.StandingSeconds = standing.Seconds()
 	switch {
 	case st.Breaker == CircuitBreakerOpen.String():
-		ps.Stuck, ps.StuckReason = true, "circuit breaker open"
+		ps.Stuck, ps.StuckReason = true, breakerStuckReason
 	case o.WaitsFor != WaitDelay && standing >= time.Duration(st.StuckAfterSeconds*float64(time.Second)):
 		ps.Stuck, ps.StuckReason = true, "position has not moved for "+roundAge(standing)
 	}

@@ -18,7 +18,8 @@ package zkafka
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
 //   - metrics.go and metrics_gauges.go: the OpenTelemetry instruments recorded along the way,
-//     and the gauges observed from Status.
+//     and the gauges observed from Status;
+//   - stuckwatch.go: stuck partitions logged from Status (G18).
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
@@ -211,6 +212,8 @@ type runState struct {
 	bound *inFlight
 	loop  *readLoop
 	proc  *processors
+	// endStuck stops the goroutine that logs stuck partitions (stuckwatch.go).
+	endStuck func()
 
 	stopping chan struct{} // closed when the stop starts
 	exited   chan struct{} // closed when every processor goroutine has exited
@@ -275,6 +278,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	rs.metrics.observe(rs)
 	rs.proc = w.newProcessors(rs, gate)
 	rs.proc.start(rs.vps, rs.exited)
+	rs.endStuck = watchStuck(rs)
 	return rs, nil
 }
 
@@ -399,6 +403,7 @@ func (rs *runState) stop(failed bool) {
 		}
 	}
 	<-rs.proc.watchDone
+	rs.endStuck()
 	if rs.kr != nil {
 		rs.kr.setListener(nil)
 		if graceful {

@@ -1,0 +1,115 @@
+package zkafka
+
+// A stuck offset reaches the user's Logger (G18): while a Run runs, a goroutine takes the
+// Work's Status every stuckCheckEvery and writes one warning for each partition whose
+// position has stood still for StuckAfter (PartitionStatus.Stuck), naming the message that
+// holds it and what that message waits for; one line per stuckRepeatEvery while it stays
+// stuck on that message; and one info line when it moves on. A partition stuck because the
+// circuit breaker is open is not logged here: the breaker logs its own changes.
+//
+// Invariant: for a partition stuck on one offset, at most one line per stuckRepeatEvery.
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// stuckCheckEvery is how often a Run looks for stuck partitions: with StuckAfter's default of
+// 10 s, a stuck offset is logged within 12 s of its message being read.
+const stuckCheckEvery = 2 * time.Second
+
+// stuckRepeatEvery is how often a partition that stays stuck on one message is logged again.
+const stuckRepeatEvery = time.Minute
+
+// stuckWatch is the goroutine of one Run that logs its stuck partitions.
+type stuckWatch struct {
+	rs       *runState
+	reported map[tpKey]stuckReport // partitions logged as stuck and still stuck
+	stop     chan struct{}
+	done     sync.WaitGroup
+}
+
+// stuckReport is a partition logged as stuck: on which offset, and when last.
+type stuckReport struct {
+	offset int64
+	logged time.Time
+}
+
+// watchStuck starts the stuck watch of rs; its end waits for the goroutine to exit.
+func watchStuck(rs *runState) (end func()) {
+	sw := &stuckWatch{rs: rs, reported: map[tpKey]stuckReport{}, stop: make(chan struct{})}
+	sw.done.Add(1)
+	go sw.run()
+	return func() {
+		close(sw.stop)
+		sw.done.Wait()
+	}
+}
+
+// testHookStuckChecked, when set by a test, is called after every check of a stuck watch.
+var testHookStuckChecked func()
+
+// run checks every stuckCheckEvery until stop closes.
+func (sw *stuckWatch) run() {
+	defer sw.done.Done()
+	t := time.NewTicker(stuckCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-sw.stop:
+			return
+		case <-t.C:
+			sw.check(sw.rs.w.Status())
+			if testHookStuckChecked != nil {
+				testHookStuckChecked()
+			}
+		}
+	}
+}
+
+// check logs what st says is newly stuck, still stuck, or moving again.
+func (sw *stuckWatch) check(st Status) {
+	ctx := context.Background()
+	l := sw.rs.w.logger
+	seen := make(map[tpKey]bool, len(sw.reported))
+	for _, p := range st.Partitions {
+		k := tpKey{p.Topic, p.Partition}
+		prev, was := sw.reported[k]
+		stuck := p.Stuck && p.Oldest != nil && p.StuckReason != breakerStuckReason
+		switch {
+		case stuck && (!was || prev.offset != p.Oldest.Offset):
+			l.Warnw(ctx, "zkafka: partition is stuck: its oldest unfinished message holds the commit back", stuckKV(st, p)...)
+			sw.reported[k] = stuckReport{offset: p.Oldest.Offset, logged: st.TakenAt}
+		case stuck && st.TakenAt.Sub(prev.logged) >= stuckRepeatEvery:
+			l.Warnw(ctx, "zkafka: partition is still stuck", stuckKV(st, p)...)
+			sw.reported[k] = stuckReport{offset: prev.offset, logged: st.TakenAt}
+		case !stuck && was:
+			l.Infow(ctx, "zkafka: stuck partition moves again", "topic", p.Topic, "partition", p.Partition,
+				"group", st.Group, "offset", prev.offset)
+			delete(sw.reported, k)
+		}
+		seen[k] = true
+	}
+	for k := range sw.reported {
+		if !seen[k] {
+			delete(sw.reported, k) // revoked: its next owner reports it
+		}
+	}
+}
+
+// breakerStuckReason is PartitionStatus.StuckReason of a partition held by an open breaker.
+const breakerStuckReason = "circuit breaker open"
+
+// stuckKV is the key-value pairs of a stuck partition's log line.
+func stuckKV(st Status, p PartitionStatus) []any {
+	o := p.Oldest
+	key := o.Key
+	if o.KeyNil {
+		key = "<nil>"
+	}
+	return []any{"topic", p.Topic, "partition", p.Partition, "group", st.Group, "offset", o.Offset,
+		"key", key, "virtual_partition", o.VirtualPartition, "waits_for", string(o.WaitsFor),
+		"detail", o.Detail, "standing", roundAge(time.Duration(p.StandingSeconds * float64(time.Second))),
+		"reason", p.StuckReason}
+}
