@@ -10,6 +10,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // stuckKey is the key the status tests' handlers block on. It has characters HTML must
@@ -271,4 +272,98 @@ func TestGroupMembershipParsesConfluentMetadata(t *testing.T) {
 	member, generation = groupMembership(nil)
 	require.Equal(t, "", member)
 	require.Equal(t, int32(-1), generation)
+}
+
+// startStatusWork runs a Work on a new one-partition topic holding recs, with cfg's topic,
+// group and client id filled in; the Work stops at the end of the test.
+func startStatusWork(t *testing.T, e *testEnv, recs []rec, cfg ConsumerTopicConfig, h func(context.Context, *Message) error, opts ...WorkOption) (*Work, string) {
+	t.Helper()
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, recs)
+	cfg.ClientID, cfg.GroupID, cfg.Topic = uniqueTestName(t, "c"), uniqueTestName(t, "g"), topic
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, h, opts...)
+	r := startWork(t, w)
+	t.Cleanup(func() { require.NoError(t, r.stop(t)) })
+	return w, topic
+}
+
+// oldestWaiting waits until w's one partition's oldest unfinished message waits for want
+// (and ok accepts the partition), and returns that partition.
+func oldestWaiting(t *testing.T, w *Work, want WaitReason, ok func(PartitionStatus) bool) PartitionStatus {
+	t.Helper()
+	var last Status
+	require.Eventually(t, func() bool {
+		last = w.Status()
+		return len(last.Partitions) == 1 && last.Partitions[0].Oldest != nil &&
+			last.Partitions[0].Oldest.WaitsFor == want && ok(last.Partitions[0])
+	}, 30*time.Second, 20*time.Millisecond, "last status: %+v", &last)
+	return last.Partitions[0]
+}
+
+// TestStatusDeadLetterWriteFailing: a failed message whose dead letter the broker refuses
+// holds the partition; Status says it waits for its dead letter, how often the write failed
+// and why, and calls the partition stuck. When the topic takes the write, it finishes.
+func TestStatusDeadLetterWriteFailing(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	dlt := e.newTopic(t, 1)
+	fault := dltProduceFault(e, dlt, kerr.TopicAuthorizationFailed)
+	w, _ := startStatusWork(t, e, []rec{{Key: []byte("a")}, {Key: []byte("bad")}},
+		ConsumerTopicConfig{DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}},
+		func(_ context.Context, m *Message) error {
+			if m.Key == "bad" {
+				return errors.New("no such customer")
+			}
+			return nil
+		}, Speedup(2), StuckAfter(300*time.Millisecond))
+	p := oldestWaiting(t, w, WaitDeadLetter, func(p PartitionStatus) bool { return p.Stuck && p.Oldest.Failures >= 2 })
+	o := p.Oldest
+	require.Equal(t, int64(1), o.Offset)
+	require.Equal(t, "bad", o.Key)
+	require.Contains(t, o.Detail, "writing its dead letter to "+dlt+" for ")
+	require.Contains(t, o.Detail, "next attempt in")
+	require.Contains(t, o.LastError, "Topic authorization failed")
+	require.Equal(t, int64(1), p.StoredOffset, "the offset waits at the unwritten dead letter")
+	require.Contains(t, p.StuckReason, "position has not moved for")
+
+	fault.Remove()
+	require.Eventually(t, func() bool {
+		st := w.Status()
+		return len(st.Partitions) == 1 && st.Partitions[0].Oldest == nil && st.Partitions[0].StoredOffset == 2
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, int64(1), w.FailureCounts().DeadLettered)
+}
+
+// TestStatusCircuitBreakerOpen: after a failure opens the breaker, the next message waits
+// for it; Status says so, with the breaker open since when, and the partition is stuck for
+// that reason.
+func TestStatusCircuitBreakerOpen(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	var runs atomic.Int64
+	w, _ := startStatusWork(t, e, []rec{{Key: []byte("a")}, {Key: []byte("b")}}, ConsumerTopicConfig{},
+		func(context.Context, *Message) error { runs.Add(1); return errors.New("database down") },
+		Speedup(1), CircuitBreakAfter(1), CircuitBreakFor(time.Minute))
+	p := oldestWaiting(t, w, WaitBreaker, func(p PartitionStatus) bool { return p.Stuck })
+	st := w.Status()
+	require.Equal(t, "open", st.Breaker)
+	require.Equal(t, breakerStuckReason, p.StuckReason)
+	o := p.Oldest
+	require.Equal(t, int64(1), o.Offset)
+	require.Equal(t, "b", o.Key)
+	require.Equal(t, "the circuit breaker is open", o.Detail)
+	require.False(t, o.Since.Before(o.ReadAt), "it waits since the later of its read and the opening")
+	require.EqualValues(t, 1, runs.Load(), "no handler starts while the breaker is open")
+}
+
+// TestStatusProcessDelay: a message held by ProcessDelayMillis waits for the delay, until
+// its timestamp + the delay, and does not make the partition stuck however long it stands.
+func TestStatusProcessDelay(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	w, _ := startStatusWork(t, e, []rec{{Key: []byte("a")}}, ConsumerTopicConfig{ProcessDelayMillis: intp(60_000)},
+		func(context.Context, *Message) error { return nil }, StuckAfter(100*time.Millisecond))
+	p := oldestWaiting(t, w, WaitDelay, func(p PartitionStatus) bool { return p.StandingSeconds >= 0.3 })
+	require.False(t, p.Stuck, "a delay is not a stuck position: %+v", p)
+	o := p.Oldest
+	require.Equal(t, int64(0), o.Offset)
+	require.WithinDuration(t, o.ReadAt.Add(time.Minute), o.Until, 5*time.Second, "due at its timestamp + 60 s")
+	require.Contains(t, o.Detail, "held by ProcessDelayMillis for another ")
 }
