@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -254,22 +255,33 @@ func TestBrokerOutageAndRecoveryAreReported(t *testing.T) {
 
 // TestBadCredentialsAreReportedWithTheBrokersReason: a Work whose SASL password the broker
 // refuses logs the refusal at error level with the broker's words, and its hook hears it.
+// kfake (SCRAM) closes the connection; Apache Kafka's SASL listener of scripts/kafka-local.sh
+// (ZKAFKA_SASL_BOOTSTRAP_SERVERS, PLAIN) answers that the login failed.
 func TestBadCredentialsAreReportedWithTheBrokersReason(t *testing.T) {
-	cluster := newKfake(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "admin", "admin"))
-	addr := strings.Join(cluster.ListenAddrs(), ",")
+	props := map[string]any{"security.protocol": "SASL_PLAINTEXT"}
+	addr := os.Getenv("ZKAFKA_SASL_BOOTSTRAP_SERVERS")
+	if addr == "" || os.Getenv("KAFKA_BOOTSTRAP_SERVERS") == "" {
+		cluster := newKfake(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "admin", "admin"))
+		addr = strings.Join(cluster.ListenAddrs(), ",")
+	} else {
+		props["sasl.mechanism"] = "PLAIN"
+	}
 	logs := newCaptureLogger()
 	events := newBrokerEvents()
 	user, pass := "admin", "wrong"
 	c := NewClient(Config{BootstrapServers: []string{addr}, SaslUsername: &user, SaslPassword: &pass}, LoggerOption(logs))
 	defer func() { _ = c.Close() }()
 	w := NewWorkFactory(c).CreateWithFunc(ConsumerTopicConfig{ClientID: "sasl", GroupID: "sasl", Topic: "sasl",
-		AdditionalProps: map[string]any{"security.protocol": "SASL_PLAINTEXT"}},
+		AdditionalProps: props},
 		func(context.Context, *Message) error { return nil }, WithLifecycleHooks(events.hooks()))
 	r := startWork(t, w)
 	ev := events.next(t, 15*time.Second)
 	t.Logf("refused: %s", ev.Reason)
 	require.False(t, ev.Reachable)
 	require.Contains(t, strings.ToLower(ev.Reason), "authentication")
+	if props["sasl.mechanism"] == "PLAIN" {
+		require.Contains(t, ev.Reason, "Invalid username or password", "Apache Kafka's own words")
+	}
 	var seen []string
 	errs := linesWith(logs, &seen, "error zkafka: consumer cannot use the brokers; it keeps trying ")
 	require.Len(t, errs, 1)

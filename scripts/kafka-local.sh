@@ -12,7 +12,10 @@
 #   KAFKA_VERSION        [4.4.0]                 broker version to fetch and run
 #   ZKAFKA_CACHE_DIR     [~/.cache/zkafka]       where the jars are cached
 #   ZKAFKA_KAFKA_RUN     [/tmp/zkafka-kafka]     holds the pid file and the data dir's path
-#   ZKAFKA_KAFKA_PORT    [29092]                 broker port (the controller uses port+1)
+#   ZKAFKA_KAFKA_PORT    [29092]                 broker port (the controller uses port+1; a
+#                                                SASL_PLAINTEXT listener with mechanism PLAIN
+#                                                and one user, admin/admin-secret, port+2: the
+#                                                tests of refused logins use it)
 #   ZKAFKA_KAFKA_HEAP    [512m]                  JVM heap
 #   ZKAFKA_KAFKA_WAIT    [90]                    seconds to wait for the broker to answer
 set -euo pipefail
@@ -25,6 +28,7 @@ PID_FILE="${RUN_DIR}/kafka.pid"
 DATA_FILE="${RUN_DIR}/data-dir"
 PORT="${ZKAFKA_KAFKA_PORT:-29092}"
 CONTROLLER_PORT="$((PORT + 1))"
+SASL_PORT="$((PORT + 2))"
 HEAP="${ZKAFKA_KAFKA_HEAP:-512m}"
 WAIT_SECONDS="${ZKAFKA_KAFKA_WAIT:-90}"
 BOOTSTRAP="127.0.0.1:${PORT}"
@@ -78,11 +82,13 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:${CONTROLLER_PORT}
-listeners=PLAINTEXT://127.0.0.1:${PORT},CONTROLLER://127.0.0.1:${CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:${PORT}
+listeners=PLAINTEXT://127.0.0.1:${PORT},CONTROLLER://127.0.0.1:${CONTROLLER_PORT},SASL_PLAINTEXT://127.0.0.1:${SASL_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:${PORT},SASL_PLAINTEXT://127.0.0.1:${SASL_PORT}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret";
 log.dirs=${data}/kraft
 num.partitions=1
 default.replication.factor=1
@@ -108,8 +114,8 @@ start() {
 		echo "${BOOTSTRAP}"
 		return 0
 	fi
-	if port_open "${PORT}" || port_open "${CONTROLLER_PORT}"; then
-		log "port ${PORT} or ${CONTROLLER_PORT} is taken by another process; stop it first"
+	if port_open "${PORT}" || port_open "${CONTROLLER_PORT}" || port_open "${SASL_PORT}"; then
+		log "port ${PORT}, ${CONTROLLER_PORT} or ${SASL_PORT} is taken by another process; stop it first"
 		exit 1
 	fi
 	command -v java >/dev/null || { log "java not found: Java 17+ is needed"; exit 1; }
@@ -154,7 +160,7 @@ start() {
 		cat "${data}/check.log" >&2
 		fail_start "${pid}" "${data}"
 	fi
-	log "ready (pid ${pid}) after ${SECONDS}s"
+	log "ready (pid ${pid}) after ${SECONDS}s; SASL_PLAINTEXT (PLAIN, admin/admin-secret) at 127.0.0.1:${SASL_PORT}"
 	echo "${BOOTSTRAP}"
 }
 
