@@ -12,8 +12,9 @@ package zkafka
 // Invariant: only offsets and completions the tracker returned are committed, so a commit
 // never passes a message that is not finished nor lists one as finished (G1). Commits are
 // serialised (commitMu), so a later commit of a partition never carries older state than an
-// earlier one. Callers hold the KReader's handle (not closed), or run in a rebalance callback,
-// whose caller holds it.
+// earlier one. Callers are inside the KReader's handle, or close the consumer
+// (KReader.closeConsumer, no call inside), or run in a rebalance callback, whose caller is one
+// of those.
 
 import (
 	"context"
