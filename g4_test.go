@@ -56,6 +56,16 @@ func coordinatorAway(c *kfake.Cluster, group string) (refused <-chan struct{}, b
 // close waited for the commit), the consumer closes when the coordinator is back, and what
 // was not committed is read again.
 func TestG4CancelReturnsWhileTheCoordinatorIsAway(t *testing.T) {
+	testStopWhileTheCoordinatorIsAway(t, func(r *running) { r.cancel() })
+}
+
+// TestG3GracefulStopReturnsWhileTheCoordinatorIsAway: the same for a graceful stop, whose
+// final commit cannot complete either.
+func TestG3GracefulStopReturnsWhileTheCoordinatorIsAway(t *testing.T) {
+	testStopWhileTheCoordinatorIsAway(t, func(r *running) { close(r.shutdown) })
+}
+
+func testStopWhileTheCoordinatorIsAway(t *testing.T, stop func(*running)) {
 	e := newEmbeddedEnv(t)
 	topic := e.newTopic(t, 1)
 	group := uniqueTestName(t, "g")
@@ -81,13 +91,13 @@ func TestG4CancelReturnsWhileTheCoordinatorIsAway(t *testing.T) {
 	require.Equal(t, int64(1), <-done)
 	<-refused // the periodic commit of offset 2 waits for a coordinator
 	t0 := time.Now()
-	r.cancel()
+	stop(r)
 	select {
 	case <-r.done:
 		require.NoError(t, r.err)
-		t.Logf("Run returned %v after the cancel", time.Since(t0).Round(time.Millisecond))
+		t.Logf("Run returned %v after the stop", time.Since(t0).Round(time.Millisecond))
 	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return within 15 s of the cancel while the coordinator is away")
+		t.Fatal("Run did not return within 15 s of the stop while the coordinator is away")
 	}
 	var gone <-chan struct{}
 	select {
