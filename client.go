@@ -242,7 +242,7 @@ func isClosed(v any) bool {
 
 // Close flushes and closes every writer (concurrently, each for up to 10 s, or 1 s while its
 // brokers cannot be used, dropping what is left: see KWriter.Close), then closes
-// every reader, and joins their errors.
+// every reader (concurrently, each for up to 5 s: see KReader.Close), and joins their errors.
 // Reader and Writer fail after Close. Safe to call more than once.
 func (c *Client) Close() error {
 	c.mu.Lock()
@@ -267,11 +267,18 @@ func (c *Client) Close() error {
 		})
 	}
 	wg.Wait()
+	// Readers too: each waits at most closeMaxWait for a commit the group coordinator does
+	// not answer (KReader.Close).
 	for _, r := range readers {
-		if err := r.Close(); err != nil {
-			errs = append(errs, err) // it names the consumer
-		}
+		wg.Go(func() {
+			if err := r.Close(); err != nil {
+				emu.Lock()
+				errs = append(errs, err) // it names the consumer
+				emu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

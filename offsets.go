@@ -12,8 +12,9 @@ package zkafka
 // Invariant: only offsets and completions the tracker returned are committed, so a commit
 // never passes a message that is not finished nor lists one as finished (G1). Commits are
 // serialised (commitMu), so a later commit of a partition never carries older state than an
-// earlier one. Callers hold the KReader's handle (not closed), or run in a rebalance callback,
-// whose caller holds it.
+// earlier one. Callers are inside the KReader's handle, or close the consumer
+// (KReader.closeConsumer, no call inside), or run in a rebalance callback, whose caller is one
+// of those.
 
 import (
 	"context"
@@ -92,14 +93,11 @@ func (o *offsetStore) commit(keep func(tpKey) bool) error {
 	return o.commitStored()
 }
 
-// closing commits what is finished before the consumer closes. v2's way, it stores it and
-// librdkafka's Close commits it.
+// closing commits what is finished before the consumer closes (a stop's final commit), as
+// commit does: v2's way too it stores and commits, for a consumer of the user's own commits
+// nothing in its Close.
 func (o *offsetStore) closing() {
-	if o.committer == nil {
-		o.storeFinished()
-		return
-	}
-	if err := o.commitFinished(nil, true); err != nil {
+	if err := o.commit(nil); err != nil {
 		o.logger.Warnw(context.Background(), "zkafka: committing on close failed", "group", o.groupID, "error", err)
 	}
 }

@@ -146,10 +146,11 @@ type readerArgs struct {
 // Read itself must be called from one goroutine at a time. The consumer subscribes on the
 // first Read, as in zkafka v2.
 //
-// Close may be called at any time from any goroutine, also during Read: handle is held shared
-// by every call into the consumer from outside a rebalance callback and exclusively by Close,
-// so Close waits for a poll in progress (at most 100 ms, or the read timeout in the degraded
-// mode), and nothing calls into the consumer after it was closed.
+// Close may be called at any time from any goroutine, also during Read: every call into the
+// consumer from outside a rebalance callback runs inside handle (useguard.go), Close refuses
+// later calls and closes the consumer once the calls in progress have ended (a poll within
+// 100 ms, or the read timeout in the degraded mode), so nothing calls into the consumer after
+// it was closed (G15).
 type KReader struct {
 	consumer    KafkaConsumer
 	poller      eventPoller // nil: the degraded ReadMessage mode
@@ -172,9 +173,8 @@ type KReader struct {
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
 	flushing    atomic.Bool    // a periodic commit is running (flush)
 
-	handle     sync.RWMutex // see above; guards closed, subscribed, subErr
-	closed     bool
-	subscribed bool
+	handle     useGuard // see above
+	subscribed bool     // guarded by subMu, as subErr
 	subErr     error
 	subMu      sync.Mutex // serialises subscribe
 }
@@ -244,7 +244,7 @@ type readError struct{ err error }
 func (e *readError) Error() string { return "zkafka: reading failed: " + e.err.Error() }
 func (e *readError) Unwrap() error { return e.err }
 
-// subscribe subscribes the consumer once; the caller holds handle shared. A failed
+// subscribe subscribes the consumer once; the caller is inside handle. A failed
 // subscription fails every later read.
 func (r *KReader) subscribe() error {
 	r.subMu.Lock()
@@ -284,11 +284,10 @@ func (r *KReader) Read(ctx context.Context) (*Message, error) {
 // poll serves one consumer poll: rebalance callbacks run inside it. It returns a message, a
 // fatal error, or nothing.
 func (r *KReader) poll(timeout time.Duration) (*Message, error) {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	if r.closed {
+	if !r.handle.enter() {
 		return nil, errReaderClosed
 	}
+	defer r.handle.leave()
 	if err := r.subscribe(); err != nil {
 		return nil, err
 	}
@@ -353,11 +352,10 @@ func brokerProbe(r *KReader, code kafka.ErrorCode) func() bool {
 		return nil
 	}
 	return func() bool {
-		r.handle.RLock()
-		defer r.handle.RUnlock()
-		if r.closed {
+		if !r.handle.enter() {
 			return false
 		}
+		defer r.handle.leave()
 		md, err := mg.GetMetadata(nil, false, int(brokerProbeTimeout.Milliseconds()))
 		return err == nil && md != nil && len(md.Brokers) > 0
 	}
@@ -376,7 +374,7 @@ func (r *KReader) brokerHealth() (reachable bool, reason string, since time.Time
 }
 
 // readMessage is poll in the degraded mode (a consumer without Poll, degraded.go). The caller
-// holds handle shared.
+// is inside handle.
 func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 	km, err := r.degraded.read(timeout)
 	if km == nil || err != nil {
@@ -430,8 +428,8 @@ func topicName(tp kafka.TopicPartition) string {
 
 // flush hands finished offsets on (offsetStore.flush) without making the reader wait for the
 // broker (G7): a commit with metadata, when one is due, runs on a goroutine of its own, one at
-// a time, holding handle shared (Close waits for it); a store for librdkafka to commit runs
-// here. A commit on the reader goroutine held the poll past max.poll.interval.ms while the
+// a time, inside the handle (Close waits for it, for at most closeMaxWait); a store for
+// librdkafka to commit runs here. A commit on the reader goroutine held the poll past max.poll.interval.ms while the
 // group coordinator moved, and the group gave the partitions away (make test's cooperative
 // chaos run).
 func (r *KReader) flush(now time.Time) {
@@ -440,9 +438,8 @@ func (r *KReader) flush(now time.Time) {
 		return
 	}
 	run := func() {
-		r.handle.RLock()
-		defer r.handle.RUnlock()
-		if !r.closed {
+		if r.handle.enter() {
+			defer r.handle.leave()
 			r.offsets.flush(now)
 		}
 	}
@@ -458,19 +455,20 @@ func (r *KReader) flush(now time.Time) {
 
 // commit commits what is finished, synchronously.
 func (r *KReader) commit() error {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	if r.closed {
+	if !r.handle.enter() {
 		return errReaderClosed
 	}
+	defer r.handle.leave()
 	return r.offsets.commit(nil)
 }
 
-// whileOpen runs f, unless the reader is closed (false), holding the handle: Close waits.
+// whileOpen runs f, unless the reader is closed (false), inside the handle: Close waits.
 func (r *KReader) whileOpen(f func() bool) bool {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	return !r.closed && f()
+	if !r.handle.enter() {
+		return false
+	}
+	defer r.handle.leave()
+	return f()
 }
 
 // countInto makes the reader count its commits into c (a Work's counters).
@@ -485,9 +483,8 @@ func (r *KReader) setPaused(paused bool) {
 	if testHookSetPaused != nil {
 		testHookSetPaused(paused)
 	}
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	if !r.closed {
+	if r.handle.enter() {
+		defer r.handle.leave()
 		r.owned.setPaused(paused)
 	}
 }
@@ -497,20 +494,46 @@ func (r *KReader) setListener(l rebalanceListener) { r.owned.setListener(l) }
 
 // Close stores and commits what is finished, leaves the group and closes the consumer.
 // Messages not finished are not committed: the group reads them again. Safe to call twice
-// and from any goroutine, also while another is in Read: Close waits for that poll to end,
-// and later calls return an error.
+// and from any goroutine, also while another is in Read: calls that start after Close return
+// an error, and the consumer is closed once the calls in progress have ended (a poll within
+// 100 ms).
+//
+// Close returns within closeMaxWait. A commit in progress (or the final one) that waits for a
+// group coordinator that is away holds the close until the coordinator answers: librdkafka
+// retries it until then, and the consumer must not be destroyed under it. Close then logs
+// that and returns nil, and the consumer closes in the background when the commit ends; what
+// that commit leaves out is read again by the group (G1).
 func (r *KReader) Close() error {
-	r.handle.Lock()
-	if r.closed {
-		r.handle.Unlock()
+	idle, first := r.handle.close()
+	if !first {
 		return nil
 	}
-	r.closed = true
 	r.owned.endPause()
+	r.health.stopProbe()
+	var err error
+	gone, inTime := afterIdle(idle, closeMaxWait, func() { err = r.closeConsumer() })
+	if inTime {
+		return err
+	}
+	r.logger.Warnw(context.Background(), "zkafka: closing the consumer waits for a commit the group coordinator has not answered; going on, the consumer closes when it answers",
+		"group", r.groupID, "client_id", r.tc.ClientID, "waited", closeMaxWait.String())
+	if testHookClosingLate != nil {
+		testHookClosingLate(gone)
+	}
+	return nil
+}
+
+// testHookClosingLate, when set by a test, is called when Close returns before the consumer
+// is closed, with a channel closed once it is.
+var testHookClosingLate func(gone <-chan struct{})
+
+// closeConsumer commits what is finished, closes the consumer (it leaves the group) and stops
+// what reads from it. It runs once no call into the consumer is in progress and none can
+// start. Its error, when Close no longer waits, can only be about a consumer closed before
+// and is not reported.
+func (r *KReader) closeConsumer() error {
 	r.offsets.closing()
 	err := r.consumer.Close()
-	r.handle.Unlock()
-	r.health.stopProbe()
 	r.logs.close()
 	r.failures.close()
 	if err != nil {
@@ -523,29 +546,23 @@ func (r *KReader) Close() error {
 // reads of librdkafka's cached state from another goroutine (Work.Status). It reports whether
 // it called f.
 func (r *KReader) withConsumer(f func(KafkaConsumer)) bool {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	if r.closed {
+	if !r.handle.enter() {
 		return false
 	}
+	defer r.handle.leave()
 	f(r.consumer)
 	return true
 }
 
-// isClosed reports whether Close was called (it waits for a Close in progress).
-func (r *KReader) isClosed() bool {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	return r.closed
-}
+// isClosed reports whether Close was called.
+func (r *KReader) isClosed() bool { return r.handle.isClosed() }
 
 // Assignments returns the partitions currently assigned to this reader.
 func (r *KReader) Assignments(_ context.Context) ([]Assignment, error) {
-	r.handle.RLock()
-	defer r.handle.RUnlock()
-	if r.closed {
+	if !r.handle.enter() {
 		return nil, errReaderClosed
 	}
+	defer r.handle.leave()
 	parts, err := r.consumer.Assignment()
 	if err != nil {
 		return nil, fmt.Errorf("zkafka: reading assignment: %w", err)

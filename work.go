@@ -23,7 +23,8 @@ package zkafka
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
-// cancelled context), whose results are discarded (G14).
+// cancelled context), whose results are discarded (G14), and the close of a consumer whose
+// commit waits for a group coordinator that is away (KReader.Close, closeMaxWait).
 
 import (
 	"context"
@@ -97,6 +98,10 @@ var (
 // Cancelling ctx is the abrupt stop (G4): handlers see a cancelled context, Run waits at most
 // about a second (abruptStopWait) for them, closes the consumer and returns, and nothing that
 // did not finish is marked finished or dead-lettered.
+//
+// Either stop commits what finished and closes the consumer within closeMaxWait (5 s): while
+// the group coordinator is away a commit cannot complete, and Run returns without it; the
+// group reads what it left out again.
 //
 // A handler that runs past ProcessTimeoutMillis gets a cancelled context and its message counts
 // as failed (G10). The next message of its virtual partition waits until the handler returns,
@@ -187,6 +192,12 @@ const (
 	// abruptStopWait is how long an abrupt stop (ctx cancelled) waits for handlers to return
 	// from their cancelled context before Run returns without them.
 	abruptStopWait = time.Second
+	// closeMaxWait bounds how long KReader.Close, and so the end of every Run, waits for the
+	// final commit and the consumer's close. Past it Close returns and the consumer closes in
+	// the background: that happens when a commit waits for a group coordinator that is away
+	// (librdkafka retries it until the coordinator answers, and the consumer must not be
+	// destroyed under it). What it did not commit is read again (G1).
+	closeMaxWait = 5 * time.Second
 )
 
 // dueCheckEvery is how many queued messages a processor may run, while messages wait for a
@@ -406,13 +417,8 @@ func (rs *runState) stop(failed bool) {
 	rs.endStuck()
 	if rs.kr != nil {
 		rs.kr.setListener(nil)
-		if graceful {
-			if err := rs.kr.commit(); err != nil {
-				w.logger.Warnw(context.Background(), "zkafka: final commit failed", "topic", rs.topic, "error", err)
-			}
-		}
 	}
-	rs.closeReader()
+	rs.closeReader() // commits what finished, within closeMaxWait
 	if rs.dlt != nil {
 		rs.dlt.close()
 	}

@@ -1,0 +1,143 @@
+package zkafka
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// coordinatorAway makes group's coordinator go away at its next OffsetCommit, which it
+// answers with NOT_COORDINATOR: from then on FindCoordinator finds none and every request of
+// the group is refused, until the returned func is called. refused is closed when that commit
+// was answered.
+func coordinatorAway(c *kfake.Cluster, group string) (refused <-chan struct{}, back func()) {
+	ch := make(chan struct{})
+	var faults []*kfake.FaultHandle
+	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		oc := req.(*kmsg.OffsetCommitRequest)
+		if oc.Group != group {
+			c.KeepControl()
+			return nil, nil, false
+		}
+		faults = append(faults,
+			c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.FindCoordinator}, Group: group, Err: kerr.CoordinatorNotAvailable, Count: -1}),
+			c.Fault(kfake.Fault{Group: group, Err: kerr.NotCoordinator, Count: -1}))
+		resp := oc.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range oc.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotCoordinator.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		close(ch)
+		return resp, nil, true
+	})
+	return ch, func() {
+		<-ch
+		for _, f := range faults {
+			f.Remove()
+		}
+	}
+}
+
+// TestG4CancelReturnsWhileTheCoordinatorIsAway: the group coordinator goes away while a
+// periodic commit is on its way, so librdkafka holds that commit until a coordinator answers.
+// A cancelled Run still returns (before closeMaxWait, it waited for the whole outage: the
+// close waited for the commit), the consumer closes when the coordinator is back, and what
+// was not committed is read again.
+func TestG4CancelReturnsWhileTheCoordinatorIsAway(t *testing.T) {
+	testStopWhileTheCoordinatorIsAway(t, func(r *running) { r.cancel() })
+}
+
+// TestG3GracefulStopReturnsWhileTheCoordinatorIsAway: the same for a graceful stop, whose
+// final commit cannot complete either.
+func TestG3GracefulStopReturnsWhileTheCoordinatorIsAway(t *testing.T) {
+	testStopWhileTheCoordinatorIsAway(t, func(r *running) { close(r.shutdown) })
+}
+
+func testStopWhileTheCoordinatorIsAway(t *testing.T, stop func(*running)) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}
+	done := make(chan int64, 16)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		done <- m.Offset
+		return nil
+	})
+	late := make(chan (<-chan struct{}), 1)
+	testHookClosingLate = func(gone <-chan struct{}) { late <- gone }
+	t.Cleanup(func() { testHookClosingLate = nil })
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	r := startWork(t, w)
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 1 }, 30*time.Second, 10*time.Millisecond)
+
+	refused, back := coordinatorAway(e.cluster, group)
+	t.Cleanup(back)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done)
+	<-refused // the periodic commit of offset 2 waits for a coordinator
+	t0 := time.Now()
+	stop(r)
+	select {
+	case <-r.done:
+		require.NoError(t, r.err)
+		t.Logf("Run returned %v after the stop", time.Since(t0).Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return within 15 s of the stop while the coordinator is away")
+	}
+	var gone <-chan struct{}
+	select {
+	case gone = <-late:
+	default:
+		t.Fatal("the consumer closed although its commit could not complete")
+	}
+	require.Equal(t, int64(1), committedOf(e.cluster, group, topic, 0), "nothing reached the broker while the coordinator was away")
+
+	// The group lets the silent member go (its session times out); then the coordinator comes
+	// back, the waiting commit is refused as the stale member's, and the consumer closes.
+	require.Eventually(t, func() bool {
+		info := e.cluster.GroupInfo(group)
+		return info != nil && len(info.Members) == 0
+	}, 60*time.Second, 10*time.Millisecond)
+	back()
+	select {
+	case <-gone:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the consumer did not close within 60 s of the coordinator's return")
+	}
+	require.Equal(t, int64(1), committedOf(e.cluster, group, topic, 0))
+
+	// At least once: the next worker of the group runs offset 1 again.
+	r2 := startWork(t, NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		done <- m.Offset
+		return nil
+	}))
+	require.Equal(t, int64(1), <-done)
+	require.NoError(t, r2.stop(t))
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic))
+}
+
+// committedOf is group's committed offset of topic's partition, -1 when none, read from the
+// cluster itself (no request, so faults do not refuse it).
+func committedOf(c *kfake.Cluster, group, topic string, partition int32) int64 {
+	if info := c.GroupInfo(group); info != nil {
+		if gc, ok := info.Commits[topic][partition]; ok {
+			return gc.Offset
+		}
+	}
+	return -1
+}
