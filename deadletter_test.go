@@ -770,3 +770,46 @@ func TestG5DeadLettersSurviveAFatalProducerError(t *testing.T) {
 	got := e.consumeAll(t, dlt, 1)
 	require.Equal(t, []byte("bad"), got[0].Value)
 }
+
+// A queued first attempt that the broker does not acknowledge within deadLetterAttemptTimeout
+// goes on in a goroutine, whose attempt writes the dead letter; the first attempt's report,
+// when it comes after all, is dropped: the write ends once.
+func TestG5QueuedDeadLetterTimeoutIsRetried(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	dlt := e.newTopic(t, 1)
+	// A retriable error: the producer retries the first attempt by itself, unacknowledged.
+	fault := dltProduceFault(e, dlt, kerr.NotEnoughReplicas)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"),
+		Topic: "source", DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}}, func(context.Context, *Message) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stopping := make(chan struct{})
+	d, err := newDeadLetterWriter(ctx, w, deadLetterRun{ctx: ctx, stopping: stopping, group: "g", logger: NoopLogger{}, failures: newFailureLog(NoopLogger{})})
+	require.NoError(t, err)
+	defer d.close()
+	m := &Message{Topic: "source", Partition: 0, Offset: 7, Key: "k", value: []byte("v"), TimeStamp: time.Now()}
+	written := make(chan bool, 2)
+	d.start(ctx, waitCut{stopping: stopping, done: ctx.Done(), m: m}, m, errors.New("boom"), nil, func(ok bool) { written <- ok })
+
+	require.NoError(t, fault.Wait(ctx, 1))
+	d.queued.mu.Lock()
+	require.Len(t, d.queued.live, 1, "the first attempt is queued, not acknowledged")
+	var first *queuedLetter
+	for l := range d.queued.live {
+		first = l
+	}
+	d.queued.mu.Unlock()
+	d.queued.sweep(time.Now().Add(deadLetterAttemptTimeout + time.Millisecond)) // as watch does, later
+	d.queued.mu.Lock()
+	require.Empty(t, d.queued.live, "the timed-out attempt left the queue")
+	d.queued.mu.Unlock()
+	require.True(t, d.pendingWith(func(p *Message) bool { return p == m }), "the write goes on")
+
+	fault.Remove()
+	require.True(t, <-written, "written by a later attempt")
+	d.wait()
+	first.delivered(nil) // the first attempt's report, late
+	require.Empty(t, written, "the write ended once")
+	require.False(t, d.pendingWith(func(*Message) bool { return true }))
+	require.Eventually(t, func() bool { return e.endOffsets(t, dlt)[0] >= 1 }, 30*time.Second, 20*time.Millisecond)
+}
