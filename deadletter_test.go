@@ -105,9 +105,17 @@ func (p *recordingProvider) writerConfigs() []ProducerTopicConfig {
 	return append([]ProducerTopicConfig(nil), p.writers...)
 }
 
+// withDLTChannels adds the dead letter producer's channel sizes (deadLetterChannelSizes) to props.
+func withDLTChannels(props map[string]any) map[string]any {
+	for k, v := range deadLetterChannelSizes {
+		props[k] = v
+	}
+	return props
+}
+
 func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 	user, pass, other := "u", "p", "other"
-	big := map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}
+	big := withDLTChannels(map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs})
 	consumer := ConsumerTopicConfig{ClientID: "consumer", GroupID: "g", Topic: "src",
 		BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass}
 	for _, tc := range []struct {
@@ -125,13 +133,16 @@ func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &other, AdditionalProps: big}},
 		{"own message.max.bytes is kept", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"message.max.bytes": 1 << 20, "acks": "1"}},
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
-				AdditionalProps: map[string]any{"message.max.bytes": 1 << 20, "acks": "1", "linger.ms": deadLetterLingerMs}}},
+				AdditionalProps: withDLTChannels(map[string]any{"message.max.bytes": 1 << 20, "acks": "1", "linger.ms": deadLetterLingerMs})}},
 		{"own linger is kept", ProducerTopicConfig{Topic: "dlt", LingerMillis: 1},
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass, LingerMillis: 1,
-				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes}}},
+				AdditionalProps: withDLTChannels(map[string]any{"message.max.bytes": deadLetterMaxMessageBytes})}},
 		{"other props keep company with the raised limit", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"acks": "1"}},
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
-				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "acks": "1", "linger.ms": deadLetterLingerMs}}},
+				AdditionalProps: withDLTChannels(map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "acks": "1", "linger.ms": deadLetterLingerMs})}},
+		{"own channel size is kept", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"go.events.channel.size": 7}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
+				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs, "go.events.channel.size": 7, "go.produce.channel.size": 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, deadLetterConfig(consumer, tc.dlt))
@@ -156,14 +167,14 @@ func TestG5DeadLetterProducerInheritsTheConsumersConnectionProps(t *testing.T) {
 		own  map[string]any
 		want map[string]any
 	}{
-		{"nothing of its own", nil, map[string]any{
+		{"nothing of its own", nil, withDLTChannels(map[string]any{
 			"security.protocol": "SSL", "ssl.ca.location": "/etc/ca.pem", "ssl.certificate.pem": "CERT",
 			"sasl.mechanisms": "PLAIN", "broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
-			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}},
-		{"its own keys win", map[string]any{"ssl.ca.location": "/etc/other-ca.pem", "security.protocol": "SASL_SSL", "acks": "1"}, map[string]any{
+			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs})},
+		{"its own keys win", map[string]any{"ssl.ca.location": "/etc/other-ca.pem", "security.protocol": "SASL_SSL", "acks": "1"}, withDLTChannels(map[string]any{
 			"security.protocol": "SASL_SSL", "ssl.ca.location": "/etc/other-ca.pem", "ssl.certificate.pem": "CERT",
 			"sasl.mechanisms": "PLAIN", "broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
-			"acks": "1", "message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}},
+			"acks": "1", "message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			own := map[string]any{}
@@ -179,10 +190,10 @@ func TestG5DeadLetterProducerInheritsTheConsumersConnectionProps(t *testing.T) {
 	t.Run("its own credentials keep the consumer's sasl keys out", func(t *testing.T) {
 		user, pass := "dlt-user", "dlt-pass"
 		got := deadLetterConfig(consumer, ProducerTopicConfig{Topic: "dlt", SaslUsername: &user, SaslPassword: &pass})
-		require.Equal(t, map[string]any{
+		require.Equal(t, withDLTChannels(map[string]any{
 			"security.protocol": "SSL", "ssl.ca.location": "/etc/ca.pem", "ssl.certificate.pem": "CERT",
 			"broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
-			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}, got.AdditionalProps)
+			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}), got.AdditionalProps)
 		require.Equal(t, &user, got.SaslUsername)
 	})
 }
