@@ -5,8 +5,8 @@
 // then runs every scenario in its own child process (this binary re-executed with -child) with
 // a fresh consumer group, so that each scenario's CPU time, allocations and peak RSS are its
 // own: the broker and the producer run in the parent (whose CPU time over each child's life
-// the round lines print, so that an embedded broker's share shows). Each scenario is repeated -rounds times;
-// the medians are printed, one line per scenario, then a one-line summary.
+// the round lines print, so that an embedded broker's share shows). Each scenario is repeated
+// -rounds times; the medians are printed, one line per scenario, then a one-line summary.
 //
 // Scenarios:
 //
