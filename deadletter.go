@@ -22,8 +22,10 @@ package zkafka
 // there, as when every write held its processor, keeps the work done but not committable
 // small (a crash redoes it all).
 //
-// The processors (complete.go) call start; the producer comes from the Client's writer cache
-// (client.go, writer.go) and closes with the Client.
+// The dead letter producer batches for deadLetterLingerMs and has confluent-kafka-go channels
+// of deadLetterChannelSizes rather than a million entries each (deadLetterConfig; its
+// AdditionalProps win). The processors (complete.go) call start; the producer comes from the
+// Client's writer cache (client.go, writer.go) and closes with the Client.
 
 import (
 	"context"
