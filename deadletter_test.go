@@ -105,9 +105,17 @@ func (p *recordingProvider) writerConfigs() []ProducerTopicConfig {
 	return append([]ProducerTopicConfig(nil), p.writers...)
 }
 
+// withDLTChannels adds the dead letter producer's channel sizes (deadLetterChannelSizes) to props.
+func withDLTChannels(props map[string]any) map[string]any {
+	for k, v := range deadLetterChannelSizes {
+		props[k] = v
+	}
+	return props
+}
+
 func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 	user, pass, other := "u", "p", "other"
-	big := map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}
+	big := withDLTChannels(map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs})
 	consumer := ConsumerTopicConfig{ClientID: "consumer", GroupID: "g", Topic: "src",
 		BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass}
 	for _, tc := range []struct {
@@ -125,13 +133,16 @@ func TestG5DeadLetterConfigInheritsFromTheConsumer(t *testing.T) {
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &other, AdditionalProps: big}},
 		{"own message.max.bytes is kept", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"message.max.bytes": 1 << 20, "acks": "1"}},
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
-				AdditionalProps: map[string]any{"message.max.bytes": 1 << 20, "acks": "1", "linger.ms": deadLetterLingerMs}}},
+				AdditionalProps: withDLTChannels(map[string]any{"message.max.bytes": 1 << 20, "acks": "1", "linger.ms": deadLetterLingerMs})}},
 		{"own linger is kept", ProducerTopicConfig{Topic: "dlt", LingerMillis: 1},
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass, LingerMillis: 1,
-				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes}}},
+				AdditionalProps: withDLTChannels(map[string]any{"message.max.bytes": deadLetterMaxMessageBytes})}},
 		{"other props keep company with the raised limit", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"acks": "1"}},
 			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
-				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "acks": "1", "linger.ms": deadLetterLingerMs}}},
+				AdditionalProps: withDLTChannels(map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "acks": "1", "linger.ms": deadLetterLingerMs})}},
+		{"own channel size is kept", ProducerTopicConfig{Topic: "dlt", AdditionalProps: map[string]any{"go.events.channel.size": 7}},
+			ProducerTopicConfig{Topic: "dlt", ClientID: "consumer", BootstrapServers: []string{"b1:9092"}, SaslUsername: &user, SaslPassword: &pass,
+				AdditionalProps: map[string]any{"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs, "go.events.channel.size": 7, "go.produce.channel.size": 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, deadLetterConfig(consumer, tc.dlt))
@@ -156,14 +167,14 @@ func TestG5DeadLetterProducerInheritsTheConsumersConnectionProps(t *testing.T) {
 		own  map[string]any
 		want map[string]any
 	}{
-		{"nothing of its own", nil, map[string]any{
+		{"nothing of its own", nil, withDLTChannels(map[string]any{
 			"security.protocol": "SSL", "ssl.ca.location": "/etc/ca.pem", "ssl.certificate.pem": "CERT",
 			"sasl.mechanisms": "PLAIN", "broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
-			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}},
-		{"its own keys win", map[string]any{"ssl.ca.location": "/etc/other-ca.pem", "security.protocol": "SASL_SSL", "acks": "1"}, map[string]any{
+			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs})},
+		{"its own keys win", map[string]any{"ssl.ca.location": "/etc/other-ca.pem", "security.protocol": "SASL_SSL", "acks": "1"}, withDLTChannels(map[string]any{
 			"security.protocol": "SASL_SSL", "ssl.ca.location": "/etc/other-ca.pem", "ssl.certificate.pem": "CERT",
 			"sasl.mechanisms": "PLAIN", "broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
-			"acks": "1", "message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}},
+			"acks": "1", "message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			own := map[string]any{}
@@ -179,10 +190,10 @@ func TestG5DeadLetterProducerInheritsTheConsumersConnectionProps(t *testing.T) {
 	t.Run("its own credentials keep the consumer's sasl keys out", func(t *testing.T) {
 		user, pass := "dlt-user", "dlt-pass"
 		got := deadLetterConfig(consumer, ProducerTopicConfig{Topic: "dlt", SaslUsername: &user, SaslPassword: &pass})
-		require.Equal(t, map[string]any{
+		require.Equal(t, withDLTChannels(map[string]any{
 			"security.protocol": "SSL", "ssl.ca.location": "/etc/ca.pem", "ssl.certificate.pem": "CERT",
 			"broker.address.family": "v4", "client.dns.lookup": "use_all_dns_ips",
-			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}, got.AdditionalProps)
+			"message.max.bytes": deadLetterMaxMessageBytes, "linger.ms": deadLetterLingerMs}), got.AdditionalProps)
 		require.Equal(t, &user, got.SaslUsername)
 	})
 }
@@ -769,4 +780,47 @@ func TestG5DeadLettersSurviveAFatalProducerError(t *testing.T) {
 	require.Equal(t, 2, fp.count(), "one replacement producer")
 	got := e.consumeAll(t, dlt, 1)
 	require.Equal(t, []byte("bad"), got[0].Value)
+}
+
+// A queued first attempt that the broker does not acknowledge within deadLetterAttemptTimeout
+// goes on in a goroutine, whose attempt writes the dead letter; the first attempt's report,
+// when it comes after all, is dropped: the write ends once.
+func TestG5QueuedDeadLetterTimeoutIsRetried(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	dlt := e.newTopic(t, 1)
+	// A retriable error: the producer retries the first attempt by itself, unacknowledged.
+	fault := dltProduceFault(e, dlt, kerr.NotEnoughReplicas)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: uniqueTestName(t, "g"),
+		Topic: "source", DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}}, func(context.Context, *Message) error { return nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stopping := make(chan struct{})
+	d, err := newDeadLetterWriter(ctx, w, deadLetterRun{ctx: ctx, stopping: stopping, group: "g", logger: NoopLogger{}, failures: newFailureLog(NoopLogger{})})
+	require.NoError(t, err)
+	defer d.close()
+	m := &Message{Topic: "source", Partition: 0, Offset: 7, Key: "k", value: []byte("v"), TimeStamp: time.Now()}
+	written := make(chan bool, 2)
+	d.start(ctx, waitCut{stopping: stopping, done: ctx.Done(), m: m}, m, errors.New("boom"), nil, func(ok bool) { written <- ok })
+
+	require.NoError(t, fault.Wait(ctx, 1))
+	d.queued.mu.Lock()
+	require.Len(t, d.queued.live, 1, "the first attempt is queued, not acknowledged")
+	var first *queuedLetter
+	for l := range d.queued.live {
+		first = l
+	}
+	d.queued.mu.Unlock()
+	d.queued.sweep(time.Now().Add(deadLetterAttemptTimeout + time.Millisecond)) // as watch does, later
+	d.queued.mu.Lock()
+	require.Empty(t, d.queued.live, "the timed-out attempt left the queue")
+	d.queued.mu.Unlock()
+	require.True(t, d.pendingWith(func(p *Message) bool { return p == m }), "the write goes on")
+
+	fault.Remove()
+	require.True(t, <-written, "written by a later attempt")
+	d.wait()
+	first.delivered(nil) // the first attempt's report, late
+	require.Empty(t, written, "the write ended once")
+	require.False(t, d.pendingWith(func(*Message) bool { return true }))
+	require.Eventually(t, func() bool { return e.endOffsets(t, dlt)[0] >= 1 }, 30*time.Second, 20*time.Millisecond)
 }

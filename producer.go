@@ -91,8 +91,9 @@ func (ps *producers) watch(p KafkaProducer) chan struct{} {
 }
 
 // drain reads a producer's Events channel until it is closed or Close stops it, logging
-// errors, and closes done; delivery reports never arrive there because every write has its
-// own channel.
+// errors, and closes done. The delivery reports that arrive there are those of records
+// queued without a channel of their own (queuedRecord, writer_queue.go): drain hands each to
+// its record.
 func (ps *producers) drain(events chan kafka.Event, done chan struct{}) {
 	defer close(done)
 	for {
@@ -104,6 +105,12 @@ func (ps *producers) drain(events chan kafka.Event, done chan struct{}) {
 		case ev, ok := <-events:
 			if !ok {
 				return
+			}
+			if m, isMsg := ev.(*kafka.Message); isMsg {
+				if q, queued := m.Opaque.(*queuedRecord); queued {
+					q.delivered(m)
+				}
+				continue
 			}
 			if e, isErr := ev.(kafka.Error); isErr && !ps.brokers.event(e) {
 				ps.failures.warnf(context.Background(), "zkafka: producer error", e, "topic", ps.tc.Topic)
@@ -274,19 +281,7 @@ func (ps *producers) await(ctx context.Context, delivery chan kafka.Event, close
 	topic := ps.tc.Topic
 	select {
 	case ev := <-delivery:
-		m, ok := ev.(*kafka.Message)
-		if !ok {
-			return Response{}, fmt.Errorf("zkafka: writing to topic %s: unexpected delivery event %v", topic, ev)
-		}
-		if err := m.TopicPartition.Error; err != nil {
-			var kerr kafka.Error
-			if errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgTimedOut {
-				return Response{}, ps.timedOut(err, "")
-			}
-			return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", topic, err)
-		}
-		ps.brokers.alive()
-		return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil
+		return ps.report(ev)
 	case <-expired:
 		return Response{}, ps.timedOut(kafka.NewError(kafka.ErrMsgTimedOut, "no delivery report within the delivery timeout", false),
 			"; the record may still be written later")
@@ -295,6 +290,24 @@ func (ps *producers) await(ctx context.Context, delivery chan kafka.Event, close
 	case <-closed:
 		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w before the delivery report arrived", topic, errWriterClosed)
 	}
+}
+
+// report reads a delivery report: the record's partition and offset, or why it was not
+// written. A delivered record is a sign of life of the brokers.
+func (ps *producers) report(ev kafka.Event) (Response, error) {
+	m, ok := ev.(*kafka.Message)
+	if !ok {
+		return Response{}, fmt.Errorf("zkafka: writing to topic %s: unexpected delivery event %v", ps.tc.Topic, ev)
+	}
+	if err := m.TopicPartition.Error; err != nil {
+		var kerr kafka.Error
+		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgTimedOut {
+			return Response{}, ps.timedOut(err, "")
+		}
+		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", ps.tc.Topic, err)
+	}
+	ps.brokers.alive()
+	return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil
 }
 
 // timedOut is the error of a write not delivered within the delivery timeout: err, the
