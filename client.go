@@ -267,11 +267,17 @@ func (c *Client) Close() error {
 		})
 	}
 	wg.Wait()
-	// Readers too: each waits at most closeMaxWait for a commit the group coordinator does
-	// not answer (KReader.Close).
+	// Readers too. Each Close waits at most closeMaxWait for a commit the group coordinator
+	// does not answer; then Client.Close waits, up to clientCloseMaxWait, for the consumer's
+	// close to end, so that no consumer outlives it (G14) while the coordinator comes back.
 	for _, r := range readers {
 		wg.Go(func() {
-			if err := r.Close(); err != nil {
+			err := r.Close()
+			if !r.awaitClosed(clientCloseMaxWait) {
+				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: its commit waits for a group coordinator that has not answered; not waiting for it",
+					"client_id", r.tc.ClientID, "group", r.groupID, "waited", clientCloseMaxWait.String())
+			}
+			if err != nil {
 				emu.Lock()
 				errs = append(errs, err) // it names the consumer
 				emu.Unlock()

@@ -49,6 +49,8 @@ type offsetStore struct {
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // when flush last committed (UnixNano)
 	limit      int          // the longest metadata written: metadataMaxBytes (tests lower it)
+	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too.
+	commitAtClose atomic.Bool
 }
 
 func newOffsetStore(consumer KafkaConsumer, tracker *commitTracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
@@ -93,10 +95,15 @@ func (o *offsetStore) commit(keep func(tpKey) bool) error {
 	return o.commitStored()
 }
 
-// closing commits what is finished before the consumer closes (a stop's final commit), as
-// commit does: v2's way too it stores and commits, for a consumer of the user's own commits
-// nothing in its Close.
+// closing commits what is finished before the consumer closes, as commit does. v2's way it
+// only stores it, as v2's Close (librdkafka's Close commits it), unless a Run's graceful stop
+// asked for the commit (commitAtClose): a consumer of the user's own commits nothing in its
+// Close.
 func (o *offsetStore) closing() {
+	if o.committer == nil && !o.commitAtClose.Load() {
+		o.storeFinished()
+		return
+	}
 	if err := o.commit(nil); err != nil {
 		o.logger.Warnw(context.Background(), "zkafka: committing on close failed", "group", o.groupID, "error", err)
 	}

@@ -174,6 +174,8 @@ type KReader struct {
 	flushing    atomic.Bool    // a periodic commit is running (flush)
 
 	handle     useGuard // see above
+	// gone is closed once the consumer is closed (Close, in the background past closeMaxWait).
+	gone atomic.Pointer[<-chan struct{}]
 	subscribed bool     // guarded by subMu, as subErr
 	subErr     error
 	subMu      sync.Mutex // serialises subscribe
@@ -512,6 +514,7 @@ func (r *KReader) Close() error {
 	r.health.stopProbe()
 	var err error
 	gone, inTime := afterIdle(idle, closeMaxWait, func() { err = r.closeConsumer() })
+	r.gone.Store(&gone)
 	if inTime {
 		return err
 	}
@@ -521,6 +524,23 @@ func (r *KReader) Close() error {
 		testHookClosingLate(gone)
 	}
 	return nil
+}
+
+// awaitClosed waits at most d for the close Close began to end (true), or for nothing when
+// Close was not called.
+func (r *KReader) awaitClosed(d time.Duration) bool {
+	gone := r.gone.Load()
+	if gone == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-*gone:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer

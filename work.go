@@ -24,7 +24,8 @@ package zkafka
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
 // cancelled context), whose results are discarded (G14), and the close of a consumer whose
-// commit waits for a group coordinator that is away (KReader.Close, closeMaxWait).
+// commit waits for a group coordinator that is away (KReader.Close, closeMaxWait), which
+// Client.Close waits for (clientCloseMaxWait).
 
 import (
 	"context"
@@ -198,6 +199,10 @@ const (
 	// (librdkafka retries it until the coordinator answers, and the consumer must not be
 	// destroyed under it). What it did not commit is read again (G1).
 	closeMaxWait = 5 * time.Second
+	// clientCloseMaxWait bounds how long Client.Close waits for a consumer close that Close
+	// left to the background (closeMaxWait): no consumer outlives Client.Close unless its
+	// group coordinator stays away that long (G14).
+	clientCloseMaxWait = 30 * time.Second
 )
 
 // dueCheckEvery is how many queued messages a processor may run, while messages wait for a
@@ -417,6 +422,9 @@ func (rs *runState) stop(failed bool) {
 	rs.endStuck()
 	if rs.kr != nil {
 		rs.kr.setListener(nil)
+		if graceful {
+			rs.kr.offsets.commitAtClose.Store(true) // v2's way too (offsetStore.closing)
+		}
 	}
 	rs.closeReader() // commits what finished, within closeMaxWait
 	if rs.dlt != nil {

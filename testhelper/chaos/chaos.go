@@ -340,6 +340,10 @@ func (h *harness) startWorker(s *slot, run string) (*running, error) {
 	return startProcess(h.testName, h.dir, spec)
 }
 
+// clientCloseLimit bounds an in-process worker's Client.Close: the library's 30 s wait for a
+// consumer close left to the background, and a margin.
+const clientCloseLimit = 40 * time.Second
+
 // stopWorker stops a run the way kind says and checks it stopped in time.
 func (h *harness) stopWorker(r *running, run string, kind Fault) {
 	limit := 30 * time.Second // graceful: queued work finishes first (G3)
@@ -349,6 +353,16 @@ func (h *harness) stopWorker(r *running, run string, kind Fault) {
 		limit = 10 * time.Second // abrupt: prompt (G4)
 	default:
 		r.graceful()
+	}
+	if r.ran != nil {
+		// Run must return within limit (G3, G4); Client.Close may then wait for a consumer
+		// whose commit waits for an absent coordinator (G14), for up to 30 s.
+		select {
+		case <-r.ran:
+		case <-time.After(limit):
+			h.problem("worker %s: Run did not return within %s of a %s%s", run, limit, kind, outputOf(r))
+		}
+		limit = clientCloseLimit
 	}
 	select {
 	case err := <-r.exited:

@@ -167,6 +167,9 @@ type running struct {
 	graceful func()
 	abrupt   func()
 	output   string // a process worker's combined output file
+	// ran is closed when an in-process worker's Run has returned, before its Client.Close
+	// (nil for a process).
+	ran chan struct{}
 }
 
 // startInProcess runs a Work in a goroutine with its own Client.
@@ -180,9 +183,11 @@ func startInProcess(cfg *Config, spec workerSpec, s sink, inject bool) *running 
 		exited:   make(chan error, 1),
 		graceful: func() { once.Do(func() { close(shutdown) }) },
 		abrupt:   cancel,
+		ran:      make(chan struct{}),
 	}
 	go func() {
 		err := w.Run(ctx, shutdown)
+		close(r.ran)
 		cancel()
 		if cerr := client.Close(); err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
 			err = fmt.Errorf("closing the client: %w", cerr)
