@@ -173,10 +173,10 @@ type KReader struct {
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
 	flushing    atomic.Bool    // a periodic commit is running (flush)
 
-	handle     useGuard // see above
+	handle useGuard // see above
 	// gone is closed once the consumer is closed (Close, in the background past closeMaxWait).
-	gone atomic.Pointer[<-chan struct{}]
-	subscribed bool     // guarded by subMu, as subErr
+	gone       atomic.Pointer[<-chan struct{}]
+	subscribed bool // guarded by subMu, as subErr
 	subErr     error
 	subMu      sync.Mutex // serialises subscribe
 }
