@@ -273,7 +273,7 @@ func (c *Client) Close() error {
 	for _, r := range readers {
 		wg.Go(func() {
 			err := r.Close()
-			if !r.awaitClosed(clientCloseMaxWait) {
+			if !r.closed.await(clientCloseMaxWait) {
 				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: its commit waits for a group coordinator that has not answered; not waiting for it",
 					"client_id", r.tc.ClientID, "group", r.groupID, "waited", clientCloseMaxWait.String())
 			}

@@ -173,10 +173,9 @@ type KReader struct {
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
 	flushing    atomic.Bool    // a periodic commit is running (flush)
 
-	handle useGuard // see above
-	// gone is closed once the consumer is closed (Close, in the background past closeMaxWait).
-	gone       atomic.Pointer[<-chan struct{}]
-	subscribed bool // guarded by subMu, as subErr
+	handle     useGuard  // see above
+	closed     lateClose // the end of the consumer's close, which may outlive Close
+	subscribed bool      // guarded by subMu, as subErr
 	subErr     error
 	subMu      sync.Mutex // serialises subscribe
 }
@@ -514,7 +513,7 @@ func (r *KReader) Close() error {
 	r.health.stopProbe()
 	var err error
 	gone, inTime := afterIdle(idle, closeMaxWait, func() { err = r.closeConsumer() })
-	r.gone.Store(&gone)
+	r.closed.set(gone)
 	if inTime {
 		return err
 	}
@@ -524,23 +523,6 @@ func (r *KReader) Close() error {
 		testHookClosingLate(gone)
 	}
 	return nil
-}
-
-// awaitClosed waits at most d for the close Close began to end (true), or for nothing when
-// Close was not called.
-func (r *KReader) awaitClosed(d time.Duration) bool {
-	gone := r.gone.Load()
-	if gone == nil {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-*gone:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer
