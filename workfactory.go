@@ -235,7 +235,10 @@ func WithDisableBusyLoopBreaker(disabled bool) WorkOption {
 }
 
 // WithOnDone registers a callback run once per message with its final error (nil on success),
-// after the dead letter outcome is known. Callbacks run in registration order.
+// after the dead letter outcome is known. Callbacks run in registration order, on the
+// goroutine of the message's virtual partition, or for a dead-lettered message on the dead
+// letter writer's event goroutine where its acknowledgement arrives: keep them short (a
+// callback that blocks there delays the other dead letters' acknowledgements). Default none.
 func WithOnDone(f func(ctx context.Context, msg *Message, err error)) WorkOption {
 	return workOptionFunc(func(w *Work) {
 		if f != nil {
