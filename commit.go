@@ -38,7 +38,11 @@ type partitionTracker struct {
 	// messages again from an earlier offset after a pause (seen after an assignment without
 	// a committed offset): those are not recorded twice (priorAgain).
 	lastRead int64
-	changed  bool // read or finished since the last snapshot (completions.go)
+	// firstRead is the first offset read in the assignment (-1: none yet); own is what this
+	// reader finished of the partition in its last assignment (ownwork.go), nil: nothing.
+	firstRead int64
+	own       *ownWork
+	changed   bool // read or finished since the last snapshot (completions.go)
 	// prior is what the partition's last commit said was finished (completions.go); nil:
 	// nothing (left) to skip.
 	prior *prior
@@ -76,6 +80,7 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 		readRing:   readRing{offsets: make([]int64, 64), done: make([]bool, 64), ids: make([]recordID, 64)},
 		next:       -1,
 		lastRead:   -1,
+		firstRead:  -1,
 		owner:      owner,
 		assignedAt: time.Now(),
 	}
@@ -94,13 +99,25 @@ func (t *partitionTracker) addRecord(offset int64, id recordID) (uint64, readVer
 		return 0, readVerdict{again: true}
 	}
 	t.lastRead = offset
+	if t.firstRead < 0 {
+		t.firstRead = offset
+	}
 	seq := t.push(offset, id)
 	t.changed = true
-	if t.prior == nil && !t.window {
+	if t.prior == nil && !t.window && t.own == nil {
 		t.mu.Unlock()
 		return seq, readVerdict{}
 	}
 	v := t.judge(seq, offset, id)
+	if t.own != nil {
+		var finish, forget bool
+		if v, finish, forget = t.own.judge(offset, v); finish {
+			t.finishLocked(seq)
+		}
+		if forget {
+			t.own = nil
+		}
+	}
 	t.mu.Unlock()
 	return seq, v
 }
@@ -232,10 +249,13 @@ type commitTracker struct {
 	mu    sync.RWMutex
 	byTP  map[tpKey]*partitionTracker
 	dirty atomic.Bool // some tracker has an offset to store
+	// own is what was finished of the partitions removed (revoked), for when they come back
+	// (ownwork.go); guarded by mu.
+	own map[tpKey]*ownWork
 }
 
 func newCommitTracker() *commitTracker {
-	return &commitTracker{byTP: map[tpKey]*partitionTracker{}}
+	return &commitTracker{byTP: map[tpKey]*partitionTracker{}, own: map[tpKey]*ownWork{}}
 }
 
 // get returns the tracker of a partition, creating it on first use.
@@ -274,6 +294,12 @@ func (c *commitTracker) reset(topic string, partition int32, h handover) {
 	}
 	t := newPartitionTracker(c, topic, partition)
 	t.prior = h.prior
+	if w := c.own[k]; w != nil {
+		delete(c.own, k)
+		if h.knowsCommitted && w.usable(h.committed, time.Now()) {
+			t.own = w
+		}
+	}
 	if h.window {
 		t.window, t.firstOnly = true, h.firstOnly
 	}
@@ -299,6 +325,15 @@ func (c *commitTracker) remove(topic string, partition int32) {
 	if old := c.byTP[k]; old != nil {
 		old.close()
 		delete(c.byTP, k)
+		now := time.Now()
+		for k, w := range c.own {
+			if now.Sub(w.at) >= ownWorkMaxAge {
+				delete(c.own, k)
+			}
+		}
+		if w := newOwnWork(old, now); w != nil {
+			c.own[k] = w
+		}
 	}
 }
 

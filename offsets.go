@@ -259,6 +259,10 @@ type handover struct {
 	// ever committed (firstOnly), so the messages read before this owner's first commit
 	// wait for it (poison.go).
 	window, firstOnly bool
+	// committed is the group's committed offset (negative: none), when known
+	// (knowsCommitted): what this reader finished before is used only at or above it.
+	committed      int64
+	knowsCommitted bool
 }
 
 // priors reads the committed offsets of newly assigned partitions and, from their metadata,
@@ -277,9 +281,10 @@ func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]handover {
 	out := make(map[tpKey]handover, len(got))
 	for _, tp := range got {
 		k := tpKey{topicName(tp), tp.Partition}
-		if tp.Error == nil && tp.Offset < 0 {
-			out[k] = handover{window: true, firstOnly: true}
-		}
+		h := handover{committed: int64(tp.Offset), knowsCommitted: tp.Error == nil}
+		h.window = tp.Error == nil && tp.Offset < 0
+		h.firstOnly = h.window
+		out[k] = h
 		if tp.Error != nil || tp.Metadata == nil || *tp.Metadata == "" || tp.Offset < 0 {
 			continue
 		}
@@ -293,7 +298,8 @@ func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]handover {
 				"group", o.groupID, "topic", topicName(tp), "partition", tp.Partition)
 			continue
 		}
-		out[k] = handover{prior: newPrior(c), window: !c.released}
+		h.prior, h.window = newPrior(c), !c.released
+		out[k] = h
 	}
 	return out
 }
