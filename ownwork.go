@@ -28,17 +28,23 @@ type ownWork struct {
 	from, to int64   // every offset read in [from, to) was finished
 	above    []int64 // finished offsets above to, ascending
 	at       time.Time
+	// earlier is what an earlier assignment finished and the last one had not read past yet
+	// (an assignment revoked before it read what it was given); nil: nothing.
+	earlier *ownWork
 }
 
-// newOwnWork returns what t finished in its assignment, nil when nothing. t is closed or
-// being removed.
+// newOwnWork returns what t finished in its assignment, and what it was given of earlier ones
+// and had not read past; nil when nothing. t is closed or being removed.
 func newOwnWork(t *partitionTracker, now time.Time) *ownWork {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.firstRead < 0 || t.next <= t.firstRead {
-		return nil
+		return t.own
 	}
 	w := &ownWork{from: t.firstRead, to: t.next, at: now}
+	if t.own != nil {
+		w.earlier = &ownWork{from: t.own.from, to: t.own.to, above: t.own.above, at: t.own.at} // one level kept
+	}
 	mask := uint64(len(t.offsets) - 1)
 	for s := t.head; s != t.tail; s++ {
 		if i := s & mask; t.done[i] {
@@ -51,7 +57,13 @@ func newOwnWork(t *partitionTracker, now time.Time) *ownWork {
 // usable reports whether w may be used for the partition assigned again at now, whose
 // group's committed offset is committed (-1: none).
 func (w *ownWork) usable(committed int64, now time.Time) bool {
-	return w != nil && committed >= w.from && now.Sub(w.at) < ownWorkMaxAge
+	if w == nil {
+		return false
+	}
+	if w.earlier != nil && !w.earlier.usable(committed, now) {
+		w.earlier = nil
+	}
+	return committed >= w.from && now.Sub(w.at) < ownWorkMaxAge
 }
 
 // finished reports whether the reader finished offset.
@@ -59,13 +71,16 @@ func (w *ownWork) finished(offset int64) bool {
 	if offset >= w.from && offset < w.to {
 		return true
 	}
-	_, found := slices.BinarySearch(w.above, offset)
-	return found
+	if _, found := slices.BinarySearch(w.above, offset); found {
+		return true
+	}
+	return w.earlier != nil && w.earlier.finished(offset)
 }
 
 // past reports whether offset is beyond everything w knows of.
 func (w *ownWork) past(offset int64) bool {
-	return offset >= w.to && (len(w.above) == 0 || offset >= w.above[len(w.above)-1])
+	return offset >= w.to && (len(w.above) == 0 || offset >= w.above[len(w.above)-1]) &&
+		(w.earlier == nil || w.earlier.past(offset))
 }
 
 // judge completes v, what the partition's last commit says (partitionTracker.judge) of the

@@ -41,6 +41,35 @@ func TestOwnWorkSkipsWhatTheReaderFinishedBefore(t *testing.T) {
 		"the skipped prefix is finished: the offset moves to the first one that runs")
 }
 
+// TestOwnWorkOutlivesAnAssignmentThatReadNothing: the partition comes back, is revoked again
+// before anything is read, then comes back once more: what the first assignment finished is
+// still skipped. (make chaos: one worker ran 174 messages again after such a round.) An
+// assignment that read some of it keeps the rest too.
+func TestOwnWorkOutlivesAnAssignmentThatReadNothing(t *testing.T) {
+	ct := newCommitTracker()
+	h := handover{committed: 100, knowsCommitted: true}
+	ct.reset("t", 0, h)
+	a := ct.lookup(tpKey{"t", 0})
+	for off := int64(100); off < 105; off++ {
+		a.finish(trackAdd(a, off))
+	}
+	ct.remove("t", 0)
+	ct.reset("t", 0, h) // back, and revoked before a read
+	ct.remove("t", 0)
+	ct.reset("t", 0, h) // back, reads 100 and 101, finishes 100 only
+	b := ct.lookup(tpKey{"t", 0})
+	_, v0 := b.addRecord(100, recordID{epoch: -1})
+	_, v1 := b.addRecord(101, recordID{epoch: -1})
+	require.True(t, v0.skip && v1.skip)
+	ct.remove("t", 0)
+	ct.reset("t", 0, h)
+	c := ct.lookup(tpKey{"t", 0})
+	for off := int64(100); off < 106; off++ {
+		_, v := c.addRecord(off, recordID{epoch: -1})
+		require.Equal(t, off < 105, v.skip, "offset %d", off)
+	}
+}
+
 // TestOwnWorkIsNotUsedWhenItMayBeAboutAnotherLog: the memory is dropped when the group's
 // committed offset is unknown, below where the lost assignment began to read (a topic
 // deleted and created again has none), or when it is too old.
