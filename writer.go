@@ -361,13 +361,7 @@ func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.H
 			span.End()
 		}()
 	}
-	w.preWrite(ctx, msg)
-	if w.p != nil && !w.settings.DisableTracePropagation {
-		w.p.Inject(ctx, kafkaHeaderCarrier{headers: &msg.Headers})
-	}
-	if len(msg.Headers) == 0 {
-		msg.Headers = nil
-	}
+	w.beforeProduce(ctx, msg)
 
 	produceTime := time.Now()
 	for attempt := 0; ; attempt++ {
@@ -388,6 +382,21 @@ func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.H
 	}
 	w.postAck(ctx, produceTime)
 	return resp, nil
+}
+
+// propagates reports whether the writer injects the trace context into the headers.
+func (w *KWriter) propagates() bool { return w.p != nil && !w.settings.DisableTracePropagation }
+
+// beforeProduce runs the PreWrite hook and the propagator on msg's headers, then drops an
+// empty header list: the last step of every record before Produce (send, queuedRecord.queue).
+func (w *KWriter) beforeProduce(ctx context.Context, msg *kafka.Message) {
+	w.preWrite(ctx, msg)
+	if w.propagates() {
+		w.p.Inject(ctx, kafkaHeaderCarrier{headers: &msg.Headers})
+	}
+	if len(msg.Headers) == 0 {
+		msg.Headers = nil
+	}
 }
 
 // produceAndWait hands msg to the producer and waits for its delivery report. The shared

@@ -44,8 +44,7 @@ func (q *queuedRecord) queue(key, value []byte, headers []kafka.Header) bool {
 	if _, ok := w.producer.(*kafka.Producer); !ok {
 		return false
 	}
-	propagate := w.p != nil && !w.settings.DisableTracePropagation
-	if w.hooks.PreWrite != nil || propagate {
+	if w.hooks.PreWrite != nil || w.propagates() {
 		headers = slices.Clone(headers) // the hook and the propagator change the list
 	}
 	msg := &kafka.Message{
@@ -55,13 +54,7 @@ func (q *queuedRecord) queue(key, value []byte, headers []kafka.Header) bool {
 		Headers:        headers,
 		Opaque:         q,
 	}
-	w.preWrite(q.ctx, msg)
-	if propagate {
-		w.p.Inject(q.ctx, kafkaHeaderCarrier{headers: &msg.Headers})
-	}
-	if len(msg.Headers) == 0 {
-		msg.Headers = nil
-	}
+	w.beforeProduce(q.ctx, msg)
 	q.start = time.Now()
 	w.mu.RLock()
 	defer w.mu.RUnlock()
