@@ -55,7 +55,8 @@ func newOwnWork(t *partitionTracker, now time.Time) *ownWork {
 }
 
 // usable reports whether w may be used for the partition assigned again at now, whose
-// group's committed offset is committed (-1: none).
+// group's committed offset is committed (-1: none). An earlier part that may not be used is
+// dropped from w.
 func (w *ownWork) usable(committed int64, now time.Time) bool {
 	if w == nil {
 		return false
