@@ -252,10 +252,15 @@ type commitTracker struct {
 	// own is what was finished of the partitions removed (revoked), for when they come back
 	// (ownwork.go); guarded by mu.
 	own map[tpKey]*ownWork
+	// pending holds, for the partitions whose handover is pending (handover.pending), what
+	// this reader finished of them before (nil: nothing), until settleLate reads it;
+	// pendingN counts them. Guarded by mu.
+	pending  map[tpKey]*ownWork
+	pendingN atomic.Int32
 }
 
 func newCommitTracker() *commitTracker {
-	return &commitTracker{byTP: map[tpKey]*partitionTracker{}, own: map[tpKey]*ownWork{}}
+	return &commitTracker{byTP: map[tpKey]*partitionTracker{}, own: map[tpKey]*ownWork{}, pending: map[tpKey]*ownWork{}}
 }
 
 // get returns the tracker of a partition, creating it on first use.
@@ -293,17 +298,46 @@ func (c *commitTracker) reset(topic string, partition int32, h handover) {
 		old.close()
 	}
 	t := newPartitionTracker(c, topic, partition)
+	w := c.own[k]
+	delete(c.own, k)
+	if _, was := c.pending[k]; was {
+		c.pendingN.Add(-1)
+	}
+	delete(c.pending, k)
+	if h.pending {
+		c.pending[k] = w
+		c.pendingN.Add(1)
+	} else {
+		settle(t, h, w)
+	}
+	c.byTP[k] = t
+}
+
+// settle gives the new tracker t what its assignment learnt of the partition's last commit,
+// h, and what this reader finished of it before, w (nil: nothing).
+func settle(t *partitionTracker, h handover, w *ownWork) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.prior = h.prior
-	if w := c.own[k]; w != nil {
-		delete(c.own, k)
-		if h.knowsCommitted && w.usable(h.committed, time.Now()) {
-			t.own = w
-		}
+	if h.knowsCommitted && w.usable(h.committed, time.Now()) {
+		t.own = w
 	}
 	if h.window {
 		t.window, t.firstOnly = true, h.firstOnly
 	}
-	c.byTP[k] = t
+}
+
+// takePending returns, once, what this reader finished before of the partition of t (nil:
+// nothing), when t's handover is pending (handover.pending): ok is false otherwise.
+func (c *commitTracker) takePending(t *partitionTracker) (w *ownWork, ok bool) {
+	k := tpKey{t.topic, t.partition}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w, ok = c.pending[k]; ok && c.byTP[k] == t {
+		delete(c.pending, k)
+		c.pendingN.Add(-1)
+	}
+	return w, ok && c.byTP[k] == t
 }
 
 // markRevoking flags the trackers of partitions about to be revoked.
@@ -325,6 +359,13 @@ func (c *commitTracker) remove(topic string, partition int32) {
 	if old := c.byTP[k]; old != nil {
 		old.close()
 		delete(c.byTP, k)
+		if w, ok := c.pending[k]; ok { // it read nothing: what it was to be given is kept
+			delete(c.pending, k)
+			c.pendingN.Add(-1)
+			old.mu.Lock()
+			old.own = w
+			old.mu.Unlock()
+		}
 		now := time.Now()
 		for k, w := range c.own {
 			if now.Sub(w.at) >= ownWorkMaxAge {

@@ -6,6 +6,9 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // readN reads n messages through a new reader of group, leaving Done to the caller.
@@ -125,4 +128,30 @@ func commitWithMetadata(t *testing.T, addr, group, topic string, offset int64, m
 	defer func() { require.NoError(t, c.Close()) }()
 	_, err = c.CommitOffsets([]kafka.TopicPartition{{Topic: &topic, Partition: 0, Offset: kafka.Offset(offset), Metadata: &md}})
 	require.NoError(t, err)
+}
+
+// TestG16NextOwnerSkipsWhenTheFirstCommittedReadFails: the next owner's read of the committed
+// offsets at assignment is refused (NOT_COORDINATOR: a coordinator that moved, as the chaos
+// runs do), so it learns what the last owner finished when the partition's first message
+// arrives, and still skips it.
+func TestG16NextOwnerSkipsWhenTheFirstCommittedReadFails(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, keyed(6, 1))
+	group := uniqueTestName(t, "g")
+	client := e.client(t)
+
+	r1, msgs := readN(t, e, client, group, topic, 6)
+	for _, i := range []int{1, 2, 4} {
+		msgs[i].Done()
+	}
+	require.NoError(t, r1.Close())
+	require.Equal(t, map[int32]int64{0: 0}, e.committed(t, group, topic))
+
+	refused := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetFetch}, Group: group, Err: kerr.NotCoordinator})
+	r2, again := readN(t, e, client, group, topic, 3)
+	require.Equal(t, 1, refused.Hits(), "the fault answered the first read of the committed offsets")
+	require.Equal(t, []int64{0, 3, 5}, offsetsOf(again))
+	require.Equal(t, int64(3), r2.offsets.counts.Load().alreadyFinished.Load())
+	require.NoError(t, r2.Close())
 }

@@ -263,45 +263,83 @@ type handover struct {
 	// (knowsCommitted): what this reader finished before is used only at or above it.
 	committed      int64
 	knowsCommitted bool
+	// pending: the committed offset could not be read at the assignment (no coordinator
+	// then: it had moved); it is read again when the partition's first message arrives
+	// (settleLate), by when librdkafka has found the coordinator to fetch from.
+	pending bool
 }
 
 // priors reads the committed offsets of newly assigned partitions and, from their metadata,
 // what is finished above them. Metadata of another writer, or whose offset is not the
-// committed one, is ignored with a warning (rate-limited).
-func (o *offsetStore) priors(parts []kafka.TopicPartition) map[tpKey]handover {
+// committed one, is ignored with a warning (rate-limited). A read that fails leaves the
+// partitions pending, to be read late (late false); a late read that fails is warned about
+// and reads nothing.
+func (o *offsetStore) priors(parts []kafka.TopicPartition, late bool) map[tpKey]handover {
 	if o.committer == nil || len(parts) == 0 {
 		return nil
 	}
 	ctx := context.Background()
-	got, err := o.committer.Committed(parts, int(committedWait/time.Millisecond))
-	if err != nil {
+	got, failed, err := readCommitted(o.committer, parts)
+	out := make(map[tpKey]handover, len(parts))
+	switch {
+	case err == nil:
+	case late:
 		o.logger.Warnw(ctx, "zkafka: reading committed offsets failed; messages finished by the last owner may run again", "group", o.groupID, "error", err)
-		return nil
+	default:
+		o.logger.Debugw(ctx, "zkafka: reading committed offsets failed at assignment; read again at the first message", "group", o.groupID, "error", err)
+		for _, tp := range failed {
+			out[tpKey{topicName(tp), tp.Partition}] = handover{pending: true}
+		}
 	}
-	out := make(map[tpKey]handover, len(got))
 	for _, tp := range got {
-		k := tpKey{topicName(tp), tp.Partition}
-		h := handover{committed: int64(tp.Offset), knowsCommitted: tp.Error == nil}
-		h.window = tp.Error == nil && tp.Offset < 0
-		h.firstOnly = h.window
-		out[k] = h
-		if tp.Error != nil || tp.Metadata == nil || *tp.Metadata == "" || tp.Offset < 0 {
+		if tp.Error != nil {
 			continue
 		}
-		c, err := decodeCompletions(*tp.Metadata)
-		if err == nil && c.base != int64(tp.Offset) {
-			err = fmt.Errorf("%w: metadata for offset %d, committed offset %d", errBadMetadata, c.base, tp.Offset)
-		}
+		k := tpKey{topicName(tp), tp.Partition}
+		h, err := handoverOf(tp)
 		if err != nil {
 			o.counts.Load().ignored.Add(1)
 			o.failures.warnf(ctx, "zkafka: ignoring commit metadata this library cannot use; messages finished by the last owner may run again", err,
-				"group", o.groupID, "topic", topicName(tp), "partition", tp.Partition)
-			continue
+				"group", o.groupID, "topic", k.topic, "partition", k.partition)
 		}
-		h.prior, h.window = newPrior(c), !c.released
 		out[k] = h
 	}
 	return out
+}
+
+// readCommitted reads the committed offsets of parts: got, with failed those of them it
+// could not read (every one when the read failed) and err the error of one of them.
+func readCommitted(c offsetCommitter, parts []kafka.TopicPartition) (got, failed []kafka.TopicPartition, err error) {
+	if got, err = c.Committed(parts, int(committedWait/time.Millisecond)); err != nil {
+		return nil, parts, err
+	}
+	for _, tp := range got {
+		if tp.Error != nil {
+			failed, err = append(failed, tp), tp.Error
+		}
+	}
+	return got, failed, err
+}
+
+// handoverOf is what the committed offset tp says: its offset, and what its metadata says is
+// finished above it (an error for metadata this library cannot use, with h still carrying
+// the offset).
+func handoverOf(tp kafka.TopicPartition) (h handover, err error) {
+	h = handover{committed: int64(tp.Offset), knowsCommitted: true}
+	h.window = tp.Offset < 0
+	h.firstOnly = h.window
+	if tp.Metadata == nil || *tp.Metadata == "" || tp.Offset < 0 {
+		return h, nil
+	}
+	c, err := decodeCompletions(*tp.Metadata)
+	if err == nil && c.base != int64(tp.Offset) {
+		err = fmt.Errorf("%w: metadata for offset %d, committed offset %d", errBadMetadata, c.base, tp.Offset)
+	}
+	if err != nil {
+		return h, err
+	}
+	h.prior, h.window = newPrior(c), !c.released
+	return h, nil
 }
 
 // storeFinished stores, for every partition whose finished prefix moved, the offset after it

@@ -70,6 +70,35 @@ func TestOwnWorkOutlivesAnAssignmentThatReadNothing(t *testing.T) {
 	}
 }
 
+// TestOwnWorkWaitsForAPendingHandover: when the assignment could not read the committed offset
+// (handover.pending), the memory waits for the late read, is used when it comes, and outlives
+// an assignment revoked before it read anything.
+func TestOwnWorkWaitsForAPendingHandover(t *testing.T) {
+	ct := newCommitTracker()
+	h := handover{committed: 100, knowsCommitted: true}
+	ct.reset("t", 0, h)
+	a := ct.lookup(tpKey{"t", 0})
+	a.finish(trackAdd(a, 100))
+	ct.remove("t", 0)
+	ct.reset("t", 0, handover{pending: true}) // revoked before a read
+	ct.remove("t", 0)
+	require.Zero(t, ct.pendingN.Load())
+	ct.reset("t", 0, handover{pending: true})
+	ct.reset("t", 1, handover{})
+	b := ct.lookup(tpKey{"t", 0})
+	_, again := ct.takePending(ct.lookup(tpKey{"t", 1}))
+	require.False(t, again, "another partition is not pending")
+	w, ok := ct.takePending(b)
+	require.True(t, ok)
+	_, ok = ct.takePending(b)
+	require.False(t, ok, "taken once")
+	require.Zero(t, ct.pendingN.Load())
+	settle(b, h, w)
+	_, v0 := b.addRecord(100, recordID{epoch: -1})
+	_, v1 := b.addRecord(101, recordID{epoch: -1})
+	require.Equal(t, []bool{true, false}, []bool{v0.skip, v1.skip})
+}
+
 // TestOwnWorkIsNotUsedWhenItMayBeAboutAnotherLog: the memory is dropped when the group's
 // committed offset is unknown, below where the lost assignment began to read (a topic
 // deleted and created again has none), or when it is too old.

@@ -390,6 +390,7 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
+	settleLate(r.offsets, trk)
 	offset := int64(km.TopicPartition.Offset)
 	seq, v := trk.addRecord(offset, recordOf(km))
 	if (v.skip || v.again || v.mismatch) && r.offsets.skipFinished(trk, v, offset) {
@@ -413,6 +414,19 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		suspectMessage(m, v, r.poisonAfter.Load())
 	}
 	return m
+}
+
+// settleLate reads the last commit of trk's partition through o, when its assignment could
+// not (handover.pending), before the partition's first message is recorded.
+func settleLate(o *offsetStore, trk *partitionTracker) {
+	if o.tracker.pendingN.Load() == 0 {
+		return
+	}
+	if w, ok := o.tracker.takePending(trk); ok {
+		topic := trk.topic
+		h := o.priors([]kafka.TopicPartition{{Topic: &topic, Partition: trk.partition}}, true)
+		settle(trk, h[tpKey{topic, trk.partition}], w)
+	}
 }
 
 // errMetadataMismatch is the failure logged for commit metadata whose base record is not the

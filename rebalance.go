@@ -73,7 +73,7 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 // under the cooperative protocol), and a pause if the reader is paused now.
 func (r *rebalancer) assign(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
-	priors := r.offsets.priors(parts)
+	priors := r.offsets.priors(parts, false)
 	for _, p := range parts {
 		k := tpKey{topicName(p), p.Partition}
 		r.offsets.tracker.reset(k.topic, k.partition, priors[k])
