@@ -48,6 +48,7 @@ type offsetStore struct {
 
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // when flush last committed (UnixNano)
+	reads      atomic.Int64 // messages read since then (commitBurst)
 	limit      int          // the longest metadata written: metadataMaxBytes (tests lower it)
 	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too.
 	commitAtClose atomic.Bool
@@ -71,6 +72,7 @@ func (o *offsetStore) flush(now time.Time) {
 		return
 	}
 	o.lastCommit.Store(now.UnixNano())
+	o.reads.Store(0)
 	if err := o.commitFinished(nil, false); err != nil {
 		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
 		return
@@ -80,9 +82,11 @@ func (o *offsetStore) flush(now time.Time) {
 	}
 }
 
-// due reports whether a periodic commit is due at now (commitEvery since the last).
+// due reports whether a periodic commit is due at now: commitEvery since the last, or
+// commitBurstGap after a burst of reads (commitBurst).
 func (o *offsetStore) due(now time.Time) bool {
-	return now.UnixNano()-o.lastCommit.Load() >= int64(o.every)
+	since := now.UnixNano() - o.lastCommit.Load()
+	return since >= int64(o.every) || since >= int64(commitBurstGap) && o.reads.Load() >= commitBurst
 }
 
 // commit commits what is finished in the partitions keep accepts (every one when keep is nil)

@@ -391,6 +391,7 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
 	trk := r.tracker.get(topic, km.TopicPartition.Partition)
 	settleLate(r.offsets, trk)
+	r.offsets.reads.Add(1)
 	offset := int64(km.TopicPartition.Offset)
 	seq, v := trk.addRecord(offset, recordOf(km))
 	if (v.skip || v.again || v.mismatch) && r.offsets.skipFinished(trk, v, offset) {

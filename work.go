@@ -163,6 +163,12 @@ const (
 	// at every revoke, stop and Close. A crash redoes at most what finished in the last
 	// commitEvery. One commit is one round trip to the group coordinator.
 	commitEvery = time.Second
+	// commitBurst and commitBurstGap commit sooner after a burst: once commitBurst messages
+	// were read since the last periodic commit, the next one is due commitBurstGap after it
+	// (at most 1/commitBurstGap more commits a second). A catch-up after a stall reads
+	// thousands of messages in a few milliseconds; a crash right after redid all of them.
+	commitBurst    = 1000
+	commitBurstGap = 100 * time.Millisecond
 	// committedWait bounds how long an assignment waits for the committed offsets and
 	// metadata of its new partitions (offsetStore.priors); past it nothing is skipped.
 	committedWait = 10 * time.Second

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -107,6 +108,7 @@ func Run(t testing.TB, cfg Config) Report {
 		cfg.Seed, EnvSeed, cfg.Seed, cfg.Messages, cfg.Keys, cfg.Partitions, cfg.Workers, cfg.ProcessWorkers, cfg.Duration)
 
 	h.start = time.Now()
+	workerLogger("harness").Infow(context.Background(), "chaos: the dump's times count from here")
 	for i := range cfg.Workers {
 		s := &slot{id: i, process: i < cfg.ProcessWorkers, cmd: make(chan command)}
 		h.slots = append(h.slots, s)

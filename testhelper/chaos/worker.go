@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -172,9 +173,27 @@ type running struct {
 	ran chan struct{}
 }
 
+// EnvLog names the environment variable that, set to a file, makes every worker (in-process
+// or a process) append zkafka's log lines of level info and above to it, each with the
+// worker's run name and the wall clock: CHAOS_LOG=/tmp/chaos.log make chaos.
+const EnvLog = "CHAOS_LOG"
+
+// workerLogger is the Logger of run's Client: a text log to EnvLog's file, or none.
+func workerLogger(run string) zkafka.Logger {
+	path := os.Getenv(EnvLog)
+	if path == "" {
+		return zkafka.NewNoopLogger()
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return zkafka.NewNoopLogger()
+	}
+	return zkafka.NewSlogLogger(slog.New(slog.NewTextHandler(f, nil)).With("run", run))
+}
+
 // startInProcess runs a Work in a goroutine with its own Client.
 func startInProcess(cfg *Config, spec workerSpec, s sink, inject bool) *running {
-	client := zkafka.NewClient(zkafka.Config{BootstrapServers: []string{spec.Addr}})
+	client := zkafka.NewClient(zkafka.Config{BootstrapServers: []string{spec.Addr}}, zkafka.LoggerOption(workerLogger(spec.Run)))
 	w := newWork(client, cfg, spec, s, inject)
 	ctx, cancel := context.WithCancel(context.Background())
 	shutdown := make(chan struct{})
