@@ -155,3 +155,28 @@ func TestG16NextOwnerSkipsWhenTheFirstCommittedReadFails(t *testing.T) {
 	require.Equal(t, int64(3), r2.offsets.counts.Load().alreadyFinished.Load())
 	require.NoError(t, r2.Close())
 }
+
+// TestCommitAtCloseIsTriedAgainWhileTheCoordinatorLoads: the final commit is refused
+// COORDINATOR_LOAD_IN_PROGRESS more often than librdkafka tries it; the reader tries again
+// and the commit lands, with what it finished above the committed offset.
+func TestCommitAtCloseIsTriedAgainWhileTheCoordinatorLoads(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	e.produce(t, topic, keyed(5, 1))
+	group := uniqueTestName(t, "g")
+	client := e.client(t)
+
+	r1, msgs := readN(t, e, client, group, topic, 4)
+	for _, i := range []int{0, 1, 3} {
+		msgs[i].Done()
+	}
+	const refusals = 6
+	loading := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.CoordinatorLoadInProgress, Count: refusals})
+	require.NoError(t, r1.Close())
+	require.Equal(t, refusals, loading.Hits())
+	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic))
+
+	r2, again := readN(t, e, client, group, topic, 2)
+	require.Equal(t, []int64{2, 4}, offsetsOf(again), "offset 3 was finished: the metadata says so")
+	require.NoError(t, r2.Close())
+}

@@ -17,6 +17,7 @@ package zkafka
 // of those.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,10 +94,43 @@ func (o *offsetStore) due(now time.Time) bool {
 // and says that the partitions are let go of on purpose (a revoke, a stop, Close).
 func (o *offsetStore) commit(keep func(tpKey) bool) error {
 	if o.committer != nil {
-		return o.commitFinished(keep, true)
+		return retryCommit(func() error { return o.commitFinished(keep, true) })
 	}
 	o.store(o.tracker.storable(keep))
-	return o.commitStored()
+	return retryCommit(o.commitStored)
+}
+
+// retryCommit runs commit, and again after a backoff (commitRetryBackoff, doubling) while it
+// fails for a reason that passes (retriableCommitError) and commitRetryFor allows. A revoke's
+// commit refused once by a coordinator that is loading or moving made the next owner run
+// again all that the last one finished since its last periodic commit.
+func retryCommit(commit func() error) error {
+	deadline := time.Now().Add(commitRetryFor)
+	backoff := commitRetryBackoff
+	for {
+		err := commit()
+		if err == nil || !retriableCommitError(err) || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 8*commitRetryBackoff)
+	}
+}
+
+// retriableCommitError reports whether a commit failed for a reason that passes: the group
+// coordinator loading, moving or not answering in time. A commit refused for the member's
+// generation or membership does not pass.
+func retriableCommitError(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case kafka.ErrCoordinatorLoadInProgress, kafka.ErrCoordinatorNotAvailable, kafka.ErrNotCoordinator,
+		kafka.ErrRequestTimedOut, kafka.ErrTimedOut, kafka.ErrTransport, kafka.ErrWaitCoord, kafka.ErrNetworkException:
+		return true
+	}
+	return false
 }
 
 // closing commits what is finished before the consumer closes, as commit does. v2's way it
@@ -201,11 +235,12 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	res, err := o.committer.CommitOffsets(tps)
 	tooLarge = isCode(err, kafka.ErrOffsetMetadataTooLarge)
-	failed := make(map[tpKey]bool)
+	failed, partErr := make(map[tpKey]bool), error(nil)
 	for _, r := range res {
 		if r.Error != nil {
 			failed[tpKey{topicName(r), r.Partition}] = true
 			tooLarge = tooLarge || isCode(r.Error, kafka.ErrOffsetMetadataTooLarge)
+			partErr = cmp.Or(partErr, r.Error)
 		}
 	}
 	for i, t := range trks {
@@ -219,10 +254,11 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		t.acked.Store(next[i].offset)
 		t.committedOnce()
 	}
-	if err == nil {
+	if err == nil && (partErr == nil || tooLarge) {
 		o.counts.Load().commits.Add(1)
 		return tooLarge, nil
 	}
+	err = cmp.Or(err, partErr) // a partition not committed fails the commit: tried again
 	if benignCommitError(err) {
 		return tooLarge, nil
 	}

@@ -169,6 +169,11 @@ const (
 	// thousands of messages in a few milliseconds; a crash right after redid all of them.
 	commitBurst    = 1000
 	commitBurstGap = 100 * time.Millisecond
+	// commitRetryFor bounds how long a commit at a revoke, a stop or Close is tried again
+	// while it fails for a reason that passes (offsets.go retryCommit), from
+	// commitRetryBackoff between tries, doubling, up to eight times that.
+	commitRetryFor     = 2 * time.Second
+	commitRetryBackoff = 50 * time.Millisecond
 	// committedWait bounds how long an assignment waits for the committed offsets and
 	// metadata of its new partitions (offsetStore.priors); past it nothing is skipped.
 	committedWait = 10 * time.Second
