@@ -3,6 +3,7 @@ package zkafka
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,4 +219,61 @@ func TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight(t *testing.T) {
 	}
 	t.Logf("finished before the cancel: %d; run again: %d; skipped as finished: %d",
 		finishedCount, ko.count.Load(), second.CommitCounts().AlreadyFinished)
+}
+
+// TestG16RevokeCommitsWhatFinishedBeforeItWaits: a revoke that waits for a handler past
+// revokeEarlyCommit commits what finished first (offset 0 is in the handler, 1–4 are done),
+// so a wait that outlasts the member's place in the group does not lose it.
+func TestG16RevokeCommitsWhatFinishedBeforeItWaits(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		AutoCommitIntervalMs: intp(600_000)} // no periodic commit
+	release, finished := make(chan struct{}), make(chan int64, 8)
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	wf := NewWorkFactory(e.client(t))
+	a := wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		if m.Offset == 0 {
+			<-release
+		}
+		finished <- m.Offset
+		return nil
+	}, Speedup(8)) // five keys: five virtual partitions
+	e.produce(t, topic, keyed(5, 5))
+	ra := startWork(t, a)
+	for range 4 {
+		select {
+		case off := <-finished:
+			require.NotZero(t, off)
+		case <-ra.done:
+			t.Fatalf("A's Run returned: %v", ra.err)
+		}
+	}
+	runs := func() []uint64 {
+		gc, ok := e.cluster.GroupInfo(group).Commits[topic][0]
+		if !ok {
+			return nil
+		}
+		c, err := decodeCompletions(gc.Metadata)
+		require.NoError(t, err)
+		require.False(t, c.released, "the revoke has not let the partition go yet")
+		return c.runs
+	}
+	require.NotEqual(t, []uint64{1, 4}, runs(), "the first commits (poison.go's window) came before 1–4 finished")
+
+	cfgB := cfg
+	cfgB.ClientID = uniqueTestName(t, "b")
+	startWork(t, wf.CreateWithFunc(cfgB, func(context.Context, *Message) error { return nil })) // a join: A's revoke waits for offset 0
+	t.Cleanup(letGo) // before the Runs are cancelled
+	require.Eventually(t, func() bool { return slices.Equal(runs(), []uint64{1, 4}) }, 20*time.Second, 10*time.Millisecond,
+		"a commit says offset 0 is unfinished and 1–4 are finished: %v", runs())
+	select {
+	case off := <-finished:
+		t.Fatalf("offset %d finished: the commit came after the wait, not before", off)
+	default:
+	}
+	letGo()
+	require.Zero(t, <-finished)
 }

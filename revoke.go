@@ -37,14 +37,33 @@ func (l *readLoop) revoked(parts []tpKey) {
 	if rs.dlt != nil {
 		rs.dlt.revoked()
 	}
-	deadline := time.Now().Add(l.revokeWait())
-	for time.Now().Before(deadline) {
+	start := time.Now()
+	deadline, early := start.Add(l.revokeWait()), start.Add(revokeEarlyCommit)
+	for now := start; now.Before(deadline); now = time.Now() {
 		if !l.busyWith(in) {
 			return
+		}
+		if !early.IsZero() && now.After(early) {
+			l.commitBeforeWait(set)
+			early = time.Time{}
 		}
 		time.Sleep(revokeCheckEvery)
 	}
 	rs.w.logger.Warnw(rs.ctx, "zkafka: revoke deadline passed with messages still in flight; they will be read again by the next owner", "topic", rs.topic)
+}
+
+// commitBeforeWait commits what is finished of parts while a revoke still waits for their
+// in-flight messages: a wait that outlasts the member's place in the group (a handler past its
+// timeout) has its commit after the wait refused, and the next owner ran again all that was
+// finished since the last periodic commit.
+func (l *readLoop) commitBeforeWait(parts map[tpKey]struct{}) {
+	kr := l.rs.kr
+	if kr == nil || kr.offsets.committer == nil {
+		return
+	}
+	if err := kr.offsets.commitFinished(func(k tpKey) bool { _, ok := parts[k]; return ok }, false); err != nil {
+		l.rs.w.logger.Debugw(l.rs.ctx, "zkafka: committing before a revoke's wait failed; the revoke commits after it", "error", err)
+	}
 }
 
 // busyWith reports whether a virtual partition holds a popped message for which in is true,

@@ -201,6 +201,9 @@ const (
 	// looks.
 	revokeMaxWait    = 30 * time.Second
 	revokeCheckEvery = 5 * time.Millisecond
+	// revokeEarlyCommit is how long a revoke waits for in-flight messages before it commits
+	// what is finished of its partitions once, ahead of its commit after the wait.
+	revokeEarlyCommit = 200 * time.Millisecond
 	// abruptStopWait is how long an abrupt stop (ctx cancelled) waits for handlers to return
 	// from their cancelled context before Run returns without them.
 	abruptStopWait = time.Second
