@@ -66,9 +66,10 @@ func TestChaosLong(t *testing.T) {
 		ProduceFor:     3 * time.Minute,
 		FaultEvery:     300 * time.Millisecond,
 		DrainTimeout:   2 * time.Minute,
-		// Measured with the completions in the commit metadata: 2.13 % (seed 20260601) and
-		// 2.26 % (seed 7), nearly all of it the work a SIGKILL loses since the last commit.
-		MaxDuplicateRatio: 0.05,
+		// Measured on 3b7b4d2: 0.42 % (seed 20260601), 0.83 % (seed 7), 0.16 % (seed 424242),
+		// most of it the work a SIGKILL, or a cancel while the coordinator is away, loses
+		// since the last commit that landed.
+		MaxDuplicateRatio: 0.02,
 		// CHAOS_STRATEGY=cooperative-sticky make chaos runs the incremental protocol.
 		AssignmentStrategy: os.Getenv("CHAOS_STRATEGY"),
 		// CHAOS_FAULTS=worker-leave (make chaos-rebalance) runs graceful leaves and joins only.
