@@ -265,8 +265,9 @@ func TestG16RevokeCommitsWhatFinishedBeforeItWaits(t *testing.T) {
 
 	cfgB := cfg
 	cfgB.ClientID = uniqueTestName(t, "b")
-	startWork(t, wf.CreateWithFunc(cfgB, func(context.Context, *Message) error { return nil })) // a join: A's revoke waits for offset 0
-	t.Cleanup(letGo) // before the Runs are cancelled
+	// B joins: A's revoke waits for offset 0. letGo runs before the Runs are cancelled.
+	startWork(t, wf.CreateWithFunc(cfgB, func(context.Context, *Message) error { return nil }))
+	t.Cleanup(letGo)
 	require.Eventually(t, func() bool { return slices.Equal(runs(), []uint64{1, 4}) }, 20*time.Second, 10*time.Millisecond,
 		"a commit says offset 0 is unfinished and 1–4 are finished: %v", runs())
 	select {
