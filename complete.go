@@ -63,7 +63,7 @@ func (c *completion) complete(vp *virtualPartition, m *Message, err error, ticke
 		ticket.report(breakerFailure)
 	}
 	dlt := c.dlt != nil && (!isPE || !perr.DisableDLTWrite)
-	c.counts.failed(ctx, c.log, m, err, class, dlt)
+	c.counts.failed(ctx, c.rs.failures, m, err, class, dlt)
 	if dlt {
 		// The processor goes on while the broker acknowledges; m is finished after. While
 		// the write fails, vp takes no new message (processor.go, serve).

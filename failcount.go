@@ -1,8 +1,8 @@
 package zkafka
 
-// What became of a Work's failed messages: the counts behind Work.FailureCounts, and the one
-// log line each failed message gets (G18: a retry is logged at debug level only, the last
-// failure once, at warning level).
+// What became of a Work's failed messages: the counts behind Work.FailureCounts, and the log
+// line of a failed message (G18: a retry is logged at debug level only, the last failure at
+// warning level: the first of its kind at once, the others summarised every 30 s).
 //
 // Invariant: each counter only grows; a message adds to Permanent at most once, to exactly one
 // of DeadLettered and Skipped when it fails for good and is finished, and to Retried once per
@@ -51,9 +51,12 @@ type failureCounters struct {
 	retried, permanent, deadLettered, skipped, poisonPills atomic.Int64
 }
 
-// failed logs the last failure of m, once, and counts it: toDLT says whether a dead letter is
-// written next (counted once acknowledged), else the message is skipped.
-func (c *failureCounters) failed(ctx context.Context, l Logger, m *Message, err error, class errClass, toDLT bool) {
+// failed logs the last failure of m and counts it: toDLT says whether a dead letter is written
+// next (counted once acknowledged), else the message is skipped. The line goes through the
+// run's failure log: the first failure of a kind (the line, the topic, the error class) is
+// written at once, later ones are summarised every failureSummaryEvery with their count and
+// the last one's fields, so a burst of bad data is not a flood of lines.
+func (c *failureCounters) failed(ctx context.Context, l *failureLog, m *Message, err error, class errClass, toDLT bool) {
 	if class == classPermanent {
 		c.permanent.Add(1)
 	}
@@ -62,6 +65,6 @@ func (c *failureCounters) failed(ctx context.Context, l Logger, m *Message, err 
 		c.skipped.Add(1)
 		msg = "zkafka: processing failed; skipping the message (no dead letter)"
 	}
-	l.Warnw(ctx, msg, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+	l.log(ctx, levelWarn, msg+"\x00"+m.Topic+"\x00"+class.String(), msg, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 		"class", class.String(), "attempts", m.Attempt(), "error", err)
 }
