@@ -62,6 +62,9 @@ func (c *failureCounters) failed(ctx context.Context, l Logger, m *Message, err 
 		c.skipped.Add(1)
 		msg = "zkafka: processing failed; skipping the message (no dead letter)"
 	}
+	if discards(l) {
+		return // the line's fields cost four allocations for every failed message
+	}
 	l.Warnw(ctx, msg, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 		"class", class.String(), "attempts", m.Attempt(), "error", err)
 }
