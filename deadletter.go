@@ -294,10 +294,6 @@ func (d *deadLetterWriter) start(ctx context.Context, cut waitCut, m *Message, c
 	now := time.Now()
 	l := &deadLetter{d: d, ctx: ctx, cut: cut, m: m, owner: owner, progress: deadLetterProgress{since: now}}
 	l.headers = d.headers(l, cause)
-	d.mu.Lock()
-	l.idx = len(d.pending)
-	d.pending = append(d.pending, l)
-	d.mu.Unlock()
 	d.wg.Add(1)
 	if !l.queue(now) {
 		d.run(func() { d.end(l, d.write(l, nil)) })

@@ -75,24 +75,23 @@ type deadLetter struct {
 	values [deadLetterInlineValues]byte
 }
 
-// queue makes the first attempt of l through the cached writer, without waiting. It reports
-// false, having made none, when it cannot (no cached writer, the stop has begun, the writer's
-// context ended, or the writer cannot queue: queuedRecord.queue); the caller then writes in a
-// goroutine. When the writer's context ended meanwhile (watch took the attempt), it reports
-// true: the write has ended.
+// queue adds l to the writer's pending writes and makes its first attempt through the cached
+// writer, without waiting. It reports false, having made none, when it cannot (no cached
+// writer, the stop has begun, the writer's context ended, or the writer cannot queue:
+// queuedRecord.queue); the caller then writes in a goroutine. When the writer's context ended
+// meanwhile (watch took the attempt), it reports true: the write has ended.
 func (l *deadLetter) queue(now time.Time) bool {
 	d := l.d
 	kw := d.cached.Load()
-	if kw == nil {
-		return false
-	}
 	select {
 	case <-d.rs.stopping: // the attempts of a stop have deadlines of their own (write)
-		return false
+		kw = nil
 	default:
 	}
 	d.mu.Lock()
-	if d.cutAll {
+	l.idx = len(d.pending)
+	d.pending = append(d.pending, l)
+	if kw == nil || d.cutAll {
 		d.mu.Unlock()
 		return false
 	}

@@ -56,7 +56,9 @@ func (q *queuedRecord) queue(msg *kafka.Message, key, value []byte, headers []ka
 		Opaque:         q,
 	}
 	w.beforeProduce(q.ctx, msg)
-	q.start = time.Now()
+	if w.metrics != nil || w.hooks.PostAck != nil {
+		q.start = time.Now() // for the write's duration and PostAck's ProduceTime, as send
+	}
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return !w.closed && w.producer.Produce(msg, nil) == nil
