@@ -65,27 +65,42 @@ func (c *completion) complete(vp *virtualPartition, m *Message, err error, ticke
 	dlt := c.dlt != nil && (!isPE || !perr.DisableDLTWrite)
 	c.counts.failed(ctx, c.rs.failures, m, err, class, dlt)
 	if dlt {
-		// The processor goes on while the broker acknowledges; m is finished after. While
-		// the write fails, vp takes no new message (processor.go, serve).
-		stalled := false
-		failing := func() { stalled = true; vp.stalls.Add(1) }
-		c.dlt.start(ctx, c.cut(vp, m), m, err, failing, func(written bool) {
-			if stalled {
-				vp.stalls.Add(-1)
-				signal(vp.wake)
-			}
-			if !written {
-				c.letGo(vp, m) // stays uncommitted and is read again later
-				return
-			}
-			c.counts.deadLettered.Add(1)
-			c.rs.metrics.deadLettered(m)
-			c.finish(ctx, vp, m, err)
-		})
+		// The processor goes on while the broker acknowledges; m is finished after.
+		c.dlt.start(ctx, c.cut(vp, m), m, err, &deadLettering{c: c, vp: vp, ctx: ctx, m: m, err: err})
 		return
 	}
 	c.rs.metrics.skippedOne(m)
 	c.finish(ctx, vp, m, err)
+}
+
+// deadLettering completes a message once its dead letter is written (deadLetterOwner).
+type deadLettering struct {
+	c       *completion
+	vp      *virtualPartition
+	ctx     context.Context
+	m       *Message
+	err     error
+	stalled bool // the write failed at least once: counted in vp.stalls
+}
+
+// failing counts the write in vp.stalls: while it fails, vp takes no new message
+// (processor.go, serve).
+func (dl *deadLettering) failing() { dl.stalled = true; dl.vp.stalls.Add(1) }
+
+// ended finishes the message once its dead letter was written, or lets go of it unfinished.
+func (dl *deadLettering) ended(written bool) {
+	c, vp, m := dl.c, dl.vp, dl.m
+	if dl.stalled {
+		vp.stalls.Add(-1)
+		signal(vp.wake)
+	}
+	if !written {
+		c.letGo(vp, m) // stays uncommitted and is read again later
+		return
+	}
+	c.counts.deadLettered.Add(1)
+	c.rs.metrics.deadLettered(m)
+	c.finish(dl.ctx, vp, m, dl.err)
 }
 
 // finish marks m finished for the commit tracker, runs the OnDone callbacks and lets it go.

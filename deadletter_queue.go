@@ -1,14 +1,22 @@
 package zkafka
 
-// The first attempt of a dead letter, made without a goroutine (G5): the processor hands the
-// record to the cached writer's producer (queuedRecord, writer_queue.go) and goes on; the
-// acknowledgement arrives on the writer's drain goroutine, which finishes the message. Only a
-// first attempt that fails — a refused, failed or unacknowledged record — goes on in a
-// goroutine of the writer's (deadLetterWriter.write, from its second attempt), with the
-// retries and backoff of deadletter.go. A goroutine per dead letter that waited for its
-// acknowledgement made a run where one message in ten fails run at 0.6 of the speed of one
-// where none does (make bench, deadletter-s8); its wake-ups, timers and stack were most of
-// the cost.
+// One dead letter's write (deadLetter), and its first attempt, made without a goroutine (G5):
+// the processor hands the record to the cached writer's producer (queuedRecord,
+// writer_queue.go) and goes on; the acknowledgement arrives on the writer's drain goroutine,
+// which finishes the message. Only a first attempt that fails — a refused, failed or
+// unacknowledged record — goes on in a goroutine of the writer's (deadLetterWriter.write,
+// from its second attempt), with the retries and backoff of deadletter.go. A goroutine per
+// dead letter that waited for its acknowledgement made a run where one message in ten fails
+// run at 0.6 of the speed of one where none does (make bench, deadletter-s8); its wake-ups,
+// timers and stack were most of the cost.
+//
+// A deadLetter is one allocation for the whole write: its place among the writer's pending
+// writes, its progress, its headers (their values in one buffer) and the record and
+// kafka.Message of its first attempt. The pending writes are a slice in which each knows its
+// index, not maps: a map insert and delete per dead letter, for the pending writes and again
+// for the queued attempts, with the closures, the headers and the record each allocated on
+// their own, were a third of the library's own CPU per dead letter (make bench with every
+// message failing).
 //
 // An attempt ends once: acknowledged (written), failed or timed out (handed to write), or cut
 // (the writer's context ended: the stop's grace is over, an abrupt stop, or close; the message
@@ -17,7 +25,6 @@ package zkafka
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -29,98 +36,118 @@ import (
 // to that much longer than deadLetterAttemptTimeout.
 const queuedSweepEvery = time.Second
 
-// queuedLetters are the first attempts of one dead letter writer that are with the producer.
-type queuedLetters struct {
-	d      *deadLetterWriter
-	mu     sync.Mutex
-	live   map[*queuedLetter]struct{}
-	closed bool // the writer's context ended: no new attempt is queued
+// deadLetterOwner is told how the write of a message's dead letter goes: failing when its
+// first attempt failed and it is retried (on a goroutine of the writer's), ended once with
+// whether it was written, before the write counts as ended (wait, pendingWith).
+type deadLetterOwner interface {
+	failing()
+	ended(written bool)
 }
 
-// queuedLetter is the first attempt of one dead letter.
-type queuedLetter struct {
-	q       *queuedLetters
-	ctx     context.Context // the message's, as write gets it
+// Inline room of a deadLetter: the headers of a message with up to one header of its own, and
+// the values of the zkafka-* headers when they fit (a longer error message gets a buffer).
+const (
+	deadLetterInlineHeaders = 8
+	deadLetterInlineValues  = 256
+)
+
+// deadLetter is the write of one failed message's dead letter.
+type deadLetter struct {
+	d       *deadLetterWriter
+	ctx     context.Context // the message's
 	cut     waitCut
 	m       *Message
+	owner   deadLetterOwner
 	headers []kafka.Header
-	failing func()
-	then    func(written bool)
+
+	// Guarded by d.mu.
+	idx      int                // in d.pending; -1 once the write ended
+	progress deadLetterProgress // for Work.Status
+	queued   bool               // the first attempt is with the producer and not yet taken
+
+	// The first attempt, queued.
 	kw      *KWriter
 	expires time.Time
+	rec     queuedRecord
+	msg     kafka.Message
+
+	hdrs   [deadLetterInlineHeaders]kafka.Header
+	values [deadLetterInlineValues]byte
 }
 
-// queue makes the first attempt of m's dead letter through the cached writer, without waiting.
-// It reports false, having made none, when it cannot (no cached writer, the stop has begun, or
-// the writer cannot queue: queuedRecord.queue); the caller then writes in a goroutine.
-func (q *queuedLetters) queue(ctx context.Context, cut waitCut, m *Message, headers []kafka.Header, failing func(), then func(bool)) bool {
-	d := q.d
+// queue adds l to the writer's pending writes and makes its first attempt through the cached
+// writer, without waiting. It reports false, having made none, when it cannot (no cached
+// writer, the stop has begun, the writer's context ended, or the writer cannot queue:
+// queuedRecord.queue); the caller then writes in a goroutine. When the writer's context ended
+// meanwhile (watch took the attempt), it reports true: the write has ended.
+func (l *deadLetter) queue(now time.Time) bool {
+	d := l.d
 	kw := d.cached.Load()
-	if kw == nil {
-		return false
-	}
 	select {
 	case <-d.rs.stopping: // the attempts of a stop have deadlines of their own (write)
-		return false
+		kw = nil
 	default:
 	}
-	l := &queuedLetter{q: q, ctx: ctx, cut: cut, m: m, headers: headers, failing: failing, then: then, kw: kw,
-		expires: time.Now().Add(deadLetterAttemptTimeout)}
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	d.mu.Lock()
+	l.idx = len(d.pending)
+	d.pending = append(d.pending, l)
+	if kw == nil || d.cutAll {
+		d.mu.Unlock()
 		return false
 	}
-	q.live[l] = struct{}{}
-	q.mu.Unlock()
+	l.queued, l.kw, l.expires = true, kw, now.Add(deadLetterAttemptTimeout)
+	d.mu.Unlock()
 	base := d.ctx // as write's attempts: the span of the processing, not its cancellation
-	if span := trace.SpanContextFromContext(ctx); span.IsValid() {
+	if span := trace.SpanContextFromContext(l.ctx); span.IsValid() {
 		base = trace.ContextWithSpanContext(base, span)
 	}
-	rec := &queuedRecord{w: kw, ctx: base, to: l}
-	if rec.queue(m.key(), m.value, headers) {
+	l.rec = queuedRecord{w: kw, ctx: base, to: l}
+	if l.rec.queue(&l.msg, l.m.key(), l.m.value, l.headers) {
 		return true
 	}
-	q.take(l)
-	return false
+	return !l.take()
 }
 
-// take removes l from the live attempts and reports whether it was still there: only the
-// first of its acknowledgement, failure, timeout and cut ends it.
-func (q *queuedLetters) take(l *queuedLetter) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	_, live := q.live[l]
-	delete(q.live, l)
-	return live
+// take ends l's queued attempt and reports whether it was still on: only the first of its
+// acknowledgement, failure, timeout and cut ends it.
+func (l *deadLetter) take() bool {
+	d := l.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	on := l.queued
+	l.queued = false
+	return on
 }
 
 // delivered ends the attempt with the broker's answer (on the writer's drain goroutine).
-func (l *queuedLetter) delivered(err error) {
-	q := l.q
-	if !q.take(l) {
+func (l *deadLetter) delivered(err error) {
+	if !l.take() {
 		return
 	}
 	if err == nil {
-		q.d.end(l.m, l.then, true)
+		l.d.end(l, true)
 		return
 	}
-	q.retry(l, err)
+	l.retry(err)
 }
 
 // retry goes on with l's write in a goroutine of the writer's, its first attempt failed with err.
-func (q *queuedLetters) retry(l *queuedLetter, err error) {
-	d := q.d
+func (l *deadLetter) retry(err error) {
+	d := l.d
 	d.cached.CompareAndSwap(l.kw, nil) // the next attempt asks the Client again, as send does
-	d.run(func() { d.end(l.m, l.then, d.write(l.ctx, l.cut, l.m, l.headers, l.failing, err)) })
+	d.run(func() { d.end(l, d.write(l, err)) })
 }
+
+// queuedAttempts are the first attempts of one dead letter writer that are with the producer:
+// its pending writes whose deadLetter.queued is set.
+type queuedAttempts struct{ d *deadLetterWriter }
 
 // watch runs for the writer's life: it hands attempts that timed out, or whose writer was
 // closed, to retry; it ends d.ctx deadLetterStopGrace after the stop began, so that a write
 // the broker does not acknowledge (a retriable outage: the producer retries on its own)
 // cannot hold a graceful stop for a whole attempt timeout; and once d.ctx has ended, it ends
-// the attempts left, unwritten.
-func (q *queuedLetters) watch() {
+// the queued attempts left, unwritten.
+func (q queuedAttempts) watch() {
 	d := q.d
 	tick := time.NewTicker(queuedSweepEvery)
 	defer tick.Stop()
@@ -138,36 +165,42 @@ func (q *queuedLetters) watch() {
 		case <-grace:
 			d.cancel()
 		case <-d.ctx.Done():
-			q.mu.Lock()
-			q.closed = true
-			left := q.live
-			q.live = nil
-			q.mu.Unlock()
-			for l := range left {
+			d.mu.Lock()
+			d.cutAll = true
+			left := q.take(func(*deadLetter) bool { return true })
+			d.mu.Unlock()
+			for _, l := range left {
 				d.unwritten(l.ctx, l.m)
-				d.end(l.m, l.then, false)
+				d.end(l, false)
 			}
 			return
 		}
 	}
 }
 
-// sweep hands the attempts that timed out by now, or whose writer was closed, to retry.
-func (q *queuedLetters) sweep(now time.Time) {
-	var over []*queuedLetter
-	q.mu.Lock()
-	for l := range q.live {
-		if now.After(l.expires) || l.kw.isClosed() {
-			over = append(over, l)
-			delete(q.live, l)
-		}
-	}
-	q.mu.Unlock()
+// sweep hands the queued attempts that timed out by now, or whose writer was closed, to retry.
+func (q queuedAttempts) sweep(now time.Time) {
+	d := q.d
+	d.mu.Lock()
+	over := q.take(func(l *deadLetter) bool { return now.After(l.expires) || l.kw.isClosed() })
+	d.mu.Unlock()
 	for _, l := range over {
 		err := fmt.Errorf("zkafka: writing to topic %s: %w before the delivery report arrived", l.kw.topic, errWriterClosed)
 		if !l.kw.isClosed() {
 			err = fmt.Errorf("zkafka: writing to topic %s: no delivery report within %s: %w", l.kw.topic, deadLetterAttemptTimeout, context.DeadlineExceeded)
 		}
-		q.retry(l, err)
+		l.retry(err)
 	}
+}
+
+// take takes the queued attempts for which over is true (deadLetter.take); d.mu is held.
+func (q queuedAttempts) take(over func(*deadLetter) bool) []*deadLetter {
+	var out []*deadLetter
+	for _, l := range q.d.pending {
+		if l.queued && over(l) {
+			l.queued = false
+			out = append(out, l)
+		}
+	}
+	return out
 }

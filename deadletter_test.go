@@ -717,7 +717,7 @@ func TestG5DeadLetterAttemptHeader(t *testing.T) {
 			m := &Message{Topic: "b", Partition: 2, Offset: 7, TimeStamp: time.Unix(1, 5).UTC(), Headers: tc.headers}
 			m.Headers = mergeHeaders(tc.headers, map[string][]byte{HeaderOriginalTopic: []byte("a"), "own": []byte("kept")})
 			got := map[string][]string{}
-			for _, h := range deadLetterHeaders(m, "g", errors.New("bad")) {
+			for _, h := range appendDeadLetterHeaders(nil, nil, m, "g", errors.New("bad")) {
 				got[h.Key] = append(got[h.Key], string(h.Value))
 			}
 			require.Equal(t, map[string][]string{
@@ -782,6 +782,12 @@ func TestG5DeadLettersSurviveAFatalProducerError(t *testing.T) {
 	require.Equal(t, []byte("bad"), got[0].Value)
 }
 
+// endedFunc is a deadLetterOwner that is told only how the write ended.
+type endedFunc func(written bool)
+
+func (endedFunc) failing()             {}
+func (f endedFunc) ended(written bool) { f(written) }
+
 // A queued first attempt that the broker does not acknowledge within deadLetterAttemptTimeout
 // goes on in a goroutine, whose attempt writes the dead letter; the first attempt's report,
 // when it comes after all, is dropped: the write ends once.
@@ -800,20 +806,18 @@ func TestG5QueuedDeadLetterTimeoutIsRetried(t *testing.T) {
 	defer d.close()
 	m := &Message{Topic: "source", Partition: 0, Offset: 7, Key: "k", value: []byte("v"), TimeStamp: time.Now()}
 	written := make(chan bool, 2)
-	d.start(ctx, waitCut{stopping: stopping, done: ctx.Done(), m: m}, m, errors.New("boom"), nil, func(ok bool) { written <- ok })
+	d.start(ctx, waitCut{stopping: stopping, done: ctx.Done(), m: m}, m, errors.New("boom"), endedFunc(func(ok bool) { written <- ok }))
 
 	require.NoError(t, fault.Wait(ctx, 1))
-	d.queued.mu.Lock()
-	require.Len(t, d.queued.live, 1, "the first attempt is queued, not acknowledged")
-	var first *queuedLetter
-	for l := range d.queued.live {
-		first = l
-	}
-	d.queued.mu.Unlock()
-	d.queued.sweep(time.Now().Add(deadLetterAttemptTimeout + time.Millisecond)) // as watch does, later
-	d.queued.mu.Lock()
-	require.Empty(t, d.queued.live, "the timed-out attempt left the queue")
-	d.queued.mu.Unlock()
+	d.mu.Lock()
+	require.Len(t, d.pending, 1)
+	first := d.pending[0]
+	require.True(t, first.queued, "the first attempt is queued, not acknowledged")
+	d.mu.Unlock()
+	d.queued().sweep(time.Now().Add(deadLetterAttemptTimeout + time.Millisecond)) // as watch does, later
+	d.mu.Lock()
+	require.False(t, first.queued, "the timed-out attempt left the queue")
+	d.mu.Unlock()
 	require.True(t, d.pendingWith(func(p *Message) bool { return p == m }), "the write goes on")
 
 	fault.Remove()

@@ -74,12 +74,10 @@ func classify(err error) errClass {
 	if err == nil {
 		return classTransient
 	}
-	var pe *permanentError
-	if errors.As(err, &pe) || isPanic(err) {
+	if _, ok := errors.AsType[*permanentError](err); ok || isPanic(err) {
 		return classPermanent
 	}
-	var de *decodeError
-	if errors.As(err, &de) && !registryUnavailable(de.err) {
+	if de, ok := errors.AsType[*decodeError](err); ok && !registryUnavailable(de.err) {
 		return classPermanent
 	}
 	return classTransient

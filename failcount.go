@@ -65,6 +65,9 @@ func (c *failureCounters) failed(ctx context.Context, l *failureLog, m *Message,
 		c.skipped.Add(1)
 		msg = "zkafka: processing failed; skipping the message (no dead letter)"
 	}
+	if discards(l.logger) {
+		return // the line's fields cost four allocations for every failed message
+	}
 	l.log(ctx, levelWarn, msg+"\x00"+m.Topic+"\x00"+class.String(), msg, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
 		"class", class.String(), "attempts", m.Attempt(), "error", err)
 }

@@ -35,6 +35,13 @@ func (NoopLogger) Warnw(context.Context, string, ...any) {}
 // Errorw discards the entry.
 func (NoopLogger) Errorw(context.Context, string, ...any) {}
 
+// discards reports whether l is the NoopLogger, so that a path taken for many messages can
+// skip building a line's fields.
+func discards(l Logger) bool {
+	_, noop := l.(NoopLogger)
+	return noop
+}
+
 // SlogLogger adapts a *slog.Logger to Logger.
 type SlogLogger struct {
 	l *slog.Logger

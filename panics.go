@@ -46,8 +46,8 @@ func catchCtx(f func() (context.Context, error)) (ctx context.Context, err error
 
 // isPanic reports whether err is (or wraps) a recovered panic.
 func isPanic(err error) bool {
-	var pe *panicError
-	return errors.As(err, &pe)
+	_, ok := errors.AsType[*panicError](err)
+	return ok
 }
 
 // logFailure logs a failed hook or callback as one warning, or as one error with the stack

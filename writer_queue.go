@@ -31,12 +31,13 @@ type queuedRecord struct {
 }
 
 // queue hands key, value and headers (as they are: a nil key stays nil) to the producer
-// without waiting, with the writer's PreWrite hook and trace propagation, as writeMessage
-// does. It reports false, having queued nothing, when this writer cannot do it — closed,
-// transactional, traced (a span per write), a producer other than confluent-kafka-go's, or
-// delivery reports turned off (go.delivery.reports) — or when the producer refused the record
-// (queue full, fatal error); the caller then writes with writeMessage.
-func (q *queuedRecord) queue(key, value []byte, headers []kafka.Header) bool {
+// without waiting, as msg (the caller's, so that it need not be allocated on its own), with
+// the writer's PreWrite hook and trace propagation, as writeMessage does. It reports false,
+// having queued nothing, when this writer cannot do it — closed, transactional, traced (a
+// span per write), a producer other than confluent-kafka-go's, or delivery reports turned off
+// (go.delivery.reports) — or when the producer refused the record (queue full, fatal error);
+// the caller then writes with writeMessage.
+func (q *queuedRecord) queue(msg *kafka.Message, key, value []byte, headers []kafka.Header) bool {
 	w := q.w
 	if w.tc.Transaction || w.tracer != nil || !deliveryReportsOn(w.tc.AdditionalProps) || w.isClosed() {
 		return false
@@ -47,7 +48,7 @@ func (q *queuedRecord) queue(key, value []byte, headers []kafka.Header) bool {
 	if w.hooks.PreWrite != nil || w.propagates() {
 		headers = slices.Clone(headers) // the hook and the propagator change the list
 	}
-	msg := &kafka.Message{
+	*msg = kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &w.topic, Partition: kafka.PartitionAny},
 		Key:            key,
 		Value:          value,
@@ -55,7 +56,9 @@ func (q *queuedRecord) queue(key, value []byte, headers []kafka.Header) bool {
 		Opaque:         q,
 	}
 	w.beforeProduce(q.ctx, msg)
-	q.start = time.Now()
+	if w.metrics != nil || w.hooks.PostAck != nil {
+		q.start = time.Now() // for the write's duration and PostAck's ProduceTime, as send
+	}
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return !w.closed && w.producer.Produce(msg, nil) == nil
