@@ -130,40 +130,20 @@ func (b *brokerReport) log(err error) {
 // brokerFailure reports whether an error event means the client cannot use the brokers:
 // none can be reached, or they refuse it (authentication, authorisation).
 func brokerFailure(err error) bool {
-	var kerr kafka.Error
-	if !errors.As(err, &kerr) {
-		return false
-	}
-	switch kerr.Code() {
-	case kafka.ErrAllBrokersDown, kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed,
-		kafka.ErrTopicAuthorizationFailed, kafka.ErrGroupAuthorizationFailed, kafka.ErrClusterAuthorizationFailed:
-		return true
-	}
-	return false
+	return isCode(err, kafka.ErrAllBrokersDown, kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed,
+		kafka.ErrTopicAuthorizationFailed, kafka.ErrGroupAuthorizationFailed, kafka.ErrClusterAuthorizationFailed)
 }
 
 // brokerCause reports whether an error event is a failed connection to one broker, which
 // librdkafka retries by itself: a warning while other brokers serve, the cause of an outage
 // when none does.
 func brokerCause(err error) bool {
-	var kerr kafka.Error
-	if !errors.As(err, &kerr) {
-		return false
-	}
-	switch kerr.Code() {
-	case kafka.ErrTransport, kafka.ErrResolve, kafka.ErrSsl:
-		return true
-	}
-	return false
+	return isCode(err, kafka.ErrTransport, kafka.ErrResolve, kafka.ErrSsl)
 }
 
 // topicFailure reports whether a consumer error means a topic it reads does not exist.
 func topicFailure(err error) bool {
-	var kerr kafka.Error
-	if !errors.As(err, &kerr) {
-		return false
-	}
-	return kerr.Code() == kafka.ErrUnknownTopicOrPart || kerr.Code() == kafka.ErrUnknownTopic
+	return isCode(err, kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic)
 }
 
 // consumerError logs an error event of a consumer, rate-limited (failurelog.go), and returns

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,16 +122,8 @@ func retryCommit(commit func() error) error {
 // coordinator loading, moving or not answering in time. A commit refused for the member's
 // generation or membership does not pass.
 func retriableCommitError(err error) bool {
-	var kerr kafka.Error
-	if !errors.As(err, &kerr) {
-		return false
-	}
-	switch kerr.Code() {
-	case kafka.ErrCoordinatorLoadInProgress, kafka.ErrCoordinatorNotAvailable, kafka.ErrNotCoordinator,
-		kafka.ErrRequestTimedOut, kafka.ErrTimedOut, kafka.ErrTransport, kafka.ErrWaitCoord, kafka.ErrNetworkException:
-		return true
-	}
-	return false
+	return isCode(err, kafka.ErrCoordinatorLoadInProgress, kafka.ErrCoordinatorNotAvailable, kafka.ErrNotCoordinator,
+		kafka.ErrRequestTimedOut, kafka.ErrTimedOut, kafka.ErrTransport, kafka.ErrWaitCoord, kafka.ErrNetworkException)
 }
 
 // closing commits what is finished before the consumer closes, as commit does. v2's way it
@@ -279,16 +272,16 @@ func (o *offsetStore) truncated(t *partitionTracker) {
 		errMetadataTruncated, "group", o.groupID, "topic", t.topic, "partition", t.partition)
 }
 
-// isCode reports whether err is a kafka.Error with code.
-func isCode(err error, code kafka.ErrorCode) bool {
-	var kerr kafka.Error
-	return errors.As(err, &kerr) && kerr.Code() == code
+// isCode reports whether err is a kafka.Error with one of codes.
+func isCode(err error, codes ...kafka.ErrorCode) bool {
+	kerr, ok := errors.AsType[kafka.Error](err)
+	return ok && slices.Contains(codes, kerr.Code())
 }
 
 // benignCommitError reports whether a failed commit is expected and needs no log: nothing to
 // commit, no assignment left.
 func benignCommitError(err error) bool {
-	return isCode(err, kafka.ErrNoOffset) || isCode(err, kafka.ErrState)
+	return isCode(err, kafka.ErrNoOffset, kafka.ErrState)
 }
 
 // handover is what an assignment learns of a partition's last commit.
