@@ -300,10 +300,7 @@ func (c *commitTracker) reset(topic string, partition int32, h handover) {
 	t := newPartitionTracker(c, topic, partition)
 	w := c.own[k]
 	delete(c.own, k)
-	if _, was := c.pending[k]; was {
-		c.pendingN.Add(-1)
-	}
-	delete(c.pending, k)
+	c.dropPending(k)
 	if h.pending {
 		c.pending[k] = w
 		c.pendingN.Add(1)
@@ -333,11 +330,20 @@ func (c *commitTracker) takePending(t *partitionTracker) (w *ownWork, ok bool) {
 	k := tpKey{t.topic, t.partition}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if w, ok = c.pending[k]; ok && c.byTP[k] == t {
+	if c.byTP[k] != t {
+		return nil, false
+	}
+	return c.dropPending(k)
+}
+
+// dropPending removes k from the pending handovers and returns what it held; ok is false
+// when k was not pending. The caller holds mu.
+func (c *commitTracker) dropPending(k tpKey) (w *ownWork, ok bool) {
+	if w, ok = c.pending[k]; ok {
 		delete(c.pending, k)
 		c.pendingN.Add(-1)
 	}
-	return w, ok && c.byTP[k] == t
+	return w, ok
 }
 
 // markRevoking flags the trackers of partitions about to be revoked.
@@ -359,9 +365,7 @@ func (c *commitTracker) remove(topic string, partition int32) {
 	if old := c.byTP[k]; old != nil {
 		old.close()
 		delete(c.byTP, k)
-		if w, ok := c.pending[k]; ok { // it read nothing: what it was to be given is kept
-			delete(c.pending, k)
-			c.pendingN.Add(-1)
+		if w, ok := c.dropPending(k); ok { // it read nothing: what it was to be given is kept
 			old.mu.Lock()
 			old.own = w
 			old.mu.Unlock()
