@@ -36,21 +36,28 @@ func offsetsOf(msgs []*Message) []int64 {
 	return out
 }
 
-// TestG16NextOwnerSkipsWhatTheLastOneFinished: a reader finishes offsets 1, 2 and 4 of 0–5
-// and closes; the group's next reader gets 0, 3 and 5 only, and counts the three it skipped.
-func TestG16NextOwnerSkipsWhatTheLastOneFinished(t *testing.T) {
-	e := newEnv(t)
-	topic := e.newTopic(t, 1)
+// finishedAboveAHole has a reader of a new group read offsets 0–5 of a new topic, finish 1, 2
+// and 4, and close: the commit is at 0, with 1, 2 and 4 finished in its metadata.
+func finishedAboveAHole(t *testing.T, e *testEnv) (client *Client, group, topic string) {
+	t.Helper()
+	topic = e.newTopic(t, 1)
 	e.produce(t, topic, keyed(6, 1))
-	group := uniqueTestName(t, "g")
-	client := e.client(t)
-
+	group = uniqueTestName(t, "g")
+	client = e.client(t)
 	r1, msgs := readN(t, e, client, group, topic, 6)
 	for _, i := range []int{1, 2, 4} {
 		msgs[i].Done()
 	}
 	require.NoError(t, r1.Close())
 	require.Equal(t, map[int32]int64{0: 0}, e.committed(t, group, topic))
+	return client, group, topic
+}
+
+// TestG16NextOwnerSkipsWhatTheLastOneFinished: a reader finishes offsets 1, 2 and 4 of 0–5
+// and closes; the group's next reader gets 0, 3 and 5 only, and counts the three it skipped.
+func TestG16NextOwnerSkipsWhatTheLastOneFinished(t *testing.T) {
+	e := newEnv(t)
+	client, group, topic := finishedAboveAHole(t, e)
 
 	r2, again := readN(t, e, client, group, topic, 3)
 	require.Equal(t, []int64{0, 3, 5}, offsetsOf(again))
@@ -136,17 +143,7 @@ func commitWithMetadata(t *testing.T, addr, group, topic string, offset int64, m
 // arrives, and still skips it.
 func TestG16NextOwnerSkipsWhenTheFirstCommittedReadFails(t *testing.T) {
 	e := newEmbeddedEnv(t)
-	topic := e.newTopic(t, 1)
-	e.produce(t, topic, keyed(6, 1))
-	group := uniqueTestName(t, "g")
-	client := e.client(t)
-
-	r1, msgs := readN(t, e, client, group, topic, 6)
-	for _, i := range []int{1, 2, 4} {
-		msgs[i].Done()
-	}
-	require.NoError(t, r1.Close())
-	require.Equal(t, map[int32]int64{0: 0}, e.committed(t, group, topic))
+	client, group, topic := finishedAboveAHole(t, e)
 
 	refused := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetFetch}, Group: group, Err: kerr.NotCoordinator})
 	r2, again := readN(t, e, client, group, topic, 3)
