@@ -61,8 +61,9 @@ type closer interface{ isClosed() bool }
 // Option customises a Client.
 type Option func(*Client)
 
-// LoggerOption sets the Logger of the client and of its readers and writers (default
-// NoopLogger).
+// LoggerOption sets the Logger of the client, of its readers and writers, and of the Works
+// made from it whose factory has no logger of its own. Default: warnings and errors to stderr
+// through log/slog; NoopLogger silences the library.
 func LoggerOption(l Logger) Option {
 	return func(c *Client) {
 		if l != nil {
@@ -120,7 +121,7 @@ func WithProducerProvider(p func(map[string]any) (KafkaProducer, error)) Option 
 func NewClient(conf Config, opts ...Option) *Client {
 	c := &Client{
 		conf:             conf,
-		log:              NoopLogger{},
+		log:              stderrLogger,
 		consumerProvider: defaultConsumerProvider,
 		producerProvider: defaultProducerProvider,
 		readers:          map[string]*KReader{},

@@ -108,7 +108,7 @@ func (c *completion) finish(ctx context.Context, vp *virtualPartition, m *Messag
 	m.DoneWithContext(ctx)
 	for _, f := range c.onDone {
 		if ferr := catch("OnDone callback", func() error { f(ctx, m, err); return nil }); ferr != nil {
-			logFailure(ctx, c.log, "zkafka: OnDone callback failed", ferr, "topic", m.Topic)
+			logFailure(ctx, c.rs.failures, "zkafka: OnDone callback failed", ferr, "topic", m.Topic)
 		}
 	}
 	c.letGo(vp, m)

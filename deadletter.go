@@ -110,7 +110,21 @@ type deadLetterWriter struct {
 	pending []*deadLetter
 	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
 	cutAll  bool          // the writer's context ended: no first attempt is queued (watch)
+	// dropped are the messages whose dead letter a graceful stop gave up on; close logs them
+	// in one line.
+	dropped droppedLetters
 }
+
+// droppedLetters are the messages whose dead letter a stop left unwritten, for one summary
+// line instead of a line each.
+type droppedLetters struct {
+	count   int
+	offsets []string // "topic/partition:offset", the first maxDroppedListed
+	last    error    // the last attempt's error, if any
+}
+
+// maxDroppedListed bounds the offsets the stop's summary line lists.
+const maxDroppedListed = 20
 
 // queued are d's first attempts with the producer (deadletter_queue.go).
 func (d *deadLetterWriter) queued() queuedAttempts { return queuedAttempts{d} }
@@ -315,12 +329,40 @@ func (d *deadLetterWriter) end(l *deadLetter, written bool) {
 	d.wg.Done()
 }
 
-// unwritten logs that m's dead letter was given up on because the run stops (quietly when it
-// was cancelled).
-func (d *deadLetterWriter) unwritten(ctx context.Context, m *Message) {
-	if d.rs.ctx.Err() == nil {
-		d.rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+// unwritten notes that m's dead letter was given up on because the run stops (quietly when it
+// was cancelled); close logs them all in one line. err is the last attempt's, if any.
+func (d *deadLetterWriter) unwritten(m *Message, err error) {
+	if d.rs.ctx.Err() != nil {
+		return
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dropped.count++
+	if len(d.dropped.offsets) < maxDroppedListed {
+		d.dropped.offsets = append(d.dropped.offsets, m.Topic+"/"+strconv.Itoa(int(m.Partition))+":"+strconv.FormatInt(m.Offset, 10))
+	}
+	if err != nil {
+		d.dropped.last = err
+	}
+}
+
+// logDropped writes the one line of the dead letters the stop left unwritten, if any.
+func (d *deadLetterWriter) logDropped() {
+	d.mu.Lock()
+	dropped := d.dropped
+	d.dropped = droppedLetters{}
+	d.mu.Unlock()
+	if dropped.count == 0 {
+		return
+	}
+	kv := []any{"dead_letter_topic", d.topic, "count", dropped.count, "offsets", strings.Join(dropped.offsets, ",")}
+	if dropped.count > len(dropped.offsets) {
+		kv = append(kv, "not_listed", dropped.count-len(dropped.offsets))
+	}
+	if dropped.last != nil {
+		kv = append(kv, "error", dropped.last)
+	}
+	d.rs.logger.Warnw(context.Background(), "zkafka: stopped with dead letters unwritten; their messages stay uncommitted and are read again", kv...)
 }
 
 // headers are the headers of l's dead letter, in l's inline room when they fit:
@@ -454,7 +496,7 @@ func (d *deadLetterWriter) write(l *deadLetter, first error) bool {
 		}
 		select {
 		case <-rs.stopping:
-			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			d.unwritten(m, err)
 			return false
 		default:
 		}
@@ -474,7 +516,7 @@ func (d *deadLetterWriter) write(l *deadLetter, first error) bool {
 			t.Stop()
 		case <-rs.stopping:
 			t.Stop()
-			rs.logger.Warnw(ctx, "zkafka: stopping with a dead letter unwritten; the message stays uncommitted", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+			d.unwritten(m, err)
 			return false
 		case <-rs.ctx.Done():
 			t.Stop()
@@ -537,6 +579,9 @@ func replaceHeader(hs []kafka.Header, key string, value []byte) []kafka.Header {
 	return append(hs, kafka.Header{Key: key, Value: value})
 }
 
-// close ends the writer's context. The writer itself belongs to the Client's cache and
-// closes with the Client.
-func (d *deadLetterWriter) close() { d.cancel() }
+// close ends the writer's context and logs the dead letters the stop left unwritten. The
+// writer itself belongs to the Client's cache and closes with the Client.
+func (d *deadLetterWriter) close() {
+	d.cancel()
+	d.logDropped()
+}

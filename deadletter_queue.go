@@ -170,7 +170,7 @@ func (q queuedAttempts) watch() {
 			left := q.take(func(*deadLetter) bool { return true })
 			d.mu.Unlock()
 			for _, l := range left {
-				d.unwritten(l.ctx, l.m)
+				d.unwritten(l.m, nil)
 				d.end(l, false)
 			}
 			return

@@ -32,7 +32,7 @@ func (l *dispatcher) dispatch(msg *Message) {
 			return hooks.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})
 		})
 		if err != nil {
-			logFailure(rs.ctx, rs.w.logger, "zkafka: PostRead hook failed", err, "topic", msg.Topic)
+			logFailure(rs.ctx, rs.failures, "zkafka: PostRead hook failed", err, "topic", msg.Topic)
 			if isPanic(err) {
 				msg.hookErr = err
 			}

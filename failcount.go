@@ -10,6 +10,7 @@ package zkafka
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 )
 
@@ -68,6 +69,12 @@ func (c *failureCounters) failed(ctx context.Context, l *failureLog, m *Message,
 	if discards(l.logger) {
 		return // the line's fields cost four allocations for every failed message
 	}
-	l.log(ctx, levelWarn, msg+"\x00"+m.Topic+"\x00"+class.String(), msg, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
-		"class", class.String(), "attempts", m.Attempt(), "error", err)
+	key := msg + "\x00" + m.Topic + "\x00" + class.String()
+	var first []any
+	if pe, ok := errors.AsType[*panicError](err); ok {
+		key += "\x00panic"
+		first = []any{"stack", string(pe.stack)}
+	}
+	l.logFirst(ctx, levelWarn, key, msg, []any{"topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+		"class", class.String(), "attempts", m.Attempt(), "error", err}, first)
 }

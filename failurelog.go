@@ -105,11 +105,17 @@ func (f *failureLog) warnf(ctx context.Context, msg string, err error, keysAndVa
 // log writes msg at level when no line of key was written in the last failureSummaryEvery;
 // otherwise it counts it, and makes sure a summary is due.
 func (f *failureLog) log(ctx context.Context, level logLevel, key, msg string, kv ...any) {
+	f.logFirst(ctx, level, key, msg, kv, nil)
+}
+
+// logFirst is log with fields written only in a line written at once, never in a summary: a
+// panic's stack is written with the first panic of a kind, and its repeats are counted.
+func (f *failureLog) logFirst(ctx context.Context, level logLevel, key, msg string, kv, first []any) {
 	now := f.now()
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
-		level.write(ctx, f.logger, msg, kv)
+		level.write(ctx, f.logger, msg, append(kv, first...))
 		return
 	}
 	r := f.runs[key]
@@ -133,7 +139,7 @@ func (f *failureLog) log(ctx context.Context, level logLevel, key, msg string, k
 	}
 	r.logged = now
 	f.mu.Unlock()
-	level.write(ctx, f.logger, msg, kv)
+	level.write(ctx, f.logger, msg, append(kv, first...))
 }
 
 // summarise writes the summary of key's repeats, if any are counted.

@@ -153,11 +153,21 @@ func TestG17PermanentErrorsWithoutADeadLetterTopicAreSkipped(t *testing.T) {
 			skipped = append(skipped, l)
 		}
 	}
-	require.Len(t, skipped, 2, "the first skip at once, the other 14 in one summary (at the stop), not a line each: %q", skipped)
+	// Errors and panics are two kinds: the first of each at once (the panic with its stack),
+	// the others in one summary each (at the stop), not a line each.
+	require.Len(t, skipped, 4, "%q", skipped)
 	require.Contains(t, skipped[0], "offset 0 |")
 	require.NotContains(t, skipped[0], "repeated")
-	require.Contains(t, skipped[1], "repeated 14 |")
-	require.Contains(t, skipped[1], "offset 14 |", "the summary carries the last one's fields")
+	require.Contains(t, skipped[1], "offset 10 |")
+	require.Contains(t, skipped[1], "runtime/debug.Stack")
+	var summaries []string
+	for _, l := range skipped[2:] {
+		summaries = append(summaries, l[strings.Index(l, " offset "):strings.Index(l, " class ")]+l[strings.Index(l, " repeated "):strings.Index(l, " last ")])
+	}
+	require.ElementsMatch(t, []string{
+		" offset | offset | \"offset\" | offset | offset 9 | 9 | 9 | %!s(int64=9) | 9 repeated | repeated | \"repeated\" | repeated | repeated 9 | 9 | 9 | %!s(int=9) | 9",
+		" offset | offset | \"offset\" | offset | offset 14 | 14 | 14 | %!s(int64=14) | 14 repeated | repeated | \"repeated\" | repeated | repeated 4 | 4 | 4 | %!s(int=4) | 4",
+	}, summaries, "each summary carries its count and the last one's fields")
 }
 
 // attemptLog records each run of the processor: key, offset and attempt, in order.

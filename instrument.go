@@ -17,7 +17,7 @@ import (
 type instrumentation struct {
 	runCtx     context.Context // the Run's context, the parent of a message without its own
 	group      string
-	logger     Logger
+	failures   *failureLog // the Run's: failing hooks are logged through it
 	hooks      LifecycleHooks
 	tracer     trace.Tracer // nil: no spans
 	propagator propagation.TextMapPropagator
@@ -59,7 +59,7 @@ func (in *instrumentation) preProcessing(ctx context.Context, vp *virtualPartiti
 		return h(ctx, LifecyclePreProcessingMeta{Topic: m.Topic, GroupID: in.group, VirtualPartitionIndex: vp.idx, TopicLag: time.Since(m.TimeStamp), Message: m})
 	})
 	if err != nil {
-		logFailure(ctx, in.logger, "zkafka: PreProcessing hook failed", err, "topic", m.Topic)
+		logFailure(ctx, in.failures, "zkafka: PreProcessing hook failed", err, "topic", m.Topic)
 		if isPanic(err) && m.hookErr == nil {
 			m.hookErr = err
 		}
@@ -81,7 +81,7 @@ func (in *instrumentation) postProcessing(ctx context.Context, vp *virtualPartit
 		return h(ctx, LifecyclePostProcessingMeta{Topic: m.Topic, GroupID: in.group, VirtualPartitionIndex: vp.idx, ProcessingTime: time.Since(start), Msg: m, ResponseErr: err})
 	})
 	if herr != nil {
-		logFailure(ctx, in.logger, "zkafka: PostProcessing hook failed", herr, "topic", m.Topic)
+		logFailure(ctx, in.failures, "zkafka: PostProcessing hook failed", herr, "topic", m.Topic)
 		if isPanic(herr) && err == nil {
 			return herr
 		}

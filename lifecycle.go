@@ -212,8 +212,8 @@ func ChainLifecycleHooks(hooks ...LifecycleHooks) LifecycleHooks {
 }
 
 // brokerHook makes a brokerListener that runs h for the client named by topic, group and
-// clientID; a panic in h is recovered and logged.
-func brokerHook(h func(context.Context, LifecycleBrokerStateChanged), logger Logger, topic, group, clientID string) brokerListener {
+// clientID; a panic in h is recovered and logged through failures.
+func brokerHook(h func(context.Context, LifecycleBrokerStateChanged), failures *failureLog, topic, group, clientID string) brokerListener {
 	return func(reachable bool, reason string, since time.Time) {
 		ctx := context.Background()
 		err := catch("lifecycle hook", func() error {
@@ -221,7 +221,7 @@ func brokerHook(h func(context.Context, LifecycleBrokerStateChanged), logger Log
 			return nil
 		})
 		if err != nil {
-			logFailure(ctx, logger, "zkafka: BrokerStateChanged hook failed", err, "topic", topic)
+			logFailure(ctx, failures, "zkafka: BrokerStateChanged hook failed", err, "topic", topic)
 		}
 	}
 }

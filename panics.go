@@ -50,13 +50,15 @@ func isPanic(err error) bool {
 	return ok
 }
 
-// logFailure logs a failed hook or callback as one warning, or as one error with the stack
-// when it panicked.
-func logFailure(ctx context.Context, l Logger, msg string, err error, keysAndValues ...any) {
-	var pe *panicError
-	if errors.As(err, &pe) {
-		l.Errorw(ctx, msg, append(keysAndValues, "error", err, "stack", string(pe.stack))...)
+// logFailure logs a failed hook or callback through f: as a warning, or as an error when it
+// panicked. The first of a kind (msg, and whether it panicked) is written at once, with the
+// panic's stack; its repeats are summarised with their count (failurelog.go), so a hook that
+// fails for every message is not a flood of lines.
+func logFailure(ctx context.Context, f *failureLog, msg string, err error, keysAndValues ...any) {
+	kv := append(keysAndValues, "error", err)
+	if pe, ok := errors.AsType[*panicError](err); ok {
+		f.logFirst(ctx, levelError, msg+"\x00panic", msg, kv, []any{"stack", string(pe.stack)})
 		return
 	}
-	l.Warnw(ctx, msg, append(keysAndValues, "error", err)...)
+	f.logFirst(ctx, levelWarn, msg+"\x00error", msg, kv, nil)
 }

@@ -29,11 +29,15 @@ func TestCatchKeepsTheStack(t *testing.T) {
 	require.EqualError(t, err, "zkafka: lifecycle hook panicked: 42")
 }
 
-// TestLogFailure: an error is one warning; a panic is one error line with its stack.
+// TestLogFailure: an error is one warning; a panic is one error line with its stack; repeats
+// of either are counted into one summary line without a stack.
 func TestLogFailure(t *testing.T) {
 	l := newCaptureLogger()
-	logFailure(context.Background(), l, "zkafka: hook failed", errors.New("bad"), "topic", "t")
-	logFailure(context.Background(), l, "zkafka: hook failed", catch("lifecycle hook", func() error { panic("worse") }), "topic", "t")
+	f := newFailureLog(l)
+	for range 50 {
+		logFailure(context.Background(), f, "zkafka: hook failed", errors.New("bad"), "topic", "t")
+		logFailure(context.Background(), f, "zkafka: hook failed", catch("lifecycle hook", func() error { panic("worse") }), "topic", "t")
+	}
 	lines := l.all()
 	require.Len(t, lines, 2)
 	require.True(t, strings.HasPrefix(lines[0], "warn zkafka: hook failed "), lines[0])
@@ -43,6 +47,15 @@ func TestLogFailure(t *testing.T) {
 	require.Contains(t, lines[1], "worse")
 	require.Contains(t, lines[1], "stack")
 	require.Contains(t, lines[1], "TestLogFailure")
+	require.Contains(t, lines[1], "runtime/debug.Stack")
+
+	f.close()
+	lines = l.all() // what came since
+	require.Len(t, lines, 2)
+	for _, line := range lines {
+		require.Contains(t, line, "repeated | \"repeated\" | repeated | repeated 49 ")
+		require.NotContains(t, line, "runtime/debug.Stack") // the stack's text
+	}
 }
 
 // TestWrapErrKeepsThePrefixOnce: context added for the user does not repeat "zkafka: ", and

@@ -263,7 +263,7 @@ func (c waitCut) send(ch chan struct{}) bool {
 func (p *processors) quarantine(vp *virtualPartition, m *Message) {
 	p.counts.poisonPills.Add(1)
 	err := poisonPillError(m.deaths)
-	p.logger.Errorw(p.rs.ctx, "zkafka: poison pill: the process died each time this message was in the handler; not running it again",
+	p.rs.w.logger.Errorw(p.rs.ctx, "zkafka: poison pill: the process died each time this message was in the handler; not running it again",
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "deaths", m.deaths)
 	p.complete(vp, m, err, breakerTicket{}, false)
 }

@@ -282,13 +282,11 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 	return false, err
 }
 
-// call runs the handler, turning a panic into an error.
+// call runs the handler, turning a panic into an error. The panic is logged with the
+// message's failure (failureCounters.failed): the first of a run with its stack, the rest
+// summarised.
 func (p *processors) call(ctx context.Context, m *Message) error {
-	err := catch("processor", func() error { return p.handler.Process(ctx, m) })
-	if pe, ok := err.(*panicError); ok {
-		p.logger.Errorw(ctx, "zkafka: processor panicked", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "panic", pe.value, "stack", string(pe.stack))
-	}
-	return err
+	return catch("processor", func() error { return p.handler.Process(ctx, m) })
 }
 
 // watchdog abandons handlers that outlive their timeout by the grace period (G10). It exits
@@ -322,7 +320,8 @@ func (p *processors) watchdog(vps []*virtualPartition, exited <-chan struct{}) {
 func (p *processors) abandon(vp *virtualPartition, m *Message) {
 	p.abandoned.Add(1)
 	p.rs.metrics.abandon(m, time.Duration(time.Now().UnixNano()-vp.startedAt.Load()))
-	p.logger.Errorw(p.rs.ctx, "zkafka: handler still running after its timeout and grace period; abandoning it and moving on",
+	const msg = "zkafka: handler still running after its timeout and grace period; abandoning it and moving on"
+	p.failures.log(p.rs.ctx, levelError, msg+"\x00"+m.Topic, msg,
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
 	gen := vp.gen.Add(1)
 	go func() {

@@ -193,7 +193,7 @@ func newReader(args readerArgs) (*KReader, error) {
 		tracker:     newCommitTracker(),
 	}
 	if r.logger == nil {
-		r.logger = NoopLogger{}
+		r.logger = stderrLogger
 	}
 	r.failures = newFailureLog(r.logger)
 	if s := readerSettings(args.opts); s.formatter != nil {
@@ -221,7 +221,7 @@ func newReader(args readerArgs) (*KReader, error) {
 			"topics", r.tc.topics(), "down_since", since.Format(time.RFC3339), "was", reason)
 	})
 	if h := args.hooks.BrokerStateChanged; h != nil {
-		r.health.setListener(brokerHook(h, r.logger, strings.Join(tc.topics(), ","), r.groupID, tc.ClientID))
+		r.health.setListener(brokerHook(h, r.failures, strings.Join(tc.topics(), ","), r.groupID, tc.ClientID))
 	}
 	r.brokers = &brokerReport{watch: r.health, failures: r.failures, msg: "zkafka: consumer cannot use the brokers; it keeps trying",
 		kv: []any{"group", r.groupID, "topics", tc.topics()}, probe: func(code kafka.ErrorCode) func() bool { return brokerProbe(r, code) }}

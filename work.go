@@ -257,6 +257,7 @@ type runState struct {
 // start validates, creates the reader and dead letter writer, and starts the processors.
 func (w *Work) start(ctx context.Context) (*runState, error) {
 	tc := w.topicConfig
+	w.inheritFromClient() // before anything takes w.logger
 	rs := &runState{
 		w:        w,
 		ctx:      ctx,
@@ -269,7 +270,6 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	if topics := tc.topics(); len(topics) > 0 {
 		rs.topic = topics[0]
 	}
-	w.inheritFromClient()
 	reader := w.reader
 	if reader == nil {
 		r, err := w.cp.Reader(ctx, tc)
@@ -326,7 +326,7 @@ func (rs *runState) useReader(reader Reader) {
 	rs.group = kr.groupID
 	var l brokerListener // the Work's hook, not the Client's (LifecycleHooks.BrokerStateChanged)
 	if h := rs.w.lifecycle.BrokerStateChanged; h != nil {
-		l = brokerHook(h, rs.w.logger, strings.Join(rs.w.topicConfig.topics(), ","), kr.groupID, rs.w.topicConfig.ClientID)
+		l = brokerHook(h, rs.failures, strings.Join(rs.w.topicConfig.topics(), ","), kr.groupID, rs.w.topicConfig.ClientID)
 	}
 	kr.health.setListener(l)
 	kr.countInto(&rs.w.commits)
@@ -354,7 +354,7 @@ func (w *Work) inheritFromClient() {
 	if !ok {
 		return
 	}
-	if _, noop := w.logger.(NoopLogger); noop {
+	if isDefaultLogger(w.logger) {
 		w.logger = c.logger()
 	}
 	if w.tp == nil {
@@ -370,7 +370,7 @@ func (w *Work) inheritFromClient() {
 
 // newProcessors configures the processors of rs.
 func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
-	in := &instrumentation{runCtx: rs.ctx, group: rs.group, logger: w.logger, hooks: w.lifecycle, propagator: w.propagator}
+	in := &instrumentation{runCtx: rs.ctx, group: rs.group, failures: rs.failures, hooks: w.lifecycle, propagator: w.propagator}
 	if w.tp != nil {
 		in.tracer = w.tp.Tracer(instrumentationName)
 	}
@@ -471,9 +471,6 @@ func (rs *runState) breakerChanged(from, to CircuitBreakerState) {
 // recovered and logged.
 func (rs *runState) notify(name string, f func()) {
 	if err := catch("lifecycle hook", func() error { f(); return nil }); err != nil {
-		var pe *panicError
-		if errors.As(err, &pe) {
-			rs.w.logger.Errorw(rs.ctx, "zkafka: "+name+" hook panicked", "topic", rs.topic, "error", err, "stack", string(pe.stack))
-		}
+		logFailure(rs.ctx, rs.failures, "zkafka: "+name+" hook panicked", err, "topic", rs.topic)
 	}
 }

@@ -43,7 +43,8 @@ type factoryOptionFunc func(*WorkFactory)
 
 func (f factoryOptionFunc) apply(wf *WorkFactory) { f(wf) }
 
-// WithLogger sets the logger every Work of the factory writes to (default NoopLogger).
+// WithLogger sets the logger every Work of the factory writes to. Default: the Client's
+// (LoggerOption), which is warnings and errors to stderr unless set; NoopLogger silences it.
 func WithLogger(l Logger) WorkFactoryOption {
 	return factoryOptionFunc(func(wf *WorkFactory) {
 		if l != nil {
@@ -81,7 +82,7 @@ func WithWorkLifecycleHooks(h LifecycleHooks) WorkFactoryOption {
 
 // NewWorkFactory returns a factory of Works reading through cp.
 func NewWorkFactory(cp ClientProvider, opts ...WorkFactoryOption) WorkFactory {
-	wf := WorkFactory{cp: cp, logger: NoopLogger{}}
+	wf := WorkFactory{cp: cp, logger: stderrLogger}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&wf)
@@ -130,7 +131,7 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 		poisonAfter: defaultPoisonPillAfter,
 	}
 	if w.logger == nil {
-		w.logger = NoopLogger{}
+		w.logger = stderrLogger
 	}
 	for _, o := range opts {
 		if o != nil {

@@ -197,7 +197,7 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 		drained: make(chan struct{}),
 	}
 	if w.logger == nil {
-		w.logger = NoopLogger{}
+		w.logger = stderrLogger
 	}
 	if args.tp != nil {
 		w.tracer = args.tp.Tracer(instrumentationName)
@@ -232,7 +232,7 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 	w.producers.brokers = &brokerReport{watch: w.producers.health, failures: failures,
 		msg: "zkafka: producer cannot use the brokers; it keeps trying", kv: []any{"topic", args.tc.Topic, "client", args.tc.ClientID}}
 	if h := args.hooks.BrokerStateChanged; h != nil {
-		w.producers.health.setListener(brokerHook(h, w.logger, args.tc.Topic, "", args.tc.ClientID))
+		w.producers.health.setListener(brokerHook(h, failures, args.tc.Topic, "", args.tc.ClientID))
 	}
 	producer, err := w.producers.start(ctx)
 	if err != nil {
@@ -448,7 +448,7 @@ func (w *KWriter) preWrite(ctx context.Context, msg *kafka.Message) {
 		return err
 	})
 	if err != nil {
-		logFailure(ctx, w.logger, "zkafka: PreWrite hook failed", err, "topic", w.topic)
+		logFailure(ctx, w.producers.failures, "zkafka: PreWrite hook failed", err, "topic", w.topic)
 	}
 	for k, v := range resp.Headers {
 		setHeader(&msg.Headers, k, v)
@@ -464,7 +464,7 @@ func (w *KWriter) postAck(ctx context.Context, produceTime time.Time) {
 		return w.hooks.PostAck(ctx, LifecyclePostAckMeta{Topic: w.topic, ProduceTime: produceTime})
 	})
 	if err != nil {
-		logFailure(ctx, w.logger, "zkafka: PostAck hook failed", err, "topic", w.topic)
+		logFailure(ctx, w.producers.failures, "zkafka: PostAck hook failed", err, "topic", w.topic)
 	}
 }
 
