@@ -7,15 +7,20 @@ package zkafka
 // down") says nothing of why — and sometimes the connection error comes just after it (a
 // refused SASL login). So an ErrAllBrokersDown without a known cause waits up to
 // brokerCauseWait for one; the outage's reason is then "1/1 brokers are down; last broker
-// error: …". A refusal (authentication, authorisation) is an outage of its own.
+// error: …". Likewise a connection error while the brokers are reachable waits up to
+// brokerCauseWait: when an all-brokers-down event follows, it is the outage's cause and not a
+// line of its own; otherwise it is a warning (another broker serves). A refusal
+// (authentication, authorisation) is an outage of its own.
 //
-// Invariant: while the client is cut off, every broker error event is counted under the
-// outage's one failureLog key (written once, then summarised), never logged on its own.
+// Invariant: one event, one line: while the client is cut off, every broker error event is
+// counted under the outage's one failureLog key (written once, then summarised), never logged
+// on its own; the summary of an outage is written before the line that says it ended (flush).
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,13 +39,16 @@ type brokerReport struct {
 	watch    *brokerWatch
 	failures *failureLog
 	msg      string                            // the outage's log message
+	warn     string                            // a connection error's, while brokers serve
 	kv       []any                             // who: group and topics, or topic and client
 	probe    func(kafka.ErrorCode) func() bool // the consumer's way back; nil: signs of life only
 
-	waiting   atomic.Bool // pending is set: read without the lock on the hot path
-	mu        sync.Mutex  // guards pending, pendingAt
+	waiting   atomic.Bool // pending or cause is set: read without the lock on the hot path
+	mu        sync.Mutex  // guards pending, pendingAt, cause, causeAt
 	pending   *kafka.Error
 	pendingAt time.Time // an all-brokers-down event waiting for its cause, since
+	cause     *kafka.Error
+	causeAt   time.Time // a connection error waiting to be an outage's cause or a warning, since
 }
 
 // event handles e when it is about the brokers, and reports whether it did; the caller logs
@@ -51,16 +59,17 @@ func (b *brokerReport) event(e kafka.Error) bool {
 	switch {
 	case brokerCause(e):
 		b.watch.noteCause(e.Error())
-		if b.pending != nil {
+		switch {
+		case b.pending != nil:
 			b.announce(*b.pending)
 			b.setPending(nil)
-			return true
-		}
-		if b.watch.down.Load() {
+		case b.watch.down.Load():
 			b.log(e) // counted into the outage
-			return true
+		case b.cause == nil:
+			b.setCause(&e)
+		default:
+			b.warnf(e) // a second broker's, while the first waits
 		}
-		return false
 	case !brokerFailure(e):
 		return false
 	case e.Code() == kafka.ErrAllBrokersDown && !b.watch.down.Load() && b.watch.lastCause() == "":
@@ -68,6 +77,7 @@ func (b *brokerReport) event(e kafka.Error) bool {
 			b.setPending(&e)
 		}
 	default:
+		b.setCause(nil) // the outage's cause, in its reason
 		b.announce(e)
 	}
 	return true
@@ -85,6 +95,16 @@ func (b *brokerReport) settle(now bool) {
 		b.announce(*b.pending)
 		b.setPending(nil)
 	}
+	b.settleCause(now)
+}
+
+// settleCause writes a connection error that has waited brokerCauseWait, or at once when now
+// is true, as a warning: no outage followed it. The caller holds mu.
+func (b *brokerReport) settleCause(now bool) {
+	if b.cause != nil && (now || time.Since(b.causeAt) >= brokerCauseWait) {
+		b.warnf(*b.cause)
+		b.setCause(nil)
+	}
 }
 
 // alive records a sign of life (brokerWatch.alive); an all-brokers-down event still waiting
@@ -94,6 +114,7 @@ func (b *brokerReport) alive() {
 	if b.waiting.Load() {
 		b.mu.Lock()
 		b.setPending(nil)
+		b.settleCause(false)
 		b.mu.Unlock()
 	}
 	b.watch.alive()
@@ -102,7 +123,24 @@ func (b *brokerReport) alive() {
 // setPending sets pending (nil: none). The caller holds mu.
 func (b *brokerReport) setPending(e *kafka.Error) {
 	b.pending, b.pendingAt = e, time.Now()
-	b.waiting.Store(e != nil)
+	b.waiting.Store(b.pending != nil || b.cause != nil)
+}
+
+// setCause sets cause (nil: none). The caller holds mu.
+func (b *brokerReport) setCause(e *kafka.Error) {
+	b.cause, b.causeAt = e, time.Now()
+	b.waiting.Store(b.pending != nil || b.cause != nil)
+}
+
+// warnf writes a connection error to one broker as a warning (rate-limited).
+func (b *brokerReport) warnf(e kafka.Error) {
+	b.failures.warnf(context.Background(), b.warn, e, b.kv...)
+}
+
+// flush writes the summary of the outage's repeats now. The owner's line that says the
+// brokers are back calls it first, so that no summary of an outage follows its end.
+func (b *brokerReport) flush() {
+	b.failures.summarise(b.msg)
 }
 
 // announce makes e an outage: e is logged under the outage's key, then the watch is cut off
@@ -110,8 +148,11 @@ func (b *brokerReport) setPending(e *kafka.Error) {
 // ends the process has not lost it. The caller holds mu.
 func (b *brokerReport) announce(e kafka.Error) {
 	var err error = e
-	if cause := b.watch.lastCause(); e.Code() == kafka.ErrAllBrokersDown && cause != "" {
-		err = fmt.Errorf("%w; last broker error: %s", e, cause)
+	if e.Code() == kafka.ErrAllBrokersDown {
+		err = allDown{e}
+		if cause := b.watch.lastCause(); cause != "" {
+			err = fmt.Errorf("%w; last broker error: %s", err, cause)
+		}
 	}
 	var probe func() bool
 	if b.probe != nil {
@@ -127,6 +168,20 @@ func (b *brokerReport) log(err error) {
 	b.failures.log(context.Background(), levelError, b.msg, b.msg, kv...)
 }
 
+// allDown is an all-brokers-down event. librdkafka's text counts the brokers down, but it can
+// say "0/1 brokers are down" when it has not counted the bootstrap broker yet: that reads as
+// no outage, so it says "all brokers are down" then.
+type allDown struct{ err kafka.Error }
+
+func (e allDown) Error() string {
+	if text := e.err.Error(); !strings.HasPrefix(text, "0/") {
+		return text
+	}
+	return "all brokers are down"
+}
+
+func (e allDown) Unwrap() error { return e.err }
+
 // brokerFailure reports whether an error event means the client cannot use the brokers:
 // none can be reached, or they refuse it (authentication, authorisation).
 func brokerFailure(err error) bool {
@@ -139,6 +194,13 @@ func brokerFailure(err error) bool {
 // when none does.
 func brokerCause(err error) bool {
 	return isCode(err, kafka.ErrTransport, kafka.ErrResolve, kafka.ErrSsl)
+}
+
+// routineError reports whether a consumer error is a state the group passes through at
+// start-up or when its coordinator moves, which librdkafka waits out by itself: not a
+// warning. A coordinator that stays away shows as a stuck partition (stuckwatch.go).
+func routineError(err error) bool {
+	return isCode(err, kafka.ErrCoordinatorLoadInProgress, kafka.ErrCoordinatorNotAvailable, kafka.ErrNotCoordinator)
 }
 
 // topicFailure reports whether a consumer error means a topic it reads does not exist.
@@ -160,6 +222,9 @@ func (b *brokerReport) consumerError(e error) error {
 	case isKafka && b.event(kerr):
 	case topicFailure(e):
 		b.failures.errorf(ctx, "zkafka: consumer cannot read a topic; it keeps trying", e, b.kv...)
+	case routineError(e):
+		const msg = "zkafka: group coordinator not ready yet; the consumer waits for it"
+		b.failures.log(ctx, levelInfo, msg+"\x00"+failureKey(e), msg, append(b.kv[:len(b.kv):len(b.kv)], "error", e)...)
 	default:
 		b.failures.warnf(ctx, "zkafka: consumer error", e, b.kv...)
 	}

@@ -10,8 +10,8 @@ import (
 )
 
 // TestBrokerReport: librdkafka's pieces of an outage become one transition and one error line
-// whose reason says why, in whichever order they come; a connection error while brokers serve
-// is left to the caller (a warning).
+// whose reason says why, in whichever order they come; a connection error that no outage
+// follows is one warning; other errors are left to the caller.
 func TestBrokerReport(t *testing.T) {
 	down := kafka.NewError(kafka.ErrAllBrokersDown, "1/1 brokers are down", false)
 	refused := kafka.NewError(kafka.ErrTransport, "b:9092/bootstrap: Connect to b:9092 failed: Connection refused", false)
@@ -24,9 +24,13 @@ func TestBrokerReport(t *testing.T) {
 		reason   string // "" : still reachable
 		probed   bool   // the way back is looked for by a probe
 		warnings int    // events left to the caller
+		warned   bool   // one warning line of its own
 	}{
-		{name: "connection error alone", events: []kafka.Error{refused}, warnings: 1},
-		{name: "cause first", events: []kafka.Error{refused, down}, reason: "1/1 brokers are down; last broker error: " + refused.Error(), probed: true, warnings: 1},
+		{name: "connection error alone", events: []kafka.Error{refused}, settle: true, warned: true},
+		{name: "connection error waiting", events: []kafka.Error{refused}},
+		{name: "cause first", events: []kafka.Error{refused, down}, settle: true, reason: "1/1 brokers are down; last broker error: " + refused.Error(), probed: true},
+		{name: "none counted yet", events: []kafka.Error{kafka.NewError(kafka.ErrAllBrokersDown, "0/1 brokers are down", false)}, settle: true,
+			reason: "all brokers are down", probed: true},
 		{name: "cause just after", events: []kafka.Error{down, refused}, reason: "1/1 brokers are down; last broker error: " + refused.Error(), probed: true},
 		{name: "no cause", events: []kafka.Error{down}, settle: true, reason: "1/1 brokers are down", probed: true},
 		{name: "no cause yet", events: []kafka.Error{down}},
@@ -44,7 +48,7 @@ func TestBrokerReport(t *testing.T) {
 				transitions = append(transitions, reason)
 			})
 			probed := false
-			b := &brokerReport{watch: watch, failures: newFailureLog(logs), msg: "zkafka: down", kv: []any{"who", "me"},
+			b := &brokerReport{watch: watch, failures: newFailureLog(logs), msg: "zkafka: down", warn: "zkafka: warn", kv: []any{"who", "me"},
 				probe: func(code kafka.ErrorCode) func() bool {
 					if code == kafka.ErrTopicAuthorizationFailed {
 						return nil
@@ -68,7 +72,13 @@ func TestBrokerReport(t *testing.T) {
 			if tt.reason == "" {
 				require.True(t, reachable)
 				require.Empty(t, transitions)
-				require.Empty(t, logs.all())
+				lines := logs.all()
+				if !tt.warned {
+					require.Empty(t, lines)
+					return
+				}
+				require.Len(t, lines, 1)
+				require.True(t, strings.HasPrefix(lines[0], "warn zkafka: warn who "), lines[0])
 				return
 			}
 			require.False(t, reachable)
@@ -139,4 +149,32 @@ func TestBrokerReportSignOfLifeDropsAWaitingOutage(t *testing.T) {
 	reachable, _, _ := b.watch.get()
 	require.True(t, reachable)
 	require.Empty(t, logs.all())
+}
+
+// TestBrokerReportSummarisesAnOutageBeforeItsEnd: the repeats of an outage are summarised
+// before the line that says the brokers are back, never after it.
+func TestBrokerReportSummarisesAnOutageBeforeItsEnd(t *testing.T) {
+	logs := newCaptureLogger()
+	var b *brokerReport
+	watch := newBrokerWatch(func(bool, string, time.Time) {
+		b.flush()
+		logs.Infow(t.Context(), "zkafka: back")
+	})
+	b = &brokerReport{watch: watch, failures: newFailureLog(logs), msg: "zkafka: down", warn: "zkafka: warn"}
+	refused := kafka.NewError(kafka.ErrTransport, "b:9092/bootstrap: Connect to b:9092 failed: Connection refused", false)
+	require.True(t, b.event(refused))
+	require.True(t, b.event(kafka.NewError(kafka.ErrAllBrokersDown, "1/1 brokers are down", false)))
+	for range 5 {
+		require.True(t, b.event(refused))
+	}
+	b.alive()
+	watch.stopProbe()
+	lines := logs.all()
+	require.Len(t, lines, 3, "%q", lines)
+	require.True(t, strings.HasPrefix(lines[0], "error zkafka: down "), lines[0])
+	require.True(t, strings.HasPrefix(lines[1], "error zkafka: down "), lines[1])
+	require.Contains(t, lines[1], "repeated 5 ")
+	require.Equal(t, "info zkafka: back", lines[2])
+	b.failures.close()
+	require.Empty(t, logs.all(), "nothing left to summarise")
 }

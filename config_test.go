@@ -1,6 +1,8 @@
 package zkafka
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -322,4 +324,40 @@ func TestG12ZeroValuesNeverPanic(t *testing.T) {
 		require.True(t, IsConfigError(err))
 		require.NoError(t, c.Close())
 	})
+}
+
+// TestLibrdkafkasRefusalsAreConfigErrors: an unknown property and an invalid value, which
+// librdkafka refuses when the consumer or producer is made, are configuration errors from a
+// Reader, a Writer and a Work's Run, and they name the key.
+func TestLibrdkafkasRefusalsAreConfigErrors(t *testing.T) {
+	e := newEnv(t)
+	cases := map[string]struct {
+		props map[string]any
+		key   string
+	}{
+		"unknown property": {map[string]any{"no.such.property": "x"}, "no.such.property"},
+		"invalid value":    {map[string]any{"socket.timeout.ms": -5}, "socket.timeout.ms"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(NoopLogger{}))
+			t.Cleanup(func() { _ = c.Close() })
+			ccfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: "g", Topic: "orders", AdditionalProps: tc.props}
+			_, rerr := c.Reader(t.Context(), ccfg)
+			_, werr := c.Writer(t.Context(), ProducerTopicConfig{ClientID: uniqueTestName(t, "p"), Topic: "orders", AdditionalProps: tc.props})
+			w := NewWorkFactory(c).CreateWithFunc(ccfg, func(context.Context, *Message) error { return nil })
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			runErr := w.Run(ctx, nil)
+			for what, err := range map[string]error{"Reader": rerr, "Writer": werr, "Run": runErr} {
+				require.Error(t, err, what)
+				require.True(t, IsConfigError(err), "%s: %v", what, err)
+				require.Contains(t, err.Error(), `"`+tc.key+`"`, what)
+				require.Contains(t, err.Error(), "(key "+tc.key+" of AdditionalProps)", what)
+				require.Equal(t, 1, strings.Count(err.Error(), "zkafka: "), what)
+				var kerr kafka.Error
+				require.ErrorAs(t, err, &kerr, "%s: librdkafka's error is kept", what)
+			}
+		})
+	}
 }

@@ -7,7 +7,10 @@ package zkafka
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // ProcessError is an error a processor may return to change what the Work does with a failed
@@ -71,9 +74,36 @@ func wrapErr(err error, format string, args ...any) error {
 // configError is a permanent error about a configuration a person has to fix.
 type configError struct {
 	msg string
+	err error // what librdkafka said, when it refused the configuration; nil otherwise
 }
 
 func (e *configError) Error() string { return e.msg }
+
+func (e *configError) Unwrap() error { return e.err }
+
+// librdkafkaKey finds the configuration key librdkafka names in its refusals ("No such
+// configuration property: \"x\"", "Invalid value \"v\" for configuration property \"x\"").
+var librdkafkaKey = regexp.MustCompile(`property:? "([^"]+)"`)
+
+// creationError is the error of making a consumer or producer (what, e.g. "consumer orders")
+// that failed with err. librdkafka refuses a configuration (an unknown property, an invalid
+// value, a conflict) with ErrInvalidArg when the client is made: that is a configuration error
+// (IsConfigError), and it names the key and, when the user set it, where.
+func creationError(what string, err error, user map[string]any) error {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrInvalidArg {
+		return fmt.Errorf(errPrefix+"creating %s: %w", what, err)
+	}
+	msg := errPrefix + "creating " + what + ": invalid configuration: " + kerr.Error()
+	if m := librdkafkaKey.FindStringSubmatch(kerr.Error()); m != nil {
+		if _, ok := user[m[1]]; ok {
+			msg += " (key " + m[1] + " of AdditionalProps)"
+		} else {
+			msg += " (key " + m[1] + ")"
+		}
+	}
+	return &configError{msg: msg, err: err}
+}
 
 // errConfig builds a configuration error; messages are sentences naming the field.
 func errConfig(format string, args ...any) error {

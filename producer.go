@@ -54,7 +54,7 @@ func deliveryTimeout(cm kafka.ConfigMap) time.Duration {
 func (ps *producers) start(ctx context.Context) (KafkaProducer, error) {
 	p, err := ps.make()
 	if err != nil {
-		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: %w", ps.tc.ClientID, ps.tc.Topic, err)
+		return nil, creationError("producer "+ps.tc.ClientID+" for topic "+ps.tc.Topic, err, ps.tc.AdditionalProps)
 	}
 	if p == nil {
 		return nil, fmt.Errorf("zkafka: creating producer %s for topic %s: the producer provider returned no producer", ps.tc.ClientID, ps.tc.Topic)
@@ -123,9 +123,11 @@ func (ps *producers) drain(events chan kafka.Event, done chan struct{}) {
 	}
 }
 
-// producerRecovered logs a producer's way back to its brokers.
-func producerRecovered(l Logger, tc ProducerTopicConfig) brokerListener {
+// producerRecovered logs a producer's way back to its brokers, after flush has written the
+// outage's summary.
+func producerRecovered(l Logger, tc ProducerTopicConfig, flush func()) brokerListener {
 	return func(_ bool, reason string, since time.Time) {
+		flush()
 		l.Infow(context.Background(), "zkafka: producer reaches the brokers again", "topic", tc.Topic, "client", tc.ClientID,
 			"down_since", since.Format(time.RFC3339), "was", reason)
 	}

@@ -214,16 +214,17 @@ func newReader(args readerArgs) (*KReader, error) {
 	}
 	if err != nil {
 		r.logs.close()
-		return nil, fmt.Errorf("zkafka: creating consumer %s: %w", tc.ClientID, err)
+		return nil, creationError("consumer "+tc.ClientID, err, tc.AdditionalProps)
 	}
 	r.health = newBrokerWatch(func(_ bool, reason string, since time.Time) {
+		r.brokers.flush() // the outage's summary before the line that ends it
 		r.logger.Infow(context.Background(), "zkafka: consumer reaches the brokers again", "group", r.groupID,
 			"topics", r.tc.topics(), "down_since", since.Format(time.RFC3339), "was", reason)
 	})
 	if h := args.hooks.BrokerStateChanged; h != nil {
 		r.health.setListener(brokerHook(h, r.failures, strings.Join(tc.topics(), ","), r.groupID, tc.ClientID))
 	}
-	r.brokers = &brokerReport{watch: r.health, failures: r.failures, msg: "zkafka: consumer cannot use the brokers; it keeps trying",
+	r.brokers = &brokerReport{watch: r.health, failures: r.failures, msg: "zkafka: consumer cannot use the brokers; it keeps trying", warn: "zkafka: consumer error",
 		kv: []any{"group", r.groupID, "topics", tc.topics()}, probe: func(code kafka.ErrorCode) func() bool { return brokerProbe(r, code) }}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)

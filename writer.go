@@ -224,12 +224,12 @@ func newWriter(ctx context.Context, args writerArgs) (*KWriter, error) {
 		tc:       args.tc,
 		failures: failures,
 		logs:     routeLogs(conf, args.tc.AdditionalProps, w.logger, failures),
-		health:   newBrokerWatch(producerRecovered(w.logger, args.tc)),
+		health:   newBrokerWatch(producerRecovered(w.logger, args.tc, func() { w.producers.brokers.flush() })),
 		timeout:  deliveryTimeout(conf),
 		stop:     make(chan struct{}),
 	}
 	w.producers.make = func() (KafkaProducer, error) { return provider(configMapToAny(conf)) }
-	w.producers.brokers = &brokerReport{watch: w.producers.health, failures: failures,
+	w.producers.brokers = &brokerReport{watch: w.producers.health, failures: failures, warn: "zkafka: producer error",
 		msg: "zkafka: producer cannot use the brokers; it keeps trying", kv: []any{"topic", args.tc.Topic, "client", args.tc.ClientID}}
 	if h := args.hooks.BrokerStateChanged; h != nil {
 		w.producers.health.setListener(brokerHook(h, failures, args.tc.Topic, "", args.tc.ClientID))
