@@ -98,6 +98,15 @@ func (p *structPrinter) field(name string, v any) {
 	}
 }
 
+// nested prints a struct field field by field, as print does with the struct of typeName,
+// so that each of its fields is printed (or redacted) by name.
+func (p *structPrinter) nested(name, typeName string, print func(*structPrinter)) {
+	p.sep(name)
+	q := newStructPrinter(typeName, p.goSyntax)
+	print(q)
+	p.b.WriteString(q.String())
+}
+
 // str prints an optional string by value.
 func (p *structPrinter) str(name string, s *string) {
 	if s == nil {
@@ -198,8 +207,13 @@ func (c Config) Format(f fmt.State, verb rune) { formatRedacted(f, verb, c.Strin
 func (c SchemaRegistryConfig) print(goSyntax bool) string {
 	p := newStructPrinter("SchemaRegistryConfig", goSyntax)
 	p.field("URL", redactURL(c.URL))
-	p.field("Serialization", c.Serialization)
-	p.field("Deserialization", c.Deserialization)
+	p.nested("Serialization", "SerializationConfig", func(q *structPrinter) {
+		q.field("AutoRegisterSchemas", c.Serialization.AutoRegisterSchemas)
+		q.field("Schema", c.Serialization.Schema)
+	})
+	p.nested("Deserialization", "DeserializationConfig", func(q *structPrinter) {
+		q.field("Schema", c.Deserialization.Schema)
+	})
 	p.field("SubjectName", c.SubjectName)
 	return p.String()
 }

@@ -3,6 +3,7 @@ package zkafka
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -109,4 +110,104 @@ func TestG13ClientLogsNoSecret(t *testing.T) {
 	// win over the topic's password.)
 	require.Equal(t, "tuser", fp.last()["sasl.username"])
 	require.Equal(t, propSecret, fp.last()["sasl.password"])
+}
+
+// TestEveryConfigFieldIsPrintedOrRedacted walks the exported fields of every config type by
+// reflection, nested ones too, sets each to a value of its own, and checks that String and
+// GoString show it, or show "***" in place of a secret. A field added to a config and not to
+// its printer (redact.go) fails here.
+func TestEveryConfigFieldIsPrintedOrRedacted(t *testing.T) {
+	secret := map[string]bool{"SaslPassword": true}
+	for _, cfg := range []any{Config{}, ConsumerTopicConfig{}, ProducerTopicConfig{}, SchemaRegistryConfig{}} {
+		typ := reflect.TypeOf(cfg)
+		for _, path := range leafFields(typ, nil) {
+			name := typ.Name() + "." + strings.Join(fieldNames(typ, path), ".")
+			t.Run(name, func(t *testing.T) {
+				v := reflect.New(typ).Elem()
+				shown := markLeaf(v, path, len(path))
+				leaf := fieldNames(typ, path)[len(path)-1]
+				for _, out := range []string{v.Interface().(fmt.Stringer).String(), v.Interface().(fmt.GoStringer).GoString()} {
+					require.Contains(t, out, leaf+":", "%s is not printed: %s", name, out)
+					if secret[leaf] {
+						require.NotContains(t, out, shown, "%s is printed: %s", name, out)
+						require.Contains(t, out, leaf+":***", out)
+						continue
+					}
+					require.Contains(t, out, shown, "%s's value is not printed: %s", name, out)
+				}
+			})
+		}
+	}
+}
+
+// leafFields lists the paths (field indexes) of every exported field of typ that holds a
+// value rather than a struct, going into struct and pointer-to-struct fields.
+func leafFields(typ reflect.Type, prefix []int) [][]int {
+	var out [][]int
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		path := append(append([]int(nil), prefix...), i)
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct {
+			out = append(out, leafFields(ft, path)...)
+			continue
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+// fieldNames names the fields along path.
+func fieldNames(typ reflect.Type, path []int) []string {
+	var names []string
+	for _, i := range path {
+		if typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		f := typ.Field(i)
+		names = append(names, f.Name)
+		typ = f.Type
+	}
+	return names
+}
+
+// markLeaf sets the field at path in v to a value of its own and returns how it is printed.
+func markLeaf(v reflect.Value, path []int, salt int) string {
+	for _, i := range path[:len(path)-1] {
+		v = v.Field(i)
+		if v.Kind() == reflect.Pointer {
+			v.Set(reflect.New(v.Type().Elem()))
+			v = v.Elem()
+		}
+	}
+	f := v.Field(path[len(path)-1])
+	target := f
+	if f.Kind() == reflect.Pointer {
+		f.Set(reflect.New(f.Type().Elem()))
+		target = f.Elem()
+	}
+	mark := fmt.Sprintf("mark%d", 7000+salt*10+path[len(path)-1])
+	switch target.Kind() {
+	case reflect.String:
+		target.SetString(mark)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		target.SetInt(int64(7000 + salt*10 + path[len(path)-1]))
+		return strings.TrimPrefix(mark, "mark")
+	case reflect.Bool:
+		target.SetBool(true)
+		return "true"
+	case reflect.Slice:
+		target.Set(reflect.ValueOf([]string{mark}))
+	case reflect.Map:
+		target.Set(reflect.ValueOf(map[string]any{"some.setting": mark}))
+	default:
+		panic("a config field of a kind this test does not know: " + target.Kind().String())
+	}
+	return mark
 }
