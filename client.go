@@ -80,7 +80,7 @@ func WithClientTracerProviderOption(tp trace.TracerProvider) Option {
 
 // WithClientMeterProviderOption sets the meter provider the client's writers record their
 // metrics with (messaging.client.sent.messages and messaging.client.operation.duration; the
-// README lists every instrument), and that Works created from a factory without
+// docs/operations.md lists every instrument), and that Works created from a factory without
 // WithMeterProvider record theirs with. Default none: nothing is recorded, at no cost.
 func WithClientMeterProviderOption(mp metric.MeterProvider) Option {
 	return func(c *Client) { c.mp = mp }

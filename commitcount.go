@@ -11,7 +11,8 @@ import "sync/atomic"
 // grows, ready to be exported as a metric counter.
 type CommitCounts struct {
 	// Commits counts the commits written: finished offsets and, in their metadata, the
-	// finished messages above the committed offset (see "Duplicates" in the README).
+	// finished messages above the committed offset (see "Duplicates and poison pills" in
+	// docs/guarantees.md).
 	Commits int64
 	// AlreadyFinished counts the messages read and not handed to the processor because the
 	// commit metadata of their partition said they were finished before: by another member

@@ -6,6 +6,6 @@
 // finished, writes failures to a dead letter topic, and reports through lifecycle hooks and
 // OpenTelemetry. A Client gives Readers and Writers for direct use.
 //
-// The API follows Zillow's zkafka v2: migrating is changing the import path. See the README
-// for the guarantees and the differences.
+// The API follows Zillow's zkafka v2: migrating is changing the import path. See
+// docs/guarantees.md for the guarantees and docs/differences-from-v2.md for the differences.
 package zkafka

@@ -3,7 +3,7 @@ package zkafka
 // Metrics through OpenTelemetry: the instruments of a Work's run (workMetrics) and of a
 // KWriter (writerMetrics), made from the MeterProvider of WithMeterProvider or
 // WithClientMeterProviderOption. Without one the pointers are nil and every recording site is
-// one branch. The README's reference lists every instrument with its unit and attributes.
+// one branch. docs/operations.md lists every instrument with its unit and attributes.
 //
 // Cost. The SDK's Add or Record costs 100 to 300 ns, most of it spent normalising the
 // attribute set at every call: as much as the engine spends on a whole message. So:

@@ -61,8 +61,8 @@ func WithTracerProvider(tp trace.TracerProvider) WorkFactoryOption {
 // WithMeterProvider sets the meter provider every Work of the factory records its metrics
 // with: messages consumed and processing time after the OpenTelemetry messaging semantic
 // conventions, and zkafka's own instruments (in flight, paused partitions, the circuit
-// breaker, retries, dead letters, abandoned handlers, skipped messages; the README lists
-// them all). Default: the Client's (WithClientMeterProviderOption), else none: nothing is
+// breaker, retries, dead letters, abandoned handlers, skipped messages; docs/operations.md
+// lists them all). Default: the Client's (WithClientMeterProviderOption), else none: nothing is
 // recorded, at no cost.
 func WithMeterProvider(mp metric.MeterProvider) WorkFactoryOption {
 	return factoryOptionFunc(func(wf *WorkFactory) { wf.mp = mp })
