@@ -164,7 +164,7 @@ func TestMockRegistrySharedByURL(t *testing.T) {
 	require.Error(t, r.Decode("t", payload, &personV1{}))
 }
 
-func TestProtoRegistryuredSchema(t *testing.T) {
+func TestProtoSchemaRegistryConfiguredSchema(t *testing.T) {
 	url := mockURL(t)
 	// The configured schema must be the .proto file the message was generated from: the
 	// payload's message index comes from the generated descriptor (StringValue is the 8th
