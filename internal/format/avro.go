@@ -176,20 +176,18 @@ func (*avroRegistry) schemaType() string { return "" }
 
 func (*avroRegistry) newSerializer(c schemaregistry.Client, conf serde.SerializerConfig, subjects serde.SubjectNameStrategyFunc) (*avrov2.Serializer, error) {
 	s, err := avrov2.NewSerializer(c, serde.ValueSerde, &avrov2.SerializerConfig{SerializerConfig: conf})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		s.SubjectNameStrategy = subjects
 	}
-	s.SubjectNameStrategy = subjects
-	return s, nil
+	return s, err
 }
 
 func (*avroRegistry) newDeserializer(c schemaregistry.Client, subjects serde.SubjectNameStrategyFunc) (*avrov2.Deserializer, error) {
 	d, err := avrov2.NewDeserializer(c, serde.ValueSerde, avrov2.NewDeserializerConfig())
-	if err != nil {
-		return nil, err
+	if err == nil {
+		d.SubjectNameStrategy = subjects
 	}
-	d.SubjectNameStrategy = subjects
-	return d, nil
+	return d, err
 }
 
 // value hands avrov2 a pointer, which it serializes through, whatever the caller passed.

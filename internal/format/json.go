@@ -54,20 +54,18 @@ func (jsonRegistry) schemaType() string { return jsonschema.SchemaType }
 
 func (j jsonRegistry) newSerializer(c schemaregistry.Client, conf serde.SerializerConfig, subjects serde.SubjectNameStrategyFunc) (*jsonschema.Serializer, error) {
 	s, err := jsonschema.NewSerializer(c, serde.ValueSerde, &jsonschema.SerializerConfig{SerializerConfig: conf, EnableValidation: j.validate})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		s.SubjectNameStrategy = subjects
 	}
-	s.SubjectNameStrategy = subjects
-	return s, nil
+	return s, err
 }
 
 func (jsonRegistry) newDeserializer(c schemaregistry.Client, subjects serde.SubjectNameStrategyFunc) (*jsonschema.Deserializer, error) {
 	d, err := jsonschema.NewDeserializer(c, serde.ValueSerde, jsonschema.NewDeserializerConfig())
-	if err != nil {
-		return nil, err
+	if err == nil {
+		d.SubjectNameStrategy = subjects
 	}
-	d.SubjectNameStrategy = subjects
-	return d, nil
+	return d, err
 }
 
 func (jsonRegistry) value(v any) (any, error) { return v, nil }

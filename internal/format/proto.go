@@ -111,20 +111,18 @@ func (protoRegistry) schemaType() string { return protobuf.SchemaType }
 
 func (protoRegistry) newSerializer(c schemaregistry.Client, conf serde.SerializerConfig, subjects serde.SubjectNameStrategyFunc) (*protobuf.Serializer, error) {
 	s, err := protobuf.NewSerializer(c, serde.ValueSerde, &protobuf.SerializerConfig{SerializerConfig: conf, CacheSchemas: true})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		s.SubjectNameStrategy = subjects
 	}
-	s.SubjectNameStrategy = subjects
-	return s, nil
+	return s, err
 }
 
 func (protoRegistry) newDeserializer(c schemaregistry.Client, subjects serde.SubjectNameStrategyFunc) (*protobuf.Deserializer, error) {
 	d, err := protobuf.NewDeserializer(c, serde.ValueSerde, protobuf.NewDeserializerConfig())
-	if err != nil {
-		return nil, err
+	if err == nil {
+		d.SubjectNameStrategy = subjects
 	}
-	d.SubjectNameStrategy = subjects
-	return d, nil
+	return d, err
 }
 
 func (protoRegistry) value(v any) (any, error) {

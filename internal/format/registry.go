@@ -49,6 +49,8 @@ func schemaRegistryClient(url string) (schemaregistry.Client, error) {
 // of one format around that format's own part (registryFormat). Serializers and deserializers
 // are made lazily, one per topic, because the subject (and so the schema id a writer uses)
 // depends on the topic; a failed build is tried again on the next use.
+// It is used by many goroutines: the first four fields are set by newRegistryFormatter and
+// only read after; the caches guard themselves.
 type registryFormatter[S serde.Serializer, D serde.Deserializer] struct {
 	name   string
 	client schemaregistry.Client
