@@ -106,8 +106,8 @@ chaos-rebalance:
 ## fuzz: run every fuzz target for FUZZTIME each (default 2m)
 FUZZTIME ?= 2m
 fuzz:
-	for f in FuzzRouteKey FuzzCommitTracker FuzzConfigValidation FuzzFormatterDecode; do \
-		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	for t in .:FuzzRouteKey .:FuzzCommitTracker .:FuzzConfigValidation ./internal/format:FuzzFormatterDecode; do \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
 	done
 
 ## status-screenshot: regenerate docs/status-page.png: a Work with a stuck key, its StatusHandler

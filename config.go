@@ -13,6 +13,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/zillow/zfmt"
+	"github.com/zkafka-go/zkafka/internal/format"
 )
 
 // Defaults of ConsumerTopicConfig (SPEC S3).
@@ -227,24 +228,14 @@ func (c ConsumerTopicConfig) processDelay() time.Duration {
 	return millis(c.ProcessDelayMillis, 0)
 }
 
-// knownFormatter reports whether ft names a formatter of this library (empty means json).
-func knownFormatter(ft FormatterType) bool {
-	switch ft {
-	case "", JSONFmt, StringFmt, ProtoRawFmt, ProtoBase64Fmt, ProtoJSONFmt, AvroFmt, CustomFmt,
-		AvroSchemaRegistry, ProtoSchemaRegistry, JSONSchemaRegistry, zfmt.AvroSchemaFmt, zfmt.JSONSchemaFmt:
-		return true
-	}
-	return false
-}
-
 // validateFormatter checks that ft names a formatter of this library; owner names the struct.
 func validateFormatter(owner string, ft FormatterType) error {
 	if ft == zfmt.ProtoSchemaDeprecatedFmt {
 		return errConfig("%s.Formatter %q is not supported (its payloads are not the schema registry's protobuf "+
 			"wire format): use %q (ProtoSchemaRegistry)", owner, string(ft), string(ProtoSchemaRegistry))
 	}
-	if !knownFormatter(ft) {
-		return errConfig("%s.Formatter %q is not a known formatter (%s)", owner, string(ft), knownFormatters)
+	if !format.Known(ft) {
+		return errConfig("%s.Formatter %q is not a known formatter (%s)", owner, string(ft), format.Names)
 	}
 	return nil
 }

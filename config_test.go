@@ -8,6 +8,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
+	"github.com/zkafka-go/zkafka/internal/format"
 )
 
 func ptrOf[T any](v T) *T { return &v }
@@ -223,7 +224,7 @@ func TestValidateConsumer(t *testing.T) {
 		{name: "topic", tc: func(c *ConsumerTopicConfig) { c.Topic, c.Topics = "", []string{""} }, want: "zkafka: invalid config, no topics specified (set ConsumerTopicConfig.Topic or Topics)"},
 		{name: "bootstrap", conf: &Config{}, want: "zkafka: invalid consumer config, missing bootstrap server addresses (set Config.BootstrapServers or ConsumerTopicConfig.BootstrapServers)"},
 		{name: "bootstrap from topic", conf: &Config{}, tc: func(c *ConsumerTopicConfig) { c.BootstrapServers = []string{"x:1"} }, want: ""},
-		{name: "formatter", tc: func(c *ConsumerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ConsumerTopicConfig.Formatter "xyz" is not a known formatter (` + knownFormatters + ")"},
+		{name: "formatter", tc: func(c *ConsumerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ConsumerTopicConfig.Formatter "xyz" is not a known formatter (` + format.Names + ")"},
 		{name: "negative read timeout", tc: func(c *ConsumerTopicConfig) { c.ReadTimeoutMillis = ptrOf(-1) }, want: "zkafka: ConsumerTopicConfig.ReadTimeoutMillis is negative (-1)"},
 		{name: "negative process timeout", tc: func(c *ConsumerTopicConfig) { c.ProcessTimeoutMillis = ptrOf(-2) }, want: "zkafka: ConsumerTopicConfig.ProcessTimeoutMillis is negative (-2)"},
 		{name: "negative session timeout", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(-3) }, want: "zkafka: ConsumerTopicConfig.SessionTimeoutMillis is negative (-3)"},
@@ -243,7 +244,7 @@ func TestValidateConsumer(t *testing.T) {
 		{name: "dead letter formatter", tc: func(c *ConsumerTopicConfig) {
 			c.DeadLetterTopicConfig = &ProducerTopicConfig{Topic: "d", Formatter: "nope"}
 		},
-			want: `zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Formatter "nope" is not a known formatter (` + knownFormatters + ")"},
+			want: `zkafka: ConsumerTopicConfig.DeadLetterTopicConfig.Formatter "nope" is not a known formatter (` + format.Names + ")"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,7 +279,7 @@ func TestValidateProducer(t *testing.T) {
 		{name: "client id", tc: func(c *ProducerTopicConfig) { c.ClientID = "" }, want: "zkafka: ProducerTopicConfig.ClientID is empty"},
 		{name: "topic", tc: func(c *ProducerTopicConfig) { c.Topic = "" }, want: "zkafka: ProducerTopicConfig.Topic is empty"},
 		{name: "bootstrap", conf: &Config{BootstrapServers: []string{" "}}, want: "zkafka: invalid producer config, missing bootstrap server addresses (set Config.BootstrapServers or ProducerTopicConfig.BootstrapServers)"},
-		{name: "formatter", tc: func(c *ProducerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ProducerTopicConfig.Formatter "xyz" is not a known formatter (` + knownFormatters + ")"},
+		{name: "formatter", tc: func(c *ProducerTopicConfig) { c.Formatter = "xyz" }, want: `zkafka: ProducerTopicConfig.Formatter "xyz" is not a known formatter (` + format.Names + ")"},
 		{name: "delivery timeout", tc: func(c *ProducerTopicConfig) { c.DeliveryTimeoutMs = ptrOf(-1) }, want: "zkafka: ProducerTopicConfig.DeliveryTimeoutMs is negative (-1)"},
 		{name: "linger", tc: func(c *ProducerTopicConfig) { c.LingerMillis = -2 }, want: "zkafka: ProducerTopicConfig.LingerMillis is negative (-2)"},
 		{name: "topic password without username", tc: func(c *ProducerTopicConfig) { c.SaslPassword = ptrOf("pw") },

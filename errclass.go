@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry/rest"
 )
@@ -66,7 +67,7 @@ func IsPermanentError(err error) bool { return classify(err) == classPermanent }
 // decodeError is a Message.Decode failure: the payload is not what the formatter reads.
 type decodeError struct{ err error }
 
-func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Error() string { return errPrefix + strings.TrimPrefix(e.err.Error(), errPrefix) }
 func (e *decodeError) Unwrap() error { return e.err }
 
 // classify returns the class of a failed message's error (nil is transient: no failure).

@@ -67,12 +67,11 @@ func TestPermanentErrorKeepsTextAndChain(t *testing.T) {
 // TestDecodeErrorsArePermanent: every formatter's Decode failure is the message's own fault,
 // through the wrapping a processor typically adds.
 func TestDecodeErrorsArePermanent(t *testing.T) {
-	for _, c := range decodeCases(t) {
-		garbage := [][]byte{{0x00, 0xff, 0xfe, 0x01, 0x02}, []byte("{not"), c.valid[0][:len(c.valid[0])/2]}
+	for _, c := range formatterCases(t) {
+		garbage := [][]byte{{0x00, 0xff, 0xfe, 0x01, 0x02}, []byte("{not"), c.valid[:len(c.valid)/2]}
 		failed := 0
 		for _, g := range garbage {
-			m := &Message{Topic: fuzzTopic, value: g, fmt: c.f}
-			err := m.Decode(c.target())
+			err := c.message(t, g).Decode(c.target())
 			if err == nil {
 				continue
 			}
@@ -82,8 +81,7 @@ func TestDecodeErrorsArePermanent(t *testing.T) {
 		if c.name != "string" { // any bytes are a string
 			require.NotZero(t, failed, "%s: some garbage fails to decode", c.name)
 		}
-		m := &Message{Topic: fuzzTopic, value: c.valid[0], fmt: c.f}
-		require.NoError(t, m.Decode(c.target()), c.name)
+		require.NoError(t, c.message(t, c.valid).Decode(c.target()), c.name)
 	}
 	require.False(t, IsPermanentError((&Message{}).Decode(new(int))), "no formatter: the Work's configuration, not the message")
 }

@@ -1,8 +1,8 @@
 package zkafka
 
 // Errors a user can branch on: ProcessError (what a processor returns to change what happens
-// to a failed message) and configuration errors (IsConfigError), plus wrapErr, which keeps the
-// "zkafka: " prefix once on errors that reach the user.
+// to a failed message) and configuration errors (IsConfigError), plus wrapErr and withPrefix,
+// which keep the "zkafka: " prefix once on errors that reach the user.
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zkafka-go/zkafka/internal/format"
 )
 
 // ProcessError is an error a processor may return to change what the Work does with a failed
@@ -71,6 +72,15 @@ func wrapErr(err error, format string, args ...any) error {
 	}
 }
 
+// withPrefix gives err, made to be wrapped (internal/format's errors, a user formatter's), the
+// "zkafka: " prefix once; errors.Is and errors.As see err.
+func withPrefix(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &wrappedError{msg: errPrefix + strings.TrimPrefix(err.Error(), errPrefix), err: err}
+}
+
 // configError is a permanent error about a configuration a person has to fix.
 type configError struct {
 	msg string
@@ -111,8 +121,12 @@ func errConfig(format string, args ...any) error {
 }
 
 // IsConfigError reports whether err (or an error it wraps) is a configuration error: a
-// permanent failure that retrying will not fix.
+// permanent failure that retrying will not fix. The formatters' configuration errors (an
+// unknown formatter, a missing SchemaRegistry.URL, a schema that does not parse) are too.
 func IsConfigError(err error) bool {
-	var ce *configError
-	return errors.As(err, &ce)
+	if _, ok := errors.AsType[*configError](err); ok {
+		return true
+	}
+	_, ok := errors.AsType[*format.ConfigError](err)
+	return ok
 }

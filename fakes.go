@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zillow/zfmt"
+	"github.com/zkafka-go/zkafka/internal/format"
 )
 
 // FakeMessage describes a Message for tests of processors; turn it into one with
@@ -44,13 +45,13 @@ func GetMsgFromFake(input *FakeMessage) *Message {
 	if input == nil {
 		return nil
 	}
-	var f kFormatter = jsonFormatter{}
+	f, _ := format.New(JSONFmt, 0, format.Registry{}) // the json formatter needs no configuration
 	if input.Fmt != nil {
-		f = zfmtFormatter{name: "FakeMessage.Fmt", f: input.Fmt}
+		f = format.Guard("FakeMessage.Fmt", input.Fmt)
 	}
 	value := input.Value
 	if input.ValueData != nil { // as in zkafka v2, ValueData wins over Value
-		b, err := f.marshall(marshReq{topic: input.Topic, subject: input.ValueData})
+		b, err := f.Encode(input.Topic, input.ValueData)
 		if err != nil {
 			b = nil
 		}

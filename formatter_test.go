@@ -1,18 +1,24 @@
 package zkafka
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/zillow/zfmt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
+
+// The formatters through the root API: getFormatter, Writer encoding, Message.Decode and
+// configuration errors. internal/format tests the formatters alone.
 
 // Avro test schemas: personV2 is personV1 with a field added with a default, a compatible
 // evolution in both directions.
@@ -46,137 +52,235 @@ func mockURL(t testing.TB) string {
 	return fmt.Sprintf("mock://%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), mockCounter.Add(1))
 }
 
-func mustFormatter(t testing.TB, ft FormatterType, sr SchemaRegistryConfig) kFormatter {
-	t.Helper()
-	f, err := getFormatter(ft, 0, sr)
-	require.NoError(t, err)
-	require.NotNil(t, f)
-	return f
-}
-
-func TestGetFormatter(t *testing.T) {
-	tests := []struct {
-		name    string
-		ft      FormatterType
-		sr      SchemaRegistryConfig
-		wantNil bool
-		wantErr string
-	}{
-		{name: "empty means json", ft: ""},
-		{name: "json", ft: JSONFmt},
-		{name: "string", ft: StringFmt},
-		{name: "proto_raw", ft: ProtoRawFmt},
-		{name: "proto_base64", ft: ProtoBase64Fmt},
-		{name: "proto_json", ft: ProtoJSONFmt},
-		{name: "avro with writer schema", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV1Schema}}},
-		{name: "avro with reader schema", ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: personV1Schema}}},
-		{name: "custom is supplied by options", ft: CustomFmt, wantNil: true},
-		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
-		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
-		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://get-formatter"}},
-		{name: "real registry URL is not contacted at construction", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "http://127.0.0.1:1"}},
-		{
-			name:    "unknown",
-			ft:      "xml",
-			wantErr: `zkafka: formatter "xml" is not a known formatter (one of json, string, proto_raw, proto_base64, proto_json, avro, custom, avro_schema_registry, proto_schema_registry, json_schema_registry, avro_schema, json_schema)`,
-		},
-		{name: "wrong case is unknown", ft: "JSON", wantErr: `formatter "JSON" is not a known formatter`},
-		{name: "avro without schema is zfmt's, as in zkafka v2", ft: AvroFmt},
-		{name: "zfmt avro_schema", ft: zfmt.AvroSchemaFmt},
-		{name: "zfmt json_schema", ft: zfmt.JSONSchemaFmt},
-		{name: "zfmt proto_schema_deprecated names its replacement", ft: zfmt.ProtoSchemaDeprecatedFmt, wantErr: `use "proto_schema_registry" (ProtoSchemaRegistry)`},
-		{name: "avro with invalid writer schema", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: `{"type":"nope"}`}}, wantErr: "SchemaRegistry.Serialization.Schema is not a valid avro schema"},
-		{name: "avro with invalid reader schema", ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: `not json`}}, wantErr: "SchemaRegistry.Deserialization.Schema is not a valid avro schema"},
-		{
-			name: "avro with incompatible schemas",
-			ft:   AvroFmt,
-			sr: SchemaRegistryConfig{
-				Serialization:   SerializationConfig{Schema: personV1Schema},
-				Deserialization: DeserializationConfig{Schema: `{"type":"record","name":"Person","namespace":"zkafka.test","fields":[{"name":"id","type":"long"}]}`},
-			},
-			wantErr: "SchemaRegistry.Deserialization.Schema cannot read data written with SchemaRegistry.Serialization.Schema",
-		},
-		{name: "avro_schema_registry without URL", ft: AvroSchemaRegistry, wantErr: `formatter "avro_schema_registry" needs SchemaRegistry.URL`},
-		{name: "proto_schema_registry without URL", ft: ProtoSchemaRegistry, wantErr: `formatter "proto_schema_registry" needs SchemaRegistry.URL`},
-		{name: "json_schema_registry blank URL", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: "  "}, wantErr: `formatter "json_schema_registry" needs SchemaRegistry.URL`},
-		{name: "avro_schema_registry invalid reader schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://x", Deserialization: DeserializationConfig{Schema: "{"}}, wantErr: "SchemaRegistry.Deserialization.Schema is not a valid avro schema"},
-		{name: "avro_schema_registry invalid writer schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://x", Serialization: SerializationConfig{Schema: "{"}}, wantErr: "SchemaRegistry.Serialization.Schema is not a valid avro schema"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, err := getFormatter(tt.ft, 0, tt.sr)
-			if tt.wantErr != "" {
-				require.Error(t, err)
-				require.Contains(t, err.Error(), tt.wantErr)
-				require.True(t, IsConfigError(err), "a bad formatter config is a configuration error")
-				require.Nil(t, f)
-				return
-			}
-			require.NoError(t, err)
-			if tt.wantNil {
-				require.Nil(t, f)
-				return
-			}
-			require.NotNil(t, f)
-		})
-	}
-}
-
-func TestFormatterRoundTrip(t *testing.T) {
-	url := mockURL(t)
-	avroSR := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}}
-	jsonSR := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}}
-	protoSR := SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}}
-	tests := []struct {
-		name   string
-		ft     FormatterType
-		sr     SchemaRegistryConfig
-		in     any
-		target func() any
-		want   any
-	}{
-		{name: "json struct", ft: JSONFmt, in: personV1{Name: "ann", Age: 3}, target: func() any { return &personV1{} }, want: &personV1{Name: "ann", Age: 3}},
-		{name: "json map", ft: "", in: map[string]any{"a": "b"}, target: func() any { return &map[string]any{} }, want: &map[string]any{"a": "b"}},
-		{name: "string", ft: StringFmt, in: "héllo", target: func() any { return new(string) }, want: ptr("héllo")},
-		{name: "string bytes", ft: StringFmt, in: []byte{0, 1, 2}, target: func() any { return new([]byte) }, want: &[]byte{0, 1, 2}},
-		{name: "string empty", ft: StringFmt, in: "", target: func() any { return new(string) }, want: ptr("")},
-		{name: "proto_raw", ft: ProtoRawFmt, in: wrapperspb.String("x"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("x")},
-		{name: "proto_raw timestamp", ft: ProtoRawFmt, in: &timestamppb.Timestamp{Seconds: 5, Nanos: 6}, target: func() any { return &timestamppb.Timestamp{} }, want: &timestamppb.Timestamp{Seconds: 5, Nanos: 6}},
-		{name: "proto_base64", ft: ProtoBase64Fmt, in: wrapperspb.Int64(-7), target: func() any { return &wrapperspb.Int64Value{} }, want: wrapperspb.Int64(-7)},
-		{name: "proto_json", ft: ProtoJSONFmt, in: mustStruct(t, map[string]any{"k": "v", "n": 1.5}), target: func() any { return &structpb.Struct{} }, want: mustStruct(t, map[string]any{"k": "v", "n": 1.5})},
-		{name: "avro", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV1Schema}}, in: personV1{Name: "bo", Age: 40}, target: func() any { return &personV1{} }, want: &personV1{Name: "bo", Age: 40}},
-		{name: "avro pointer", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV1Schema}}, in: &personV1{Name: "bo", Age: 40}, target: func() any { return &personV1{} }, want: &personV1{Name: "bo", Age: 40}},
-		{name: "avro map", ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: personV1Schema}}, in: map[string]any{"name": "cy", "age": 1}, target: func() any { return &map[string]any{} }, want: &map[string]any{"name": "cy", "age": 1}},
-		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: avroSR, in: personV1{Name: "di", Age: 9}, target: func() any { return &personV1{} }, want: &personV1{Name: "di", Age: 9}},
-		{name: "avro_schema_registry pointer", ft: AvroSchemaRegistry, sr: avroSR, in: &personV1{Name: "di", Age: 9}, target: func() any { return &personV1{} }, want: &personV1{Name: "di", Age: 9}},
-		{name: "avro_schema_registry auto-registered schema", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "derived", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV1Schema}}, in: &personV1{Name: "ed", Age: 2}, target: func() any { return &personV1{} }, want: &personV1{Name: "ed", Age: 2}},
-		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: protoSR, in: wrapperspb.String("y"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("y")},
-		{name: "proto_schema_registry timestamp", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "ts", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, in: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: 1}, target: func() any { return &timestamppb.Timestamp{} }, want: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: 1}},
-		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: jsonSR, in: personV1{Name: "fa", Age: 77}, target: func() any { return &personV1{} }, want: &personV1{Name: "fa", Age: 77}},
-		{name: "json_schema_registry reflected schema", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "reflected", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, in: &personV1{Name: "gu", Age: 5}, target: func() any { return &personV1{} }, want: &personV1{Name: "gu", Age: 5}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := mustFormatter(t, tt.ft, tt.sr)
-			b, err := w.marshall(marshReq{topic: "round-trip", subject: tt.in})
-			require.NoError(t, err)
-			// A separate formatter instance reads, as a consumer in the same process would.
-			r := mustFormatter(t, tt.ft, tt.sr)
-			got := tt.target()
-			require.NoError(t, r.unmarshal(unmarshReq{topic: "round-trip", data: b, target: got}))
-			if m, ok := tt.want.(proto.Message); ok {
-				require.True(t, proto.Equal(m, got.(proto.Message)), "got %v, want %v", got, m)
-				return
-			}
-			require.Equal(t, tt.want, got)
-		})
-	}
-}
-
 func ptr[T any](v T) *T { return &v }
 
 func mustStruct(t testing.TB, m map[string]any) *structpb.Struct {
 	s, err := structpb.NewStruct(m)
 	require.NoError(t, err)
 	return s
+}
+
+// formatterCase is one configured formatter with a payload it wrote and a fresh decode target.
+type formatterCase struct {
+	name   string
+	ft     FormatterType
+	sr     SchemaRegistryConfig
+	target func() any
+	value  any
+	valid  []byte
+}
+
+var (
+	formatterCasesOnce sync.Once
+	formatterCasesVal  []formatterCase
+	formatterCasesErr  error
+)
+
+// formatterCases builds one case of every formatter a config may name, on one mock registry,
+// each with a payload it encoded through getFormatter.
+func formatterCases(t testing.TB) []formatterCase {
+	t.Helper()
+	formatterCasesOnce.Do(func() {
+		const url = "mock://zkafka-formatter-cases"
+		cases := []formatterCase{
+			{name: "json", ft: JSONFmt, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 1}},
+			{name: "string", ft: StringFmt, target: func() any { return new(string) }, value: "text"},
+			{name: "proto_raw", ft: ProtoRawFmt, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
+			{name: "proto_base64", ft: ProtoBase64Fmt, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
+			{name: "proto_json", ft: ProtoJSONFmt, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
+			{name: "avro", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
+			{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "avro", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
+			{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "proto", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
+			{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "json", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}}, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 2}},
+		}
+		for i, c := range cases {
+			f, err := getFormatter(c.ft, 0, c.sr)
+			if err != nil {
+				formatterCasesErr = err
+				return
+			}
+			if cases[i].valid, err = f.Encode("formatter-cases", c.value); err != nil {
+				formatterCasesErr = err
+				return
+			}
+		}
+		formatterCasesVal = cases
+	})
+	require.NoError(t, formatterCasesErr)
+	return formatterCasesVal
+}
+
+// message is a Message of topic with payload, decoded with c's formatter.
+func (c formatterCase) message(t testing.TB, payload []byte) *Message {
+	t.Helper()
+	f, err := getFormatter(c.ft, 0, c.sr)
+	require.NoError(t, err)
+	return &Message{Topic: "formatter-cases", value: payload, fmt: f}
+}
+
+// requirePrefixOnce checks that err, an error that reaches a user, starts with "zkafka: " and
+// carries it only once.
+func requirePrefixOnce(t *testing.T, err error) {
+	t.Helper()
+	require.Error(t, err)
+	require.True(t, strings.HasPrefix(err.Error(), "zkafka: "), "no prefix: %v", err)
+	require.Equal(t, 1, strings.Count(err.Error(), "zkafka: "), "prefix repeated: %v", err)
+}
+
+// TestFormatterErrorsStartWithThePrefixOnce: an encoding failure from Write, a decoding failure
+// from Message.Decode and a bad formatter configuration from Client.Writer and Client.Reader
+// each start with "zkafka: " exactly once.
+func TestFormatterErrorsStartWithThePrefixOnce(t *testing.T) {
+	ctx := context.Background()
+	fp := newFakeProducerFactory()
+	c := NewClient(Config{BootstrapServers: []string{"b:1"}}, WithProducerProvider(fp.provider))
+	defer func() { require.NoError(t, c.Close()) }()
+
+	for _, fc := range formatterCases(t) {
+		t.Run(fc.name+"/encode", func(t *testing.T) {
+			w, err := c.Writer(ctx, ProducerTopicConfig{ClientID: "prefix-" + fc.name, Topic: "prefix", Formatter: fc.ft, SchemaRegistry: fc.sr})
+			require.NoError(t, err)
+			_, err = w.Write(ctx, make(chan int))
+			requirePrefixOnce(t, err)
+			require.Contains(t, err.Error(), "zkafka: encoding a chan int for topic prefix: ")
+		})
+		if fc.name == "string" { // any bytes are a string
+			continue
+		}
+		t.Run(fc.name+"/decode", func(t *testing.T) {
+			err := fc.message(t, []byte{0x00, 0xff, 0xfe, 0x01, 0x02}).Decode(fc.target())
+			requirePrefixOnce(t, err)
+		})
+	}
+	t.Run("a user formatter's error", func(t *testing.T) {
+		m := GetFakeMessage("k", "v", &zfmt.JSONFormatter{}, nil)
+		requirePrefixOnce(t, m.Decode(make(chan int)))
+	})
+
+	configs := map[string]struct {
+		ft FormatterType
+		sr SchemaRegistryConfig
+	}{
+		"unknown name":                    {ft: "xml"},
+		"registry without URL":            {ft: AvroSchemaRegistry},
+		"avro without a valid schema":     {ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: "{"}}},
+		"registry with an invalid schema": {ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: "mock://prefix", Deserialization: DeserializationConfig{Schema: "{"}}},
+	}
+	for name, cfg := range configs {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.Writer(ctx, ProducerTopicConfig{ClientID: "prefix-config", Topic: "prefix", Formatter: cfg.ft, SchemaRegistry: cfg.sr})
+			requirePrefixOnce(t, err)
+			require.True(t, IsConfigError(err), "%v", err)
+			_, err = c.Reader(ctx, ConsumerTopicConfig{ClientID: "prefix-config", GroupID: "g", Topic: "prefix", Formatter: cfg.ft, SchemaRegistry: cfg.sr})
+			requirePrefixOnce(t, err)
+			require.True(t, IsConfigError(err), "%v", err)
+		})
+	}
+}
+
+// TestGetFormatterConfigErrors: every configuration getFormatter refuses is a configuration
+// error, with the "zkafka: " prefix once, whatever internal/format reports it as.
+func TestGetFormatterConfigErrors(t *testing.T) {
+	tests := map[string]struct {
+		ft      FormatterType
+		sr      SchemaRegistryConfig
+		wantErr string
+	}{
+		"unknown name":               {ft: "xml", wantErr: `zkafka: formatter "xml" is not a known formatter (one of json, string`},
+		"deprecated proto_schema":    {ft: zfmt.ProtoSchemaDeprecatedFmt, wantErr: `use "proto_schema_registry" (ProtoSchemaRegistry)`},
+		"registry without URL":       {ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: " "}, wantErr: `zkafka: formatter "json_schema_registry" needs SchemaRegistry.URL`},
+		"avro with no usable schema": {ft: AvroFmt, sr: SchemaRegistryConfig{Deserialization: DeserializationConfig{Schema: "not json"}}, wantErr: "zkafka: SchemaRegistry.Deserialization.Schema is not a valid avro schema"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f, err := getFormatter(tt.ft, 0, tt.sr)
+			require.Nil(t, f)
+			requirePrefixOnce(t, err)
+			require.ErrorContains(t, err, tt.wantErr)
+			require.True(t, IsConfigError(err))
+			require.True(t, IsConfigError(fmt.Errorf("starting: %w", err)), "through wrapping")
+		})
+	}
+	require.False(t, IsConfigError(errors.New("formatter \"xml\" is not a known formatter")))
+	f, err := getFormatter(CustomFmt, 0, SchemaRegistryConfig{})
+	require.NoError(t, err)
+	require.Nil(t, f, "a custom formatter is supplied by an option")
+}
+
+// TestFormattersRoundTripThroughTheBroker writes a value with a Writer and reads it back with
+// a Reader for every formatter, on the broker the suite runs on (schema registries on mock://).
+func TestFormattersRoundTripThroughTheBroker(t *testing.T) {
+	e := newEnv(t)
+	client := e.client(t)
+	url := mockURL(t)
+	tests := []struct {
+		name   string
+		ft     FormatterType
+		wsr    SchemaRegistryConfig
+		rsr    SchemaRegistryConfig
+		in     any
+		target func() any
+		want   any
+	}{
+		{name: "json", ft: JSONFmt, in: personV1{Name: "ann", Age: 3}, target: func() any { return &personV1{} }, want: &personV1{Name: "ann", Age: 3}},
+		{name: "string", ft: StringFmt, in: "héllo", target: func() any { return new(string) }, want: ptr("héllo")},
+		{name: "proto_raw", ft: ProtoRawFmt, in: wrapperspb.String("x"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("x")},
+		{name: "proto_base64", ft: ProtoBase64Fmt, in: wrapperspb.Int64(-7), target: func() any { return &wrapperspb.Int64Value{} }, want: wrapperspb.Int64(-7)},
+		{name: "proto_json", ft: ProtoJSONFmt, in: mustStruct(t, map[string]any{"k": "v"}), target: func() any { return &structpb.Struct{} }, want: mustStruct(t, map[string]any{"k": "v"})},
+		{
+			name: "avro, old reader schema reads newer data", ft: AvroFmt,
+			wsr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV2Schema}},
+			rsr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}},
+			in:  personV2{Name: "bo", Age: 40, Email: "b@x"}, target: func() any { return &personV1{} }, want: &personV1{Name: "bo", Age: 40},
+		},
+		{
+			name: "avro_schema_registry, old reader schema reads newer data", ft: AvroSchemaRegistry,
+			wsr: SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}},
+			rsr: SchemaRegistryConfig{URL: url, Deserialization: DeserializationConfig{Schema: personV1Schema}},
+			in:  personV2{Name: "di", Age: 9, Email: "d@x"}, target: func() any { return &personV1{} }, want: &personV1{Name: "di", Age: 9},
+		},
+		{
+			name: "proto_schema_registry", ft: ProtoSchemaRegistry,
+			wsr: SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true}},
+			rsr: SchemaRegistryConfig{URL: url},
+			in:  wrapperspb.String("y"), target: func() any { return &wrapperspb.StringValue{} }, want: wrapperspb.String("y"),
+		},
+		{
+			name: "json_schema_registry", ft: JSONSchemaRegistry,
+			wsr: SchemaRegistryConfig{URL: url, Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}},
+			rsr: SchemaRegistryConfig{URL: url},
+			in:  personV1{Name: "fa", Age: 77}, target: func() any { return &personV1{} }, want: &personV1{Name: "fa", Age: 77},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			topic := e.newTopic(t, 1)
+			w, err := client.Writer(ctx, ProducerTopicConfig{ClientID: uniqueTestName(t, "w"), Topic: topic, Formatter: tt.ft, SchemaRegistry: tt.wsr})
+			require.NoError(t, err)
+			resp, err := w.WriteKey(ctx, "key", tt.in, WithHeaders(map[string]string{"h": "v"}))
+			require.NoError(t, err)
+			require.Equal(t, int64(0), resp.Offset)
+
+			r, err := client.Reader(ctx, ConsumerTopicConfig{ClientID: uniqueTestName(t, "r"), GroupID: uniqueTestName(t, "g"), Topic: topic, Formatter: tt.ft, SchemaRegistry: tt.rsr})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, r.Close()) }()
+			var msg *Message
+			for msg == nil {
+				msg, err = r.Read(ctx)
+				require.NoError(t, err)
+			}
+			require.Equal(t, "key", msg.Key)
+			require.Equal(t, map[string][]byte{"h": []byte("v")}, msg.Headers)
+			got := tt.target()
+			require.NoError(t, msg.Decode(got))
+			if m, ok := tt.want.(proto.Message); ok {
+				require.True(t, proto.Equal(m, got.(proto.Message)), "got %v, want %v", got, m)
+			} else {
+				require.Equal(t, tt.want, got)
+			}
+			msg.Done()
+		})
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zkafka-go/zkafka/internal/format"
 )
 
 // Message is one record read from Kafka, handed to a processor by a Work or returned by
@@ -35,7 +36,7 @@ type Message struct {
 
 	isKeyNil bool
 	value    []byte
-	fmt      kFormatter
+	fmt      format.Formatter
 
 	doneFunc func(ctx context.Context)
 	done     atomic.Bool // set by the first Done
@@ -96,7 +97,7 @@ func (m *Message) Decode(v any) error {
 	if m.fmt == nil {
 		return errors.New("zkafka: message has no formatter to decode with")
 	}
-	if err := m.fmt.unmarshal(unmarshReq{topic: m.Topic, data: m.value, target: v}); err != nil {
+	if err := m.fmt.Decode(m.Topic, m.value, v); err != nil {
 		return &decodeError{err: err}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zkafka-go/zkafka/internal/format"
 )
 
 // Reader reads messages one at a time. Works read through it; users may too.
@@ -96,7 +97,7 @@ var (
 // ReaderSettings are what ReaderOptions set on a reader created by Client.Reader.
 type ReaderSettings struct {
 	// formatter replaces the configured formatter when set (RFormatterOption).
-	formatter kFormatter
+	formatter format.Formatter
 }
 
 // ReaderOption customises a KReader created by Client.Reader.
@@ -107,7 +108,7 @@ type ReaderOption func(*ReaderSettings)
 func RFormatterOption(f Formatter) ReaderOption {
 	return func(s *ReaderSettings) {
 		if f != nil {
-			s.formatter = formatterAdapter{f}
+			s.formatter = format.Wrap(f)
 		}
 	}
 }
@@ -123,18 +124,12 @@ func readerSettings(opts []ReaderOption) ReaderSettings {
 	return s
 }
 
-// formatterAdapter lets a user Formatter serve as a kFormatter.
-type formatterAdapter struct{ f Formatter }
-
-func (a formatterAdapter) marshall(req marshReq) ([]byte, error) { return a.f.Marshall(req.subject) }
-func (a formatterAdapter) unmarshal(req unmarshReq) error        { return a.f.Unmarshal(req.data, req.target) }
-
 // readerArgs is what Client hands to newReader.
 type readerArgs struct {
 	conf        Config
 	tc          ConsumerTopicConfig
 	groupPrefix string
-	fmt         kFormatter
+	fmt         format.Formatter
 	logger      Logger
 	hooks       LifecycleHooks
 	provider    func(map[string]any) (KafkaConsumer, error)
@@ -156,7 +151,7 @@ type KReader struct {
 	poller      eventPoller // nil: the degraded ReadMessage mode
 	tc          ConsumerTopicConfig
 	groupID     string
-	fmt         kFormatter
+	fmt         format.Formatter
 	logger      Logger
 	hooks       LifecycleHooks
 	readTimeout time.Duration

@@ -15,6 +15,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
+	"github.com/zkafka-go/zkafka/internal/format"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -81,7 +82,7 @@ var (
 // WriterSettings are what WriterOptions set on a writer created by Client.Writer.
 type WriterSettings struct {
 	// formatter replaces the configured formatter when set (WFormatterOption).
-	formatter kFormatter
+	formatter format.Formatter
 	// DisableTracePropagation stops the writer from injecting the trace context into record
 	// headers (default false: the client's propagator, when set, injects it).
 	DisableTracePropagation bool
@@ -96,7 +97,7 @@ type WriterOption func(*WriterSettings)
 func WFormatterOption(f Formatter) WriterOption {
 	return func(s *WriterSettings) {
 		if f != nil {
-			s.formatter = formatterAdapter{f}
+			s.formatter = format.Wrap(f)
 		}
 	}
 }
@@ -148,7 +149,7 @@ type KWriter struct {
 	producers *producers // makes, drains and retires the writer's producers (producer.go)
 	topic     string
 	tc        ProducerTopicConfig
-	fmt       kFormatter
+	fmt       format.Formatter
 	logger    Logger
 	tracer    trace.Tracer   // nil: no spans
 	metrics   *writerMetrics // nil: no metrics
@@ -173,7 +174,7 @@ type KWriter struct {
 type writerArgs struct {
 	conf     Config
 	tc       ProducerTopicConfig
-	fmt      kFormatter
+	fmt      format.Formatter
 	logger   Logger
 	tp       trace.TracerProvider
 	mp       metric.MeterProvider
@@ -316,9 +317,9 @@ func (w *KWriter) marshall(value any) ([]byte, error) {
 	if w.fmt == nil {
 		return nil, errConfig("writer for topic %s has no formatter", w.topic)
 	}
-	b, err := w.fmt.marshall(marshReq{topic: w.topic, subject: value})
+	b, err := w.fmt.Encode(w.topic, value)
 	if err != nil {
-		return nil, fmt.Errorf("zkafka: encoding a %T for topic %s: %w", value, w.topic, err)
+		return nil, wrapErr(err, "encoding a %T for topic %s", value, w.topic)
 	}
 	return b, nil
 }

@@ -1,4 +1,4 @@
-package zkafka
+package format
 
 import (
 	"encoding/base64"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/zillow/zfmt"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -30,7 +31,7 @@ const richAvroSchema = `{"type":"record","name":"Rich","namespace":"zkafka.test"
 // decodeCase is one formatter under test with a fresh decode target for each call.
 type decodeCase struct {
 	name   string
-	f      kFormatter
+	f      Formatter
 	target func() any
 	// valid are payloads this formatter writes, used as fuzz seeds.
 	valid [][]byte
@@ -58,8 +59,8 @@ func buildDecodeCases() ([]decodeCase, error) {
 	const url = "mock://zkafka-decode-cases"
 	type spec struct {
 		name   string
-		ft     FormatterType
-		sr     SchemaRegistryConfig
+		ft     Type
+		sr     Registry
 		target func() any
 		value  any
 	}
@@ -69,27 +70,27 @@ func buildDecodeCases() ([]decodeCase, error) {
 		"f": [4]byte{1, 2, 3, 4}, "nested": []any{map[string]any{"v": 3}},
 	}
 	specs := []spec{
-		{name: "json", ft: JSONFmt, target: func() any { return new(any) }, value: map[string]any{"a": []any{1.0, "b"}}},
-		{name: "json struct", ft: JSONFmt, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 1}},
-		{name: "string", ft: StringFmt, target: func() any { return new(string) }, value: "text"},
-		{name: "proto_raw", ft: ProtoRawFmt, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"a": []any{1.0, "x", true, nil}})},
-		{name: "proto_base64", ft: ProtoBase64Fmt, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": "v"})},
-		{name: "proto_json", ft: ProtoJSONFmt, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": map[string]any{"n": 2.0}})},
-		{name: "avro", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
-		{name: "avro rich", ft: AvroFmt, sr: SchemaRegistryConfig{Serialization: SerializationConfig{Schema: richAvroSchema}}, target: func() any { return new(any) }, value: rich},
-		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "avro", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personV2Schema}, Deserialization: DeserializationConfig{Schema: personV1Schema}}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
-		{name: "avro_schema_registry rich", ft: AvroSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "rich", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: richAvroSchema}}, target: func() any { return new(any) }, value: rich},
-		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "proto", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
-		{name: "proto_schema_registry struct", ft: ProtoSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "struct", Serialization: SerializationConfig{AutoRegisterSchemas: true}}, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": []any{"v", 1.0}})},
-		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: SchemaRegistryConfig{URL: url, SubjectName: "json", Serialization: SerializationConfig{AutoRegisterSchemas: true, Schema: personJSONSchema}}, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 2}},
+		{name: "json", ft: zfmt.JSONFmt, target: func() any { return new(any) }, value: map[string]any{"a": []any{1.0, "b"}}},
+		{name: "json struct", ft: zfmt.JSONFmt, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 1}},
+		{name: "string", ft: zfmt.StringFmt, target: func() any { return new(string) }, value: "text"},
+		{name: "proto_raw", ft: zfmt.ProtoRawFmt, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"a": []any{1.0, "x", true, nil}})},
+		{name: "proto_base64", ft: zfmt.ProtoBase64Fmt, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": "v"})},
+		{name: "proto_json", ft: zfmt.ProtoJSONFmt, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": map[string]any{"n": 2.0}})},
+		{name: "avro", ft: zfmt.AvroFmt, sr: Registry{WriterSchema: personV2Schema, ReaderSchema: personV1Schema}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
+		{name: "avro rich", ft: zfmt.AvroFmt, sr: Registry{WriterSchema: richAvroSchema}, target: func() any { return new(any) }, value: rich},
+		{name: "avro_schema_registry", ft: AvroSchemaRegistry, sr: Registry{URL: url, SubjectName: "avro", AutoRegister: true, WriterSchema: personV2Schema, ReaderSchema: personV1Schema}, target: func() any { return &personV1{} }, value: personV2{Name: "n", Age: 1, Email: "e"}},
+		{name: "avro_schema_registry rich", ft: AvroSchemaRegistry, sr: Registry{URL: url, SubjectName: "rich", AutoRegister: true, WriterSchema: richAvroSchema}, target: func() any { return new(any) }, value: rich},
+		{name: "proto_schema_registry", ft: ProtoSchemaRegistry, sr: Registry{URL: url, SubjectName: "proto", AutoRegister: true}, target: func() any { return &wrapperspb.StringValue{} }, value: wrapperspb.String("v")},
+		{name: "proto_schema_registry struct", ft: ProtoSchemaRegistry, sr: Registry{URL: url, SubjectName: "struct", AutoRegister: true}, target: func() any { return &structpb.Struct{} }, value: mustStructNoT(map[string]any{"k": []any{"v", 1.0}})},
+		{name: "json_schema_registry", ft: JSONSchemaRegistry, sr: Registry{URL: url, SubjectName: "json", AutoRegister: true, WriterSchema: personJSONSchema}, target: func() any { return &personV1{} }, value: personV1{Name: "n", Age: 2}},
 	}
 	out := make([]decodeCase, 0, len(specs))
 	for _, s := range specs {
-		f, err := getFormatter(s.ft, 0, s.sr)
+		f, err := New(s.ft, 0, s.sr)
 		if err != nil {
 			return nil, err
 		}
-		b, err := f.marshall(marshReq{topic: fuzzTopic, subject: s.value})
+		b, err := f.Encode(fuzzTopic, s.value)
 		if err != nil {
 			return nil, err
 		}
@@ -122,12 +123,13 @@ func TestDecodeGarbageReturnsErrors(t *testing.T) {
 		for name, payload := range garbage {
 			t.Run(c.name+"/"+name, func(t *testing.T) {
 				var err error
-				require.NotPanics(t, func() { err = c.f.unmarshal(unmarshReq{topic: fuzzTopic, data: payload, target: c.target()}) })
+				require.NotPanics(t, func() { err = c.f.Decode(fuzzTopic, payload, c.target()) })
 				if c.name == "string" {
 					require.NoError(t, err, "any bytes are a string")
 					return
 				}
 				require.Error(t, err)
+				require.NotContains(t, err.Error(), "zkafka: ", "the root package adds the prefix")
 			})
 		}
 	}
@@ -137,22 +139,22 @@ func TestDecodeRejectsUnusableTargets(t *testing.T) {
 	for _, c := range decodeCases(t) {
 		for _, target := range []any{nil, 42, personV1{}, (*wrapperspb.StringValue)(nil), (*personV1)(nil)} {
 			require.NotPanics(t, func() {
-				_ = c.f.unmarshal(unmarshReq{topic: fuzzTopic, data: c.valid[0], target: target})
+				_ = c.f.Decode(fuzzTopic, c.valid[0], target)
 			}, "%s into %T", c.name, target)
 		}
 	}
 	// Spot-check the messages for the simple formatters.
-	err := stringFormatter{}.unmarshal(unmarshReq{data: []byte("x"), target: new(int)})
-	require.EqualError(t, err, "zkafka: string formatter cannot decode into *int: use a *string or *[]byte")
-	err = protoRawFormatter{}.unmarshal(unmarshReq{data: []byte{}, target: &personV1{}})
-	require.EqualError(t, err, "zkafka: proto_raw formatter cannot decode into *zkafka.personV1: it is not a proto.Message")
-	err = protoRawFormatter{}.unmarshal(unmarshReq{data: []byte{}, target: (*wrapperspb.StringValue)(nil)})
+	err := stringFormatter{}.Decode("", []byte("x"), new(int))
+	require.EqualError(t, err, "string formatter cannot decode into *int: use a *string or *[]byte")
+	err = protoRawFormatter{}.Decode("", []byte{}, &personV1{})
+	require.EqualError(t, err, "proto_raw formatter cannot decode into *format.personV1: it is not a proto.Message")
+	err = protoRawFormatter{}.Decode("", []byte{}, (*wrapperspb.StringValue)(nil))
 	require.ErrorContains(t, err, "cannot decode into a nil *wrapperspb.StringValue")
-	_, err = protoJSONFormatter{}.marshall(marshReq{subject: "x"})
-	require.EqualError(t, err, "zkafka: proto_json formatter cannot encode string: it is not a proto.Message")
-	_, err = stringFormatter{}.marshall(marshReq{subject: 3})
-	require.EqualError(t, err, "zkafka: string formatter cannot encode int: use a string, []byte, *string or *[]byte")
-	err = protoBase64Formatter{}.unmarshal(unmarshReq{data: []byte("!!"), target: &wrapperspb.StringValue{}})
+	_, err = protoJSONFormatter{}.Encode("", "x")
+	require.EqualError(t, err, "proto_json formatter cannot encode string: it is not a proto.Message")
+	_, err = stringFormatter{}.Encode("", 3)
+	require.EqualError(t, err, "string formatter cannot encode int: use a string, []byte, *string or *[]byte")
+	err = protoBase64Formatter{}.Decode("", []byte("!!"), &wrapperspb.StringValue{})
 	require.ErrorContains(t, err, "payload is not standard base64")
 }
 
@@ -161,32 +163,32 @@ func TestEncodeBadValuesReturnsErrors(t *testing.T) {
 	for _, c := range decodeCases(t) {
 		for _, v := range bad {
 			require.NotPanics(t, func() {
-				_, _ = c.f.marshall(marshReq{topic: fuzzTopic, subject: v})
+				_, _ = c.f.Encode(fuzzTopic, v)
 			}, "%s encoding %T", c.name, v)
 		}
 	}
-	_, err := jsonFormatter{}.marshall(marshReq{subject: make(chan int)})
-	require.ErrorContains(t, err, "zkafka: json formatter: encoding chan int")
+	_, err := jsonFormatter{}.Encode("", make(chan int))
+	require.ErrorContains(t, err, "json formatter: encoding chan int")
 }
 
 func TestStringFormatterPointers(t *testing.T) {
 	s, bs := "p", []byte("q")
 	for in, want := range map[any]string{&s: "p", &bs: "q", (*string)(nil): "", (*[]byte)(nil): ""} {
-		b, err := stringFormatter{}.marshall(marshReq{subject: in})
+		b, err := stringFormatter{}.Encode("", in)
 		require.NoError(t, err)
 		require.Equal(t, want, string(b))
 	}
 	var got []byte
-	require.NoError(t, stringFormatter{}.unmarshal(unmarshReq{data: nil, target: &got}))
+	require.NoError(t, stringFormatter{}.Decode("", nil, &got))
 	require.Nil(t, got)
 }
 
 func TestProtoBase64IsStandardBase64(t *testing.T) {
-	b, err := protoBase64Formatter{}.marshall(marshReq{subject: wrapperspb.String("hi")})
+	b, err := protoBase64Formatter{}.Encode("", wrapperspb.String("hi"))
 	require.NoError(t, err)
 	raw, err := base64.StdEncoding.DecodeString(string(b))
 	require.NoError(t, err)
-	raw2, err := protoRawFormatter{}.marshall(marshReq{subject: wrapperspb.String("hi")})
+	raw2, err := protoRawFormatter{}.Encode("", wrapperspb.String("hi"))
 	require.NoError(t, err)
 	require.Equal(t, raw2, raw)
 }
@@ -194,7 +196,7 @@ func TestProtoBase64IsStandardBase64(t *testing.T) {
 // FuzzFormatterDecode feeds arbitrary bytes to every formatter: each call must return (an
 // error or a value), never panic. Run it with
 //
-//	go test -run '^$' -fuzz FuzzFormatterDecode -fuzztime 20s .
+//	go test -run '^$' -fuzz FuzzFormatterDecode -fuzztime 20s ./internal/format
 func FuzzFormatterDecode(f *testing.F) {
 	cases := decodeCases(f)
 	for _, c := range cases {
@@ -216,7 +218,7 @@ func FuzzFormatterDecode(f *testing.F) {
 			done := make(chan any, 1)
 			go func() {
 				defer func() { done <- recover() }()
-				_ = c.f.unmarshal(unmarshReq{topic: fuzzTopic, data: data, target: c.target()})
+				_ = c.f.Decode(fuzzTopic, data, c.target())
 			}()
 			select {
 			case r := <-done:
@@ -268,7 +270,7 @@ func TestDecodeCraftedCountsFailFast(t *testing.T) {
 		t.Run(tt.formatter, func(t *testing.T) {
 			f := byName[tt.formatter]
 			require.NotNil(t, f.f)
-			err := f.f.unmarshal(unmarshReq{topic: fuzzTopic, data: tt.payload, target: f.target()})
+			err := f.f.Decode(fuzzTopic, tt.payload, f.target())
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
@@ -276,34 +278,4 @@ func TestDecodeCraftedCountsFailFast(t *testing.T) {
 
 func srHeader(id int) []byte {
 	return binary.BigEndian.AppendUint32([]byte{0x00}, uint32(id))
-}
-
-func TestCheckAvro(t *testing.T) {
-	rich, err := parseAvroSchema(richAvroSchema)
-	require.NoError(t, err)
-	valid, err := avroAPI.Marshal(rich, map[string]any{
-		"s": "x", "l": int64(1), "d": 1.5, "b": []byte{1}, "arr": []any{"a"},
-		"m": map[string]any{"k": int64(2)}, "u": nil, "e": "RED",
-		"f": [4]byte{}, "nested": []any{},
-	})
-	require.NoError(t, err)
-	require.NoError(t, checkAvro(rich, valid))
-	require.ErrorContains(t, checkAvro(rich, append(valid, 0)), "1 trailing bytes")
-	for i := range valid {
-		require.Error(t, checkAvro(rich, valid[:i]), "truncated at %d", i)
-	}
-	nulls, err := parseAvroSchema(`{"type":"array","items":"null"}`)
-	require.NoError(t, err)
-	require.NoError(t, checkAvro(nulls, binary.AppendVarint(binary.AppendVarint(nil, 10), 0)))
-	require.ErrorContains(t, checkAvro(nulls, binary.AppendVarint(binary.AppendVarint(nil, 1<<20), 0)), "take no bytes")
-	enum, err := parseAvroSchema(`{"type":"enum","name":"E","symbols":["A"]}`)
-	require.NoError(t, err)
-	require.ErrorContains(t, checkAvro(enum, []byte{0x02}), "enum index 1 is out of range")
-	union, err := parseAvroSchema(`["null","int"]`)
-	require.NoError(t, err)
-	require.ErrorContains(t, checkAvro(union, []byte{0x04}), "union index 2 is out of range")
-	str, err := parseAvroSchema(`"string"`)
-	require.NoError(t, err)
-	require.ErrorContains(t, checkAvro(str, []byte{0x01}), "length -1")
-	require.ErrorContains(t, checkAvro(str, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), "overflows")
 }

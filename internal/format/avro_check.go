@@ -1,7 +1,7 @@
-package zkafka
+package format
 
 // A bounds check of Avro binary payloads against their writer schema, run before hamba/avro
-// decodes them (formatter_avro.go, formatter_avro_sr.go), so that bad input is an error and
+// decodes them (avro.go, both formatters), so that bad input is an error and
 // never a huge allocation or a panic (G12).
 
 import (
