@@ -215,7 +215,7 @@ func (b *brokerReport) consumerError(e error) error {
 	var kerr kafka.Error
 	isKafka := errors.As(e, &kerr)
 	if isKafka && kerr.IsFatal() {
-		return fmt.Errorf("zkafka: fatal consumer error: %w", e)
+		return wrapErr(e, "fatal consumer error")
 	}
 	ctx := context.Background()
 	switch {

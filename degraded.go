@@ -14,7 +14,7 @@ package zkafka
 import (
 	"context"
 	"errors"
-	"fmt"
+
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -48,7 +48,7 @@ func (d degradedReader) read(timeout time.Duration) (*kafka.Message, error) {
 		var kerr kafka.Error
 		switch {
 		case errors.As(err, &kerr) && kerr.IsFatal():
-			return nil, fmt.Errorf("zkafka: fatal consumer error: %w", err)
+			return nil, wrapErr(err, "fatal consumer error")
 		case brokerFailure(err) || brokerCause(err) || topicFailure(err):
 			_ = d.brokers.consumerError(err)
 			return nil, &readError{err: err}

@@ -255,7 +255,7 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	if benignCommitError(err) {
 		return tooLarge, nil
 	}
-	return tooLarge, fmt.Errorf("zkafka: committing offsets of %s: %w", o.groupID, err)
+	return tooLarge, wrapErr(err, "committing offsets of %s", o.groupID)
 }
 
 var (
@@ -405,7 +405,7 @@ func (o *offsetStore) commitStored() error {
 		if benignCommitError(err) {
 			return nil
 		}
-		return fmt.Errorf("zkafka: committing offsets of %s: %w", o.groupID, err)
+		return wrapErr(err, "committing offsets of %s", o.groupID)
 	}
 	o.committed(tps)
 	return nil

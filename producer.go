@@ -68,7 +68,7 @@ func (ps *producers) start(ctx context.Context) (KafkaProducer, error) {
 		}
 		if err := tx.InitTransactions(ctx); err != nil {
 			p.Close()
-			return nil, fmt.Errorf("zkafka: initialising transactions of producer %s: %w", ps.tc.ClientID, err)
+			return nil, wrapErr(err, "initialising transactions of producer %s", ps.tc.ClientID)
 		}
 	}
 	return p, nil
@@ -241,26 +241,27 @@ func (ps *producers) transact(ctx context.Context, p KafkaProducer, msg *kafka.M
 	topic := ps.tc.Topic
 	tx := p.(transactor)
 	if err := tx.BeginTransaction(); err != nil {
-		return Response{}, false, fmt.Errorf("zkafka: beginning a transaction on topic %s: %w", topic, err)
+		return Response{}, false, wrapErr(err, "beginning a transaction on topic %s", topic)
 	}
 	abort := func(cause error) error {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeFlushTimeout)
 		defer cancel()
 		if err := tx.AbortTransaction(actx); err != nil {
-			return errors.Join(cause, fmt.Errorf("zkafka: aborting the transaction on topic %s: %w", topic, err))
+			// One "zkafka: " for the joined text: the abort's error is the cause's second line.
+			return errors.Join(cause, fmt.Errorf("aborting the transaction on topic %s also failed: %w", topic, err))
 		}
 		return cause
 	}
 	delivery := make(chan kafka.Event, 1)
 	if err := p.Produce(msg, delivery); err != nil {
-		return Response{}, false, abort(fmt.Errorf("zkafka: writing to topic %s: %w", topic, err))
+		return Response{}, false, abort(wrapErr(err, "writing to topic %s", topic))
 	}
 	resp, err := ps.await(ctx, delivery, nil)
 	if err != nil {
 		return resp, true, abort(err)
 	}
 	if err := tx.CommitTransaction(ctx); err != nil {
-		return resp, true, abort(fmt.Errorf("zkafka: committing the transaction on topic %s: %w", topic, err))
+		return resp, true, abort(wrapErr(err, "committing the transaction on topic %s", topic))
 	}
 	return resp, true, nil
 }
@@ -288,7 +289,7 @@ func (ps *producers) await(ctx context.Context, delivery chan kafka.Event, close
 		return Response{}, ps.timedOut(kafka.NewError(kafka.ErrMsgTimedOut, "no delivery report within the delivery timeout", false),
 			"; the record may still be written later")
 	case <-ctx.Done():
-		return Response{}, ctx.Err()
+		return Response{}, wrapErr(ctx.Err(), "writing to topic %s", topic)
 	case <-closed:
 		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w before the delivery report arrived", topic, errWriterClosed)
 	}
@@ -306,7 +307,7 @@ func (ps *producers) report(ev kafka.Event) (Response, error) {
 		if errors.As(err, &kerr) && kerr.Code() == kafka.ErrMsgTimedOut {
 			return Response{}, ps.timedOut(err, "")
 		}
-		return Response{}, fmt.Errorf("zkafka: writing to topic %s: %w", ps.tc.Topic, err)
+		return Response{}, wrapErr(err, "writing to topic %s", ps.tc.Topic)
 	}
 	ps.brokers.alive()
 	return Response{Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}, nil

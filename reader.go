@@ -10,7 +10,7 @@ package zkafka
 import (
 	"context"
 	"errors"
-	"fmt"
+
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,7 +249,7 @@ func (r *KReader) subscribe() error {
 	if !r.subscribed {
 		r.subscribed = true
 		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.rebalanced); err != nil {
-			r.subErr = fmt.Errorf("zkafka: subscribing consumer %s to %v: %w", r.tc.ClientID, r.tc.topics(), err)
+			r.subErr = wrapErr(err, "subscribing consumer %s to %v", r.tc.ClientID, r.tc.topics())
 		}
 	}
 	return r.subErr
@@ -550,7 +550,7 @@ func (r *KReader) closeConsumer() error {
 	r.logs.close()
 	r.failures.close()
 	if err != nil {
-		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
+		return wrapErr(err, "closing consumer %s", r.tc.ClientID)
 	}
 	return nil
 }
@@ -578,7 +578,7 @@ func (r *KReader) Assignments(_ context.Context) ([]Assignment, error) {
 	defer r.handle.leave()
 	parts, err := r.consumer.Assignment()
 	if err != nil {
-		return nil, fmt.Errorf("zkafka: reading assignment: %w", err)
+		return nil, wrapErr(err, "reading assignment")
 	}
 	out := make([]Assignment, 0, len(parts))
 	for _, p := range parts {

@@ -333,7 +333,7 @@ func (w *KWriter) send(ctx context.Context, key, value []byte, headers []kafka.H
 		defer func() { wm.written(ctx, start, err) }()
 	}
 	if err := ctx.Err(); err != nil {
-		return Response{}, err
+		return Response{}, wrapErr(err, "writing to topic %s", w.topic)
 	}
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &w.topic, Partition: kafka.PartitionAny},
@@ -409,13 +409,13 @@ func (w *KWriter) produceAndWait(ctx context.Context, msg *kafka.Message) (_ Res
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return Response{}, nil, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
+		return Response{}, nil, false, wrapErr(errWriterClosed, "writing to topic %s", w.topic)
 	}
 	used = w.producer
 	err := used.Produce(msg, delivery)
 	w.mu.RUnlock()
 	if err != nil {
-		return Response{}, used, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, err)
+		return Response{}, used, false, wrapErr(err, "writing to topic %s", w.topic)
 	}
 	resp, err := w.producers.await(ctx, delivery, w.done)
 	return resp, used, true, err
@@ -431,7 +431,7 @@ func (w *KWriter) sendInTransaction(ctx context.Context, msg *kafka.Message) (_ 
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
-		return Response{}, nil, false, fmt.Errorf("zkafka: writing to topic %s: %w", w.topic, errWriterClosed)
+		return Response{}, nil, false, wrapErr(errWriterClosed, "writing to topic %s", w.topic)
 	}
 	resp, queued, err := w.producers.transact(ctx, w.producer, msg)
 	return resp, w.producer, queued, err
