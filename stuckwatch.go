@@ -6,7 +6,8 @@ package zkafka
 // it names with what that message waits for, or reading nothing while the broker has records
 // for it (statusTaker.readStall); one line per stuckRepeatEvery while it stays stuck on that
 // message, or reading nothing; and one info line when it moves on. A partition stuck because
-// the circuit breaker is open is not logged here: the breaker logs its own changes.
+// the circuit breaker is open is not logged here: the breaker logs its own changes. A
+// partition that reads nothing for renewAfter makes the Run ask for a new consumer (renew.go).
 //
 // Invariant: for a partition stuck on one offset (or reading nothing), at most one line per
 // stuckRepeatEvery.
@@ -68,6 +69,9 @@ func (sw *stuckWatch) run() {
 		case <-t.C:
 			st := sw.rs.w.Status()
 			sw.check(st)
+			if r := stallRenewal(st, sw.rs.published.Load(), sw.rs.w.stuckAfter); r != nil {
+				sw.rs.requestRenewal(r)
+			}
 			if testHookStuckChecked != nil {
 				testHookStuckChecked()
 			}
@@ -121,7 +125,8 @@ func stuckKV(st Status, p PartitionStatus) []any {
 	if o == nil { // reading nothing
 		return []any{"topic", p.Topic, "partition", p.Partition, "group", st.Group, "end_offset", p.EndOffset,
 			"committed_offset", p.CommittedOffset, "standing", roundAge(time.Duration(p.StandingSeconds * float64(time.Second))),
-			"reason", p.StuckReason, "broker_reachable", !st.Broker.Known || st.Broker.Reachable}
+			"reason", p.StuckReason, "renew_after", roundAge(renewAfter(time.Duration(st.StuckAfterSeconds * float64(time.Second)))),
+			"broker_reachable", !st.Broker.Known || st.Broker.Reachable}
 	}
 	key := o.Key
 	if o.KeyNil {
