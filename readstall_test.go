@@ -278,3 +278,82 @@ func TestClusterChangePlainConsumer(t *testing.T) {
 	got := read("new-", n, 60*time.Second)
 	t.Logf("plain consumer read %d of %d new records: recovered=%v", got, n, got == n)
 }
+
+// TestReadStallJudgement: statusTaker.readStall for a partition with nothing unfinished: stuck
+// only when not paused, its end offset is unknown or above its position, and nothing moved
+// for StuckAfter.
+func TestReadStallJudgement(t *testing.T) {
+	now := time.Now()
+	assigned := now.Add(-time.Minute)
+	for _, tc := range []struct {
+		name     string
+		paused   bool
+		end, pos int64
+		lastRead int64
+		readAt   time.Time
+		stuck    string // the reason's end; "" not stuck
+	}{
+		{name: "end unknown", end: -1, pos: -1, lastRead: -1, stuck: "its end offset is unknown: no fetch of it was answered"},
+		{name: "end above librdkafka's position", end: 9, pos: 4, lastRead: -1, stuck: "the broker has records up to offset 9 and it read up to 4"},
+		{name: "end above what was read", end: 9, pos: -1, lastRead: 2, readAt: now.Add(-20 * time.Second), stuck: "the broker has records up to offset 9 and it read up to 3"},
+		{name: "read to the end", end: 9, pos: 9, lastRead: 8},
+		{name: "position after a transaction marker", end: 10, pos: 10, lastRead: 8},
+		{name: "end known, position unknown", end: 9, pos: -1, lastRead: -1},
+		{name: "paused", paused: true, end: -1, pos: -1, lastRead: -1},
+		{name: "read lately", end: 9, pos: -1, lastRead: 2, readAt: now.Add(-time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := PartitionStatus{EndOffset: tc.end, Paused: tc.paused}
+			snap := trackerSnapshot{stored: -1, oldest: -1, committed: -1, assignedAt: assigned, lastRead: tc.lastRead, readAt: tc.readAt}
+			statusTaker{now: now}.readStall(&ps, snap, tc.pos, &Status{StuckAfterSeconds: 10})
+			if tc.stuck == "" {
+				require.False(t, ps.Stuck, ps.StuckReason)
+				require.Zero(t, ps.StandingSeconds)
+				return
+			}
+			require.True(t, ps.Stuck)
+			standing := now.Sub(latest(tc.readAt, assigned))
+			require.Equal(t, readStallReason+" for "+roundAge(standing)+": "+tc.stuck, ps.StuckReason)
+			require.Equal(t, standing.Seconds(), ps.StandingSeconds)
+		})
+	}
+}
+
+// TestStallRenewal: a new consumer is asked for once a partition has read nothing for
+// renewAfter, not sooner, not while the brokers are unreachable, not while stopping.
+func TestStallRenewal(t *testing.T) {
+	kr := &KReader{}
+	const stuckAfter = 3 * time.Second
+	after := renewAfter(stuckAfter)
+	require.Equal(t, 6*time.Second, after)
+	require.Equal(t, minRenewAfter, renewAfter(time.Second))
+	status := func(standing time.Duration, mod func(*Status)) Status {
+		st := Status{Broker: BrokerStatus{Known: true, Reachable: true}, Partitions: []PartitionStatus{
+			{Topic: "t", Partition: 1, Stuck: true, StuckReason: "held", StandingSeconds: 100, Oldest: &OldestUnfinished{}},
+			{Topic: "t", Partition: 2, Stuck: true, StuckReason: readStallReason, StandingSeconds: standing.Seconds()},
+		}}
+		if mod != nil {
+			mod(&st)
+		}
+		return st
+	}
+	r := stallRenewal(status(after, nil), kr, stuckAfter)
+	require.NotNil(t, r)
+	require.Same(t, kr, r.kr)
+	require.False(t, r.cluster)
+	require.Equal(t, []any{"topic", "t", "partition", int32(2), "stuck_reason", readStallReason, "stalled_partitions", 1}, r.kv)
+	require.Nil(t, stallRenewal(status(after-time.Millisecond, nil), kr, stuckAfter), "not yet")
+	require.Nil(t, stallRenewal(status(after, func(s *Status) { s.Broker.Reachable = false }), kr, stuckAfter), "brokers unreachable")
+	require.Nil(t, stallRenewal(status(after, func(s *Status) { s.Stopping = true }), kr, stuckAfter), "stopping")
+	require.Nil(t, stallRenewal(status(after, nil), nil, stuckAfter), "no reader of the library's own")
+	require.NotNil(t, stallRenewal(status(after, func(s *Status) { s.Broker = BrokerStatus{} }), kr, stuckAfter), "broker state unknown")
+
+	rs := &runState{}
+	stall := &renewal{kr: kr}
+	rs.requestRenewal(stall)
+	rs.requestRenewal(&renewal{kr: kr})
+	require.Same(t, stall, rs.renewal.Load(), "a pending stall request stays")
+	cluster := &renewal{kr: kr, cluster: true}
+	rs.requestRenewal(cluster)
+	require.Same(t, cluster, rs.renewal.Load(), "a cluster change replaces it")
+}
