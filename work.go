@@ -326,7 +326,9 @@ func (rs *runState) useReader(reader Reader) {
 	}
 	rs.kr = kr
 	rs.published.Store(kr)
-	rs.group = kr.groupID
+	if rs.group != kr.groupID { // the same for a renewed consumer (renew.go): processors read it
+		rs.group = kr.groupID
+	}
 	var l brokerListener // the Work's hook, not the Client's (LifecycleHooks.BrokerStateChanged)
 	if h := rs.w.lifecycle.BrokerStateChanged; h != nil {
 		l = brokerHook(h, rs.w.logger, strings.Join(rs.w.topicConfig.topics(), ","), kr.groupID, rs.w.topicConfig.ClientID)
