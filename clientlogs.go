@@ -15,12 +15,20 @@ package zkafka
 // event, which the reader or writer logs. The library
 // sets log_level 4, so only warnings and worse are produced unless AdditionalProps raise it
 // (with a debug list for 7).
+//
+// One line is also acted on: librdkafka's CLUSTERID warning ("a client must not be
+// simultaneously connected to multiple clusters"), written when a broker reports another
+// cluster id than the one the client knew — its brokers were replaced by a new cluster at the
+// same address. librdkafka goes on with state of the old cluster and can read nothing again
+// (seen: a consumer assigned its partition reading nothing for minutes), so the reader tells
+// its Work, which makes a new consumer (renew.go).
 
 import (
 	"context"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -29,6 +37,13 @@ import (
 // with an error event of the same text (ErrTransport, ErrResolve, ErrAuthentication, …) that
 // the reader or writer logs: the line itself is written at debug level.
 const tagBrokerFail = "FAIL"
+
+// tagClusterID tags librdkafka's line for a broker that reports another cluster id than the
+// one the client knew; clusterChangeText is in its text.
+const (
+	tagClusterID      = "CLUSTERID"
+	clusterChangeText = "multiple clusters"
+)
 
 // The librdkafka keys that route log lines to a channel.
 const (
@@ -44,6 +59,9 @@ type clientLogs struct {
 	stop     chan struct{} // closed by close
 	done     chan struct{} // closed when the drain returned
 	once     sync.Once
+	// clusterChanged is called, on the drain goroutine, with the text of each CLUSTERID line;
+	// nil: nobody listens.
+	clusterChanged atomic.Pointer[func(text string)]
 }
 
 // routeLogs sets cm's keys so that librdkafka's log lines go to a channel, and starts
@@ -95,6 +113,9 @@ func (c *clientLogs) write(e kafka.LogEvent) {
 	if e.Tag == tagBrokerFail {
 		level = levelDebug
 	}
+	if f := c.clusterChanged.Load(); f != nil && (e.Tag == tagClusterID || strings.Contains(e.Message, clusterChangeText)) {
+		(*f)(e.Message)
+	}
 	msg := "zkafka: librdkafka " + e.Tag
 	kv := []any{"client", e.Name, "text", e.Message, "syslog_level", e.Level}
 	if level < levelWarn {
@@ -140,6 +161,19 @@ func logLineKey(e kafka.LogEvent) string {
 		digits = isDigit
 	}
 	return b.String()
+}
+
+// onClusterChange sets who is told of a CLUSTERID line (nil: nobody). Safe on nil: a client
+// whose log lines go to the user's own channel tells nobody.
+func (c *clientLogs) onClusterChange(f func(text string)) {
+	if c == nil {
+		return
+	}
+	if f == nil {
+		c.clusterChanged.Store(nil)
+		return
+	}
+	c.clusterChanged.Store(&f)
 }
 
 // close stops the drain once the client is closed (librdkafka sends nothing more) and waits

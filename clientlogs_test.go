@@ -68,3 +68,30 @@ func TestRouteLogs(t *testing.T) {
 	var none *clientLogs
 	none.close()
 }
+
+// TestClusterChangeLine: librdkafka's CLUSTERID line reaches the listener with its text, and
+// is still logged; other lines do not; no listener, nothing called.
+func TestClusterChangeLine(t *testing.T) {
+	logs := newCaptureLogger()
+	cm := kafka.ConfigMap{}
+	c := routeLogs(cm, nil, logs, newFailureLog(logs))
+	ch := cm[keyLogsChannel].(chan kafka.LogEvent)
+	told := make(chan string, 10)
+	c.onClusterChange(func(text string) { told <- text })
+	const text = `Broker 127.0.0.1:9092/0 reports different ClusterId "b" than previously known "a": ` +
+		"a client must not be simultaneously connected to multiple clusters"
+	ch <- kafka.LogEvent{Name: "c", Tag: "REQTMOUT", Level: 4, Message: "Timed out"}
+	ch <- kafka.LogEvent{Name: "c", Tag: tagClusterID, Level: 4, Message: text}
+	require.Equal(t, text, <-told)
+	c.onClusterChange(nil)
+	ch <- kafka.LogEvent{Name: "c", Tag: tagClusterID, Level: 4, Message: text + " again"}
+	c.close()
+	require.Empty(t, told)
+	var tags []string
+	for _, l := range logs.all() {
+		tags = append(tags, strings.Fields(l)[3])
+	}
+	require.Equal(t, []string{"REQTMOUT", tagClusterID, tagClusterID}, tags)
+	var none *clientLogs
+	none.onClusterChange(func(string) {})
+}

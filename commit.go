@@ -71,6 +71,11 @@ type partitionTracker struct {
 	// the assignment).
 	movedAt time.Time
 	acked   atomic.Int64
+	// seenRead is lastRead as the last statusSnapshot saw it and seenReadAt when it saw it
+	// change (under mu): when the read position last moved, late by at most the time between
+	// two Status calls (the stuck watch takes one every stuckCheckEvery), at no cost to a read.
+	seenRead   int64
+	seenReadAt time.Time
 }
 
 func newPartitionTracker(owner *commitTracker, topic string, partition int32) *partitionTracker {
@@ -81,6 +86,7 @@ func newPartitionTracker(owner *commitTracker, topic string, partition int32) *p
 		next:       -1,
 		lastRead:   -1,
 		firstRead:  -1,
+		seenRead:   -1,
 		owner:      owner,
 		assignedAt: time.Now(),
 	}
@@ -201,14 +207,20 @@ type trackerSnapshot struct {
 	committed  int64
 	movedAt    time.Time
 	assignedAt time.Time
+	lastRead   int64     // the highest offset read in the assignment; -1: none
+	readAt     time.Time // when lastRead was first seen (zero: nothing read)
 }
 
-// statusSnapshot reads the tracker under its lock for Work.Status; it counts the unfinished
-// messages, so it costs one step per message read since the oldest unfinished one.
-func (t *partitionTracker) statusSnapshot() trackerSnapshot {
+// statusSnapshot reads the tracker under its lock for Work.Status, taken at now; it counts the
+// unfinished messages, so it costs one step per message read since the oldest unfinished one.
+func (t *partitionTracker) statusSnapshot(now time.Time) trackerSnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := trackerSnapshot{stored: t.next, oldest: -1, committed: t.acked.Load(), movedAt: t.movedAt, assignedAt: t.assignedAt}
+	if t.lastRead != t.seenRead {
+		t.seenRead, t.seenReadAt = t.lastRead, now
+	}
+	s := trackerSnapshot{stored: t.next, oldest: -1, committed: t.acked.Load(), movedAt: t.movedAt, assignedAt: t.assignedAt,
+		lastRead: t.lastRead, readAt: t.seenReadAt}
 	mask := uint64(len(t.offsets) - 1)
 	if t.head != t.tail {
 		s.oldest = t.offsets[t.head&mask]

@@ -54,6 +54,9 @@ type offsetStore struct {
 	limit      int          // the longest metadata written: metadataMaxBytes (tests lower it)
 	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too.
 	commitAtClose atomic.Bool
+	// foreign is set when the consumer's brokers turned out to be another cluster (renew.go):
+	// its offsets are of a log that is gone, and nothing more is stored or committed.
+	foreign atomic.Bool
 }
 
 func newOffsetStore(consumer KafkaConsumer, tracker *commitTracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
@@ -193,6 +196,9 @@ func (o *offsetStore) commitRead(t *partitionTracker, offset int64, keep func(tp
 // commitSnapshots is commitFinished with commitMu held. tooLarge reports that the broker
 // refused a metadata as too large.
 func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (tooLarge bool, err error) {
+	if o.foreign.Load() {
+		return false, nil
+	}
 	var tps []kafka.TopicPartition
 	var trks []*partitionTracker
 	var next []lastCommit
@@ -383,7 +389,7 @@ func (o *offsetStore) storeFinished() { o.store(o.tracker.storable(nil)) }
 // owns is expected during a rebalance and is only logged at debug level. The caller holds
 // the KReader's handle, or runs in a rebalance callback.
 func (o *offsetStore) store(offs []storedOffset) {
-	if len(offs) == 0 {
+	if len(offs) == 0 || o.foreign.Load() {
 		return
 	}
 	tps := make([]kafka.TopicPartition, len(offs))
@@ -400,6 +406,9 @@ func (o *offsetStore) store(offs []storedOffset) {
 // no assignment left to commit for (ErrState) are not errors. The caller holds handle, or
 // runs in a rebalance callback.
 func (o *offsetStore) commitStored() error {
+	if o.foreign.Load() {
+		return nil
+	}
 	tps, err := o.consumer.Commit()
 	if err != nil {
 		if benignCommitError(err) {

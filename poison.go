@@ -152,9 +152,9 @@ func (s *suspicion) record(m *Message) bool {
 // partition is not being revoked; it returns false when either is not so. A failed commit is
 // logged with the words failed, and m runs anyway (true).
 func (s *suspicion) commitFor(m *Message, failed string, commit func(r *KReader, t *partitionTracker, only func(tpKey) bool) error) bool {
-	r := s.rs.kr
-	if r == nil {
-		return false
+	r := s.rs.published.Load() // rs.kr is the reader goroutine's (renew.go replaces it)
+	if r == nil || m.trk.owner != r.tracker {
+		return false // m was read by a consumer since replaced: its partitions are revoked
 	}
 	return r.whileOpen(func() bool {
 		t := m.trk

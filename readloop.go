@@ -31,6 +31,7 @@ type readLoop struct {
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
+	readerErr error         // why renew got no new reader (readerMissing reports it)
 	lastStore time.Time     // when finished offsets were last handed to librdkafka
 	pollEvery time.Duration // poll timeout while not paused
 }
@@ -47,6 +48,10 @@ func (l *readLoop) run(shutdown <-chan struct{}) error {
 		case <-shutdown:
 			return nil
 		default:
+		}
+		if r := rs.renewal.Load(); r != nil {
+			l.renew(r)
+			continue
 		}
 		if rs.reader == nil {
 			l.readerMissing(shutdown)
@@ -106,11 +111,11 @@ func (l *readLoop) readForeign(shutdown <-chan struct{}, cbOpen bool) bool {
 var errNilReader = errors.New("zkafka: the ClientProvider returned a nil Reader")
 
 // readerMissing is a read attempt of a Run without a reader (its ClientProvider returned a nil
-// Reader and no error): a failed read, a wait of foreignRoomWait, and another request for a
+// Reader and no error, or failed to make a new one for renew.go): a failed read, a wait of foreignRoomWait, and another request for a
 // reader, until the run stops.
 func (l *readLoop) readerMissing(shutdown <-chan struct{}) {
 	rs := l.rs
-	l.readFailed(errNilReader)
+	l.readFailed(l.missingReaderError())
 	l.postFanout(nil)
 	t := time.NewTimer(foreignRoomWait)
 	defer t.Stop()

@@ -116,11 +116,18 @@ type PartitionStatus struct {
 	MovedAt    time.Time `json:"moved_at,omitzero"`
 	// StandingSeconds is how long the position has stood still: how long the oldest
 	// unfinished message has been the oldest (since it was read, the position last moved, or
-	// the partition was assigned, whichever is latest). 0 when nothing is unfinished.
+	// the partition was assigned, whichever is latest). When nothing is unfinished it is 0,
+	// unless the partition reads nothing while the broker has records for it (see Stuck):
+	// then it is how long nothing has been read.
 	StandingSeconds float64 `json:"standing_seconds"`
-	// Stuck is set when the position has stood still for StuckAfter or longer (unless the
-	// oldest message only waits for its ProcessDelayMillis), or the circuit breaker is open
-	// while messages of the partition are unfinished. StuckReason says which.
+	// Stuck is set when the position has stood still for StuckAfter or longer: held by its
+	// oldest unfinished message (unless that only waits for its ProcessDelayMillis), or
+	// reading nothing while the broker has records for it — the reader is not paused and
+	// librdkafka knows no end offset for the partition (EndOffset -1: no fetch of it was
+	// answered) or one above its position. It is also set while the circuit breaker is open
+	// and messages of the partition are unfinished. StuckReason says which. A partition that
+	// reads nothing for twice StuckAfter (at least 5 s) while the brokers are reachable makes
+	// the Work replace its consumer, as a restart would.
 	Stuck       bool   `json:"stuck"`
 	StuckReason string `json:"stuck_reason,omitempty"`
 	// Oldest is the oldest unfinished message, the one the position waits for; nil when

@@ -32,11 +32,15 @@ type (
 	groupMetadataReader interface {
 		GetConsumerGroupMetadata() (*kafka.ConsumerGroupMetadata, error)
 	}
+	positionReader interface {
+		Position(partitions []kafka.TopicPartition) ([]kafka.TopicPartition, error)
+	}
 )
 
 var (
 	_ watermarkReader     = (*kafka.Consumer)(nil)
 	_ groupMetadataReader = (*kafka.Consumer)(nil)
+	_ positionReader      = (*kafka.Consumer)(nil)
 )
 
 // statusTaker takes one Status of a running Work.
@@ -83,17 +87,25 @@ func (t statusTaker) take(st *Status) {
 func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Status) []PartitionStatus {
 	out := make([]PartitionStatus, len(parts))
 	snaps := make([]trackerSnapshot, len(parts))
+	positions := make([]int64, len(parts))
+	told := make([]bool, len(parts)) // librdkafka said what it knows of the end offset
 	for i, k := range parts {
 		out[i] = PartitionStatus{Topic: k.topic, Partition: k.partition, EndOffset: -1, Paused: paused}
-		snaps[i] = trackerOf(kr, k)
+		snaps[i] = trackerOf(kr, k, t.now)
+		positions[i] = -1
 	}
 	kr.withConsumer(func(c KafkaConsumer) {
 		if wm, ok := c.(watermarkReader); ok {
 			for i := range out {
-				if _, high, err := wm.GetWatermarkOffsets(out[i].Topic, out[i].Partition); err == nil && high >= 0 {
+				_, high, err := wm.GetWatermarkOffsets(out[i].Topic, out[i].Partition)
+				told[i] = err == nil
+				if err == nil && high >= 0 {
 					out[i].EndOffset = high
 				}
 			}
+		}
+		if pr, ok := c.(positionReader); ok {
+			readPositions(pr, parts, positions)
 		}
 		if g, ok := c.(groupMetadataReader); ok {
 			if md, err := g.GetConsumerGroupMetadata(); err == nil {
@@ -105,16 +117,39 @@ func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Sta
 	for i := range out {
 		s, ok := found[parts[i]]
 		t.fill(&out[i], snaps[i], s, ok, st)
+		if out[i].Oldest == nil && told[i] {
+			t.readStall(&out[i], snaps[i], positions[i], st)
+		}
 	}
 	return out
 }
 
-// trackerOf snapshots the tracker of partition k; a partition without one has read nothing.
-func trackerOf(kr *KReader, k tpKey) trackerSnapshot {
-	if trk := kr.tracker.lookup(k); trk != nil {
-		return trk.statusSnapshot()
+// readPositions fills positions with librdkafka's application position of each partition of
+// parts (the offset after the last message it handed out, control records of transactions
+// included), -1 where it has none. A cached read: no broker is asked.
+func readPositions(pr positionReader, parts []tpKey, positions []int64) {
+	tps := make([]kafka.TopicPartition, len(parts))
+	for i, k := range parts {
+		tps[i] = kafka.TopicPartition{Topic: &parts[i].topic, Partition: k.partition}
 	}
-	return trackerSnapshot{stored: -1, oldest: -1, committed: -1}
+	got, err := pr.Position(tps)
+	if err != nil {
+		return
+	}
+	for i := range min(len(got), len(positions)) {
+		if got[i].Error == nil && got[i].Offset >= 0 {
+			positions[i] = int64(got[i].Offset)
+		}
+	}
+}
+
+// trackerOf snapshots the tracker of partition k at now; a partition without one has read
+// nothing.
+func trackerOf(kr *KReader, k tpKey, now time.Time) trackerSnapshot {
+	if trk := kr.tracker.lookup(k); trk != nil {
+		return trk.statusSnapshot(now)
+	}
+	return trackerSnapshot{stored: -1, oldest: -1, committed: -1, lastRead: -1}
 }
 
 // oldest finds the oldest unfinished message of each partition of snaps that has one, and
@@ -128,7 +163,7 @@ func (t statusTaker) oldest(kr *KReader, parts []tpKey, snaps []trackerSnapshot)
 				continue
 			}
 			if try > 0 {
-				snaps[i] = trackerOf(kr, k) // the one sought may have finished meanwhile
+				snaps[i] = trackerOf(kr, k, t.now) // the one sought may have finished meanwhile
 			}
 			if snaps[i].oldest >= 0 {
 				l.want = append(l.want, target{k: k, offset: snaps[i].oldest})
@@ -206,6 +241,42 @@ func (t statusTaker) fill(ps *PartitionStatus, snap trackerSnapshot, s sighting,
 		ps.Stuck, ps.StuckReason = true, "position has not moved for "+roundAge(standing)
 	}
 }
+
+// readStall marks ps, a partition with nothing unfinished, stuck when it reads nothing while
+// the broker has records for it: the reader is not paused, librdkafka knows no end offset for
+// it (no fetch of it was ever answered) or one above its position, and its position has not
+// moved for StuckAfter (since the partition was assigned, a message of it was last read, or
+// its stored offset last moved). pos is librdkafka's position of it, -1 when unknown.
+//
+// A fetcher that stops after it learnt the end offset, on a partition read to that end, is not
+// seen: the end offset is librdkafka's cached one, and Status asks no broker.
+func (t statusTaker) readStall(ps *PartitionStatus, snap trackerSnapshot, pos int64, st *Status) {
+	if ps.Paused || snap.assignedAt.IsZero() {
+		return
+	}
+	if snap.lastRead >= 0 {
+		pos = max(pos, snap.lastRead+1)
+	}
+	var behind string
+	switch {
+	case ps.EndOffset < 0:
+		behind = "its end offset is unknown: no fetch of it was answered"
+	case pos >= 0 && ps.EndOffset > pos:
+		behind = fmt.Sprintf("the broker has records up to offset %d and it read up to %d", ps.EndOffset, pos)
+	default:
+		return
+	}
+	standing := t.now.Sub(latest(snap.readAt, snap.movedAt, snap.assignedAt))
+	if standing < time.Duration(st.StuckAfterSeconds*float64(time.Second)) {
+		return
+	}
+	ps.StandingSeconds = standing.Seconds()
+	ps.Stuck, ps.StuckReason = true, readStallReason+" for "+roundAge(standing)+": "+behind
+}
+
+// readStallReason begins PartitionStatus.StuckReason of a partition that reads nothing while
+// the broker has records for it (statusTaker.readStall).
+const readStallReason = "nothing read"
 
 // latest returns the latest of times.
 func latest(times ...time.Time) time.Time {

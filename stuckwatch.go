@@ -1,13 +1,16 @@
 package zkafka
 
-// A stuck offset reaches the user's Logger (G18): while a Run runs, a goroutine takes the
+// A stuck partition reaches the user's Logger (G18): while a Run runs, a goroutine takes the
 // Work's Status every stuckCheckEvery and writes one warning for each partition whose
-// position has stood still for StuckAfter (PartitionStatus.Stuck), naming the message that
-// holds it and what that message waits for; one line per stuckRepeatEvery while it stays
-// stuck on that message; and one info line when it moves on. A partition stuck because the
-// circuit breaker is open is not logged here: the breaker logs its own changes.
+// position has stood still for StuckAfter (PartitionStatus.Stuck): held by a message, which
+// it names with what that message waits for, or reading nothing while the broker has records
+// for it (statusTaker.readStall); one line per stuckRepeatEvery while it stays stuck on that
+// message, or reading nothing; and one info line when it moves on. A partition stuck because
+// the circuit breaker is open is not logged here: the breaker logs its own changes. A
+// partition that reads nothing for renewAfter makes the Run ask for a new consumer (renew.go).
 //
-// Invariant: for a partition stuck on one offset, at most one line per stuckRepeatEvery.
+// Invariant: for a partition stuck on one offset (or reading nothing), at most one line per
+// stuckRepeatEvery.
 
 import (
 	"context"
@@ -30,11 +33,15 @@ type stuckWatch struct {
 	done     sync.WaitGroup
 }
 
-// stuckReport is a partition logged as stuck: on which offset, and when last.
+// stuckReport is a partition logged as stuck: on which offset (readingNothing: none, it
+// reads nothing), and when last.
 type stuckReport struct {
 	offset int64
 	logged time.Time
 }
+
+// readingNothing is stuckReport.offset of a partition stuck reading nothing.
+const readingNothing = -1
 
 // watchStuck starts the stuck watch of rs; its end waits for the goroutine to exit.
 func watchStuck(rs *runState) (end func()) {
@@ -60,7 +67,11 @@ func (sw *stuckWatch) run() {
 		case <-sw.stop:
 			return
 		case <-t.C:
-			sw.check(sw.rs.w.Status())
+			st := sw.rs.w.Status()
+			sw.check(st)
+			if r := stallRenewal(st, sw.rs.published.Load(), sw.rs.w.stuckAfter); r != nil {
+				sw.rs.requestRenewal(r)
+			}
 			if testHookStuckChecked != nil {
 				testHookStuckChecked()
 			}
@@ -76,17 +87,24 @@ func (sw *stuckWatch) check(st Status) {
 	for _, p := range st.Partitions {
 		k := tpKey{p.Topic, p.Partition}
 		prev, was := sw.reported[k]
-		stuck := p.Stuck && p.Oldest != nil && p.StuckReason != breakerStuckReason
+		stuck := p.Stuck && p.StuckReason != breakerStuckReason
+		at, first := int64(readingNothing), "zkafka: partition is stuck: it reads nothing while the broker has records for it"
+		if p.Oldest != nil {
+			at, first = p.Oldest.Offset, "zkafka: partition is stuck: its oldest unfinished message holds the commit back"
+		}
 		switch {
-		case stuck && (!was || prev.offset != p.Oldest.Offset):
-			l.Warnw(ctx, "zkafka: partition is stuck: its oldest unfinished message holds the commit back", stuckKV(st, p)...)
-			sw.reported[k] = stuckReport{offset: p.Oldest.Offset, logged: st.TakenAt}
+		case stuck && (!was || prev.offset != at):
+			l.Warnw(ctx, first, stuckKV(st, p)...)
+			sw.reported[k] = stuckReport{offset: at, logged: st.TakenAt}
 		case stuck && st.TakenAt.Sub(prev.logged) >= stuckRepeatEvery:
 			l.Warnw(ctx, "zkafka: partition is still stuck", stuckKV(st, p)...)
 			sw.reported[k] = stuckReport{offset: prev.offset, logged: st.TakenAt}
 		case !stuck && was:
-			l.Infow(ctx, "zkafka: stuck partition moves again", "topic", p.Topic, "partition", p.Partition,
-				"group", st.Group, "offset", prev.offset)
+			kv := []any{"topic", p.Topic, "partition", p.Partition, "group", st.Group}
+			if prev.offset != readingNothing {
+				kv = append(kv, "offset", prev.offset)
+			}
+			l.Infow(ctx, "zkafka: stuck partition moves again", kv...)
 			delete(sw.reported, k)
 		}
 		seen[k] = true
@@ -104,6 +122,12 @@ const breakerStuckReason = "circuit breaker open"
 // stuckKV is the key-value pairs of a stuck partition's log line.
 func stuckKV(st Status, p PartitionStatus) []any {
 	o := p.Oldest
+	if o == nil { // reading nothing
+		return []any{"topic", p.Topic, "partition", p.Partition, "group", st.Group, "end_offset", p.EndOffset,
+			"committed_offset", p.CommittedOffset, "standing", roundAge(time.Duration(p.StandingSeconds * float64(time.Second))),
+			"reason", p.StuckReason, "renew_after", roundAge(renewAfter(time.Duration(st.StuckAfterSeconds * float64(time.Second)))),
+			"broker_reachable", !st.Broker.Known || st.Broker.Reachable}
+	}
 	key := o.Key
 	if o.KeyNil {
 		key = "<nil>"

@@ -97,3 +97,46 @@ func TestStuckWatchLines(t *testing.T) {
 	require.Empty(t, levels(), "an open breaker logs itself")
 	require.Empty(t, sw.reported)
 }
+
+// TestStuckWatchReadStallLines: a partition that reads nothing gets one warning, one more per
+// stuckRepeatEvery, a new one when a message then holds it, and an info line without an
+// offset when it reads again.
+func TestStuckWatchReadStallLines(t *testing.T) {
+	logs := newCaptureLogger()
+	sw := &stuckWatch{rs: &runState{w: &Work{logger: logs}}, reported: map[tpKey]stuckReport{}}
+	t0 := time.Now()
+	status := func(at time.Duration, stuck bool, held bool) Status {
+		p := PartitionStatus{Topic: "t", Partition: 3, EndOffset: -1, CommittedOffset: -1}
+		if stuck {
+			p.Stuck, p.StuckReason, p.StandingSeconds = true, readStallReason+" for 12s: its end offset is unknown", 12
+		}
+		if held {
+			p.Oldest = &OldestUnfinished{Offset: 4, WaitsFor: WaitHandler}
+			p.StuckReason = "position has not moved for 12s"
+		}
+		return Status{TakenAt: t0.Add(at), Group: "g", StuckAfterSeconds: 10, Partitions: []PartitionStatus{p}}
+	}
+	var seen []string
+	sw.check(status(0, true, false))
+	lines := linesWith(logs, &seen, "warn zkafka: partition is stuck: it reads nothing while the broker has records for it")
+	require.Len(t, lines, 1)
+	for _, want := range []string{"topic t", "partition 3", "end_offset -1", "standing 12s", "its end offset is unknown", "renew_after 20s", "broker_reachable true"} {
+		require.Contains(t, strings.ReplaceAll(lines[0], " | ", " "), want)
+	}
+	sw.check(status(stuckRepeatEvery-time.Second, true, false))
+	require.Empty(t, logs.all(), "within stuckRepeatEvery: nothing")
+	sw.check(status(stuckRepeatEvery, true, false))
+	require.Len(t, linesWith(logs, &seen, "warn zkafka: partition is still stuck"), 1)
+	sw.check(status(stuckRepeatEvery+time.Second, true, true))
+	require.Len(t, linesWith(logs, &seen, "warn zkafka: partition is stuck: its oldest unfinished message holds the commit back"), 1)
+	sw.check(status(stuckRepeatEvery+2*time.Second, false, false))
+	moved := logs.all()
+	require.Len(t, moved, 1)
+	require.True(t, strings.HasPrefix(moved[0], "info zkafka: stuck partition moves again"))
+	require.Contains(t, moved[0], "offset 4 | 4 |")
+	sw.check(status(stuckRepeatEvery+3*time.Second, true, false))
+	sw.check(status(stuckRepeatEvery+4*time.Second, false, false))
+	moved = logs.all()
+	require.Len(t, moved, 2)
+	require.NotContains(t, moved[1], "offset", "reading nothing has no offset")
+}

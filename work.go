@@ -19,7 +19,8 @@ package zkafka
 //     committed, and the partitions the consumer owns.
 //   - metrics.go and metrics_gauges.go: the OpenTelemetry instruments recorded along the way,
 //     and the gauges observed from Status;
-//   - stuckwatch.go: stuck partitions logged from Status (G18).
+//   - stuckwatch.go: stuck partitions logged from Status (G18);
+//   - renew.go: a new consumer for one that reads nothing, or whose cluster changed.
 //
 // Invariant: every goroutine a Run starts has exited when Run returns, except a handler the
 // watchdog abandoned (and, after an abrupt stop, handlers still returning from their
@@ -250,8 +251,10 @@ type runState struct {
 	failures *failureLog   // failed reads and dead letter writes, rate-limited; closed by stop
 
 	// published is kr for Work.Status, which reads it from another goroutine (kr may arrive
-	// after start, on the reader goroutine: useReader).
+	// after start, on the reader goroutine: useReader, or be replaced: renew.go).
 	published atomic.Pointer[KReader]
+	// renewal is a pending request for a new consumer (renew.go); nil: none.
+	renewal atomic.Pointer[renewal]
 }
 
 // start validates, creates the reader and dead letter writer, and starts the processors.
@@ -323,7 +326,9 @@ func (rs *runState) useReader(reader Reader) {
 	}
 	rs.kr = kr
 	rs.published.Store(kr)
-	rs.group = kr.groupID
+	if rs.group != kr.groupID { // the same for a renewed consumer (renew.go): processors read it
+		rs.group = kr.groupID
+	}
 	var l brokerListener // the Work's hook, not the Client's (LifecycleHooks.BrokerStateChanged)
 	if h := rs.w.lifecycle.BrokerStateChanged; h != nil {
 		l = brokerHook(h, rs.failures, strings.Join(rs.w.topicConfig.topics(), ","), kr.groupID, rs.w.topicConfig.ClientID)
@@ -331,6 +336,7 @@ func (rs *runState) useReader(reader Reader) {
 	kr.health.setListener(l)
 	kr.countInto(&rs.w.commits)
 	kr.poisonAfter.Store(rs.w.poisonAfter)
+	rs.watchCluster(kr)
 	if rs.loop != nil { // a reader that arrived after start
 		kr.setListener(rs.loop)
 	}
@@ -342,6 +348,7 @@ func (rs *runState) closeReader() {
 	if rs.kr == nil {
 		return
 	}
+	rs.kr.logs.onClusterChange(nil)
 	if err := rs.kr.Close(); err != nil {
 		rs.w.logger.Warnw(context.Background(), "zkafka: closing reader failed", "topic", rs.topic, "error", err)
 	}
