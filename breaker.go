@@ -193,11 +193,11 @@ func (b *breaker) describe() (CircuitBreakerState, time.Time) {
 	b.mu.Unlock()
 	switch {
 	case b.open.Load():
-		return CircuitBreakerOpen, opened
+		return CircuitBreakerStateOpen, opened
 	case b.halfOpen.Load():
-		return CircuitBreakerHalfOpen, opened
+		return CircuitBreakerStateHalfOpen, opened
 	}
-	return CircuitBreakerClosed, opened
+	return CircuitBreakerStateClosed, opened
 }
 
 // blocking reports whether the breaker keeps messages from running now: it is open, or
@@ -210,10 +210,10 @@ func (b *breaker) blocking() bool {
 func breakerState(s gobreaker.State) CircuitBreakerState {
 	switch s {
 	case gobreaker.StateOpen:
-		return CircuitBreakerOpen
+		return CircuitBreakerStateOpen
 	case gobreaker.StateHalfOpen:
-		return CircuitBreakerHalfOpen
+		return CircuitBreakerStateHalfOpen
 	default:
-		return CircuitBreakerClosed
+		return CircuitBreakerStateClosed
 	}
 }

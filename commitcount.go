@@ -1,6 +1,6 @@
 package zkafka
 
-// The counts behind Work.CommitCounts: what the commits and their metadata (completions.go)
+// The counts behind Status.Commits: what the commits and their metadata (completions.go)
 // did. The offset store (offsets.go) and the KReader (reader.go) update them.
 //
 // Invariant: each counter only grows.
@@ -13,22 +13,22 @@ type CommitCounts struct {
 	// Commits counts the commits written: finished offsets and, in their metadata, the
 	// finished messages above the committed offset (see "Duplicates and poison pills" in
 	// docs/guarantees.md).
-	Commits int64
+	Commits int64 `json:"commits"`
 	// AlreadyFinished counts the messages read and not handed to the processor because the
 	// commit metadata of their partition said they were finished before: by another member
 	// of the group, or by this program before a restart. They are not processed again.
-	AlreadyFinished int64
+	AlreadyFinished int64 `json:"already_finished"`
 	// Truncated counts the commits whose metadata had no room (offset.metadata.max.bytes,
 	// 4096 bytes) for every finished message above the committed offset. Those left out run
 	// again should the partition change owner before the next commit.
-	Truncated int64
+	Truncated int64 `json:"truncated"`
 	// Ignored counts the commit metadata found at an assignment and not used: written by
 	// another library or version, or about another log (a topic deleted and created again).
-	Ignored int64
+	Ignored int64 `json:"ignored"`
 }
 
-// CommitCounts returns the counts of this Work's commits, over all its runs.
-func (w *Work) CommitCounts() CommitCounts {
+// commitCounts returns the counts of this Work's commits, over all its runs (Status.Commits).
+func (w *Work) commitCounts() CommitCounts {
 	c := &w.commits
 	return CommitCounts{
 		Commits:         c.commits.Load(),

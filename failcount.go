@@ -1,6 +1,6 @@
 package zkafka
 
-// What became of a Work's failed messages: the counts behind Work.FailureCounts, and the log
+// What became of a Work's failed messages: the counts behind Status.Failures, and the log
 // line of a failed message (G18: a retry is logged at debug level only, the last failure at
 // warning level: the first of its kind at once, the others summarised every 30 s).
 //
@@ -35,8 +35,9 @@ type FailureCounts struct {
 	PoisonPills int64 `json:"poison_pills"`
 }
 
-// FailureCounts returns the counts of this Work's failed messages, over all its runs.
-func (w *Work) FailureCounts() FailureCounts {
+// failureCounts returns the counts of this Work's failed messages, over all its runs
+// (Status.Failures).
+func (w *Work) failureCounts() FailureCounts {
 	c := &w.failures
 	return FailureCounts{
 		Retried:      c.retried.Load(),

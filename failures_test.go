@@ -98,7 +98,7 @@ func TestG17MalformedMessagesNeverOpenTheBreaker(t *testing.T) {
 		require.True(t, IsPermanentError(tl.errs[off]), "offset %d: %v", off, tl.errs[off])
 	}
 	tl.mu.Unlock()
-	require.Equal(t, FailureCounts{Permanent: bad, DeadLettered: bad}, w.FailureCounts())
+	require.Equal(t, FailureCounts{Permanent: bad, DeadLettered: bad}, w.Status().Failures)
 
 	src := e.consumeFrom(t, topic, bad+good)
 	dead := e.consumeAll(t, dlt, bad)
@@ -146,7 +146,7 @@ func TestG17PermanentErrorsWithoutADeadLetterTopicAreSkipped(t *testing.T) {
 	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 20 }, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, r.stop(t))
 	require.Zero(t, breakerMoved.Load())
-	require.Equal(t, FailureCounts{Permanent: 15, Skipped: 15}, w.FailureCounts(), "nothing retried")
+	require.Equal(t, FailureCounts{Permanent: 15, Skipped: 15}, w.Status().Failures, "nothing retried")
 	var skipped []string
 	for _, l := range logs.all() {
 		if strings.Contains(l, "skipping the message") {
@@ -263,7 +263,7 @@ func TestRetryKeepsKeyOrderWhileOtherKeysFlow(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"a@0#1", "a@0#2", "a@0#3", "a@2#1", "a@5#1"}, aRuns, "key a in order, one run at a time")
-	require.Equal(t, FailureCounts{Retried: 2}, w.FailureCounts())
+	require.Equal(t, FailureCounts{Retried: 2}, w.Status().Failures)
 	require.Len(t, runs.all(), len(keys)+2)
 }
 
@@ -298,7 +298,7 @@ func TestRetryLastFailureIsDeadLetteredWithItsAttempts(t *testing.T) {
 	dead := e.consumeAll(t, dlt, 1)
 	require.Equal(t, "4", string(dead[0].Headers[HeaderAttempt]))
 	require.Equal(t, "attempt 4 failed", string(dead[0].Headers[HeaderError]))
-	require.Equal(t, FailureCounts{Retried: 3, DeadLettered: 1}, w.FailureCounts())
+	require.Equal(t, FailureCounts{Retried: 3, DeadLettered: 1}, w.Status().Failures)
 }
 
 // TestRetryStopDuringBackoff: a stop, graceful or abrupt, while a message waits for its retry
@@ -417,7 +417,7 @@ func TestRetryBreakerCountsEachMessageOnce(t *testing.T) {
 		return errors.New("dependency down")
 	}, WithRetry(RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond}), CircuitBreakAfter(3), CircuitBreakFor(time.Minute),
 		WithLifecycleHooks(LifecycleHooks{CircuitBreakerStateChanged: func(_ context.Context, c LifecycleCircuitBreakerStateChanged) {
-			if c.To == CircuitBreakerOpen {
+			if c.To == CircuitBreakerStateOpen {
 				select {
 				case opened <- len(runs.all()):
 				default:

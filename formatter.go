@@ -44,8 +44,6 @@ const (
 	// ProtoSchemaRegistry ("proto_schema_registry") encodes protobuf in the schema registry
 	// wire format.
 	ProtoSchemaRegistry = format.ProtoSchemaRegistry
-	// ProtobufSchemaRegistry is ProtoSchemaRegistry under its earlier name here.
-	ProtobufSchemaRegistry = ProtoSchemaRegistry
 	// JSONSchemaRegistry ("json_schema_registry") encodes JSON in the schema registry wire
 	// format.
 	JSONSchemaRegistry = format.JSONSchemaRegistry

@@ -87,9 +87,9 @@ func testG16RebalanceOnly(t *testing.T, strategy string) {
 			}
 		}
 	}
-	skipped := a.CommitCounts().AlreadyFinished + b.CommitCounts().AlreadyFinished
+	skipped := a.Status().Commits.AlreadyFinished + b.Status().Commits.AlreadyFinished
 	t.Logf("%s: %d messages, %d processed more than once; skipped as finished before: %d; commits A %d, B %d",
-		strategy, n, twice, skipped, a.CommitCounts().Commits, b.CommitCounts().Commits)
+		strategy, n, twice, skipped, a.Status().Commits.Commits, b.Status().Commits.Commits)
 	require.Zero(t, twice, "no message is processed twice")
 	require.Zero(t, ko.dupes.Load())
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
@@ -218,7 +218,7 @@ func TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight(t *testing.T) {
 		}
 	}
 	t.Logf("finished before the cancel: %d; run again: %d; skipped as finished: %d",
-		finishedCount, ko.count.Load(), second.CommitCounts().AlreadyFinished)
+		finishedCount, ko.count.Load(), second.Status().Commits.AlreadyFinished)
 }
 
 // TestG16RevokeCommitsWhatFinishedBeforeItWaits: a revoke that waits for a handler past

@@ -80,24 +80,14 @@ const (
 	CircuitBreakerStateClosed CircuitBreakerState = 3
 )
 
-// The states under their earlier names here.
-const (
-	// CircuitBreakerClosed is CircuitBreakerStateClosed.
-	CircuitBreakerClosed = CircuitBreakerStateClosed
-	// CircuitBreakerHalfOpen is CircuitBreakerStateHalfOpen.
-	CircuitBreakerHalfOpen = CircuitBreakerStateHalfOpen
-	// CircuitBreakerOpen is CircuitBreakerStateOpen.
-	CircuitBreakerOpen = CircuitBreakerStateOpen
-)
-
 // String returns "closed", "half-open" or "open".
 func (s CircuitBreakerState) String() string {
 	switch s {
-	case CircuitBreakerClosed:
+	case CircuitBreakerStateClosed:
 		return "closed"
-	case CircuitBreakerHalfOpen:
+	case CircuitBreakerStateHalfOpen:
 		return "half-open"
-	case CircuitBreakerOpen:
+	case CircuitBreakerStateOpen:
 		return "open"
 	default:
 		return "unknown"

@@ -24,9 +24,6 @@ type Logger interface {
 // with no Logger given, warnings and errors go to stderr (see defaultLogger).
 type NoopLogger struct{}
 
-// NewNoopLogger returns a Logger that discards everything.
-func NewNoopLogger() Logger { return NoopLogger{} }
-
 // Debugw discards the entry.
 func (NoopLogger) Debugw(context.Context, string, ...any) {}
 

@@ -39,7 +39,7 @@ func TestALoggerGivenOnlyToTheClientGetsTheFirstRunsFailures(t *testing.T) {
 	r := startWork(t, w)
 	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 100 }, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, r.stop(t))
-	require.Equal(t, FailureCounts{Permanent: 100, Skipped: 100}, w.FailureCounts())
+	require.Equal(t, FailureCounts{Permanent: 100, Skipped: 100}, w.Status().Failures)
 	var skipped []string
 	for _, l := range logs.all() {
 		if strings.Contains(l, "skipping the message") {
@@ -68,7 +68,7 @@ func TestRepeatedPanicsAreSummarised(t *testing.T) {
 	r := startWork(t, w)
 	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 100 }, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, r.stop(t))
-	require.Equal(t, FailureCounts{Permanent: 100, Skipped: 100}, w.FailureCounts())
+	require.Equal(t, FailureCounts{Permanent: 100, Skipped: 100}, w.Status().Failures)
 	var panics []string
 	for _, l := range logs.all() {
 		if strings.Contains(l, "panicked") {

@@ -62,9 +62,9 @@ var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
 // by how much gets through, unlike CircuitBreakerState, whose values are zkafka v2's).
 func breakerGauge(s CircuitBreakerState) int64 {
 	switch s {
-	case CircuitBreakerOpen:
+	case CircuitBreakerStateOpen:
 		return 2
-	case CircuitBreakerHalfOpen:
+	case CircuitBreakerStateHalfOpen:
 		return 1
 	default:
 		return 0

@@ -195,7 +195,7 @@ func TestMetricsOfAKnownRun(t *testing.T) {
 		WithRetry(RetryPolicy{MaxAttempts: 2, InitialBackoff: 10 * time.Millisecond}),
 		WithOnDone(func(context.Context, *Message, error) { finished.Add(1) }))
 	r := startWork(t, w)
-	require.Eventually(t, func() bool { return w.AbandonedHandlers() == 1 }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return w.Status().AbandonedHandlers == 1 }, 30*time.Second, 10*time.Millisecond)
 	close(release)
 	require.Eventually(t, func() bool { return finished.Load() == 14 }, 30*time.Second, 10*time.Millisecond)
 
@@ -229,7 +229,7 @@ func TestMetricsOfAKnownRun(t *testing.T) {
 		require.Equal(t, c.p0, got.sum(t, c.name, kafka, dest, g, partitionID(0)), c.name)
 		require.Equal(t, c.p1, got.sum(t, c.name, kafka, dest, g, partitionID(1)), c.name)
 	}
-	require.Equal(t, FailureCounts{Retried: 1, Permanent: 3, DeadLettered: 3, Skipped: 1}, w.FailureCounts())
+	require.Equal(t, FailureCounts{Retried: 1, Permanent: 3, DeadLettered: 3, Skipped: 1}, w.Status().Failures)
 
 	// The dead letters went through the Client's writer, which records its sends.
 	send := []attribute.KeyValue{kafka, kv("messaging.operation.name", "send"), kv("messaging.destination.name", dlt)}

@@ -152,7 +152,7 @@ func TestG10TimeoutCancelsAndFailsTheMessage(t *testing.T) {
 	require.Equal(t, "second started", <-events)
 	require.NoError(t, <-results)
 	require.NoError(t, r.stop(t))
-	require.Zero(t, w.AbandonedHandlers())
+	require.Zero(t, w.Status().AbandonedHandlers)
 	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic), "a failed message without dead letter topic is skipped")
 }
 
@@ -170,7 +170,7 @@ func TestG10NextMessageWaitsForTheAbandonedHandler(t *testing.T) {
 			<-stuck // ignores its context
 			return nil
 		}
-		secondStarted <- w.AbandonedHandlers()
+		secondStarted <- w.Status().AbandonedHandlers
 		return nil
 	})
 	r := startWork(t, w)
@@ -211,7 +211,7 @@ func TestG10TimeoutsAndAbandonsInARow(t *testing.T) {
 	r := startWork(t, w)
 	require.Eventually(t, func() bool { return done.Load() == n }, 60*time.Second, 10*time.Millisecond, "every message finished")
 	require.Equal(t, int64(n-n/5), waited.Load(), "each waiting handler was released by its own timeout")
-	require.Equal(t, int64(n/5), w.AbandonedHandlers())
+	require.Equal(t, int64(n/5), w.Status().AbandonedHandlers)
 	close(release)
 	require.NoError(t, r.stop(t))
 }

@@ -33,8 +33,8 @@ type Status struct {
 	// Paused reports whether the reader has paused its partitions (it keeps polling, so the
 	// group membership holds), and PausedBecause why: PausedInFlightBound, PausedBreaker or
 	// PausedStopping.
-	Paused        bool   `json:"paused"`
-	PausedBecause string `json:"paused_because,omitempty"`
+	Paused        bool        `json:"paused"`
+	PausedBecause PauseReason `json:"paused_because,omitempty"`
 	// InFlight counts the messages read and not yet finished, against the bound (MaxInFlight,
 	// MaxInFlightBytes).
 	InFlight InFlightStatus `json:"in_flight"`
@@ -48,16 +48,28 @@ type Status struct {
 	Partitions []PartitionStatus `json:"partitions"`
 	// Broker says whether the brokers can be reached.
 	Broker BrokerStatus `json:"broker"`
-	// Failures and AbandonedHandlers are Work.FailureCounts and Work.AbandonedHandlers.
-	Failures          FailureCounts `json:"failures"`
-	AbandonedHandlers int64         `json:"abandoned_handlers"`
+	// Failures counts what became of the Work's failed messages, over all its runs.
+	Failures FailureCounts `json:"failures"`
+	// Commits counts what the Work's commits did, over all its runs.
+	Commits CommitCounts `json:"commits"`
+	// AbandonedHandlers counts the handlers the Work gave up waiting for, over all its runs:
+	// handlers still running ProcessTimeoutMillis plus the grace period after their message
+	// started. Each is a goroutine that has not returned.
+	AbandonedHandlers int64 `json:"abandoned_handlers"`
 }
+
+// PauseReason is why the reader has paused its partitions (Status.PausedBecause).
+type PauseReason string
 
 // Why Status.Paused is set.
 const (
-	PausedInFlightBound = "in-flight bound reached"
-	PausedBreaker       = "circuit breaker open"
-	PausedStopping      = "stopping"
+	// PausedInFlightBound: the messages read and not finished reached MaxInFlight or
+	// MaxInFlightBytes.
+	PausedInFlightBound PauseReason = "in-flight bound reached"
+	// PausedBreaker: the circuit breaker is open.
+	PausedBreaker PauseReason = "circuit breaker open"
+	// PausedStopping: the Work is stopping and reads nothing new.
+	PausedStopping PauseReason = "stopping"
 )
 
 // Stuck reports whether any partition of s is stuck (PartitionStatus.Stuck).
@@ -212,8 +224,9 @@ func (w *Work) Status() Status {
 		StuckAfterSeconds: w.stuckAfter.Seconds(),
 		InFlight:          InFlightStatus{MaxMessages: int64(w.maxInFlight), MaxBytes: w.maxBytes},
 		Broker:            w.brokerStatus(),
-		Failures:          w.FailureCounts(),
-		AbandonedHandlers: w.AbandonedHandlers(),
+		Failures:          w.failureCounts(),
+		Commits:           w.commitCounts(),
+		AbandonedHandlers: w.abandoned.Load(),
 	}
 	if w.cbDisabled {
 		st.Breaker = "disabled"

@@ -74,7 +74,7 @@ func (t statusTaker) take(st *Status) {
 		switch {
 		case st.Stopping:
 			st.PausedBecause = PausedStopping
-		case st.Breaker == CircuitBreakerOpen.String():
+		case st.Breaker == CircuitBreakerStateOpen.String():
 			st.PausedBecause = PausedBreaker
 		default:
 			st.PausedBecause = PausedInFlightBound
@@ -235,7 +235,7 @@ func (t statusTaker) fill(ps *PartitionStatus, snap trackerSnapshot, s sighting,
 	standing := t.now.Sub(latest(o.ReadAt, snap.movedAt, snap.assignedAt))
 	ps.StandingSeconds = standing.Seconds()
 	switch {
-	case st.Breaker == CircuitBreakerOpen.String():
+	case st.Breaker == CircuitBreakerStateOpen.String():
 		ps.Stuck, ps.StuckReason = true, breakerStuckReason
 	case o.WaitsFor != WaitDelay && standing >= time.Duration(st.StuckAfterSeconds*float64(time.Second)):
 		ps.Stuck, ps.StuckReason = true, "position has not moved for "+roundAge(standing)

@@ -256,6 +256,7 @@ func TestStatusJSONShape(t *testing.T) {
 		}],
 		"broker": {"known": false, "reachable": false},
 		"failures": {"retried": 0, "permanent": 0, "dead_lettered": 0, "skipped": 0, "poison_pills": 0},
+		"commits": {"commits": 0, "already_finished": 0, "truncated": 0, "ignored": 0},
 		"abandoned_handlers": 0
 	}`, string(b))
 }
@@ -330,7 +331,7 @@ func TestStatusDeadLetterWriteFailing(t *testing.T) {
 		st := w.Status()
 		return len(st.Partitions) == 1 && st.Partitions[0].Oldest == nil && st.Partitions[0].StoredOffset == 2
 	}, 30*time.Second, 20*time.Millisecond)
-	require.Equal(t, int64(1), w.FailureCounts().DeadLettered)
+	require.Equal(t, int64(1), w.Status().Failures.DeadLettered)
 }
 
 // TestStatusCircuitBreakerOpen: after a failure opens the breaker, the next message waits

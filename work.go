@@ -81,10 +81,6 @@ type Work struct {
 	run        atomic.Pointer[runState] // the Run in progress, for Status; nil between runs
 }
 
-// AbandonedHandlers returns how many handlers this Work has given up waiting for: handlers
-// still running a grace period after their ProcessTimeoutMillis (see Run).
-func (w *Work) AbandonedHandlers() int64 { return w.abandoned.Load() }
-
 var (
 	// errProcessTimeout is the failure of a message whose handler outlived ProcessTimeoutMillis.
 	errProcessTimeout = errors.New("zkafka: processing exceeded ProcessTimeoutMillis")
@@ -108,7 +104,7 @@ var (
 // A handler that runs past ProcessTimeoutMillis gets a cancelled context and its message counts
 // as failed (G10). The next message of its virtual partition waits until the handler returns,
 // or until a grace period of min(ProcessTimeoutMillis, maxGrace = 10 s) has passed; then the handler is
-// abandoned (counted by AbandonedHandlers) and its result, when it comes, is discarded.
+// abandoned (counted in Status.AbandonedHandlers) and its result, when it comes, is discarded.
 //
 // Run returns configuration errors at once and can be called again after it returned. A
 // ClientProvider that returns a nil Reader without an error does not stop Run: each read

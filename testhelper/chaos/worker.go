@@ -182,11 +182,11 @@ const EnvLog = "CHAOS_LOG"
 func workerLogger(run string) zkafka.Logger {
 	path := os.Getenv(EnvLog)
 	if path == "" {
-		return zkafka.NewNoopLogger()
+		return zkafka.NoopLogger{}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return zkafka.NewNoopLogger()
+		return zkafka.NoopLogger{}
 	}
 	return zkafka.NewSlogLogger(slog.New(slog.NewTextHandler(f, nil)).With("run", run))
 }
