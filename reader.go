@@ -550,6 +550,7 @@ var testHookClosingLate func(gone <-chan struct{})
 // and is not reported.
 func (r *KReader) closeConsumer() error {
 	r.offsets.closing()
+	r.leave()
 	err := r.consumer.Close()
 	r.logs.close()
 	r.failures.close()
@@ -557,6 +558,59 @@ func (r *KReader) closeConsumer() error {
 		return fmt.Errorf("zkafka: closing consumer %s: %w", r.tc.ClientID, err)
 	}
 	return nil
+}
+
+// unsubscriber drops the consumer's subscription; *kafka.Consumer has it.
+type unsubscriber interface{ Unsubscribe() error }
+
+var _ unsubscriber = (*kafka.Consumer)(nil)
+
+// leave takes the consumer out of its group before it is closed (G15): it unsubscribes and
+// polls, so that the revoke callback runs here (the rebalancer commits what finished and
+// unassigns), until the consumer owns no partition and a poll of leaveQuietPoll ran no
+// rebalance callback, or leaveMaxWait passed. consumer.Close then has no assignment to
+// revoke: closing with an assignment change in progress can abort the process inside
+// librdkafka (rd_kafka_cgrp_terminated asserts; its issue #4792), and a revoke callback run by
+// Close's own polls is where that change starts. Messages polled meanwhile are dropped
+// unrecorded (the next owner reads them). It runs inside closeConsumer, so no other call into
+// the consumer is in progress and none starts; without Poll or Unsubscribe (the degraded
+// mode, a consumer of the user's) or before the first subscription it does nothing.
+//
+// Rejected: Close alone. confluent-kafka-go's Close asks librdkafka to close the group
+// (rd_kafka_consumer_close_queue) and polls until it has, so the revoke callback — and its
+// commit, retried for up to commitRetryFor — runs inside the close, while librdkafka is
+// already terminating the group.
+func (r *KReader) leave() {
+	u, ok := r.consumer.(unsubscriber)
+	r.subMu.Lock()
+	subscribed := r.subscribed && r.subErr == nil
+	r.subMu.Unlock()
+	if !ok || r.poller == nil || !subscribed {
+		return
+	}
+	r.owned.leaving.Store(true)
+	ctx := context.Background()
+	if err := u.Unsubscribe(); err != nil {
+		r.logger.Warnw(ctx, "zkafka: unsubscribing before the close failed", "group", r.groupID, "error", err)
+		return
+	}
+	ms := int(leaveQuietPoll / time.Millisecond)
+	for deadline := time.Now().Add(leaveMaxWait); time.Now().Before(deadline); {
+		before := r.owned.callbacks.Load()
+		switch e := r.poller.Poll(ms).(type) {
+		case kafka.Error:
+			r.failures.warnf(ctx, "zkafka: consumer error while leaving the group", e, "group", r.groupID)
+		case kafka.OffsetsCommitted:
+			if e.Error == nil {
+				r.offsets.committed(e.Offsets)
+			}
+		}
+		if r.owned.callbacks.Load() == before && r.owned.unassigned() {
+			return
+		}
+	}
+	r.logger.Warnw(ctx, "zkafka: the consumer still owns partitions or rebalances after leaving the group; closing it anyway",
+		"group", r.groupID, "waited", leaveMaxWait.String())
 }
 
 // withConsumer calls f with the consumer unless the reader is closed (Close waits for f), for
