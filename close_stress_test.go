@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/zkafka-go/zkafka/testhelper"
 )
@@ -69,7 +70,9 @@ func TestCloseDuringRebalanceNeverAborts(t *testing.T) {
 		require.NoError(t, err, closeStressCyclesEnv)
 		cycles = n
 	}
-	e := newEnv(t)
+	// The consumer protocol's members learn of a new assignment by their heartbeats: Kafka's
+	// 5 s interval would make each cycle last as long.
+	e := envOf(t, testhelper.NewBroker(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "100"})))
 	for _, p := range closeStressProtocols {
 		t.Run(p.name, func(t *testing.T) {
 			topic := e.newTopic(t, 4)
@@ -97,6 +100,9 @@ func runCloseStress(t *testing.T, spec closeStressSpec, cycles int) (aborts, han
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err = cmd.Run()
 		cancel()
+		if testing.Verbose() {
+			t.Logf("%s: cycles %d to %d:\n%s", spec.Protocol, spec.First+1, spec.First+spec.Count, tail(stdout.String(), 10))
+		}
 		ok, hung := closeStressProgress(stdout.String())
 		done += ok
 		var exit *exec.ExitError
@@ -163,7 +169,7 @@ type stressWorker struct {
 
 // TestCloseStressChild is the child process of TestCloseDuringRebalanceNeverAborts; it does
 // nothing unless closeStressEnv is set. Cycle i starts worker i and, once worker i-1 has
-// partitions, stops that one (gracefully for even i, by cancel for odd) 0 to 40 ms later,
+// partitions, stops that one (gracefully for even i, by cancel for odd) 0 to 400 ms later,
 // while worker i joins the group. It prints "closestress: ok i" when worker i-1's Run
 // returned, or "closestress: hang i" and exits when it did not within closeStressHangAfter.
 func TestCloseStressChild(t *testing.T) {
@@ -185,7 +191,8 @@ func TestCloseStressChild(t *testing.T) {
 	wf := NewWorkFactory(client)
 	start := func(i int) *stressWorker {
 		cfg := ConsumerTopicConfig{ClientID: fmt.Sprintf("%s-%d", spec.Group, i), GroupID: spec.Group, Topic: spec.Topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000), AdditionalProps: props}
+			SessionTimeoutMillis: intp(int(testhelper.MinSessionTimeout.Milliseconds())), MaxPollIntervalMillis: intp(10000),
+			AdditionalProps: props}
 		w := wf.CreateWithFunc(cfg, func(context.Context, *Message) error { return nil }, Speedup(2))
 		ctx, cancel := context.WithCancel(context.Background())
 		sw := &stressWorker{w: w, shutdown: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
@@ -230,17 +237,21 @@ func TestCloseStressChild(t *testing.T) {
 	prev := start(spec.First)
 	for i := spec.First + 1; i <= spec.First+spec.Count; i++ {
 		testhelper.Produce(t, spec.Addr, spec.Topic, keyed(8, 8)...)
+		t0 := time.Now()
 		if !assigned(prev) {
 			fmt.Printf("closestress: hang %d (worker %d got no partitions)\n", i, i-1)
 			os.Exit(closeStressHangExit)
 		}
 		next := start(i)
-		// The stop lands at a different point of the join each cycle.
-		if d := time.Duration(i%5) * 10 * time.Millisecond; d > 0 {
+		// The stop lands at a different point of the rebalance each cycle: the members hear of
+		// it at their next heartbeat, a third of the session timeout apart under the classic
+		// protocols.
+		if d := time.Duration(i%9) * 50 * time.Millisecond; d > 0 {
 			time.Sleep(d)
 		}
+		t1 := time.Now()
 		stop(prev, i, i%2 == 0)
-		fmt.Printf("closestress: ok %d\n", i)
+		fmt.Printf("closestress: ok %d (assigned after %s, stopped in %s)\n", i, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 		prev = next
 	}
 	stop(prev, spec.First+spec.Count+1, true)
