@@ -172,6 +172,7 @@ type KReader struct {
 	poisonAfter atomic.Uint32
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
 	flushing    atomic.Bool    // a periodic commit is running (flush)
+	fatal       atomic.Bool    // the consumer reported a fatal error: it is unusable
 
 	handle     useGuard  // see above
 	closed     lateClose // the end of the consumer's close, which may outlive Close
@@ -325,7 +326,11 @@ func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 		m = r.newMessage(e)
 		return m, m == nil, nil
 	case kafka.Error:
-		return nil, false, r.brokers.consumerError(e)
+		err = r.brokers.consumerError(e)
+		if err != nil {
+			r.fatal.Store(true)
+		}
+		return nil, false, err
 	case kafka.OffsetsCommitted:
 		if e.Error == nil {
 			r.offsets.committed(e.Offsets)
@@ -574,7 +579,8 @@ var _ unsubscriber = (*kafka.Consumer)(nil)
 // Close's own polls is where that change starts. Messages polled meanwhile are dropped
 // unrecorded (the next owner reads them). It runs inside closeConsumer, so no other call into
 // the consumer is in progress and none starts; without Poll or Unsubscribe (the degraded
-// mode, a consumer of the user's) or before the first subscription it does nothing.
+// mode, a consumer of the user's), before the first subscription or after a fatal error (the
+// consumer is unusable) it does nothing.
 //
 // Rejected: Close alone. confluent-kafka-go's Close asks librdkafka to close the group
 // (rd_kafka_consumer_close_queue) and polls until it has, so the revoke callback — and its
@@ -585,7 +591,7 @@ func (r *KReader) leave() {
 	r.subMu.Lock()
 	subscribed := r.subscribed && r.subErr == nil
 	r.subMu.Unlock()
-	if !ok || r.poller == nil || !subscribed {
+	if !ok || r.poller == nil || !subscribed || r.fatal.Load() {
 		return
 	}
 	r.owned.leaving.Store(true)
@@ -599,6 +605,9 @@ func (r *KReader) leave() {
 		before := r.owned.callbacks.Load()
 		switch e := r.poller.Poll(ms).(type) {
 		case kafka.Error:
+			if e.IsFatal() {
+				return
+			}
 			r.failures.warnf(ctx, "zkafka: consumer error while leaving the group", e, "group", r.groupID)
 		case kafka.OffsetsCommitted:
 			if e.Error == nil {
