@@ -237,21 +237,22 @@ func TestCloseStressChild(t *testing.T) {
 	prev := start(spec.First)
 	for i := spec.First + 1; i <= spec.First+spec.Count; i++ {
 		testhelper.Produce(t, spec.Addr, spec.Topic, keyed(8, 8)...)
-		t0 := time.Now()
 		if !assigned(prev) {
 			fmt.Printf("closestress: hang %d (worker %d got no partitions)\n", i, i-1)
 			os.Exit(closeStressHangExit)
 		}
 		next := start(i)
+		joined := time.Now()
 		// The stop lands at a different point of the rebalance each cycle: the members hear of
 		// it at their next heartbeat, a third of the session timeout apart under the classic
 		// protocols.
 		if d := time.Duration(i%9) * 50 * time.Millisecond; d > 0 {
 			time.Sleep(d)
 		}
-		t1 := time.Now()
+		stopping := time.Now()
 		stop(prev, i, i%2 == 0)
-		fmt.Printf("closestress: ok %d (assigned after %s, stopped in %s)\n", i, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+		fmt.Printf("closestress: ok %d (stop began %s after the join, took %s)\n", i,
+			stopping.Sub(joined).Round(time.Millisecond), time.Since(stopping).Round(time.Millisecond))
 		prev = next
 	}
 	stop(prev, spec.First+spec.Count+1, true)
