@@ -9,7 +9,7 @@ COVER_PROFILE ?= coverage.out
 
 .PHONY: all test cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
 	example example-producer example-worker example-deadletter-worker example-delay-worker \
-	chaos chaos-rebalance fuzz ci status-screenshot
+	chaos chaos-rebalance close-stress fuzz ci status-screenshot
 
 all: lint test
 
@@ -91,6 +91,13 @@ example-deadletter-worker:
 ## example-delay-worker: a retry chain: topic -> delayed retry worker -> final dead letter topic
 example-delay-worker:
 	$(call run_example,worker-delay)
+
+CLOSE_STRESS_CYCLES ?= 500
+
+## close-stress: stop workers while their group rebalances, CLOSE_STRESS_CYCLES (500) times per
+## rebalance protocol, in child processes; fails on any abort inside librdkafka or hang
+close-stress:
+	ZKAFKA_CLOSE_STRESS_CYCLES=$(CLOSE_STRESS_CYCLES) $(GO) test $(TEST_FLAGS) -timeout 0 -v -run '^TestCloseDuringRebalanceNeverAborts$$' .
 
 ## chaos: about five minutes of mixed faults, 3 workers (2 of them OS processes), 100,000 messages;
 ## prints the seed and the report, fails on any broken invariant. Reproduce a run with CHAOS_SEED=<seed>;

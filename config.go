@@ -108,7 +108,8 @@ type ConsumerTopicConfig struct {
 	ReadTimeoutMillis *int
 	// ProcessTimeoutMillis bounds one processor call (default 60000).
 	ProcessTimeoutMillis *int
-	// SessionTimeoutMillis is session.timeout.ms (default 61000).
+	// SessionTimeoutMillis is session.timeout.ms (default 61000). Under the consumer group
+	// protocol (AdditionalProps group.protocol=consumer) it is not sent: the broker owns it.
 	SessionTimeoutMillis *int
 	// MaxPollIntervalMillis is max.poll.interval.ms (default 61000).
 	MaxPollIntervalMillis *int
@@ -298,7 +299,7 @@ func validateConsumer(conf Config, tc ConsumerTopicConfig) error {
 	}); err != nil {
 		return err
 	}
-	if tc.maxPollInterval() < tc.sessionTimeout() {
+	if !consumerProtocol(tc.AdditionalProps) && tc.maxPollInterval() < tc.sessionTimeout() {
 		return errConfig("%s.MaxPollIntervalMillis (%d) must not be less than SessionTimeoutMillis (%d)",
 			owner, tc.maxPollInterval().Milliseconds(), tc.sessionTimeout().Milliseconds())
 	}
@@ -374,6 +375,7 @@ const (
 	keyEnableAutoOffsetStore = "enable.auto.offset.store"
 	keyHeartbeatInterval     = "heartbeat.interval.ms"
 	keySessionTimeout        = "session.timeout.ms"
+	keyGroupProtocol         = "group.protocol"
 	// maxHeartbeatMillis caps the derived heartbeat.interval.ms.
 	maxHeartbeatMillis = 3000
 )
@@ -386,9 +388,12 @@ const (
 //	enable.auto.commit        true (stored offsets are committed periodically, on revoke and close)
 //	auto.commit.interval.ms   tc.AutoCommitIntervalMs, when set
 //	auto.offset.reset         earliest
-//	session.timeout.ms        tc.SessionTimeoutMillis (default 61000)
+//	session.timeout.ms        tc.SessionTimeoutMillis (default 61000); not set under
+//	                          group.protocol=consumer (KIP-848: the broker's
+//	                          group.consumer.session.timeout.ms rules, librdkafka refuses it)
 //	max.poll.interval.ms      tc.MaxPollIntervalMillis (default 61000)
-//	heartbeat.interval.ms     min(session timeout / 3, 3000)
+//	heartbeat.interval.ms     min(session timeout / 3, 3000); not set under
+//	                          group.protocol=consumer, likewise
 //	isolation.level           read_committed when tc.Transaction, else read_uncommitted
 //	fetch.queue.backoff.ms    10 (librdkafka's 1 s default stalls a consumer after a pause)
 //	go.logs.channel.enable    false here; the reader then sets it and go.logs.channel so that
@@ -430,7 +435,13 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 	for k, v := range tc.AdditionalProps {
 		cm[k] = v
 	}
-	if _, ok := tc.AdditionalProps[keyHeartbeatInterval]; !ok {
+	if consumerProtocol(tc.AdditionalProps) {
+		// The broker owns these under KIP-848's protocol, and librdkafka refuses a consumer
+		// that sets them; a user's own AdditionalProps still reach it.
+		if _, ok := tc.AdditionalProps[keySessionTimeout]; !ok {
+			delete(cm, keySessionTimeout)
+		}
+	} else if _, ok := tc.AdditionalProps[keyHeartbeatInterval]; !ok {
 		session := int(tc.sessionTimeout().Milliseconds())
 		if s, ok := intValue(tc.AdditionalProps[keySessionTimeout]); ok && s > 0 {
 			session = s
@@ -439,6 +450,13 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 	}
 	cm[keyEnableAutoOffsetStore] = false
 	return cm
+}
+
+// consumerProtocol reports whether props select the consumer group protocol of KIP-848
+// (group.protocol=consumer) rather than the classic one.
+func consumerProtocol(props map[string]any) bool {
+	s, ok := props[keyGroupProtocol].(string)
+	return ok && strings.EqualFold(strings.TrimSpace(s), "consumer")
 }
 
 // makeProducerConfig is the one place a producer's configuration becomes librdkafka keys:

@@ -77,6 +77,16 @@ func TestConsumerConfigMapping(t *testing.T) {
 		{name: "heartbeat from AdditionalProps wins", tc: func(c *ConsumerTopicConfig) {
 			c.AdditionalProps = map[string]any{"heartbeat.interval.ms": 777}
 		}, want: kafka.ConfigMap{"heartbeat.interval.ms": 777}},
+		{name: "consumer group protocol: no session timeout or heartbeat", tc: func(c *ConsumerTopicConfig) {
+			c.SessionTimeoutMillis = ptrOf(6000)
+			c.AdditionalProps = map[string]any{"group.protocol": "consumer"}
+		}, want: kafka.ConfigMap{"group.protocol": "consumer"}, absent: []string{"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"}},
+		{name: "consumer group protocol: the user's own keys still pass", tc: func(c *ConsumerTopicConfig) {
+			c.AdditionalProps = map[string]any{"group.protocol": "Consumer", "session.timeout.ms": 7000}
+		}, want: kafka.ConfigMap{"session.timeout.ms": 7000}, absent: []string{"heartbeat.interval.ms"}},
+		{name: "classic group protocol keeps them", tc: func(c *ConsumerTopicConfig) {
+			c.AdditionalProps = map[string]any{"group.protocol": "classic"}
+		}, want: kafka.ConfigMap{"session.timeout.ms": 61000, "heartbeat.interval.ms": 3000}},
 		{name: "zero session timeout means default", tc: func(c *ConsumerTopicConfig) { c.SessionTimeoutMillis = ptrOf(0) },
 			want: kafka.ConfigMap{"session.timeout.ms": 61000}},
 		{name: "max poll interval", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptrOf(90000) },
@@ -233,6 +243,10 @@ func TestValidateConsumer(t *testing.T) {
 		{name: "negative commit interval", tc: func(c *ConsumerTopicConfig) { c.AutoCommitIntervalMs = ptrOf(-6) }, want: "zkafka: ConsumerTopicConfig.AutoCommitIntervalMs is negative (-6)"},
 		{name: "max poll below session", tc: func(c *ConsumerTopicConfig) { c.MaxPollIntervalMillis = ptrOf(10000) },
 			want: "zkafka: ConsumerTopicConfig.MaxPollIntervalMillis (10000) must not be less than SessionTimeoutMillis (61000)"},
+		{name: "max poll below session is fine under the consumer group protocol", tc: func(c *ConsumerTopicConfig) {
+			c.MaxPollIntervalMillis = ptrOf(10000)
+			c.AdditionalProps = map[string]any{"group.protocol": "consumer"}
+		}, want: ""},
 		{name: "client username without password", conf: &Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptrOf("u")},
 			want: "zkafka: Config.SaslUsername is set but SaslPassword is empty"},
 		{name: "client password without username", conf: &Config{BootstrapServers: []string{"b:1"}, SaslPassword: ptrOf("secret-pw")},

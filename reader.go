@@ -167,6 +167,7 @@ type KReader struct {
 	poisonAfter atomic.Uint32
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
 	flushing    atomic.Bool    // a periodic commit is running (flush)
+	fatal       atomic.Bool    // the consumer reported a fatal error: it is unusable
 
 	handle     useGuard  // see above
 	closed     lateClose // the end of the consumer's close, which may outlive Close
@@ -321,7 +322,11 @@ func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 		m = r.newMessage(e)
 		return m, m == nil, nil
 	case kafka.Error:
-		return nil, false, r.brokers.consumerError(e)
+		err = r.brokers.consumerError(e)
+		if err != nil {
+			r.fatal.Store(true)
+		}
+		return nil, false, err
 	case kafka.OffsetsCommitted:
 		if e.Error == nil {
 			r.offsets.committed(e.Offsets)
@@ -546,6 +551,7 @@ var testHookClosingLate func(gone <-chan struct{})
 // and is not reported.
 func (r *KReader) closeConsumer() error {
 	r.offsets.closing()
+	r.leave()
 	err := r.consumer.Close()
 	r.logs.close()
 	r.failures.close()
@@ -553,6 +559,63 @@ func (r *KReader) closeConsumer() error {
 		return wrapErr(err, "closing consumer %s", r.tc.ClientID)
 	}
 	return nil
+}
+
+// unsubscriber drops the consumer's subscription; *kafka.Consumer has it.
+type unsubscriber interface{ Unsubscribe() error }
+
+var _ unsubscriber = (*kafka.Consumer)(nil)
+
+// leave takes the consumer out of its group before it is closed (G15): it unsubscribes and
+// polls, so that the revoke callback runs here (the rebalancer commits what finished and
+// unassigns), until the consumer owns no partition and a poll of leaveQuietPoll ran no
+// rebalance callback, or leaveMaxWait passed. consumer.Close then has no assignment to
+// revoke: closing with an assignment change in progress can abort the process inside
+// librdkafka (rd_kafka_cgrp_terminated asserts; its issue #4792), and a revoke callback run by
+// Close's own polls is where that change starts. Messages polled meanwhile are dropped
+// unrecorded (the next owner reads them). It runs inside closeConsumer, so no other call into
+// the consumer is in progress and none starts; without Poll or Unsubscribe (the degraded
+// mode, a consumer of the user's), before the first subscription or after a fatal error (the
+// consumer is unusable) it does nothing.
+//
+// Rejected: Close alone. confluent-kafka-go's Close asks librdkafka to close the group
+// (rd_kafka_consumer_close_queue) and polls until it has, so the revoke callback — and its
+// commit, retried for up to commitRetryFor — runs inside the close, while librdkafka is
+// already terminating the group.
+func (r *KReader) leave() {
+	u, ok := r.consumer.(unsubscriber)
+	r.subMu.Lock()
+	subscribed := r.subscribed && r.subErr == nil
+	r.subMu.Unlock()
+	if !ok || r.poller == nil || !subscribed || r.fatal.Load() {
+		return
+	}
+	r.owned.leaving.Store(true)
+	ctx := context.Background()
+	if err := u.Unsubscribe(); err != nil {
+		r.logger.Warnw(ctx, "zkafka: unsubscribing before the close failed", "group", r.groupID, "error", err)
+		return
+	}
+	ms := int(leaveQuietPoll / time.Millisecond)
+	for deadline := time.Now().Add(leaveMaxWait); time.Now().Before(deadline); {
+		before := r.owned.callbacks.Load()
+		switch e := r.poller.Poll(ms).(type) {
+		case kafka.Error:
+			if e.IsFatal() {
+				return
+			}
+			r.failures.warnf(ctx, "zkafka: consumer error while leaving the group", e, "group", r.groupID)
+		case kafka.OffsetsCommitted:
+			if e.Error == nil {
+				r.offsets.committed(e.Offsets)
+			}
+		}
+		if r.owned.callbacks.Load() == before && r.owned.unassigned() {
+			return
+		}
+	}
+	r.logger.Warnw(ctx, "zkafka: the consumer still owns partitions or rebalances after leaving the group; closing it anyway",
+		"group", r.groupID, "waited", leaveMaxWait.String())
 }
 
 // withConsumer calls f with the consumer unless the reader is closed (Close waits for f), for

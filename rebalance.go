@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -40,6 +41,11 @@ type rebalancer struct {
 	logger      Logger
 	groupID     string
 
+	// callbacks counts the rebalance callbacks that ran (KReader.leave waits for a poll
+	// without one); leaving is set once the reader leaves the group before its close.
+	callbacks atomic.Uint64
+	leaving   atomic.Bool
+
 	mu       sync.Mutex // guards assigned, paused, resumed, listener
 	assigned map[tpKey]struct{}
 	paused   bool
@@ -59,6 +65,7 @@ func newRebalancer(consumer KafkaConsumer, offsets *offsetStore, logger Logger, 
 // rebalance is the consumer's rebalance callback; it runs inside Poll, ReadMessage or Close,
 // whose caller holds the KReader's handle, so it calls the consumer without taking it.
 func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
+	defer r.callbacks.Add(1)
 	cooperative := r.protocol() == "COOPERATIVE"
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
@@ -73,7 +80,12 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 // under the cooperative protocol), and a pause if the reader is paused now.
 func (r *rebalancer) assign(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
-	priors := r.offsets.priors(parts, false)
+	var priors map[tpKey]handover
+	if !r.leaving.Load() {
+		// Leaving (KReader.leave), nothing is read from them: the committed state the
+		// next owner needs is not read here, which could take committedWait.
+		priors = r.offsets.priors(parts, false)
+	}
 	for _, p := range parts {
 		k := tpKey{topicName(p), p.Partition}
 		r.offsets.tracker.reset(k.topic, k.partition, priors[k])
@@ -166,6 +178,15 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		r.logger.Warnw(ctx, "zkafka: unassigning partitions failed", "group", r.groupID, "error", err)
 	}
 	r.logger.Infow(ctx, "zkafka: partitions revoked", "group", r.groupID, "partitions", partitionList(parts), "lost", lost)
+}
+
+// unassigned reports whether the consumer owns no partition, by librdkafka's count and ours.
+func (r *rebalancer) unassigned() bool {
+	r.mu.Lock()
+	n := len(r.assigned)
+	r.mu.Unlock()
+	parts, err := r.consumer.Assignment()
+	return n == 0 && err == nil && len(parts) == 0
 }
 
 // partitionList formats partitions as "topic/partition,…" for logs.

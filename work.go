@@ -210,6 +210,11 @@ const (
 	// (librdkafka retries it until the coordinator answers, and the consumer must not be
 	// destroyed under it). What it did not commit is read again (G1).
 	closeMaxWait = 5 * time.Second
+	// leaveMaxWait bounds how long a KReader's close polls after it unsubscribed, for the
+	// revoke to run and the assignment to empty (KReader.leave); leaveQuietPoll is the poll
+	// that must pass without a rebalance callback once it has.
+	leaveMaxWait   = 5 * time.Second
+	leaveQuietPoll = 50 * time.Millisecond
 	// clientCloseMaxWait bounds how long Client.Close waits for a consumer close that Close
 	// left to the background (closeMaxWait): no consumer outlives Client.Close unless its
 	// group coordinator stays away that long (G14).
