@@ -404,13 +404,11 @@ const (
 //	enable.auto.offset.store  false, always, after AdditionalProps: the library stores offsets
 //	                          itself, only for finished messages
 //
-// Throughput (measured with cmd/zkafka-bench, docs/performance.md): fetch.queue.backoff.ms is
-// the one librdkafka default that costs a consumer dearly — with its 1 s default every
-// consumer, the plain confluent loop included, stalls at about a third of its rate whenever
-// the prefetch queue fills up. The other fetch keys are left at librdkafka's defaults
-// (queued.min.messages 100000, queued.max.messages.kbytes 65536, fetch.wait.max.ms 500,
-// max.partition.fetch.bytes 1 MiB): smaller partition fetches interleave partitions more
-// finely but gave no measurable gain, and a larger prefetch only costs memory.
+// Throughput: fetch.queue.backoff.ms is the one librdkafka default that costs a consumer
+// dearly — with its 1 s default every consumer, the plain confluent loop included, stalls
+// whenever the prefetch queue fills up (docs/performance.md has the figures). The other
+// fetch keys are left at librdkafka's defaults: smaller partition fetches interleave
+// partitions more finely but gave no measurable gain, and a larger prefetch only costs memory.
 func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string) kafka.ConfigMap {
 	cm := kafka.ConfigMap{
 		"bootstrap.servers":      strings.Join(bootstrapServers(conf.BootstrapServers, tc.BootstrapServers), ","),

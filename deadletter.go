@@ -173,9 +173,9 @@ func deadLetterConfig(tc ConsumerTopicConfig, dlt ProducerTopicConfig) ProducerT
 	if _, set := props[keyLingerMs]; !set && dlt.LingerMillis == 0 {
 		// No processor waits for a dead letter (start), so batching them costs only the
 		// linger before the offset moves (commits run every commitEvery anyway); without it
-		// every dead letter is a request of its own (make bench: deadletter-s8 ran 25-33 %
-		// faster with 5 ms, on 18 % less CPU, and with 50 ms about 10 % faster again: fewer
-		// produce requests for the broker, fewer bursts of delivery reports for the worker).
+		// every dead letter is a request of its own. A longer linger means fewer produce
+		// requests for the broker and fewer bursts of delivery reports for the worker
+		// (docs/performance.md has deadletter-s8's figures).
 		props[keyLingerMs] = deadLetterLingerMs
 	}
 	for k, v := range deadLetterChannelSizes {

@@ -5,8 +5,8 @@ package zkafka
 // WithClientMeterProviderOption. Without one the pointers are nil and every recording site is
 // one branch. docs/operations.md lists every instrument with its unit and attributes.
 //
-// Cost. The SDK's Add or Record costs 100 to 300 ns, most of it spent normalising the
-// attribute set at every call: as much as the engine spends on a whole message. So:
+// Cost. The SDK's Add or Record costs about as much as the engine spends on a whole message,
+// most of it spent normalising the attribute set at every call (docs/performance.md). So:
 //   - the attribute sets of a partition are built once (partitionMetrics) and every message
 //     carries its partition's (Message.metrics): nothing is looked up or built per message;
 //   - consumed messages are counted by the reader goroutine in a plain field and added to the
@@ -15,10 +15,9 @@ package zkafka
 //     reader collects;
 //   - the processing-time histogram has no partition attribute (a histogram per partition
 //     multiplies the series by the partitions, and each attribute costs every Record).
-//     It is the one instrument recorded once per message, and what a provider costs: with
-//     the SDK, 0.3 to 0.45 µs of CPU a message, when eight processors record into one
-//     point (BenchmarkWorkNoopS8Metrics). It is recorded only while the provider enables it
-//     (Enabled), so an SDK View that drops it takes that cost away.
+//     It is the one instrument recorded once per message, and what a provider costs
+//     (BenchmarkWorkNoopS8Metrics measures it). It is recorded only while the provider
+//     enables it (Enabled), so an SDK View that drops it takes that cost away.
 //
 // Invariant: every message a Work consumed (dispatched to a virtual partition) is added to
 // messaging.client.consumed.messages before any processor is woken for it, and every run of

@@ -267,9 +267,8 @@ func WithWorkTextMapPropagator(p propagation.TextMapPropagator) WorkOption {
 // defaultInFlight is the in-flight bound of a Work with speedup virtual partitions and no
 // MaxInFlight option. The window of messages in flight must hold enough distinct keys to keep
 // every virtual partition busy, and librdkafka hands out one Kafka partition's fetched batch
-// at a time, so a small window holds the keys of only one or two partitions. With Speedup(256)
-// and a handler sleeping 1 ms, make bench measured 0.63 of the ideal rate with 10,000 and 0.71
-// with 20,480 (docs/performance.md).
+// at a time, so a small window holds the keys of only one or two partitions: at high Speedup a
+// larger window comes closer to the ideal rate (docs/performance.md).
 func defaultInFlight(speedup uint16) int {
 	return min(max(defaultMaxInFlight, inFlightPerVP*int(speedup)), maxDefaultInFlight)
 }

@@ -5,8 +5,8 @@ package zkafka
 // its delivery report arrives on the producer's Events channel, which the writer's drain
 // goroutine (producer.go) reads anyway, and which hands the report to the record. No goroutine
 // of the caller waits for the acknowledgement: a dead letter written by a goroutine that
-// waited cost about 18 µs of CPU (make bench, deadletter-s8), most of it in that goroutine's
-// wake-ups, timers and stack, and this about 4 µs.
+// waited cost several times the CPU (make bench, deadletter-s8; docs/performance.md), most of
+// it in that goroutine's wake-ups, timers and stack.
 
 import (
 	"context"
