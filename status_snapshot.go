@@ -432,8 +432,13 @@ func (l *lookup) complete() bool { return len(l.want) == 0 }
 // groupMembership reads the member id and generation out of confluent-kafka-go's
 // ConsumerGroupMetadata, whose only field is librdkafka's serialised group metadata
 // (rd_kafka_consumer_group_metadata_write: "CGMDv2:", the generation as a 32-bit integer in
-// the host's byte order, then the NUL-terminated group id and member id). confluent-kafka-go
-// has no accessor for them; anything unexpected gives "" and -1.
+// the host's byte order, then the NUL-terminated group id and member id). It reads that
+// private field by reflection because there is no other way: confluent-kafka-go has no
+// accessor for the member id or the generation, librdkafka's statistics carry neither, and
+// calling librdkafka's rd_kafka_consumer_group_metadata_* directly would need cgo against the
+// headers confluent-kafka-go bundles. Anything unexpected (another layout after an upgrade)
+// gives "" and -1, which Status shows as unknown; TestGroupMembershipParsesConfluentMetadata
+// checks both the parse and that fallback.
 func groupMembership(md *kafka.ConsumerGroupMetadata) (member string, generation int32) {
 	const magic = "CGMDv2:"
 	if md == nil {

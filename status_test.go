@@ -273,6 +273,9 @@ func TestGroupMembershipParsesConfluentMetadata(t *testing.T) {
 	member, generation = groupMembership(nil)
 	require.Equal(t, "", member)
 	require.Equal(t, int32(-1), generation)
+	member, generation = groupMembership(&kafka.ConsumerGroupMetadata{}) // a layout it does not know
+	require.Equal(t, "", member)
+	require.Equal(t, int32(-1), generation)
 }
 
 // startStatusWork runs a Work on a new one-partition topic holding recs, with cfg's topic,
