@@ -2,7 +2,7 @@ package zkafka
 
 // One dead letter's write (deadLetter), and its first attempt, made without a goroutine (G5):
 // the processor hands the record to the cached writer's producer (queuedRecord,
-// writer_queue.go) and goes on; the acknowledgement arrives on the writer's drain goroutine,
+// producer.go) and goes on; the acknowledgement arrives on the writer's drain goroutine,
 // which finishes the message. Only a first attempt that fails — a refused, failed or
 // unacknowledged record — goes on in a goroutine of the writer's (deadLetterWriter.write,
 // from its second attempt), with the retries and backoff of deadletter.go. A goroutine per

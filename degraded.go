@@ -6,7 +6,7 @@ package zkafka
 // (back-pressure, the breaker) the read waits for the resume instead of reading.
 //
 // Invariant: a paused reader reads nothing; a fatal error ends the Run; errors about the
-// brokers or a topic are reported (brokerreport.go) and returned as read errors, which count
+// brokers or a topic are reported (brokerhealth.go) and returned as read errors, which count
 // toward the breaker as in v2; anything else retriable is read on from.
 //
 // KReader.readMessage calls read with the reader's handle held shared.

@@ -162,7 +162,7 @@ type KReader struct {
 	failures *failureLog   // the consumer's repeating errors and log lines, rate-limited
 	logs     *clientLogs   // librdkafka's log lines into the Logger (clientlogs.go)
 	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
-	brokers  *brokerReport // its error events about them (brokerreport.go)
+	brokers  *brokerReport // its error events about them (brokerhealth.go)
 	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
 	poisonAfter atomic.Uint32
 	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)

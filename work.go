@@ -17,7 +17,7 @@ package zkafka
 //   - deadletter.go: writing failures to the dead letter topic;
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
-//   - metrics.go and metrics_gauges.go: the OpenTelemetry instruments recorded along the way,
+//   - metrics.go: the OpenTelemetry instruments recorded along the way,
 //     and the gauges observed from Status;
 //   - stuckwatch.go: stuck partitions logged from Status (G18);
 //   - renew.go: a new consumer for one that reads nothing, or whose cluster changed.
