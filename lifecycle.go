@@ -2,7 +2,7 @@ package zkafka
 
 // Lifecycle hooks: the callbacks a user attaches to points of a message's life (read, fanned
 // out, processed, written, acknowledged) and to the circuit breaker, their meta structs, and
-// ChainLifecycleHooks. The engine calls them from readloop.go, dispatch.go, instrument.go and work.go, the
+// ChainLifecycleHooks. The engine calls them from readloop.go, instrument.go and work.go, the
 // writer from writer.go; panics in them are recovered in panics.go.
 
 import (

@@ -3,7 +3,7 @@ package zkafka
 // Panics in user code — the processor, lifecycle hooks, OnDone callbacks — are recovered here
 // and nowhere else, so that each becomes an error that names what panicked and keeps the
 // stack of the panic. A panic in a processor or in a hook that runs for one message fails
-// that message (processor.go, dispatch.go, instrument.go); a panic in a hook that belongs to no message is
+// that message (processor.go, readloop.go, instrument.go); a panic in a hook that belongs to no message is
 // logged (runState.notify in work.go, and the writer's hooks in writer.go).
 
 import (

@@ -20,14 +20,19 @@ package zkafka
 // Work.Run runs it; runState.stop calls drain.
 
 import (
+	"context"
 	"errors"
 	"time"
 )
 
-// readLoop is the state of the reader goroutine.
+// readLoop is the state of the reader goroutine. Its fields are the reader goroutine's alone.
 type readLoop struct {
-	dispatcher          // routes what it reads (dispatch.go)
-	gate       *breaker // nil: no circuit breaker
+	rs     *runState
+	gate   *breaker            // nil: no circuit breaker
+	router *keyRouter          // nil: pure hash routing (HashRouting)
+	toWake []*virtualPartition // queued to in the current batch, not yet woken
+	rr     uint64              // round-robin counter for nil keys
+	readAt int64               // when the current batch was read (UnixNano), for Work.Status
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
@@ -273,4 +278,76 @@ func (l *readLoop) drain(exited <-chan struct{}) {
 func isReadError(err error) bool {
 	var readErr *readError
 	return errors.As(err, &readErr)
+}
+
+// Dispatch: the hand-over of each message read to a virtual partition. It runs the PostRead
+// hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
+// (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
+// in-flight bound (inflight.go) and queues it; the processors (processor.go) are woken once
+// per batch (wakeQueued), not once per message. A key with messages in flight keeps its
+// virtual partition (G2).
+
+// dispatch runs the read hooks and hands msg to its virtual partition.
+func (l *readLoop) dispatch(msg *Message) {
+	rs := l.rs
+	hooks := rs.w.lifecycle
+	msg.ctx = rs.ctx
+	msg.readAt = l.readAt
+	if hooks.PostRead != nil {
+		ctx, err := catchCtx(func() (context.Context, error) {
+			return hooks.PostRead(rs.ctx, LifecyclePostReadMeta{Topic: msg.Topic, GroupID: rs.group, Message: msg})
+		})
+		if err != nil {
+			logFailure(rs.ctx, rs.failures, "zkafka: PostRead hook failed", err, "topic", msg.Topic)
+			if isPanic(err) {
+				msg.hookErr = err
+			}
+		}
+		if ctx != nil {
+			msg.ctx = ctx
+		}
+	}
+	if mt := rs.metrics; mt != nil {
+		mt.read(msg)
+	}
+	idx := l.route(msg)
+	msg.vp = idx
+	rs.bound.add(len(msg.value))
+	vp := rs.vps[idx]
+	vp.enqueue(msg)
+	if !vp.wakePending {
+		vp.wakePending = true
+		l.toWake = append(l.toWake, vp)
+	}
+}
+
+// route picks msg's virtual partition: round-robin for a nil key, else the key router's
+// choice (or the pure hash with HashRouting).
+func (l *readLoop) route(msg *Message) int {
+	n := len(l.rs.vps)
+	switch {
+	case n == 1:
+		return 0
+	case msg.isKeyNil:
+		l.rr++
+		return int(l.rr % uint64(n))
+	case l.router == nil:
+		return routeKey(msg.Key, n)
+	default:
+		msg.route = l.router.route(msg.Key)
+		return msg.route.vp
+	}
+}
+
+// wakeQueued wakes the processors of the virtual partitions dispatch queued to, after it
+// counted the messages dispatched as consumed (metrics.go).
+func (l *readLoop) wakeQueued() {
+	if mt := l.rs.metrics; mt != nil {
+		mt.flushConsumed(l.rs.ctx)
+	}
+	for _, vp := range l.toWake {
+		vp.wakePending = false
+		signal(vp.wake)
+	}
+	l.toWake = l.toWake[:0]
 }

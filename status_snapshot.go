@@ -1,7 +1,7 @@
 package zkafka
 
 // Taking a Status of a running Work (status.go). Nothing is stopped and nothing is added to a
-// message's path: a message's read time is stamped once per batch (dispatch.go) and the rest
+// message's path: a message's read time is stamped once per batch (readLoop.dispatch) and the rest
 // is state the engine keeps anyway, read under the lock of the part that owns it.
 //
 // Per assigned partition (rebalance.go): the tracker's snapshot (commit.go: stored offset,

@@ -5,7 +5,7 @@ package zkafka
 // them (docs/architecture.md draws the path):
 //
 //   - readloop.go: the reader goroutine: poll, back-pressure, pause, v2's read rhythm;
-//   - dispatch.go: read hooks, route by key, queue, wake the processors;
+//   - readloop.go also dispatches: read hooks, route by key, queue, wake the processors;
 //   - revoke.go: what a revoke does to queued and in-flight messages;
 //   - virtual_partition.go and parking.go: the queues, the key router, and messages waiting
 //     for a retry with the later messages of their key;
@@ -302,7 +302,7 @@ func (w *Work) start(ctx context.Context) (*runState, error) {
 	for i := range rs.vps {
 		rs.vps[i] = newVirtualPartition(i)
 	}
-	rs.loop = &readLoop{dispatcher: dispatcher{rs: rs}, gate: gate, pollEvery: min(tc.readTimeout(), maxPollEvery)}
+	rs.loop = &readLoop{rs: rs, gate: gate, pollEvery: min(tc.readTimeout(), maxPollEvery)}
 	if !w.hashRouting {
 		rs.loop.router = newKeyRouter(rs.vps, w.maxInFlight)
 	}

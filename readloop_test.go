@@ -10,7 +10,7 @@ import (
 // partition takes everything.
 func TestDispatcherRoute(t *testing.T) {
 	vps := []*virtualPartition{newVirtualPartition(0), newVirtualPartition(1), newVirtualPartition(2)}
-	l := &dispatcher{rs: &runState{vps: vps}, router: newKeyRouter(vps, 100)}
+	l := &readLoop{rs: &runState{vps: vps}, router: newKeyRouter(vps, 100)}
 	var got []int
 	for range 4 {
 		got = append(got, l.route(&Message{isKeyNil: true}))
@@ -23,12 +23,12 @@ func TestDispatcherRoute(t *testing.T) {
 	require.NotNil(t, m.route, "the route travels with the message")
 	require.Equal(t, idx, l.route(&Message{Key: "k"}), "a key in flight stays put")
 
-	hash := &dispatcher{rs: &runState{vps: vps}} // HashRouting
+	hash := &readLoop{rs: &runState{vps: vps}} // HashRouting
 	m = &Message{Key: "k"}
 	require.Equal(t, routeKey("k", 3), hash.route(m))
 	require.Nil(t, m.route)
 
-	one := &dispatcher{rs: &runState{vps: vps[:1]}}
+	one := &readLoop{rs: &runState{vps: vps[:1]}}
 	require.Equal(t, 0, one.route(&Message{Key: "k"}))
 	require.Equal(t, 0, one.route(&Message{isKeyNil: true}))
 }
