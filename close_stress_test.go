@@ -34,7 +34,7 @@ const (
 	// closeStressCyclesEnv sets the cycles per protocol (make close-stress: 500).
 	closeStressCyclesEnv = "ZKAFKA_CLOSE_STRESS_CYCLES"
 	// closeStressDefaultCycles keeps make test short.
-	closeStressDefaultCycles = 10
+	closeStressDefaultCycles = 3
 	// closeStressHangAfter is how long a stopped worker's Run may take before its cycle counts
 	// as a hang: a graceful stop takes at most closeMaxWait past its drain.
 	closeStressHangAfter = 30 * time.Second
