@@ -41,7 +41,7 @@ bench:
 
 ## bench-go: the hot-path Go benchmarks without librdkafka (routing, commit tracking, the per-message path)
 bench-go:
-	$(GO) test -run xxx -bench . -benchmem -benchtime 1000000x .
+	$(GO) test -run xxx -bench . -benchmem -benchtime 1000000x . ./internal/commit
 
 ## setup: start Kafka (KRaft) on localhost:29092 and a schema registry on localhost:8081 with Docker
 setup:
@@ -106,8 +106,11 @@ chaos-rebalance:
 ## fuzz: run every fuzz target for FUZZTIME each (default 2m)
 FUZZTIME ?= 2m
 fuzz:
-	for f in FuzzRouteKey FuzzCommitTracker FuzzConfigValidation FuzzFormatterDecode; do \
+	for f in FuzzRouteKey FuzzConfigValidation FuzzFormatterDecode; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
+	for f in FuzzCommitTracker FuzzDecodeCompletions FuzzCompletionsRoundTrip; do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./internal/commit || exit 1; \
 	done
 
 ## status-screenshot: regenerate docs/status-page.png: a Work with a stuck key, its StatusHandler

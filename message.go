@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // Message is one record read from Kafka, handed to a processor by a Work or returned by
@@ -44,7 +46,7 @@ type Message struct {
 	pctx procCtx
 
 	// Set by KReader: the partition's commit tracker and the message's sequence in it.
-	trk *partitionTracker
+	trk *commit.Partition
 	seq uint64
 	// Set by a Work: the context PostRead returned, the processor's parent.
 	ctx context.Context
@@ -138,7 +140,7 @@ func (m *Message) DoneWithContext(ctx context.Context) {
 		return
 	}
 	if m.trk != nil {
-		m.trk.finish(m.seq)
+		m.trk.Finish(m.seq)
 	}
 	if m.doneFunc != nil {
 		m.doneFunc(ctx)

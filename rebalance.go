@@ -76,7 +76,7 @@ func (r *rebalancer) assign(parts []kafka.TopicPartition, cooperative bool) {
 	priors := r.offsets.priors(parts, false)
 	for _, p := range parts {
 		k := tpKey{topicName(p), p.Partition}
-		r.offsets.tracker.reset(k.topic, k.partition, priors[k])
+		r.offsets.tracker.Reset(k.topic, k.partition, priors[k])
 	}
 	var err error
 	switch {
@@ -125,7 +125,9 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		keys[i] = tpKey{topicName(p), p.Partition}
 		set[keys[i]] = struct{}{}
 	}
-	r.offsets.tracker.markRevoking(keys)
+	for _, k := range keys {
+		r.offsets.tracker.MarkRevoking(k.topic, k.partition)
+	}
 	r.mu.Lock()
 	l := r.listener
 	r.mu.Unlock()
@@ -139,7 +141,7 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		}
 	}
 	for _, k := range keys {
-		r.offsets.tracker.remove(k.topic, k.partition)
+		r.offsets.tracker.Remove(k.topic, k.partition)
 	}
 	r.mu.Lock()
 	for _, k := range keys {

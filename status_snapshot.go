@@ -111,8 +111,8 @@ func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Sta
 
 // trackerOf snapshots the tracker of partition k; a partition without one has read nothing.
 func trackerOf(kr *KReader, k tpKey) trackerSnapshot {
-	if trk := kr.tracker.lookup(k); trk != nil {
-		return trk.statusSnapshot()
+	if trk := kr.tracker.Lookup(k.topic, k.partition); trk != nil {
+		return statusOf(trk)
 	}
 	return trackerSnapshot{stored: -1, oldest: -1, committed: -1}
 }
