@@ -31,12 +31,7 @@ func FuzzCommitTracker(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		owner := NewTracker()
 		tr := owner.Get("t", 0)
-		type entry struct {
-			seq    uint64
-			offset int64
-			done   bool
-		}
-		var model []entry // read order
+		var model []modelEntry // read order
 		var off int64 = -1
 		stored := int64(-1)
 		for step, op := range ops {
@@ -46,35 +41,16 @@ func FuzzCommitTracker(f *testing.F) {
 				if n := len(model); n > 0 && seq != model[n-1].seq+1 {
 					t.Fatalf("step %d: add returned seq %d after %d", step, seq, model[n-1].seq)
 				}
-				model = append(model, entry{seq: seq, offset: off})
+				model = append(model, modelEntry{seq: seq, offset: off})
 				continue
 			}
 			if len(model) == 0 {
 				continue
 			}
-			// Finish an entry chosen by the low bits; bit 6 replays a finish of an already
-			// finished (maybe popped) entry, which must change nothing.
-			i := int(op&0x3f) % len(model)
-			if op&0x40 == 0 {
-				for j := range len(model) {
-					if k := (i + j) % len(model); !model[k].done {
-						i = k
-						break
-					}
-				}
-			}
+			i := pickToFinish(model, op)
 			moved := tr.Finish(model[i].seq)
 			model[i].done = true
-			want := int64(-1)
-			for _, e := range model {
-				if !e.done {
-					break
-				}
-				want = e.offset + 1
-			}
-			if want == -1 {
-				want = stored // nothing popped yet stays -1; popped prefix keeps its value
-			}
+			want := modelStored(model, stored)
 			tr.mu.Lock()
 			got := tr.order.next
 			tr.mu.Unlock()
@@ -101,6 +77,45 @@ func FuzzCommitTracker(f *testing.F) {
 			}
 		}
 	})
+}
+
+// modelEntry is a message read, in FuzzCommitTracker's model of the ring.
+type modelEntry struct {
+	seq    uint64
+	offset int64
+	done   bool
+}
+
+// pickToFinish chooses the entry op finishes: by its low bits, the next unfinished one from
+// there, unless bit 6 replays a finish of an already finished (maybe popped) entry, which must
+// change nothing.
+func pickToFinish(model []modelEntry, op byte) int {
+	i := int(op&0x3f) % len(model)
+	if op&0x40 != 0 {
+		return i
+	}
+	for j := range len(model) {
+		if k := (i + j) % len(model); !model[k].done {
+			return k
+		}
+	}
+	return i
+}
+
+// modelStored is the offset to store the model says: 1 + the last offset of its finished
+// prefix, or stored, the last one, when that prefix is empty (nothing popped stays -1).
+func modelStored(model []modelEntry, stored int64) int64 {
+	want := int64(-1)
+	for _, e := range model {
+		if !e.done {
+			break
+		}
+		want = e.offset + 1
+	}
+	if want == -1 {
+		return stored
+	}
+	return want
 }
 
 // FuzzDecodeCompletions feeds arbitrary metadata to the decoder: it never panics, and what it
