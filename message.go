@@ -64,11 +64,10 @@ type Message struct {
 	taken bool
 	// metrics is the attribute sets of its partition, set when the Work has metrics.
 	metrics *partitionMetrics
-	// Set by KReader (poison.go): the message may have been in a handler when the process
-	// died (careful), deaths times in a row; poison: that is PoisonPillAfter times;
-	// unrecorded: it runs once a commit says it was read.
-	careful, poison, unrecorded bool
-	deaths                      uint32
+	// Set by KReader (poison.go): how the message enters its handler, and how often in a
+	// row the process died with it in a handler.
+	admit  admission
+	deaths uint32
 }
 
 // Response is what a write returns: where the broker stored the record.

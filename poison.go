@@ -63,7 +63,17 @@ func (s *suspicion) mark(m *Message) bool {
 	})
 }
 
-// suspectMessage marks m, just read, as out (Hold or AwaitRecord) says: a poison pill (after,
+// admission is how a message read enters its handler.
+type admission uint8
+
+const (
+	admitFree     admission = iota // at once
+	admitMarked                    // a suspect: after a commit says it is in a handler
+	admitRecorded                  // read in its partition's window: once a commit says it was read
+	admitNever                     // a poison pill: quarantined, never run
+)
+
+// suspectMessage sets m's admission, as out (Hold or AwaitRecord) says: a poison pill (after,
 // PoisonPillAfter, deaths or more), a suspect, or read in its partition's window; nothing
 // when after is 0 (off).
 func suspectMessage(m *Message, out commit.Outcome, after uint32) {
@@ -71,9 +81,14 @@ func suspectMessage(m *Message, out commit.Outcome, after uint32) {
 		return
 	}
 	m.deaths = out.Deaths()
-	m.poison = out.Quarantine(after)
-	m.careful = out.Action() == commit.Hold && !m.poison
-	m.unrecorded = out.Action() == commit.AwaitRecord
+	switch {
+	case out.Quarantine(after):
+		m.admit = admitNever
+	case out.Action() == commit.Hold:
+		m.admit = admitMarked
+	default:
+		m.admit = admitRecorded
+	}
 }
 
 // record waits, in its partition's window, until a commit says m was read. It returns false
@@ -126,7 +141,7 @@ func newSuspicion(rs *runState, slots int) *suspicion {
 // It returns false when m must be let go of instead (stop, revoke, reader closed).
 func (s *suspicion) enter(cut waitCut) bool {
 	m := cut.m
-	if !m.careful {
+	if m.admit == admitRecorded {
 		return m.trk.Recorded(m.Offset) || s.record(m)
 	}
 	alone := m.deaths > 0

@@ -168,7 +168,7 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 // abandoned by the watchdog (the caller must exit).
 func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 	rs := p.rs
-	if m.poison {
+	if m.admit == admitNever {
 		p.quarantine(vp, m) // poison.go
 		return true
 	}
@@ -184,14 +184,14 @@ func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 			return true
 		}
 	}
-	if (m.careful || m.unrecorded) && !p.suspects.enter(p.cut(vp, m)) {
+	if m.admit != admitFree && !p.suspects.enter(p.cut(vp, m)) {
 		ticket.report(breakerUncounted)
 		p.letGo(vp, m)
 		return true
 	}
 	vp.ticket = ticket
 	abandoned, err := p.process(vp, m, gen)
-	if m.careful {
+	if m.admit == admitMarked {
 		p.suspects.leave(m)
 	}
 	if abandoned {
