@@ -39,21 +39,22 @@ type offsetCommitter interface {
 
 var _ offsetCommitter = (*kafka.Consumer)(nil)
 
-// offsetStore stores and commits the finished offsets of one consumer.
+// offsetStore stores and commits the finished offsets of one consumer. The reader goroutine
+// flushes and reads; processors commit marks (poison.go); a revoke or Close commits.
 type offsetStore struct {
-	consumer  KafkaConsumer
-	committer offsetCommitter // nil: v2's way, StoreOffsets and librdkafka's commits
-	tracker   *commit.Tracker
-	logger    Logger
-	failures  *failureLog
-	groupID   string
-	every     time.Duration // commitEvery, or AutoCommitIntervalMs when set
+	consumer  KafkaConsumer   // immutable
+	committer offsetCommitter // immutable; nil: v2's way, StoreOffsets and librdkafka's commits
+	tracker   *commit.Tracker // immutable
+	logger    Logger          // immutable
+	failures  *failureLog     // immutable
+	groupID   string          // immutable
+	every     time.Duration   // immutable: commitEvery, or AutoCommitIntervalMs when set
 	counts    atomic.Pointer[commitCounters]
 
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // when flush last committed (UnixNano)
 	reads      atomic.Int64 // messages read since then (commitBurst)
-	limit      int          // the longest metadata written: commit.MetadataMaxBytes (tests lower it)
+	limit      int          // guarded by commitMu: the longest metadata written
 	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too.
 	commitAtClose atomic.Bool
 }
@@ -104,9 +105,9 @@ func (o *offsetStore) commit(keep func(tpKey) bool) error {
 }
 
 // retryCommit runs commit, and again after a backoff (commitRetryBackoff, doubling) while it
-// fails for a reason that passes (retriableCommitError) and commitRetryFor allows. A revoke's
-// commit refused once by a coordinator that is loading or moving made the next owner run
-// again all that the last one finished since its last periodic commit.
+// fails for a reason that passes (retriableCommitError) and commitRetryFor allows: a revoke's
+// commit refused once by a coordinator that is loading or moving would make the next owner
+// run again all that the last one finished since its last periodic commit.
 func retryCommit(commit func() error) error {
 	deadline := time.Now().Add(commitRetryFor)
 	backoff := commitRetryBackoff

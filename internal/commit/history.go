@@ -177,7 +177,9 @@ func (p *prior) suspectsAfter(out []Suspect, last int64) []Suspect {
 	return out
 }
 
-// ownWork is what a reader finished of a partition in an assignment that ended.
+// ownWork is what a reader finished of a partition in an assignment that ended. One holder
+// owns it at a time: the Tracker (own or pending, under its mu), then one history (under its
+// Partition's mu).
 type ownWork struct {
 	from, to int64   // every offset read in [from, to) was finished
 	above    []int64 // finished offsets above to, ascending
