@@ -79,8 +79,11 @@ type Suspect struct {
 }
 
 var (
+	// ErrForeignMetadata is Decode's error for metadata this package did not write.
 	ErrForeignMetadata = errors.New("zkafka: commit metadata written by something else")
-	ErrBadMetadata     = errors.New("zkafka: commit metadata unreadable")
+	// ErrBadMetadata is Decode's error, wrapped, for metadata that claims to be this
+	// package's and is not valid.
+	ErrBadMetadata = errors.New("zkafka: commit metadata unreadable")
 )
 
 // Encode returns the metadata for c, at most limit bytes long. When the runs do not all fit,

@@ -4,20 +4,20 @@ package commit
 type Action uint8
 
 const (
-	// Process: run the message's handler.
+	// Process runs the message's handler.
 	Process Action = iota
-	// Skip: the message was finished before (history.go); the tracker finished it at once,
+	// Skip is for a message finished before (history.go): the tracker finished it at once,
 	// and it is not run.
 	Skip
-	// Drop: the offset was read before in this assignment (librdkafka rewound the
+	// Drop is for an offset read before in this assignment (librdkafka rewound the
 	// partition); it is neither recorded nor run.
 	Drop
-	// Hold: a suspected poison pill, in a handler when an owner may have died (suspects.go).
-	// It runs only after a commit says it is in a handler, or is quarantined once Deaths
-	// reaches the caller's limit.
+	// Hold is for a suspected poison pill, in a handler when an owner may have died
+	// (suspects.go). It runs only after a commit says it is in a handler, or is quarantined
+	// once Deaths reaches the caller's limit.
 	Hold
-	// AwaitRecord: read in the partition's window after an owner died (suspects.go); it runs
-	// once a commit says it was read.
+	// AwaitRecord is for a message read in the partition's window after an owner died
+	// (suspects.go); it runs once a commit says it was read.
 	AwaitRecord
 )
 
