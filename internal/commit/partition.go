@@ -118,12 +118,12 @@ func (p *Partition) take(now time.Time) (offset int64, ok bool) {
 
 // Status is what a status page reads of a partition, at one moment.
 type Status struct {
-	Stored     int64 // the offset to store: 1 + the finished prefix; -1: nothing finished yet
-	Oldest     int64 // the oldest unfinished offset; -1: nothing unfinished
-	Unfinished int   // messages read and not finished
-	Committed  int64 // the last offset a commit set; -1: none seen since the assignment
-	MovedAt    time.Time
-	AssignedAt time.Time
+	Stored     int64     // the offset to store: 1 + the finished prefix; -1: nothing finished yet
+	Oldest     int64     // the oldest unfinished offset; -1: nothing unfinished
+	Unfinished int       // messages read and not finished
+	Committed  int64     // the last offset a commit set; -1: none seen since the assignment
+	MovedAt    time.Time // when the offset to store last moved and was taken for a store
+	AssignedAt time.Time // when the partition was assigned
 }
 
 // Status reads the partition under its lock; it counts the unfinished messages, so it costs
@@ -171,9 +171,9 @@ func (p *Partition) settle(h Handover, w *ownWork) {
 	p.sus.open(h)
 }
 
-// ownWork returns what p's assignment finished, and what it was given of earlier ones and
-// had not read past; nil when nothing. p is closed or being removed.
-func (p *Partition) ownWork(now time.Time) *ownWork {
+// finishedWork returns what p's assignment finished, and what it was given of earlier ones
+// and had not read past; nil when nothing. p is closed or being removed.
+func (p *Partition) finishedWork(now time.Time) *ownWork {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	o, own := &p.order, p.history.own

@@ -42,7 +42,7 @@ type key struct {
 type Tracker struct {
 	mu    sync.RWMutex
 	parts map[key]*Partition // guarded by mu
-	dirty atomic.Bool        // some Partition has an offset to store
+	dirty atomic.Bool        // atomic: some Partition has an offset to store
 	// own is what was finished of the partitions removed (revoked), for when they come back
 	// (history.go); guarded by mu.
 	own map[key]*ownWork
@@ -170,7 +170,7 @@ func (c *Tracker) Remove(topic string, partition int32) {
 			delete(c.own, k)
 		}
 	}
-	if w := old.ownWork(now); w != nil {
+	if w := old.finishedWork(now); w != nil {
 		c.own[k] = w
 	}
 }
