@@ -41,7 +41,7 @@ bench:
 
 ## bench-go: the hot-path Go benchmarks without librdkafka (routing, commit tracking, the per-message path)
 bench-go:
-	$(GO) test -run xxx -bench . -benchmem -benchtime 1000000x .
+	$(GO) test -run xxx -bench . -benchmem -benchtime 1000000x . ./internal/commit
 
 ## setup: start Kafka (KRaft) on localhost:29092 and a schema registry on localhost:8081 with Docker
 setup:
@@ -113,7 +113,8 @@ chaos-rebalance:
 ## fuzz: run every fuzz target for FUZZTIME each (default 2m)
 FUZZTIME ?= 2m
 fuzz:
-	for t in .:FuzzRouteKey .:FuzzCommitTracker .:FuzzConfigValidation ./internal/format:FuzzFormatterDecode; do \
+	for t in .:FuzzRouteKey .:FuzzConfigValidation ./internal/format:FuzzFormatterDecode ./internal/commit:FuzzCommitTracker \
+		./internal/commit:FuzzDecodeCompletions ./internal/commit:FuzzCompletionsRoundTrip; do \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
 	done
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // breakerLog records a breaker's transitions.
@@ -163,7 +165,7 @@ func TestBreakerAdmitEndsOnCut(t *testing.T) {
 			b := newBreaker("t", 1, time.Hour, false, nil)
 			fail(t, b)
 			stopping, ctxDone, kick := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
-			trk := newCommitTracker().get("t", 0)
+			trk := commit.NewTracker().Get("t", 0)
 			m := &Message{trk: trk}
 			res := make(chan bool)
 			go func() {
@@ -182,7 +184,7 @@ func TestBreakerAdmitEndsOnCut(t *testing.T) {
 			case "done":
 				close(ctxDone)
 			case "revoke":
-				trk.revoking.Store(true)
+				trk.SetRevoking()
 				signal(kick)
 			}
 			require.False(t, <-res)

@@ -1,6 +1,6 @@
 package zkafka
 
-// The counts behind Status.Commits: what the commits and their metadata (completions.go)
+// The counts behind Status.Commits: what the commits and their metadata (internal/commit)
 // did. The offset store (offsets.go) and the KReader (reader.go) update them.
 //
 // Invariant: each counter only grows.

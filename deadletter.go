@@ -524,7 +524,7 @@ func (d *deadLetterWriter) write(l *deadLetter, first error) bool {
 		case <-cut.kick:
 			t.Stop()
 		}
-		if cut.revoked() || (m.trk != nil && m.trk.isClosed()) {
+		if cut.revoked() || (m.trk != nil && m.trk.Closed()) {
 			return false
 		}
 		backoff = min(2*backoff, deadLetterMaxBackoff)

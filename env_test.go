@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/zkafka-go/zkafka/internal/commit"
 	"github.com/zkafka-go/zkafka/testhelper"
 	_ "github.com/zkafka-go/zkafka/testhelper/container" // ZKAFKA_TESTCONTAINERS=1 may start Kafka in Docker
 )
@@ -101,11 +102,11 @@ var (
 
 // completions reads what the commits of group on topic say is finished above each committed
 // offset (their metadata), by partition; a partition without a commit or metadata is absent.
-func (e *testEnv) completions(t testing.TB, group, topic string) map[int32]*completions {
+func (e *testEnv) completions(t testing.TB, group, topic string) map[int32]*commit.Completions {
 	t.Helper()
-	out := map[int32]*completions{}
+	out := map[int32]*commit.Completions{}
 	for p, md := range testhelper.CommittedMetadata(t, e.addr, group, topic) {
-		c, err := decodeCompletions(md)
+		c, err := commit.Decode(md)
 		if err == nil {
 			out[p] = c
 		}

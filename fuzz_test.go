@@ -5,7 +5,6 @@ import (
 	"math"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The fuzz targets of the engine's pure parts. Run one with
@@ -42,96 +41,6 @@ func FuzzRouteKey(f *testing.F) {
 		x ^= x >> 16
 		if want := int(x % uint32(n)); got != want {
 			t.Fatalf("routeKey(%q, %d) = %d, want fmix32(FNV-1a) mod n = %d", key, n, got, want)
-		}
-	})
-}
-
-// FuzzCommitTracker runs a random sequence of reads (add) and completions (finish, in any
-// order, with duplicates and stale sequence numbers) against a model. After every step the
-// stored offset must be 1 + the offset of the last message of the longest finished prefix of
-// the read order (-1 while that prefix is empty) — so it never passes an unfinished message —
-// and finish must report a move exactly when the stored offset changed.
-func FuzzCommitTracker(f *testing.F) {
-	f.Add([]byte{0x80, 0x00})
-	f.Add([]byte{0x81, 0x82, 0x83, 0x02, 0x01, 0x00})
-	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x03, 0x03, 0x01, 0x00, 0x7f, 0x02})
-	f.Add([]byte{0xff, 0xfe, 0x00, 0x00, 0xc0, 0x01, 0x40})
-	ops := make([]byte, 0, 400)
-	for i := range 200 {
-		ops = append(ops, 0x80|byte(i%5), byte(i*37))
-	}
-	f.Add(ops)
-	f.Fuzz(func(t *testing.T, ops []byte) {
-		owner := newCommitTracker()
-		tr := owner.get("t", 0)
-		type entry struct {
-			seq    uint64
-			offset int64
-			done   bool
-		}
-		var model []entry // read order
-		var off int64 = -1
-		stored := int64(-1)
-		for step, op := range ops {
-			if op&0x80 != 0 {
-				off += 1 + int64(op&0x0f) // gaps, like compaction or transaction markers
-				seq := trackAdd(tr, off)
-				if n := len(model); n > 0 && seq != model[n-1].seq+1 {
-					t.Fatalf("step %d: add returned seq %d after %d", step, seq, model[n-1].seq)
-				}
-				model = append(model, entry{seq: seq, offset: off})
-				continue
-			}
-			if len(model) == 0 {
-				continue
-			}
-			// Finish an entry chosen by the low bits; bit 6 replays a finish of an already
-			// finished (maybe popped) entry, which must change nothing.
-			i := int(op&0x3f) % len(model)
-			if op&0x40 == 0 {
-				for j := range len(model) {
-					if k := (i + j) % len(model); !model[k].done {
-						i = k
-						break
-					}
-				}
-			}
-			moved := tr.finish(model[i].seq)
-			model[i].done = true
-			want := int64(-1)
-			for _, e := range model {
-				if !e.done {
-					break
-				}
-				want = e.offset + 1
-			}
-			if want == -1 {
-				want = stored // nothing popped yet stays -1; popped prefix keeps its value
-			}
-			tr.mu.Lock()
-			got := tr.next
-			tr.mu.Unlock()
-			if got != want {
-				t.Fatalf("step %d: stored offset %d, model says %d (model %v)", step, got, want, model)
-			}
-			for _, e := range model {
-				if !e.done && got > e.offset {
-					t.Fatalf("step %d: stored offset %d passes unfinished offset %d", step, got, e.offset)
-				}
-			}
-			if moved != (got != stored) {
-				t.Fatalf("step %d: finish reported moved=%v but the stored offset went %d -> %d", step, moved, stored, got)
-			}
-			if moved {
-				if o, ok := tr.take(time.Now()); !ok || o != got {
-					t.Fatalf("step %d: take() = %d, %v after a move to %d", step, o, ok, got)
-				}
-			}
-			stored = got
-			// Drop the popped prefix from the model, as the ring does.
-			for len(model) > 0 && model[0].done {
-				model = model[1:]
-			}
 		}
 	})
 }

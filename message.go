@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zkafka-go/zkafka/internal/commit"
 	"github.com/zkafka-go/zkafka/internal/format"
 )
 
@@ -45,7 +46,7 @@ type Message struct {
 	pctx procCtx
 
 	// Set by KReader: the partition's commit tracker and the message's sequence in it.
-	trk *partitionTracker
+	trk *commit.Partition
 	seq uint64
 	// Set by a Work: the context PostRead returned, the processor's parent.
 	ctx context.Context
@@ -63,11 +64,10 @@ type Message struct {
 	taken bool
 	// metrics is the attribute sets of its partition, set when the Work has metrics.
 	metrics *partitionMetrics
-	// Set by KReader (poison.go): the message may have been in a handler when the process
-	// died (careful), deaths times in a row; poison: that is PoisonPillAfter times;
-	// unrecorded: it runs once a commit says it was read.
-	careful, poison, unrecorded bool
-	deaths                      uint32
+	// Set by KReader (poison.go): how the message enters its handler, and how often in a
+	// row the process died with it in a handler.
+	admit  admission
+	deaths uint32
 }
 
 // Response is what a write returns: where the broker stored the record.
@@ -139,7 +139,7 @@ func (m *Message) DoneWithContext(ctx context.Context) {
 		return
 	}
 	if m.trk != nil {
-		m.trk.finish(m.seq)
+		m.trk.Finish(m.seq)
 	}
 	if m.doneFunc != nil {
 		m.doneFunc(ctx)

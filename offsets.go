@@ -1,11 +1,11 @@
 package zkafka
 
-// Handing finished offsets to the broker: the commit tracker (commit.go) says which offsets
-// may be committed, this commits them. A consumer that can commit explicit offsets (the
+// Handing finished offsets to the broker: the commit tracker (internal/commit, reached through
+// commit.go) says which offsets may be committed, this commits them. A consumer that can commit explicit offsets (the
 // library's own, *kafka.Consumer) gets commits with metadata: every commitEvery while it reads
 // (flush), at a revoke and at a stop or Close (commit), each partition's oldest unfinished
-// offset with the finished messages above it in the metadata (completions.go, metadata.go). On
-// assignment, priors reads back what the last commit said. A consumer with only zkafka v2's
+// offset with the finished messages above it in the metadata (commit.Partition.Snapshot). On
+// assignment, priors reads back what the last commit said (commit.HandoverOf). A consumer with only zkafka v2's
 // methods gets v2's way: offsets stored (StoreOffsets) and committed by librdkafka every
 // auto.commit.interval.ms, at a revoke and at a stop (Commit).
 //
@@ -20,13 +20,14 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // offsetCommitter is what a consumer needs for commits with metadata; *kafka.Consumer has it.
@@ -37,21 +38,22 @@ type offsetCommitter interface {
 
 var _ offsetCommitter = (*kafka.Consumer)(nil)
 
-// offsetStore stores and commits the finished offsets of one consumer.
+// offsetStore stores and commits the finished offsets of one consumer. The reader goroutine
+// flushes and reads; processors commit marks (poison.go); a revoke or Close commits.
 type offsetStore struct {
-	consumer  KafkaConsumer
-	committer offsetCommitter // nil: v2's way, StoreOffsets and librdkafka's commits
-	tracker   *commitTracker
-	logger    Logger
-	failures  *failureLog
-	groupID   string
-	every     time.Duration // commitEvery, or AutoCommitIntervalMs when set
+	consumer  KafkaConsumer   // immutable
+	committer offsetCommitter // immutable; nil: v2's way, StoreOffsets and librdkafka's commits
+	tracker   *commit.Tracker // immutable
+	logger    Logger          // immutable
+	failures  *failureLog     // immutable
+	groupID   string          // immutable
+	every     time.Duration   // immutable: commitEvery, or AutoCommitIntervalMs when set
 	counts    atomic.Pointer[commitCounters]
 
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // when flush last committed (UnixNano)
 	reads      atomic.Int64 // messages read since then (commitBurst)
-	limit      int          // the longest metadata written: metadataMaxBytes (tests lower it)
+	limit      int          // guarded by commitMu: the longest metadata written
 	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too.
 	commitAtClose atomic.Bool
 	// foreign is set when the consumer's brokers turned out to be another cluster (renew.go):
@@ -59,8 +61,8 @@ type offsetStore struct {
 	foreign atomic.Bool
 }
 
-func newOffsetStore(consumer KafkaConsumer, tracker *commitTracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
-	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: metadataMaxBytes}
+func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
+	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes}
 	o.committer, _ = consumer.(offsetCommitter)
 	o.counts.Store(new(commitCounters))
 	return o
@@ -82,8 +84,8 @@ func (o *offsetStore) flush(now time.Time) {
 		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
 		return
 	}
-	for _, t := range o.tracker.trackers(nil) {
-		t.closeWindow(now, o.every)
+	for _, t := range o.tracker.Partitions(nil) {
+		t.CloseWindow(now, o.every)
 	}
 }
 
@@ -100,14 +102,14 @@ func (o *offsetStore) commit(keep func(tpKey) bool) error {
 	if o.committer != nil {
 		return retryCommit(func() error { return o.commitFinished(keep, true) })
 	}
-	o.store(o.tracker.storable(keep))
+	o.store(o.tracker.Storable(byKey(keep)))
 	return retryCommit(o.commitStored)
 }
 
 // retryCommit runs commit, and again after a backoff (commitRetryBackoff, doubling) while it
-// fails for a reason that passes (retriableCommitError) and commitRetryFor allows. A revoke's
-// commit refused once by a coordinator that is loading or moving made the next owner run
-// again all that the last one finished since its last periodic commit.
+// fails for a reason that passes (retriableCommitError) and commitRetryFor allows: a revoke's
+// commit refused once by a coordinator that is loading or moving would make the next owner
+// run again all that the last one finished since its last periodic commit.
 func retryCommit(commit func() error) error {
 	deadline := time.Now().Add(commitRetryFor)
 	backoff := commitRetryBackoff
@@ -155,7 +157,7 @@ func (o *offsetStore) commitFinished(keep func(tpKey) bool, released bool) error
 		}
 		// The broker's offset.metadata.max.bytes is below the default: write less from now
 		// on, down to none, and commit those partitions again at once.
-		if o.limit /= 2; o.limit < len(metadataPrefix)+64 {
+		if o.limit /= 2; o.limit < len(commit.MetadataPrefix)+64 {
 			o.limit = 0
 		}
 		o.failures.warnf(context.Background(), "zkafka: the broker refused the commit metadata as too large; writing less", errMetadataTooLarge,
@@ -165,13 +167,13 @@ func (o *offsetStore) commitFinished(keep func(tpKey) bool, released bool) error
 
 // commitMark commits the partition keep accepts, tracked by t, unless a commit since mark (a
 // count of t's suspect marks) covers it.
-func (o *offsetStore) commitMark(t *partitionTracker, mark uint64, keep func(tpKey) bool) error {
+func (o *offsetStore) commitMark(t *commit.Partition, mark uint64, keep func(tpKey) bool) error {
 	if o.committer == nil {
 		return nil
 	}
 	o.commitMu.Lock()
 	defer o.commitMu.Unlock()
-	if t.marksCommitted >= mark {
+	if t.MarkCommitted(mark) {
 		return nil
 	}
 	_, err := o.commitSnapshots(keep, false)
@@ -180,13 +182,13 @@ func (o *offsetStore) commitMark(t *partitionTracker, mark uint64, keep func(tpK
 
 // commitRead commits the partition keep accepts, tracked by t, unless a commit already says
 // offset was read.
-func (o *offsetStore) commitRead(t *partitionTracker, offset int64, keep func(tpKey) bool) error {
+func (o *offsetStore) commitRead(t *commit.Partition, offset int64, keep func(tpKey) bool) error {
 	if o.committer == nil {
 		return nil
 	}
 	o.commitMu.Lock()
 	defer o.commitMu.Unlock()
-	if t.recorded.Load() >= offset {
+	if t.Recorded(offset) {
 		return nil
 	}
 	_, err := o.commitSnapshots(keep, false)
@@ -200,34 +202,22 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		return false, nil
 	}
 	var tps []kafka.TopicPartition
-	var trks []*partitionTracker
-	var next []lastCommit
-	var reads []int64
-	for _, t := range o.tracker.trackers(keep) {
-		offset, c, ok := t.snapshot(released)
+	var trks []*commit.Partition
+	var sent []commit.Commit
+	for _, t := range o.tracker.Partitions(byKey(keep)) {
+		c, ok := t.Snapshot(released, o.limit)
 		if !ok {
 			continue
 		}
-		read := offset - 1
-		if c != nil {
-			read = c.read
+		if c.Truncated {
+			o.truncated(t)
 		}
-		md := ""
-		if c != nil && o.limit > 0 {
-			var truncated bool
-			if md, truncated = c.encode(o.limit); truncated {
-				o.truncated(t)
-			}
-		}
-		last := lastCommit{offset: offset, md: md, released: released, valid: true}
-		if last == t.committed {
-			t.marksCommitted = t.marksSnapped
-			t.recorded.Store(read)
+		if t.Unchanged(c) {
 			continue
 		}
-		topic := t.topic
-		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: t.partition, Offset: kafka.Offset(offset), Metadata: &md})
-		trks, next, reads = append(trks, t), append(next, last), append(reads, read)
+		topic, partition := t.TopicPartition()
+		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: partition, Offset: kafka.Offset(c.Offset), Metadata: &c.Metadata})
+		trks, sent = append(trks, t), append(sent, c)
 	}
 	if len(tps) == 0 {
 		return false, nil
@@ -243,15 +233,11 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		}
 	}
 	for i, t := range trks {
-		if err != nil || failed[tpKey{t.topic, t.partition}] {
-			t.touch() // taken again by the next commit
+		if topic, partition := t.TopicPartition(); err != nil || failed[tpKey{topic, partition}] {
+			t.Touch() // taken again by the next commit
 			continue
 		}
-		t.committed = next[i]
-		t.marksCommitted = t.marksSnapped
-		t.recorded.Store(reads[i])
-		t.acked.Store(next[i].offset)
-		t.committedOnce()
+		t.Committed(sent[i])
 	}
 	if err == nil && (partErr == nil || tooLarge) {
 		o.counts.Load().commits.Add(1)
@@ -264,6 +250,14 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	return tooLarge, wrapErr(err, "committing offsets of %s", o.groupID)
 }
 
+// byKey is keep, a filter of partitions by tpKey, as the commit tracker takes it.
+func byKey(keep func(tpKey) bool) func(string, int32) bool {
+	if keep == nil {
+		return nil
+	}
+	return func(topic string, partition int32) bool { return keep(tpKey{topic, partition}) }
+}
+
 var (
 	// errMetadataTruncated is the failure logged when a commit's metadata is cut short.
 	errMetadataTruncated = errors.New("finished offsets above the committed one do not fit offset.metadata.max.bytes")
@@ -272,10 +266,11 @@ var (
 )
 
 // truncated counts and logs (rate-limited) a commit of t whose metadata was cut short.
-func (o *offsetStore) truncated(t *partitionTracker) {
+func (o *offsetStore) truncated(t *commit.Partition) {
+	topic, partition := t.TopicPartition()
 	o.counts.Load().truncated.Add(1)
 	o.failures.warnf(context.Background(), "zkafka: commit metadata truncated; messages finished above the committed offset and left out run again if the partition changes owner",
-		errMetadataTruncated, "group", o.groupID, "topic", t.topic, "partition", t.partition)
+		errMetadataTruncated, "group", o.groupID, "topic", topic, "partition", partition)
 }
 
 // isCode reports whether err is a kafka.Error with one of codes.
@@ -290,36 +285,18 @@ func benignCommitError(err error) bool {
 	return isCode(err, kafka.ErrNoOffset, kafka.ErrState)
 }
 
-// handover is what an assignment learns of a partition's last commit.
-type handover struct {
-	prior *prior // what it says is finished and suspect; nil: nothing
-	// window: the last owner died (its last commit was not released), so until this owner's
-	// first periodic commit a message runs only once a commit says it was read; or nobody
-	// ever committed (firstOnly), so the messages read before this owner's first commit
-	// wait for it (poison.go).
-	window, firstOnly bool
-	// committed is the group's committed offset (negative: none), when known
-	// (knowsCommitted): what this reader finished before is used only at or above it.
-	committed      int64
-	knowsCommitted bool
-	// pending: the committed offset could not be read at the assignment (no coordinator
-	// then: it had moved); it is read again when the partition's first message arrives
-	// (settleLate), by when librdkafka has found the coordinator to fetch from.
-	pending bool
-}
-
 // priors reads the committed offsets of newly assigned partitions and, from their metadata,
 // what is finished above them. Metadata of another writer, or whose offset is not the
 // committed one, is ignored with a warning (rate-limited). A read that fails leaves the
 // partitions pending, to be read late (late false); a late read that fails is warned about
 // and reads nothing.
-func (o *offsetStore) priors(parts []kafka.TopicPartition, late bool) map[tpKey]handover {
+func (o *offsetStore) priors(parts []kafka.TopicPartition, late bool) map[tpKey]commit.Handover {
 	if o.committer == nil || len(parts) == 0 {
 		return nil
 	}
 	ctx := context.Background()
 	got, failed, err := readCommitted(o.committer, parts)
-	out := make(map[tpKey]handover, len(parts))
+	out := make(map[tpKey]commit.Handover, len(parts))
 	switch {
 	case err == nil:
 	case late:
@@ -327,7 +304,7 @@ func (o *offsetStore) priors(parts []kafka.TopicPartition, late bool) map[tpKey]
 	default:
 		o.logger.Debugw(ctx, "zkafka: reading committed offsets failed at assignment; read again at the first message", "group", o.groupID, "error", err)
 		for _, tp := range failed {
-			out[tpKey{topicName(tp), tp.Partition}] = handover{pending: true}
+			out[tpKey{topicName(tp), tp.Partition}] = commit.PendingHandover()
 		}
 	}
 	for _, tp := range got {
@@ -335,7 +312,11 @@ func (o *offsetStore) priors(parts []kafka.TopicPartition, late bool) map[tpKey]
 			continue
 		}
 		k := tpKey{topicName(tp), tp.Partition}
-		h, err := handoverOf(tp)
+		md := ""
+		if tp.Metadata != nil {
+			md = *tp.Metadata
+		}
+		h, err := commit.HandoverOf(int64(tp.Offset), md)
 		if err != nil {
 			o.counts.Load().ignored.Add(1)
 			o.failures.warnf(ctx, "zkafka: ignoring commit metadata this library cannot use; messages finished by the last owner may run again", err,
@@ -360,42 +341,21 @@ func readCommitted(c offsetCommitter, parts []kafka.TopicPartition) (got, failed
 	return got, failed, err
 }
 
-// handoverOf is what the committed offset tp says: its offset, and what its metadata says is
-// finished above it (an error for metadata this library cannot use, with h still carrying
-// the offset).
-func handoverOf(tp kafka.TopicPartition) (h handover, err error) {
-	h = handover{committed: int64(tp.Offset), knowsCommitted: true}
-	h.window = tp.Offset < 0
-	h.firstOnly = h.window
-	if tp.Metadata == nil || *tp.Metadata == "" || tp.Offset < 0 {
-		return h, nil
-	}
-	c, err := decodeCompletions(*tp.Metadata)
-	if err == nil && c.base != int64(tp.Offset) {
-		err = fmt.Errorf("%w: metadata for offset %d, committed offset %d", errBadMetadata, c.base, tp.Offset)
-	}
-	if err != nil {
-		return h, err
-	}
-	h.prior, h.window = newPrior(c), !c.released
-	return h, nil
-}
-
 // storeFinished stores, for every partition whose finished prefix moved, the offset after it
 // (v2's way).
-func (o *offsetStore) storeFinished() { o.store(o.tracker.storable(nil)) }
+func (o *offsetStore) storeFinished() { o.store(o.tracker.Storable(nil)) }
 
 // store hands offsets to librdkafka. A store refused for a partition this reader no longer
 // owns is expected during a rebalance and is only logged at debug level. The caller holds
 // the KReader's handle, or runs in a rebalance callback.
-func (o *offsetStore) store(offs []storedOffset) {
+func (o *offsetStore) store(offs []commit.Stored) {
 	if len(offs) == 0 || o.foreign.Load() {
 		return
 	}
 	tps := make([]kafka.TopicPartition, len(offs))
-	for i, o := range offs {
-		topic := o.topic
-		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: o.partition, Offset: kafka.Offset(o.offset)}
+	for i, s := range offs {
+		topic := s.Topic
+		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: s.Partition, Offset: kafka.Offset(s.Offset)}
 	}
 	if _, err := o.consumer.StoreOffsets(tps); err != nil {
 		o.logger.Debugw(context.Background(), "zkafka: offsets not stored (partition no longer assigned?)", "error", err)
@@ -428,29 +388,8 @@ func (o *offsetStore) committed(tps []kafka.TopicPartition) {
 		if tp.Error != nil || tp.Offset < 0 {
 			continue
 		}
-		if t := o.tracker.lookup(tpKey{topicName(tp), tp.Partition}); t != nil {
-			t.acked.Store(int64(tp.Offset))
+		if t := o.tracker.Lookup(topicName(tp), tp.Partition); t != nil {
+			t.SetCommitted(int64(tp.Offset))
 		}
 	}
-}
-
-// skipFinished reports whether the message just read at offset is not to be run: finished
-// before, as the partition's last commit says (verdict, from the tracker, which has finished
-// it then; counted), or read before in this assignment. It warns about a last commit that is
-// about another log.
-func (o *offsetStore) skipFinished(trk *partitionTracker, v readVerdict, offset int64) bool {
-	switch {
-	case v.skip:
-		o.counts.Load().alreadyFinished.Add(1)
-		return true
-	case v.again:
-		o.logger.Debugw(context.Background(), "zkafka: message read twice in one assignment; the second is dropped",
-			"group", o.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
-		return true
-	case v.mismatch:
-		o.counts.Load().ignored.Add(1)
-		o.failures.warnf(context.Background(), "zkafka: ignoring commit metadata about another log (topic created again?); messages finished by the last owner may run again",
-			errMetadataMismatch, "group", o.groupID, "topic", trk.topic, "partition", trk.partition, "offset", offset)
-	}
-	return false
 }

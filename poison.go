@@ -6,21 +6,14 @@ package zkafka
 // PoisonPillAfter deaths it does not run the message again: it dead-letters it (or skips it,
 // logged and counted) and the partition moves on.
 //
-// The count travels in the commit metadata (metadata.go) as suspects. After an owner died
-// (its last commit was a periodic one, not released by a revoke, stop or Close), every
-// message it may have had in a handler — unfinished, and at or below the highest offset it
-// had read — is suspect to the next owner, and so is any message a commit names with deaths.
-// A suspect runs only after a commit that says it is in a handler (suspicion.mark): if
-// the process dies then, the next owner reads one more death for it. Suspects that never were
-// in a handler at a death run side by side (their marks share commits); one that was runs
-// alone (suspicion), so that its next death is its own. A suspect that finishes is forgotten; one that is
-// let go of unfinished (a stop, a revoke) keeps its count, not increased.
-//
-// A death can come before any commit says its message was read: then nothing marks it. So
-// after the last owner died, the new owner runs a message only once a commit says it was
-// read, until its first periodic commit (the window): the next owner then finds it among the
-// suspects. One commit covers all read so far. Where nobody ever committed, only the messages
-// read before the first commit wait for it (one commit at the start).
+// The count travels in the commit metadata as suspects; internal/commit (suspects.go) keeps
+// them and decides, for each message read, whether it is suspect (commit.Hold) or read in a
+// window after a death (commit.AwaitRecord). This file is the processors' side. A suspect
+// runs only after a commit that says it is in a handler (suspicion.mark): if the process dies
+// then, the next owner reads one more death for it. Suspects that never were in a handler at
+// a death run side by side (their marks share commits); one that was runs alone (suspicion),
+// so that its next death is its own. A message read in the window runs once a commit says it
+// was read (suspicion.record); one commit covers all read so far.
 //
 // Cost: nothing on the normal path. After a death, a synchronous commit before the suspects'
 // handlers (shared by those that start together), and those that were in a handler at a
@@ -30,12 +23,11 @@ package zkafka
 // by an owner that then died, said it was in a handler.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"time"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // defaultPoisonPillAfter is PoisonPillAfter's default.
@@ -60,82 +52,43 @@ func poisonPillError(deaths uint32) error {
 	return PermanentError(fmt.Errorf("%w: the process died %d times in a row with this message in the handler (PoisonPillAfter); it is not run again", errPoisonPill, deaths))
 }
 
-// suspectState is a suspect of a partition tracker.
-type suspectState struct {
-	deaths  uint32 // deaths so far
-	running bool   // in a handler now: a death now is one more
-}
-
-// suspect records a suspect read, or entering a handler. The caller holds mu.
-func (t *partitionTracker) suspect(offset int64, deaths uint32, running bool) {
-	if t.suspects == nil {
-		t.suspects = map[int64]suspectState{}
-	}
-	t.suspects[offset] = suspectState{deaths: deaths, running: running}
-	t.changed = true
-}
-
-// suspectList lists the suspects for a commit, by offset: one in a handler counts a death
-// more, unless the commit lets the partition go (released: nobody died). The caller holds mu.
-func (t *partitionTracker) suspectList(released bool) []suspect {
-	var out []suspect
-	for off, s := range t.suspects {
-		d := s.deaths
-		if s.running && !released {
-			d++
-		}
-		if d > 0 {
-			out = append(out, suspect{offset: off, deaths: d})
-		}
-	}
-	slices.SortFunc(out, func(a, b suspect) int { return cmp.Compare(a.offset, b.offset) })
-	return out
-}
-
 // mark commits that m, a suspect, is in a handler now, before its handler runs. Marks of
 // several suspects share a commit: one that began after m's mark covers it. It returns false
 // when the reader is closed or m's partition is being revoked. A failed commit is logged, and
 // m runs anyway.
 func (s *suspicion) mark(m *Message) bool {
 	const failed = "zkafka: committing that a suspect message is in the handler failed; running it anyway"
-	return s.commitFor(m, failed, func(r *KReader, t *partitionTracker, only func(tpKey) bool) error {
-		t.mu.Lock()
-		t.suspect(m.Offset, m.deaths, true)
-		t.marksSet++
-		mark := t.marksSet
-		t.mu.Unlock()
-		return r.offsets.commitMark(t, mark, only)
+	return s.commitFor(m, failed, func(r *KReader, t *commit.Partition, only func(tpKey) bool) error {
+		return r.offsets.commitMark(t, t.Mark(m.Offset, m.deaths), only)
 	})
 }
 
-// suspectMessage marks m, just read, as v says: a poison pill (after, PoisonPillAfter, deaths
-// or more), a suspect, or read in its partition's window; nothing when after is 0 (off).
-func suspectMessage(m *Message, v readVerdict, after uint32) {
+// admission is how a message read enters its handler.
+type admission uint8
+
+const (
+	admitFree     admission = iota // at once
+	admitMarked                    // a suspect: after a commit says it is in a handler
+	admitRecorded                  // read in its partition's window: once a commit says it was read
+	admitNever                     // a poison pill: quarantined, never run
+)
+
+// suspectMessage sets m's admission, as out (Hold or AwaitRecord) says: a poison pill (after,
+// PoisonPillAfter, deaths or more), a suspect, or read in its partition's window; nothing
+// when after is 0 (off).
+func suspectMessage(m *Message, out commit.Outcome, after uint32) {
 	if after == 0 {
 		return
 	}
-	m.deaths = v.deaths
-	m.poison = v.careful && v.deaths >= after
-	m.careful = v.careful && !m.poison
-	m.unrecorded = v.unrecorded && !m.poison
-}
-
-// closeWindow ends t's window once a periodic commit comes every after its assignment.
-func (t *partitionTracker) closeWindow(now time.Time, every time.Duration) {
-	t.mu.Lock()
-	if t.window && now.Sub(t.assignedAt) >= every {
-		t.window = false
+	m.deaths = out.Deaths()
+	switch {
+	case out.Quarantine(after):
+		m.admit = admitNever
+	case out.Action() == commit.Hold:
+		m.admit = admitMarked
+	default:
+		m.admit = admitRecorded
 	}
-	t.mu.Unlock()
-}
-
-// committedOnce ends a window that lasts until the first commit.
-func (t *partitionTracker) committedOnce() {
-	t.mu.Lock()
-	if t.firstOnly {
-		t.window = false
-	}
-	t.mu.Unlock()
 }
 
 // record waits, in its partition's window, until a commit says m was read. It returns false
@@ -143,26 +96,26 @@ func (t *partitionTracker) committedOnce() {
 // and m runs anyway.
 func (s *suspicion) record(m *Message) bool {
 	const failed = "zkafka: committing what was read before running it failed; running it anyway"
-	return s.commitFor(m, failed, func(r *KReader, t *partitionTracker, only func(tpKey) bool) error {
+	return s.commitFor(m, failed, func(r *KReader, t *commit.Partition, only func(tpKey) bool) error {
 		return r.offsets.commitRead(t, m.Offset, only)
 	})
 }
 
-// commitFor runs commit, a commit of m's partition only, while the reader is open and m's
+// commitFor runs write, a commit of m's partition only, while the reader is open and m's
 // partition is not being revoked; it returns false when either is not so. A failed commit is
 // logged with the words failed, and m runs anyway (true).
-func (s *suspicion) commitFor(m *Message, failed string, commit func(r *KReader, t *partitionTracker, only func(tpKey) bool) error) bool {
+func (s *suspicion) commitFor(m *Message, failed string, write func(r *KReader, t *commit.Partition, only func(tpKey) bool) error) bool {
 	r := s.rs.published.Load() // rs.kr is the reader goroutine's (renew.go replaces it)
-	if r == nil || m.trk.owner != r.tracker {
+	if r == nil || !m.trk.BelongsTo(r.tracker) {
 		return false // m was read by a consumer since replaced: its partitions are revoked
 	}
 	return r.whileOpen(func() bool {
 		t := m.trk
-		if t.isRevoking() {
+		if t.Revoking() {
 			return false
 		}
 		k := tpKey{m.Topic, m.Partition}
-		if err := commit(r, t, func(c tpKey) bool { return c == k }); err != nil {
+		if err := write(r, t, func(c tpKey) bool { return c == k }); err != nil {
 			r.failures.warnf(context.Background(), failed, err,
 				"group", r.groupID, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
 		}
@@ -188,8 +141,8 @@ func newSuspicion(rs *runState, slots int) *suspicion {
 // It returns false when m must be let go of instead (stop, revoke, reader closed).
 func (s *suspicion) enter(cut waitCut) bool {
 	m := cut.m
-	if !m.careful {
-		return m.trk.recorded.Load() >= m.Offset || s.record(m)
+	if m.admit == admitRecorded {
+		return m.trk.Recorded(m.Offset) || s.record(m)
 	}
 	alone := m.deaths > 0
 	if alone && !cut.send(s.alone) {
@@ -231,13 +184,7 @@ func (s *suspicion) release(n int, alone bool) {
 func (s *suspicion) leave(m *Message) {
 	s.release(s.need(m), m.deaths > 0)
 	m.deaths = 0
-	t := m.trk
-	t.mu.Lock()
-	if _, ok := t.suspects[m.Offset]; ok {
-		delete(t.suspects, m.Offset)
-		t.changed = true
-	}
-	t.mu.Unlock()
+	m.trk.Survived(m.Offset)
 }
 
 // send puts a token into ch, unless the wait is cut first (stop, cancel, revoke of the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/zkafka-go/zkafka/internal/commit"
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
@@ -147,11 +148,11 @@ func othersCommitted(t *testing.T, cfg poisonChild) bool {
 	if !ok {
 		return false
 	}
-	c, err := decodeCompletions(md)
-	if err != nil || c.base != cfg.Poison {
+	c, err := commit.Decode(md)
+	if err != nil || c.Base != cfg.Poison {
 		return false
 	}
-	return len(c.runs) == 2 && c.runs[0] == 1 && int(c.runs[1]) == cfg.Others-int(cfg.Poison)
+	return len(c.Runs) == 2 && c.Runs[0] == 1 && int(c.Runs[1]) == cfg.Others-int(cfg.Poison)
 }
 
 func readLines(path string) []string {

@@ -72,7 +72,7 @@ type waitCut struct {
 }
 
 // revoked reports whether the message's partition is being revoked.
-func (c waitCut) revoked() bool { return c.m.trk != nil && c.m.trk.isRevoking() }
+func (c waitCut) revoked() bool { return c.m.trk != nil && c.m.trk.Revoking() }
 
 // sleep waits for t or wake. It returns false when the message must be let go of instead.
 func (c waitCut) sleep(t <-chan time.Time, wake <-chan struct{}) bool {
@@ -129,7 +129,7 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 			testHookPopped(m)
 		}
 		vp.busy.Store(m)
-		if m.trk != nil && m.trk.isRevoking() {
+		if m.trk != nil && m.trk.Revoking() {
 			// Popped while its partition was being revoked, before busy told revoked to wait
 			// for it: the partition's next owner reads it again. (revoked sets revoking, then
 			// reads busy; this sets busy, then reads revoking: one of the two sees the other.)
@@ -168,7 +168,7 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 // abandoned by the watchdog (the caller must exit).
 func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 	rs := p.rs
-	if m.poison {
+	if m.admit == admitNever {
 		p.quarantine(vp, m) // poison.go
 		return true
 	}
@@ -184,14 +184,14 @@ func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 			return true
 		}
 	}
-	if (m.careful || m.unrecorded) && !p.suspects.enter(p.cut(vp, m)) {
+	if m.admit != admitFree && !p.suspects.enter(p.cut(vp, m)) {
 		ticket.report(breakerUncounted)
 		p.letGo(vp, m)
 		return true
 	}
 	vp.ticket = ticket
 	abandoned, err := p.process(vp, m, gen)
-	if m.careful {
+	if m.admit == admitMarked {
 		p.suspects.leave(m)
 	}
 	if abandoned {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/zkafka-go/zkafka/internal/commit"
 	"github.com/zkafka-go/zkafka/internal/format"
 )
 
@@ -156,7 +157,7 @@ type KReader struct {
 	hooks       LifecycleHooks
 	readTimeout time.Duration
 
-	tracker  *commitTracker
+	tracker  *commit.Tracker
 	offsets  *offsetStore  // hands finished offsets to librdkafka (offsets.go)
 	owned    *rebalancer   // the partitions it owns and their pause (rebalance.go)
 	failures *failureLog   // the consumer's repeating errors and log lines, rate-limited
@@ -186,7 +187,7 @@ func newReader(args readerArgs) (*KReader, error) {
 		logger:      args.logger,
 		hooks:       args.hooks,
 		readTimeout: tc.readTimeout(),
-		tracker:     newCommitTracker(),
+		tracker:     commit.NewTracker(),
 	}
 	if r.logger == nil {
 		r.logger = stderrLogger
@@ -303,11 +304,11 @@ func (r *KReader) poll(timeout time.Duration) (*Message, error) {
 	return nil, nil
 }
 
-// maxSkipsPerPoll bounds the messages one poll skips (KReader.skipFinished) before it returns.
+// maxSkipsPerPoll bounds the messages one poll skips (KReader.newMessage) before it returns.
 const maxSkipsPerPoll = 1024
 
 // event turns what Poll returned into a message, a fatal error, or nothing; skipped reports a
-// message that was finished before (skipFinished).
+// message that was finished before (offsetStore.readOutcome).
 func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 	switch e := ev.(type) {
 	case nil:
@@ -387,15 +388,17 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 }
 
 // newMessage wraps a confluent message and records it with the commit tracker. It returns nil
-// for a message finished before, by the partition's last owner (skipFinished).
+// for a message not to be run: finished before, or read before (offsetStore.readOutcome).
 func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
-	trk := r.tracker.get(topic, km.TopicPartition.Partition)
-	settleLate(r.offsets, trk)
+	trk := r.tracker.Get(topic, km.TopicPartition.Partition)
+	if r.tracker.Pending() {
+		settleLate(r.offsets, trk)
+	}
 	r.offsets.reads.Add(1)
 	offset := int64(km.TopicPartition.Offset)
-	seq, v := trk.addRecord(offset, recordOf(km))
-	if (v.skip || v.again || v.mismatch) && r.offsets.skipFinished(trk, v, offset) {
+	seq, out := trk.Read(offset, recordOf(km))
+	if !out.Plain() && r.offsets.readOutcome(trk, out, offset) {
 		return nil
 	}
 	m := &Message{
@@ -412,28 +415,11 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		trk:       trk,
 		seq:       seq,
 	}
-	if v.careful || v.unrecorded {
-		suspectMessage(m, v, r.poisonAfter.Load())
+	if a := out.Action(); a == commit.Hold || a == commit.AwaitRecord {
+		suspectMessage(m, out, r.poisonAfter.Load())
 	}
 	return m
 }
-
-// settleLate reads the last commit of trk's partition through o, when its assignment could
-// not (handover.pending), before the partition's first message is recorded.
-func settleLate(o *offsetStore, trk *partitionTracker) {
-	if o.tracker.pendingN.Load() == 0 {
-		return
-	}
-	if w, ok := o.tracker.takePending(trk); ok {
-		topic := trk.topic
-		h := o.priors([]kafka.TopicPartition{{Topic: &topic, Partition: trk.partition}}, true)
-		settle(trk, h[tpKey{topic, trk.partition}], w)
-	}
-}
-
-// errMetadataMismatch is the failure logged for commit metadata whose base record is not the
-// first record read.
-var errMetadataMismatch = errors.New("the first record read is not the one the commit metadata names")
 
 // topicName is tp's topic, "" when it has none.
 func topicName(tp kafka.TopicPartition) string {

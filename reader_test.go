@@ -36,7 +36,7 @@ func TestReaderDoneInAnyOrderCommitsTheFinishedPrefix(t *testing.T) {
 	require.Equal(t, map[int32]int64{0: 0}, e.committed(t, group, topic), "offset 0 is not done: the commit may not pass it")
 	c := e.completions(t, group, topic)[0]
 	require.NotNil(t, c, "the metadata says what is finished above the committed offset")
-	require.Equal(t, []uint64{1, 2}, c.runs, "offset 0 unfinished, 1 and 2 finished")
+	require.Equal(t, []uint64{1, 2}, c.Runs, "offset 0 unfinished, 1 and 2 finished")
 	msgs[0].Done()
 	require.NoError(t, kr.commit())
 	require.Equal(t, map[int32]int64{0: 3}, e.committed(t, group, topic))

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // rebalanceListener is told about partitions leaving the reader. The Work engine uses it to
@@ -80,7 +82,7 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 // under the cooperative protocol), and a pause if the reader is paused now.
 func (r *rebalancer) assign(parts []kafka.TopicPartition, cooperative bool) {
 	ctx := context.Background()
-	var priors map[tpKey]handover
+	var priors map[tpKey]commit.Handover
 	if !r.leaving.Load() {
 		// Leaving (KReader.leave), nothing is read from them: the committed state the
 		// next owner needs is not read here, which could take committedWait.
@@ -88,7 +90,7 @@ func (r *rebalancer) assign(parts []kafka.TopicPartition, cooperative bool) {
 	}
 	for _, p := range parts {
 		k := tpKey{topicName(p), p.Partition}
-		r.offsets.tracker.reset(k.topic, k.partition, priors[k])
+		r.offsets.tracker.Reset(k.topic, k.partition, priors[k])
 	}
 	var err error
 	switch {
@@ -137,7 +139,9 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		keys[i] = tpKey{topicName(p), p.Partition}
 		set[keys[i]] = struct{}{}
 	}
-	r.offsets.tracker.markRevoking(keys)
+	for _, k := range keys {
+		r.offsets.tracker.MarkRevoking(k.topic, k.partition)
+	}
 	r.mu.Lock()
 	l := r.listener
 	r.mu.Unlock()
@@ -151,7 +155,7 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		}
 	}
 	for _, k := range keys {
-		r.offsets.tracker.remove(k.topic, k.partition)
+		r.offsets.tracker.Remove(k.topic, k.partition)
 	}
 	r.mu.Lock()
 	for _, k := range keys {

@@ -146,8 +146,8 @@ func readPositions(pr positionReader, parts []tpKey, positions []int64) {
 // trackerOf snapshots the tracker of partition k at now; a partition without one has read
 // nothing.
 func trackerOf(kr *KReader, k tpKey, now time.Time) trackerSnapshot {
-	if trk := kr.tracker.lookup(k); trk != nil {
-		return trk.statusSnapshot(now)
+	if trk := kr.tracker.Lookup(k.topic, k.partition); trk != nil {
+		return statusOf(trk, now)
 	}
 	return trackerSnapshot{stored: -1, oldest: -1, committed: -1, lastRead: -1}
 }

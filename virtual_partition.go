@@ -241,7 +241,7 @@ func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed b
 func (vp *virtualPartition) park(m *Message, due, since time.Time, cause error) bool {
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
-	if m.trk != nil && m.trk.isRevoking() {
+	if m.trk != nil && m.trk.Revoking() {
 		return false
 	}
 	vp.parked.park(m, due, since, cause)

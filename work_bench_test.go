@@ -30,33 +30,6 @@ func BenchmarkRouteKey(b *testing.B) {
 	_ = sum
 }
 
-// BenchmarkTrackerRandomFinish adds messages to a partition tracker and finishes them in a
-// random order within a window of 1024 in-flight messages.
-func BenchmarkTrackerRandomFinish(b *testing.B) {
-	const window = 1024
-	t := newPartitionTracker(newCommitTracker(), "t", 0)
-	rng := rand.New(rand.NewPCG(1, 2))
-	pending := make([]uint64, 0, window)
-	off := int64(0)
-	b.ReportAllocs()
-	for b.Loop() {
-		pending = append(pending, trackAdd(t, off))
-		off++
-		if len(pending) == window {
-			i := rng.IntN(len(pending))
-			t.finish(pending[i])
-			pending[i] = pending[len(pending)-1]
-			pending = pending[:len(pending)-1]
-		}
-	}
-	for _, s := range pending {
-		t.finish(s)
-	}
-	if _, ok := t.take(time.Now()); !ok {
-		b.Fatal("nothing to store")
-	}
-}
-
 // memConsumer is an in-memory KafkaConsumer: one topic of parts partitions holding an endless
 // stream of 100-byte messages over 1000 keys. Poll returns the next message, round-robin over
 // the partitions; the first Poll assigns every partition through the rebalance callback.

@@ -1,6 +1,7 @@
-package zkafka
+package commit
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -26,14 +27,14 @@ func TestPartitionTrackerTransitions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ct := newCommitTracker()
-			pt := ct.get("t", 0)
+			ct := NewTracker()
+			pt := ct.Get("t", 0)
 			seqs := make([]uint64, len(tt.read))
 			for i, off := range tt.read {
 				seqs[i] = trackAdd(pt, off)
 			}
 			for i, idx := range tt.finish {
-				pt.finish(seqs[idx])
+				pt.Finish(seqs[idx])
 				if i == tt.closeAt {
 					if got, ok := pt.take(time.Now()); ok {
 						require.Equal(t, tt.want, got)
@@ -58,59 +59,71 @@ func TestPartitionTrackerTransitions(t *testing.T) {
 }
 
 func TestPartitionTrackerGrowsPastItsRing(t *testing.T) {
-	ct := newCommitTracker()
-	pt := ct.get("t", 0)
+	ct := NewTracker()
+	pt := ct.Get("t", 0)
 	const n = 1000 // far more than the initial ring of 64
 	seqs := make([]uint64, n)
 	for i := range seqs {
 		seqs[i] = trackAdd(pt, int64(i))
 	}
 	for i := n - 1; i >= 1; i-- {
-		pt.finish(seqs[i])
+		pt.Finish(seqs[i])
 	}
 	_, ok := pt.take(time.Now())
 	require.False(t, ok, "offset 0 unfinished holds everything")
-	pt.finish(seqs[0])
+	pt.Finish(seqs[0])
 	got, ok := pt.take(time.Now())
 	require.True(t, ok)
 	require.Equal(t, int64(n), got)
 }
 
 func TestCommitTrackerStorableAndReset(t *testing.T) {
-	ct := newCommitTracker()
-	a, b := ct.get("t", 0), ct.get("t", 1)
-	a.finish(trackAdd(a, 10))
-	b.finish(trackAdd(b, 20))
-	got := ct.storable(func(k tpKey) bool { return k.partition == 1 })
-	require.Equal(t, []storedOffset{{tpKey: tpKey{"t", 1}, offset: 21}}, got)
-	require.Equal(t, []storedOffset{{tpKey: tpKey{"t", 0}, offset: 11}}, ct.storable(nil))
-	require.Empty(t, ct.storable(nil))
+	ct := NewTracker()
+	a, b := ct.Get("t", 0), ct.Get("t", 1)
+	a.Finish(trackAdd(a, 10))
+	b.Finish(trackAdd(b, 20))
+	got := ct.Storable(func(_ string, partition int32) bool { return partition == 1 })
+	require.Equal(t, []Stored{{Topic: "t", Partition: 1, Offset: 21}}, got)
+	require.Equal(t, []Stored{{Topic: "t", Partition: 0, Offset: 11}}, ct.Storable(nil))
+	require.Empty(t, ct.Storable(nil))
 
 	seq := trackAdd(a, 11)
-	ct.reset("t", 0, handover{}) // assigned again: the old tracker is closed, a fresh one starts
-	a.finish(seq)
-	require.Empty(t, ct.storable(nil), "a completion for the old assignment is ignored")
-	require.NotSame(t, a, ct.get("t", 0))
+	ct.Reset("t", 0, Handover{}) // assigned again: the old tracker is closed, a fresh one starts
+	a.Finish(seq)
+	require.Empty(t, ct.Storable(nil), "a completion for the old assignment is ignored")
+	require.NotSame(t, a, ct.Get("t", 0))
 }
 
 // trackAdd records a message read at offset, whose record is unknown, and returns its
 // sequence number.
-func trackAdd(t *partitionTracker, offset int64) uint64 {
-	seq, _ := t.addRecord(offset, recordID{epoch: -1})
+func trackAdd(t *Partition, offset int64) uint64 {
+	seq, _ := t.Read(offset, Record{Epoch: -1})
 	return seq
 }
 
-// TestCommitDueAfterABurst: a periodic commit is due commitEvery after the last, or
-// commitBurstGap after it once commitBurst messages were read since.
-func TestCommitDueAfterABurst(t *testing.T) {
-	o := &offsetStore{every: commitEvery}
-	t0 := time.Unix(1000, 0)
-	o.lastCommit.Store(t0.UnixNano())
-	require.False(t, o.due(t0.Add(commitBurstGap)), "no burst")
-	require.True(t, o.due(t0.Add(commitEvery)))
-	o.reads.Store(commitBurst - 1)
-	require.False(t, o.due(t0.Add(commitBurstGap)))
-	o.reads.Add(1)
-	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond)), "too soon after the last commit")
-	require.True(t, o.due(t0.Add(commitBurstGap)))
+// BenchmarkTrackerRandomFinish adds messages to a partition tracker and finishes them in a
+// random order within a window of 1024 in-flight messages.
+func BenchmarkTrackerRandomFinish(b *testing.B) {
+	const window = 1024
+	t := NewTracker().Get("t", 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	pending := make([]uint64, 0, window)
+	off := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		pending = append(pending, trackAdd(t, off))
+		off++
+		if len(pending) == window {
+			i := rng.IntN(len(pending))
+			t.Finish(pending[i])
+			pending[i] = pending[len(pending)-1]
+			pending = pending[:len(pending)-1]
+		}
+	}
+	for _, s := range pending {
+		t.Finish(s)
+	}
+	if _, ok := t.take(time.Now()); !ok {
+		b.Fatal("nothing to store")
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // readN reads n messages through a new reader of group, leaving Done to the caller.
@@ -26,6 +28,17 @@ func readN(t *testing.T, e *testEnv, client *Client, group, topic string, n int)
 		}
 	}
 	return r.(*KReader), msgs
+}
+
+// firstUnfinished is the record of the oldest unfinished message r read from partition 0 of
+// topic, as a commit's metadata names it.
+func firstUnfinished(t *testing.T, r *KReader, topic string) commit.Record {
+	t.Helper()
+	c, ok := r.tracker.Lookup(topic, 0).Snapshot(true, commit.MetadataMaxBytes)
+	require.True(t, ok)
+	md, err := commit.Decode(c.Metadata)
+	require.NoError(t, err)
+	return commit.Record{Stamp: md.Stamp, Epoch: md.Epoch}
 }
 
 func offsetsOf(msgs []*Message) []int64 {
@@ -77,15 +90,15 @@ func TestG16MetadataNotOursIsIgnored(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		ours bool
-		md   func(first recordID) string
+		md   func(first commit.Record) string
 	}{
-		{name: "another library's", md: func(recordID) string { return `{"parallel-consumer":"xyz"}` }},
-		{name: "another log's", md: func(first recordID) string {
-			md, _ := (&completions{base: 0, stamp: first.stamp - 1000, epoch: first.epoch, read: 3, runs: []uint64{1, 3}}).encode(metadataMaxBytes)
+		{name: "another library's", md: func(commit.Record) string { return `{"parallel-consumer":"xyz"}` }},
+		{name: "another log's", md: func(first commit.Record) string {
+			md, _ := (&commit.Completions{Base: 0, Stamp: first.Stamp - 1000, Epoch: first.Epoch, Read: 3, Runs: []uint64{1, 3}}).Encode(commit.MetadataMaxBytes)
 			return md
 		}},
-		{name: "this log's, for comparison", ours: true, md: func(first recordID) string {
-			md, _ := (&completions{base: 0, stamp: first.stamp, epoch: first.epoch, read: 3, runs: []uint64{1, 3}}).encode(metadataMaxBytes)
+		{name: "this log's, for comparison", ours: true, md: func(first commit.Record) string {
+			md, _ := (&commit.Completions{Base: 0, Stamp: first.Stamp, Epoch: first.Epoch, Read: 3, Runs: []uint64{1, 3}}).Encode(commit.MetadataMaxBytes)
 			return md
 		}},
 	} {
@@ -96,10 +109,7 @@ func TestG16MetadataNotOursIsIgnored(t *testing.T) {
 			group := uniqueTestName(t, "g")
 			client := e.client(t)
 			r1, _ := readN(t, e, client, group, topic, 1)
-			trk := r1.tracker.get(topic, 0)
-			trk.mu.Lock()
-			first := trk.ids[0]
-			trk.mu.Unlock()
+			first := firstUnfinished(t, r1, topic)
 			require.NoError(t, r1.Close())
 			commitWithMetadata(t, e.addr, group, topic, 0, tt.md(first))
 

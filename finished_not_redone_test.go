@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
 // testG16RebalanceOnly runs two Works on 6 partitions: B joins while A works (a revoke drops
@@ -256,10 +258,10 @@ func TestG16RevokeCommitsWhatFinishedBeforeItWaits(t *testing.T) {
 		if !ok {
 			return nil
 		}
-		c, err := decodeCompletions(gc.Metadata)
+		c, err := commit.Decode(gc.Metadata)
 		require.NoError(t, err)
-		require.False(t, c.released, "the revoke has not let the partition go yet")
-		return c.runs
+		require.False(t, c.Released, "the revoke has not let the partition go yet")
+		return c.Runs
 	}
 	require.NotEqual(t, []uint64{1, 4}, runs(), "the first commits (poison.go's window) came before 1–4 finished")
 

@@ -1,11 +1,11 @@
-package zkafka
+package commit
 
-// The commit metadata's encoding (G16). A commit says more than "every message below this
-// offset is finished": its metadata lists which offsets above the committed one are finished
-// too, so that the partition's next owner — another member after a rebalance, or this program
-// after a restart — skips them instead of running their handlers again (completions.go). It
-// also names the messages that were in a handler under suspicion when it was written
-// (poison.go), and whether its writer let the partition go on purpose.
+// The commit metadata's codec. A commit says more than "every message below this offset is
+// finished": its metadata lists which offsets above the committed one are finished too, so
+// that the partition's next owner — another member after a rebalance, or this program after a
+// restart — skips them instead of running their handlers again (history.go). It also names
+// the messages that were in a handler under suspicion when it was written (suspects.go), and
+// whether its writer let the partition go on purpose.
 //
 // Version 1, the only one: "zkc:" followed by base64 (standard alphabet, no padding) of
 //
@@ -17,12 +17,13 @@ package zkafka
 //
 // Base64, because Apache Kafka reads the metadata as a UTF-8 string: other bytes do not
 // survive it. The runs alternate from base: u0 offsets not finished (base is the oldest
-// unfinished message; u0 is 0 when base is finished, see completions.go), f0 finished, u1 not
-// finished, … and end with a finished run; offsets past the last run are not finished. Run lengths make the common case tiny (a few slow
-// messages among thousands done) and cost 2 bytes per 2 offsets at worst (alternating).
+// unfinished message; u0 is 0 when base is finished, see snapshot.go), f0 finished, u1 not
+// finished, … and end with a finished run; offsets past the last run are not finished. Run
+// lengths make the common case tiny (a few slow messages among thousands done) and cost 2
+// bytes per 2 offsets at worst (alternating).
 //
-// Invariant: decode never panics and returns an error for anything encode did not write;
-// decode(encode(c)) gives c back, except that a truncated encoding keeps only a prefix of the
+// Invariant: Decode never panics and returns an error for anything Encode did not write;
+// Decode(Encode(c)) gives c back, except that a truncated encoding keeps only a prefix of the
 // runs (the offsets past it read as not finished: never a skip of an unfinished message).
 
 import (
@@ -38,13 +39,13 @@ import (
 )
 
 const (
-	// metadataPrefix starts every commit metadata this library writes.
-	metadataPrefix = "zkc:"
+	// MetadataPrefix starts every commit metadata this library writes.
+	MetadataPrefix = "zkc:"
 	// completionsVersion is the encoding's version byte.
 	completionsVersion = 1
-	// metadataMaxBytes is the broker's default offset.metadata.max.bytes: the longest metadata
+	// MetadataMaxBytes is the broker's default offset.metadata.max.bytes: the longest metadata
 	// a commit may carry. A longer one fails the commit of its partition.
-	metadataMaxBytes = 4096
+	MetadataMaxBytes = 4096
 	// maxSuspects bounds the suspects one metadata names (the rest are forgotten).
 	maxSuspects = 64
 	// maxRunsBytes bounds the runs of a decoded metadata once inflated.
@@ -58,35 +59,39 @@ const (
 	flagDeflated             // the runs are deflated
 )
 
-// completions is what one commit's metadata says about its partition.
-type completions struct {
-	base     int64     // the committed offset: the oldest unfinished message read
-	stamp    int64     // that message's timestamp, Unix milliseconds
-	epoch    int32     // its leader epoch, -1 when unknown
-	read     int64     // the highest offset read when the commit was written, ≥ base
-	released bool      // the writer let the partition go on purpose (revoke, stop, close)
-	runs     []uint64  // alternating unfinished and finished run lengths from base
-	suspects []suspect // messages in a handler under suspicion (poison.go)
+// Completions is what one commit's metadata says about its partition: a value of the
+// encoding, written by Encode and read by Decode.
+type Completions struct {
+	Base     int64     // the committed offset: the oldest unfinished message read
+	Stamp    int64     // that message's timestamp, Unix milliseconds
+	Epoch    int32     // its leader epoch, -1 when unknown
+	Read     int64     // the highest offset read when the commit was written, ≥ Base
+	Released bool      // the writer let the partition go on purpose (revoke, stop, close)
+	Runs     []uint64  // alternating unfinished and finished run lengths from Base
+	Suspects []Suspect // messages in a handler under suspicion (suspects.go)
 }
 
-// suspect is a message that was in a handler under suspicion when a commit was written:
-// deaths is how often the process died while it was, counting this time if it dies now.
-type suspect struct {
-	offset int64
-	deaths uint32
+// Suspect is a message that was in a handler under suspicion when a commit was written:
+// Deaths is how often the process died while it was, counting this time if it dies now.
+type Suspect struct {
+	Offset int64
+	Deaths uint32
 }
 
 var (
-	errForeignMetadata = errors.New("zkafka: commit metadata written by something else")
-	errBadMetadata     = errors.New("zkafka: commit metadata unreadable")
+	// ErrForeignMetadata is Decode's error for metadata this package did not write.
+	ErrForeignMetadata = errors.New("zkafka: commit metadata written by something else")
+	// ErrBadMetadata is Decode's error, wrapped, for metadata that claims to be this
+	// package's and is not valid.
+	ErrBadMetadata = errors.New("zkafka: commit metadata unreadable")
 )
 
-// encode returns the metadata for c, at most limit bytes long. When the runs do not all fit,
+// Encode returns the metadata for c, at most limit bytes long. When the runs do not all fit,
 // it keeps the longest prefix of them that does (deflated when that holds more) and reports
 // truncated. A limit too small for anything gives "".
-func (c *completions) encode(limit int) (md string, truncated bool) {
-	budget := base64.RawStdEncoding.DecodedLen(limit-len(metadataPrefix)) - crc32.Size
-	runs, ends := appendRuns(nil, c.runs)
+func (c *Completions) Encode(limit int) (md string, truncated bool) {
+	budget := base64.RawStdEncoding.DecodedLen(limit-len(MetadataPrefix)) - crc32.Size
+	runs, ends := appendRuns(nil, c.Runs)
 	if b := c.payload(runs, false); len(b) <= budget {
 		return seal(b), false
 	}
@@ -125,7 +130,7 @@ func (c *completions) encode(limit int) (md string, truncated bool) {
 	return seal(best), true
 }
 
-// deflateGain is the most encode expects deflating runs to shrink them by.
+// deflateGain is the most Encode expects deflating runs to shrink them by.
 const deflateGain = 8
 
 // appendRuns appends runs as uvarints and returns, for each k, where the first k pairs end.
@@ -141,25 +146,25 @@ func appendRuns(b []byte, runs []uint64) ([]byte, []int) {
 }
 
 // payload is c's encoding before the checksum, with runs (deflated or not) as given.
-func (c *completions) payload(runs []byte, deflated bool) []byte {
+func (c *Completions) payload(runs []byte, deflated bool) []byte {
 	flags := byte(0)
-	if c.released {
+	if c.Released {
 		flags |= flagReleased
 	}
 	if deflated {
 		flags |= flagDeflated
 	}
-	b := make([]byte, 0, 32+len(runs)+6*len(c.suspects))
+	b := make([]byte, 0, 32+len(runs)+6*len(c.Suspects))
 	b = append(b, completionsVersion, flags)
-	b = binary.AppendUvarint(b, uint64(c.base))
-	b = binary.AppendVarint(b, c.stamp)
-	b = binary.AppendVarint(b, int64(c.epoch))
-	b = binary.AppendUvarint(b, uint64(c.read-c.base))
-	n := min(len(c.suspects), maxSuspects)
+	b = binary.AppendUvarint(b, uint64(c.Base))
+	b = binary.AppendVarint(b, c.Stamp)
+	b = binary.AppendVarint(b, int64(c.Epoch))
+	b = binary.AppendUvarint(b, uint64(c.Read-c.Base))
+	n := min(len(c.Suspects), maxSuspects)
 	b = binary.AppendUvarint(b, uint64(n))
-	for _, s := range c.suspects[:n] {
-		b = binary.AppendUvarint(b, uint64(s.offset-c.base))
-		b = binary.AppendUvarint(b, uint64(s.deaths))
+	for _, s := range c.Suspects[:n] {
+		b = binary.AppendUvarint(b, uint64(s.Offset-c.Base))
+		b = binary.AppendUvarint(b, uint64(s.Deaths))
 	}
 	return append(b, runs...)
 }
@@ -167,7 +172,7 @@ func (c *completions) payload(runs []byte, deflated bool) []byte {
 // seal appends the checksum and encodes b as metadata text.
 func seal(b []byte) string {
 	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
-	return metadataPrefix + base64.RawStdEncoding.EncodeToString(b)
+	return MetadataPrefix + base64.RawStdEncoding.EncodeToString(b)
 }
 
 // deflaters reuses flate writers: a new one allocates hundreds of kilobytes.
@@ -187,55 +192,55 @@ func deflate(b []byte) []byte {
 	return out.Bytes()
 }
 
-// decodeCompletions reads metadata written by encode. It returns errForeignMetadata for
-// metadata that is not this library's, errBadMetadata (wrapped) for metadata that claims to be
+// Decode reads metadata written by Encode. It returns ErrForeignMetadata for
+// metadata that is not this library's, ErrBadMetadata (wrapped) for metadata that claims to be
 // and is not valid.
-func decodeCompletions(md string) (*completions, error) {
-	if len(md) < len(metadataPrefix) || md[:len(metadataPrefix)] != metadataPrefix {
-		return nil, errForeignMetadata
+func Decode(md string) (*Completions, error) {
+	if len(md) < len(MetadataPrefix) || md[:len(MetadataPrefix)] != MetadataPrefix {
+		return nil, ErrForeignMetadata
 	}
-	b, err := base64.RawStdEncoding.DecodeString(md[len(metadataPrefix):])
+	b, err := base64.RawStdEncoding.DecodeString(md[len(MetadataPrefix):])
 	if err != nil || len(b) < 2+crc32.Size {
-		return nil, fmt.Errorf("%w: not base64 or too short", errBadMetadata)
+		return nil, fmt.Errorf("%w: not base64 or too short", ErrBadMetadata)
 	}
 	body, sum := b[:len(b)-crc32.Size], binary.BigEndian.Uint32(b[len(b)-crc32.Size:])
 	if crc32.ChecksumIEEE(body) != sum {
-		return nil, fmt.Errorf("%w: checksum mismatch", errBadMetadata)
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadMetadata)
 	}
 	if body[0] != completionsVersion {
-		return nil, fmt.Errorf("%w: version %d", errBadMetadata, body[0])
+		return nil, fmt.Errorf("%w: version %d", ErrBadMetadata, body[0])
 	}
 	if body[1]&^(flagReleased|flagDeflated) != 0 {
-		return nil, fmt.Errorf("%w: unknown flags %#x", errBadMetadata, body[1])
+		return nil, fmt.Errorf("%w: unknown flags %#x", ErrBadMetadata, body[1])
 	}
 	d := decoder{b: body[2:]}
-	c := &completions{released: body[1]&flagReleased != 0}
-	c.base = int64(d.uvarint())
-	if c.base < 0 || c.base > 1<<62 {
+	c := &Completions{Released: body[1]&flagReleased != 0}
+	c.Base = int64(d.uvarint())
+	if c.Base < 0 || c.Base > 1<<62 {
 		d.err = errors.New("base out of range")
 	}
-	c.stamp = d.varint()
+	c.Stamp = d.varint()
 	epoch := d.varint()
-	c.read = d.offset(c.base)
+	c.Read = d.offset(c.Base)
 	n := d.uvarint()
 	if d.err == nil && (epoch < -1 || epoch > 1<<31-1 || n > maxSuspects) {
 		d.err = errors.New("field out of range")
 	}
-	c.epoch = int32(epoch)
+	c.Epoch = int32(epoch)
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		s := suspect{offset: d.offset(c.base)}
+		s := Suspect{Offset: d.offset(c.Base)}
 		if deaths := d.uvarint(); deaths <= 1<<32-1 {
-			s.deaths = uint32(deaths)
+			s.Deaths = uint32(deaths)
 		} else {
 			d.err = errors.New("deaths out of range")
 		}
-		c.suspects = append(c.suspects, s)
+		c.Suspects = append(c.Suspects, s)
 	}
 	if d.err == nil {
-		c.runs, d.err = decodeRuns(d.b, body[1]&flagDeflated != 0)
+		c.Runs, d.err = decodeRuns(d.b, body[1]&flagDeflated != 0)
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadMetadata, d.err)
+		return nil, fmt.Errorf("%w: %w", ErrBadMetadata, d.err)
 	}
 	return c, nil
 }
