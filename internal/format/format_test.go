@@ -8,36 +8,25 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/zillow/zfmt"
+	"github.com/zkafka-go/zkafka/internal/format/formattest"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// Avro test schemas: personV2 is personV1 with a field added with a default, a compatible
-// evolution in both directions.
+// The test schemas and types are formattest's: personV1 and personV2, their avro schemas,
+// and personV1's JSON Schema.
 const (
-	personV1Schema = `{"type":"record","name":"Person","namespace":"zkafka.test","fields":[
-		{"name":"name","type":"string"},
-		{"name":"age","type":"int"}]}`
-	personV2Schema = `{"type":"record","name":"Person","namespace":"zkafka.test","fields":[
-		{"name":"name","type":"string"},
-		{"name":"age","type":"int"},
-		{"name":"email","type":"string","default":"none"}]}`
-	personJSONSchema = `{"$schema":"http://json-schema.org/draft-07/schema#","title":"Person","type":"object",
-		"properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}`
+	personV1Schema   = formattest.PersonV1Schema
+	personV2Schema   = formattest.PersonV2Schema
+	personJSONSchema = formattest.PersonJSONSchema
 )
 
-type personV1 struct {
-	Name string `avro:"name" json:"name"`
-	Age  int    `avro:"age" json:"age"`
-}
-
-type personV2 struct {
-	Name  string `avro:"name" json:"name"`
-	Age   int    `avro:"age" json:"age"`
-	Email string `avro:"email" json:"email"`
-}
+type (
+	personV1 = formattest.PersonV1
+	personV2 = formattest.PersonV2
+)
 
 // mockURL returns a mock registry URL no other test uses.
 var mockCounter atomic.Int64
