@@ -147,7 +147,7 @@ func TestDecodeRejectsUnusableTargets(t *testing.T) {
 	err := stringFormatter{}.Decode("", []byte("x"), new(int))
 	require.EqualError(t, err, "string formatter cannot decode into *int: use a *string or *[]byte")
 	err = protoRawFormatter{}.Decode("", []byte{}, &personV1{})
-	require.EqualError(t, err, "proto_raw formatter cannot decode into *format.personV1: it is not a proto.Message")
+	require.EqualError(t, err, "proto_raw formatter cannot decode into *formattest.PersonV1: it is not a proto.Message")
 	err = protoRawFormatter{}.Decode("", []byte{}, (*wrapperspb.StringValue)(nil))
 	require.ErrorContains(t, err, "cannot decode into a nil *wrapperspb.StringValue")
 	_, err = protoJSONFormatter{}.Encode("", "x")
