@@ -18,13 +18,13 @@ package zkafka
 // message run on the goroutine that learns of the acknowledgement.
 //
 // While a write of a virtual partition's message is failing, that virtual partition takes no
-// new message (complete.go, processor.go): waiting out an outage of the dead letter topic
+// new message (processor.go): waiting out an outage of the dead letter topic
 // there, as when every write held its processor, keeps the work done but not committable
 // small (a crash redoes it all).
 //
 // The dead letter producer batches for deadLetterLingerMs and has confluent-kafka-go channels
 // of deadLetterChannelSizes rather than a million entries each (deadLetterConfig; its
-// AdditionalProps win). The processors (complete.go) call start; the producer comes from the
+// AdditionalProps win). The processors (processor.go, complete) call start; the producer comes from the
 // Client's writer cache (client.go, writer.go) and closes with the Client.
 
 import (

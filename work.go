@@ -11,9 +11,9 @@ package zkafka
 //     for a retry with the later messages of their key;
 //   - inflight.go: the bound on read-but-unfinished messages;
 //   - processor.go and instrument.go: a goroutine per virtual partition runs the handler
-//     (span, hooks, timeout), and the watchdog;
+//     (span, hooks, timeout) and completes its message, and the watchdog;
 //   - breaker.go: the circuit breaker gate;
-//   - complete.go, errclass.go, retry.go: what becomes of a handler's outcome;
+//   - errclass.go, retry.go: the class of a handler's failure and its retry;
 //   - deadletter.go: writing failures to the dead letter topic;
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
@@ -384,14 +384,18 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 	}
 	p := &processors{
 		instrumentation: in,
-		completion: completion{rs: rs, log: w.logger, onDone: w.onDone, dlt: rs.dlt, retry: w.retry,
-			counts: &w.failures},
-		handler:   w.processor,
-		gate:      gate,
-		abandoned: &w.abandoned,
-		suspects:  newSuspicion(rs, int(w.speedup)),
-		timeout:   w.topicConfig.processTimeout(),
-		delay:     w.topicConfig.processDelay(),
+		rs:              rs,
+		log:             w.logger,
+		onDone:          w.onDone,
+		dlt:             rs.dlt,
+		retry:           w.retry,
+		counts:          &w.failures,
+		handler:         w.processor,
+		gate:            gate,
+		abandoned:       &w.abandoned,
+		suspects:        newSuspicion(rs, int(w.speedup)),
+		timeout:         w.topicConfig.processTimeout(),
+		delay:           w.topicConfig.processDelay(),
 	}
 	p.grace = min(p.timeout, maxGrace)
 	return p
