@@ -39,12 +39,12 @@ import (
 
 // processors runs the handler of one Run over its virtual partitions.
 type processors struct {
-	*instrumentation // the span and hooks around each call, and the logger
-	rs               *runState
-	handler          processor
-	gate             *breaker      // nil: no circuit breaker
-	abandoned        *atomic.Int64 // the Work's count of abandoned handlers
-	suspects         *suspicion    // lets suspects into their handlers (poison.go)
+	rs        *runState
+	around    instrumentation // the span and hooks around each call (instrument.go)
+	handler   processor
+	gate      *breaker      // nil: no circuit breaker
+	abandoned *atomic.Int64 // the Work's count of abandoned handlers
+	suspects  *suspicion    // lets suspects into their handlers (poison.go)
 
 	log    Logger
 	onDone []func(ctx context.Context, msg *Message, err error)
@@ -244,9 +244,9 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 	if ctx == nil {
 		ctx = p.rs.ctx
 	}
-	if p.tracer != nil {
+	if p.around.tracer != nil {
 		var span trace.Span
-		ctx, span = p.startSpan(ctx, m)
+		ctx, span = p.around.startSpan(ctx, m)
 		defer func() {
 			if err != nil {
 				span.RecordError(err)
@@ -255,7 +255,7 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 			span.End()
 		}()
 	}
-	ctx = p.preProcessing(ctx, vp, m)
+	ctx = p.around.preProcessing(ctx, vp, m)
 	start := time.Now()
 	// Like context.WithTimeout, without a timer or an allocation (see procCtx).
 	pc := &m.pctx
@@ -284,12 +284,12 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 		}
 	}
 	pc.finish()
-	err = p.postProcessing(ctx, vp, m, start, err)
+	err = p.around.postProcessing(ctx, vp, m, start, err)
 	if mt := p.rs.metrics; mt != nil {
 		// pc's parent, not pc: a Value of a finished procCtx makes it a real context. Without a
 		// tracer no span is there for an exemplar: not looking for one saves a context walk.
 		mctx := context.Background()
-		if p.tracer != nil {
+		if p.around.tracer != nil {
 			mctx = pc.parent
 		}
 		mt.processed(mctx, m, end.Sub(start), err)
@@ -436,7 +436,7 @@ func (p *processors) abandon(vp *virtualPartition, m *Message) {
 	p.abandoned.Add(1)
 	p.rs.metrics.abandon(m, time.Duration(time.Now().UnixNano()-vp.startedAt.Load()))
 	const msg = "zkafka: handler still running after its timeout and grace period; abandoning it and moving on"
-	p.failures.log(p.rs.ctx, levelError, msg+"\x00"+m.Topic, msg,
+	p.rs.failures.log(p.rs.ctx, levelError, msg+"\x00"+m.Topic, msg,
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
 	gen := vp.gen.Add(1)
 	go func() {

@@ -378,24 +378,24 @@ func (w *Work) inheritFromClient() {
 
 // newProcessors configures the processors of rs.
 func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
-	in := &instrumentation{runCtx: rs.ctx, group: rs.group, failures: rs.failures, hooks: w.lifecycle, propagator: w.propagator}
-	if w.tp != nil {
-		in.tracer = w.tp.Tracer(instrumentationName)
-	}
 	p := &processors{
-		instrumentation: in,
-		rs:              rs,
-		log:             w.logger,
-		onDone:          w.onDone,
-		dlt:             rs.dlt,
-		retry:           w.retry,
-		counts:          &w.failures,
-		handler:         w.processor,
-		gate:            gate,
-		abandoned:       &w.abandoned,
-		suspects:        newSuspicion(rs, int(w.speedup)),
-		timeout:         w.topicConfig.processTimeout(),
-		delay:           w.topicConfig.processDelay(),
+		rs: rs,
+		around: instrumentation{runCtx: rs.ctx, group: rs.group, failures: rs.failures, hooks: w.lifecycle,
+			propagator: w.propagator},
+		log:       w.logger,
+		onDone:    w.onDone,
+		dlt:       rs.dlt,
+		retry:     w.retry,
+		counts:    &w.failures,
+		handler:   w.processor,
+		gate:      gate,
+		abandoned: &w.abandoned,
+		suspects:  newSuspicion(rs, int(w.speedup)),
+		timeout:   w.topicConfig.processTimeout(),
+		delay:     w.topicConfig.processDelay(),
+	}
+	if w.tp != nil {
+		p.around.tracer = w.tp.Tracer(instrumentationName)
 	}
 	p.grace = min(p.timeout, maxGrace)
 	return p
