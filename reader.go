@@ -166,9 +166,8 @@ type KReader struct {
 	brokers  *brokerReport // its error events about them (brokerhealth.go)
 	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
 	poisonAfter atomic.Uint32
-	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
-	flushing    atomic.Bool    // a periodic commit is running (flush)
-	fatal       atomic.Bool    // the consumer reported a fatal error: it is unusable
+	flushing    atomic.Bool // a periodic commit is running (flush)
+	fatal       atomic.Bool // the consumer reported a fatal error: it is unusable
 
 	handle     useGuard  // see above
 	closed     lateClose // the end of the consumer's close, which may outlive Close
@@ -227,7 +226,6 @@ func newReader(args readerArgs) (*KReader, error) {
 	r.poller, _ = consumer.(eventPoller)
 	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
-	r.degraded = degradedReader{consumer: consumer, owned: r.owned, brokers: r.brokers, logger: r.logger, groupID: r.groupID}
 	return r, nil
 }
 
@@ -376,12 +374,51 @@ func (r *KReader) brokerHealth() (reachable bool, reason string, since time.Time
 	return r.health.get()
 }
 
-// readMessage is poll in the degraded mode (a consumer without Poll, degraded.go). The caller
-// is inside handle.
+// readMessage is poll in the degraded mode: a consumer from WithConsumerProvider that has only
+// zkafka v2's KafkaConsumer methods (no Poll, no Pause) is read with ReadMessage, the way v2
+// reads. Such a consumer cannot pause its partitions, so while the reader is paused
+// (back-pressure, the breaker) the read waits for the resume, up to timeout, instead of
+// reading. The caller is inside handle.
+//
+// Invariant: a paused reader reads nothing; a fatal error ends the Run; errors about the
+// brokers or a topic are reported (brokerhealth.go) and returned as read errors, which count
+// toward the breaker as in v2; anything else retriable is read on from.
 func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
-	km, err := r.degraded.read(timeout)
-	if km == nil || err != nil {
-		return nil, err
+	if paused, resumed := r.owned.pauseState(); paused {
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-resumed:
+			case <-t.C:
+			}
+		}
+		return nil, nil
+	}
+	km, err := r.consumer.ReadMessage(timeout)
+	if err != nil {
+		var kerr kafka.Error
+		switch {
+		case errors.As(err, &kerr) && kerr.IsFatal():
+			return nil, wrapErr(err, "fatal consumer error")
+		case brokerFailure(err) || brokerCause(err) || topicFailure(err):
+			_ = r.brokers.consumerError(err)
+			return nil, &readError{err: err}
+		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrTimedOut:
+			r.brokers.settle(false)
+			return nil, nil
+		case errors.As(err, &kerr) && kerr.IsRetriable():
+			r.logger.Debugw(context.Background(), "zkafka: retriable consumer error", "group", r.groupID, "error", err)
+			return nil, nil
+		case km != nil:
+			// A partition error comes with its message: log it, read on.
+			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error", "group", r.groupID, "error", err)
+			return nil, nil
+		}
+		return nil, &readError{err: err}
+	}
+	if km == nil {
+		return nil, nil
 	}
 	r.brokers.alive()
 	return r.newMessage(km), nil
