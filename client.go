@@ -274,7 +274,7 @@ func (c *Client) Close() error {
 	for _, r := range readers {
 		wg.Go(func() {
 			err := r.Close()
-			if !r.closed.await(clientCloseMaxWait) {
+			if !r.awaitClosed(clientCloseMaxWait) {
 				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: its commit waits for a group coordinator that has not answered; not waiting for it",
 					"client_id", r.tc.ClientID, "group", r.groupID, "waited", clientCloseMaxWait.String())
 			}

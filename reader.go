@@ -169,9 +169,11 @@ type KReader struct {
 	flushing    atomic.Bool // a periodic commit is running (flush)
 	fatal       atomic.Bool // the consumer reported a fatal error: it is unusable
 
-	handle     useGuard  // see above
-	closed     lateClose // the end of the consumer's close, which may outlive Close
-	subscribed bool      // guarded by subMu, as subErr
+	handle useGuard // see above
+	// gone is closed once the consumer is closed (Close, in the background past
+	// closeMaxWait); nil until Close began.
+	gone       atomic.Pointer[<-chan struct{}]
+	subscribed bool // guarded by subMu, as subErr
 	subErr     error
 	subMu      sync.Mutex // serialises subscribe
 }
@@ -552,7 +554,7 @@ func (r *KReader) Close() error {
 	r.health.stopProbe()
 	var err error
 	gone, inTime := afterIdle(idle, closeMaxWait, func() { err = r.closeConsumer() })
-	r.closed.set(gone)
+	r.gone.Store(&gone)
 	if inTime {
 		return err
 	}
@@ -562,6 +564,23 @@ func (r *KReader) Close() error {
 		testHookClosingLate(gone)
 	}
 	return nil
+}
+
+// awaitClosed waits at most d for the close Close began to end (true); true at once when
+// Close was not called. Client.Close waits for its KReaders' (G14).
+func (r *KReader) awaitClosed(d time.Duration) bool {
+	gone := r.gone.Load()
+	if gone == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-*gone:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer

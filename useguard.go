@@ -15,7 +15,6 @@ package zkafka
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -91,30 +90,5 @@ func afterIdle(idle <-chan struct{}, wait time.Duration, release func()) (gone <
 		return done, true
 	case <-timer.C:
 		return done, false
-	}
-}
-
-// lateClose is when a close that may outlive its caller (afterIdle) ends: Client.Close waits
-// for its KReaders' (G14).
-type lateClose struct {
-	gone atomic.Pointer[<-chan struct{}] // nil until the close began
-}
-
-// set records the channel afterIdle returned.
-func (l *lateClose) set(gone <-chan struct{}) { l.gone.Store(&gone) }
-
-// await waits at most d for the close to end (true); true at once when none began.
-func (l *lateClose) await(d time.Duration) bool {
-	gone := l.gone.Load()
-	if gone == nil {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-*gone:
-		return true
-	case <-t.C:
-		return false
 	}
 }
