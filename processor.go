@@ -38,26 +38,31 @@ import (
 )
 
 // processors runs the handler of one Run over its virtual partitions.
+//
+// Guards: every field but wg is immutable once start returned (newProcessors sets them,
+// start watchDone); the serving goroutines, the watchdog, the goroutines of abandon and the
+// dead letter writer's (deadLettering) share them read-only. What changes per message lives in
+// the virtualPartition (its own guards) and the Message (owned by whoever holds it).
 type processors struct {
 	rs        *runState
 	around    instrumentation // the span and hooks around each call (instrument.go)
 	handler   processor
-	gate      *breaker      // nil: no circuit breaker
-	abandoned *atomic.Int64 // the Work's count of abandoned handlers
-	suspects  *suspicion    // lets suspects into their handlers (poison.go)
+	gate      *breaker      // nil: no circuit breaker; safe for concurrent use
+	abandoned *atomic.Int64 // atomic: the Work's count of abandoned handlers
+	suspects  *suspicion    // lets suspects into their handlers (poison.go); its own guards
 
 	log    Logger
 	onDone []func(ctx context.Context, msg *Message, err error)
-	dlt    *deadLetterWriter // nil: failures are not dead-lettered
+	dlt    *deadLetterWriter // nil: failures are not dead-lettered; its own guards
 	retry  *RetryPolicy      // nil: no retries
-	counts *failureCounters  // the Work's counts of failed messages
+	counts *failureCounters  // atomic: the Work's counts of failed messages
 
 	timeout time.Duration // ProcessTimeoutMillis (always set: default 60 s)
 	grace   time.Duration // how long past its timeout a handler is waited for
 	delay   time.Duration // ProcessDelayMillis
 
-	wg        sync.WaitGroup // one per virtual partition: its serving goroutine
-	watchDone chan struct{}  // closed when the watchdog has exited
+	wg        sync.WaitGroup // one per virtual partition: its serving goroutine (Add by start, Wait by stop)
+	watchDone chan struct{}  // made by start; closed by the watchdog when it has exited
 }
 
 // start runs one goroutine per virtual partition, and the watchdog.
