@@ -359,7 +359,10 @@ func (q *queuedRecord) queue(msg *kafka.Message, key, value []byte, headers []ka
 	if w.tc.Transaction || w.tracer != nil || !deliveryReportsOn(w.tc.AdditionalProps) || w.isClosed() {
 		return false
 	}
-	if _, ok := w.producer.(*kafka.Producer); !ok {
+	w.mu.RLock()
+	_, ok := w.producer.(*kafka.Producer) // under mu: a write may replace the producer (replaceIfFatal)
+	w.mu.RUnlock()
+	if !ok {
 		return false
 	}
 	if w.hooks.PreWrite != nil || w.propagates() {
