@@ -147,34 +147,39 @@ type readerArgs struct {
 // later calls and closes the consumer once the calls in progress have ended (a poll within
 // 100 ms, or the read timeout in the degraded mode), so nothing calls into the consumer after
 // it was closed (G15).
+//
+// Guards: the reader goroutine (poll), Work.Status (withConsumer, brokerHealth), the
+// processors (commits of poison.go through offsets), the flush goroutine, Close and
+// Client.Close use a KReader at once. Everything newReader sets is immutable after it; the
+// parts it points to have their own guards; the calls into the consumer are guarded by handle.
 type KReader struct {
-	consumer    KafkaConsumer
-	poller      eventPoller // nil: the degraded ReadMessage mode
-	tc          ConsumerTopicConfig
-	groupID     string
-	fmt         format.Formatter
-	logger      Logger
-	hooks       LifecycleHooks
-	readTimeout time.Duration
+	consumer    KafkaConsumer       // immutable; calls into it are guarded by handle
+	poller      eventPoller         // immutable; nil: the degraded ReadMessage mode
+	tc          ConsumerTopicConfig // immutable
+	groupID     string              // immutable
+	fmt         format.Formatter    // immutable
+	logger      Logger              // immutable
+	hooks       LifecycleHooks      // immutable
+	readTimeout time.Duration       // immutable
 
-	tracker  *commit.Tracker
-	offsets  *offsetStore  // hands finished offsets to librdkafka (offsets.go)
-	owned    *rebalancer   // the partitions it owns and their pause (rebalance.go)
-	failures *failureLog   // the consumer's repeating errors and log lines, rate-limited
-	logs     *clientLogs   // librdkafka's log lines into the Logger (clientlogs.go)
-	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
-	brokers  *brokerReport // its error events about them (brokerhealth.go)
-	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
+	tracker  *commit.Tracker // immutable; safe for concurrent use
+	offsets  *offsetStore    // immutable; hands finished offsets to librdkafka (offsets.go)
+	owned    *rebalancer     // immutable; the partitions it owns and their pause (rebalance.go)
+	failures *failureLog     // immutable; the consumer's repeating errors and log lines, rate-limited
+	logs     *clientLogs     // immutable; librdkafka's log lines into the Logger (clientlogs.go)
+	health   *brokerWatch    // immutable; reachable brokers or not (brokerhealth.go)
+	brokers  *brokerReport   // immutable; its error events about them (brokerhealth.go)
+	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off. Atomic.
 	poisonAfter atomic.Uint32
-	flushing    atomic.Bool // a periodic commit is running (flush)
-	fatal       atomic.Bool // the consumer reported a fatal error: it is unusable
+	flushing    atomic.Bool // atomic: a periodic commit is running (flush)
+	fatal       atomic.Bool // atomic: the consumer reported a fatal error: it is unusable
 
-	handle useGuard // see above
+	handle useGuard // see above; its own mu
 	// gone is closed once the consumer is closed (Close, in the background past
-	// closeMaxWait); nil until Close began.
+	// closeMaxWait); nil until Close began. Atomic.
 	gone       atomic.Pointer[<-chan struct{}]
-	subscribed bool // guarded by subMu, as subErr
-	subErr     error
+	subscribed bool       // guarded by subMu
+	subErr     error      // guarded by subMu
 	subMu      sync.Mutex // serialises subscribe
 }
 

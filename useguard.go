@@ -18,11 +18,12 @@ import (
 	"time"
 )
 
+// useGuard is the guard described above. Its zero value is open, with no call in progress.
 type useGuard struct {
 	mu     sync.Mutex
-	closed bool
-	users  int           // calls in progress
-	idle   chan struct{} // made by close; closed once users is 0
+	closed bool          // guarded by mu
+	users  int           // guarded by mu; calls in progress
+	idle   chan struct{} // guarded by mu; made by close; closed once users is 0
 }
 
 // enter starts a call, unless the guard is closed (false). Every true is followed by a leave.
