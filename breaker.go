@@ -36,17 +36,22 @@ import (
 )
 
 // breaker is the circuit breaker gate. A nil *breaker is a disabled one: never open.
+//
+// The processors, the reader goroutine and Work.Status use it at once.
 type breaker struct {
-	cb       *gobreaker.TwoStepCircuitBreaker
-	openFor  time.Duration
-	busyLoop bool // DisableBusyLoopBreaker: recheck every breakerRecheck instead of sleeping
+	cb      *gobreaker.TwoStepCircuitBreaker // immutable; gobreaker locks its own state
+	openFor time.Duration                    // immutable
+	// busyLoop is DisableBusyLoopBreaker: recheck every breakerRecheck instead of sleeping.
+	// Immutable.
+	busyLoop bool
+	// onChange is called by transition, under gobreaker's lock. Immutable.
 	onChange func(from, to CircuitBreakerState)
 
-	open     atomic.Bool
-	halfOpen atomic.Bool // set by transition before the probe is admitted
-	mu       sync.Mutex  // guards openedAt and changed
-	openedAt time.Time
-	changed  chan struct{} // closed and replaced on every transition
+	open     atomic.Bool // atomic; set by transition
+	halfOpen atomic.Bool // atomic; set by transition before the probe is admitted
+	mu       sync.Mutex
+	openedAt time.Time     // guarded by mu
+	changed  chan struct{} // guarded by mu; closed and replaced on every transition
 }
 
 // newBreaker returns a closed breaker that opens after `after` consecutive failures, for

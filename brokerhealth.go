@@ -35,21 +35,24 @@ type brokerListener func(reachable bool, reason string, since time.Time)
 
 // brokerWatch is one client's view of its brokers. The zero value is not usable; use
 // newBrokerWatch.
+//
+// Guards: the goroutine that reads the client's events, its probe goroutine, Status and Close
+// use it at once.
 type brokerWatch struct {
-	down atomic.Bool // mirrors !reachable, read without the lock on the hot path
+	down atomic.Bool // atomic: mirrors !reachable, read without the lock on the hot path
 
 	notify    sync.Mutex     // held across a transition and its listener calls
-	recovered brokerListener // told first about a way back (the owner's log line)
-	mu        sync.Mutex     // guards the fields below
-	state     brokerState
-	listen    brokerListener
-	cause     string    // the last broker connection error since the last sign of life
-	causeAt   time.Time // when it came
+	recovered brokerListener // immutable; told first about a way back (the owner's log line)
+	mu        sync.Mutex
+	state     brokerState    // guarded by mu
+	listen    brokerListener // guarded by mu
+	cause     string         // guarded by mu; the last broker connection error since the last sign of life
+	causeAt   time.Time      // guarded by mu; when it came
 
-	probing   bool          // a probe goroutine runs
-	stop      chan struct{} // closed by stopProbe
-	stopOnce  sync.Once
-	probeDone sync.WaitGroup
+	probing   bool           // guarded by mu; a probe goroutine runs
+	stop      chan struct{}  // immutable; closed by stopProbe
+	stopOnce  sync.Once      // used under mu
+	probeDone sync.WaitGroup // one per probe goroutine (Add under mu)
 }
 
 // brokerState is a brokerWatch's state at one moment.
@@ -227,6 +230,7 @@ const brokerCauseWait = 100 * time.Millisecond
 // a consumer; a writer's drains, two at once while a replaced producer closes); anyone may
 // call alive.
 type brokerReport struct {
+	// Immutable once made:
 	watch    *brokerWatch
 	failures *failureLog
 	msg      string                            // the outage's log message
@@ -234,12 +238,12 @@ type brokerReport struct {
 	kv       []any                             // who: group and topics, or topic and client
 	probe    func(kafka.ErrorCode) func() bool // the consumer's way back; nil: signs of life only
 
-	waiting   atomic.Bool // pending or cause is set: read without the lock on the hot path
-	mu        sync.Mutex  // guards pending, pendingAt, cause, causeAt
-	pending   *kafka.Error
-	pendingAt time.Time // an all-brokers-down event waiting for its cause, since
-	cause     *kafka.Error
-	causeAt   time.Time // a connection error waiting to be an outage's cause or a warning, since
+	waiting   atomic.Bool // atomic: pending or cause is set; read without the lock on the hot path
+	mu        sync.Mutex
+	pending   *kafka.Error // guarded by mu
+	pendingAt time.Time    // guarded by mu; an all-brokers-down event waiting for its cause, since
+	cause     *kafka.Error // guarded by mu
+	causeAt   time.Time    // guarded by mu; a connection error waiting to be an outage's cause or a warning, since
 }
 
 // event handles e when it is about the brokers, and reports whether it did; the caller logs

@@ -31,9 +31,10 @@ var _ ClientProvider = (*Client)(nil)
 // readers by ClientID, writers by ClientID and topic. It is safe for concurrent use. Close it
 // when done: that flushes and closes every writer, then closes every reader.
 type Client struct {
-	conf Config
+	conf Config // immutable after NewClient
 
-	// Settings from the options, read by the readers, writers and the Work engine.
+	// Settings from the options, read by the readers, writers and the Work engine; immutable
+	// after NewClient.
 	log              Logger
 	tp               trace.TracerProvider          // nil: no spans
 	mp               metric.MeterProvider          // nil: no metrics
@@ -44,9 +45,9 @@ type Client struct {
 	producerProvider func(map[string]any) (KafkaProducer, error)
 
 	mu      sync.Mutex
-	closed  bool
-	readers map[string]*KReader
-	writers map[writerKey]*KWriter
+	closed  bool                   // guarded by mu
+	readers map[string]*KReader    // guarded by mu
+	writers map[writerKey]*KWriter // guarded by mu
 }
 
 // writerKey identifies a cached writer.
@@ -274,7 +275,7 @@ func (c *Client) Close() error {
 	for _, r := range readers {
 		wg.Go(func() {
 			err := r.Close()
-			if !r.closed.await(clientCloseMaxWait) {
+			if !r.awaitClosed(clientCloseMaxWait) {
 				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: its commit waits for a group coordinator that has not answered; not waiting for it",
 					"client_id", r.tc.ClientID, "group", r.groupID, "waited", clientCloseMaxWait.String())
 			}

@@ -51,16 +51,17 @@ const (
 	keyLogsChannel       = "go.logs.channel"
 )
 
-// clientLogs drains one client's log channel into a Logger.
+// clientLogs drains one client's log channel into a Logger. The drain goroutine, its client's
+// owner (close) and a Run (onClusterChange) use it at once.
 type clientLogs struct {
-	events   chan kafka.LogEvent
-	logger   Logger
-	failures *failureLog
-	stop     chan struct{} // closed by close
-	done     chan struct{} // closed when the drain returned
-	once     sync.Once
+	events   chan kafka.LogEvent // immutable; librdkafka sends, the drain goroutine receives
+	logger   Logger              // immutable
+	failures *failureLog         // immutable
+	stop     chan struct{}       // immutable; closed by close
+	done     chan struct{}       // immutable; closed when the drain returned
+	once     sync.Once           // makes close's close(stop) happen once
 	// clusterChanged is called, on the drain goroutine, with the text of each CLUSTERID line;
-	// nil: nobody listens.
+	// nil: nobody listens. Atomic.
 	clusterChanged atomic.Pointer[func(text string)]
 }
 

@@ -18,13 +18,13 @@ package zkafka
 // message run on the goroutine that learns of the acknowledgement.
 //
 // While a write of a virtual partition's message is failing, that virtual partition takes no
-// new message (complete.go, processor.go): waiting out an outage of the dead letter topic
+// new message (processor.go): waiting out an outage of the dead letter topic
 // there, as when every write held its processor, keeps the work done but not committable
 // small (a crash redoes it all).
 //
 // The dead letter producer batches for deadLetterLingerMs and has confluent-kafka-go channels
 // of deadLetterChannelSizes rather than a million entries each (deadLetterConfig; its
-// AdditionalProps win). The processors (complete.go) call start; the producer comes from the
+// AdditionalProps win). The processors (processor.go, complete) call start; the producer comes from the
 // Client's writer cache (client.go, writer.go) and closes with the Client.
 
 import (
@@ -90,6 +90,11 @@ type deadLetterRun struct {
 
 // deadLetterWriter writes failed messages of one Run to the dead letter topic. Writes of
 // different virtual partitions run concurrently: each waits only for its own acknowledgement.
+//
+// Guards: the processors (start), the writing goroutines, the producer's drain goroutine (a
+// queued attempt's report), the watch goroutine (queuedAttempts.watch), revokes and
+// Work.Status use it at once. rs, cp, cfg, topic, ctx, cancel and idle are immutable once
+// newDeadLetterWriter returned.
 type deadLetterWriter struct {
 	rs deadLetterRun
 	// cp is asked for the writer at every attempt, as zkafka v2 does; but the writer a Client
@@ -102,16 +107,16 @@ type deadLetterWriter struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	wg     sync.WaitGroup // one per write started and not yet ended
-	idle   chan func()    // unbuffered: the writing goroutines waiting for their next write
-	cached atomic.Pointer[KWriter]
-	mu     sync.Mutex // guards pending, revokes, cutAll and the guarded fields of each deadLetter
-	// pending are the writes started and not ended, each at its deadLetter.idx.
+	wg     sync.WaitGroup          // one per write started and not yet ended
+	idle   chan func()             // unbuffered: the writing goroutines waiting for their next write
+	cached atomic.Pointer[KWriter] // atomic
+	mu     sync.Mutex              // guards pending, revokes, cutAll, dropped and the guarded fields of each deadLetter
+	// pending are the writes started and not ended, each at its deadLetter.idx. Guarded by mu.
 	pending []*deadLetter
-	revokes chan struct{} // closed and replaced at every revoke: writes in backoff look up
-	cutAll  bool          // the writer's context ended: no first attempt is queued (watch)
+	revokes chan struct{} // guarded by mu; closed and replaced at every revoke: writes in backoff look up
+	cutAll  bool          // guarded by mu; the writer's context ended: no first attempt is queued (watch)
 	// dropped are the messages whose dead letter a graceful stop gave up on; close logs them
-	// in one line.
+	// in one line. Guarded by mu.
 	dropped droppedLetters
 }
 

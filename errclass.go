@@ -13,7 +13,7 @@ package zkafka
 //     final failure counts toward the circuit breaker (unless ProcessError.DisableCircuitBreak).
 //
 // Invariant: the class is read from the whole error chain (errors.As), so wrapping an error
-// with %w keeps its class. complete.go's complete and retry.go's retryIn call classify for a failed run.
+// with %w keeps its class. processor.go's complete and retry.go's retryIn call classify for a failed run.
 
 import (
 	"errors"

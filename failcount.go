@@ -6,7 +6,7 @@ package zkafka
 //
 // Invariant: each counter only grows; a message adds to Permanent at most once, to exactly one
 // of DeadLettered and Skipped when it fails for good and is finished, and to Retried once per
-// retry. complete.go's complete and park update them.
+// retry. The processors' complete and park (processor.go) update them.
 
 import (
 	"context"

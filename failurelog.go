@@ -56,17 +56,20 @@ func (lv logLevel) write(ctx context.Context, l Logger, msg string, kv []any) {
 
 // failureLog rate-limits the logging of repeating failures. The zero value is not usable; use
 // newFailureLog. Its owner calls close when done.
+//
+// Guards: any goroutine logs through it, and its summary timers run on their own; logger, now
+// and after are immutable once it is shared (tests set now and after before).
 type failureLog struct {
 	logger Logger
 	now    func() time.Time                                   // time.Now; tests set it
 	after  func(d time.Duration, f func()) (stop func() bool) // time.AfterFunc; tests set it
 
 	mu     sync.Mutex
-	runs   map[string]*failureRun
-	closed bool
+	runs   map[string]*failureRun // guarded by mu, as every field of its runs
+	closed bool                   // guarded by mu
 }
 
-// failureRun is one repeating failure.
+// failureRun is one repeating failure. Guarded by its failureLog's mu.
 type failureRun struct {
 	logged   time.Time   // when it was last written
 	repeated int         // occurrences counted since then

@@ -21,16 +21,18 @@ import (
 )
 
 // inFlight is the bound on read-but-unfinished messages of one Run.
+// The reader goroutine and every goroutine that lets go of a message use it at once.
 type inFlight struct {
-	maxMsgs  int64
-	maxBytes int64
+	maxMsgs  int64 // immutable
+	maxBytes int64 // immutable
 
-	msgs atomic.Int64 // messages dispatched and not released
-	size atomic.Int64 // payload bytes of those
+	msgs atomic.Int64 // atomic: messages dispatched and not released
+	size atomic.Int64 // atomic: payload bytes of those
 
 	// room is signalled (capacity 1) by release when the reader waits and there is room.
+	// Immutable.
 	room chan struct{}
-	// wanted is set while the reader waits on room.
+	// wanted is set while the reader waits on room. Atomic.
 	wanted atomic.Bool
 }
 

@@ -3,6 +3,9 @@ package zkafka
 // What runs around each handler call, in processor.go's process: the OpenTelemetry consumer
 // span (a child of the trace in the message's headers) and the PreProcessing and
 // PostProcessing hooks. A panic in a hook fails the message; an error is logged.
+//
+// The processors hold one instrumentation (processors.around) and call its three methods from
+// process; it knows nothing else of them, nor they of the span and the hooks' metadata.
 
 import (
 	"context"

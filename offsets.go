@@ -41,23 +41,23 @@ var _ offsetCommitter = (*kafka.Consumer)(nil)
 // offsetStore stores and commits the finished offsets of one consumer. The reader goroutine
 // flushes and reads; processors commit marks (poison.go); a revoke or Close commits.
 type offsetStore struct {
-	consumer  KafkaConsumer   // immutable
-	committer offsetCommitter // immutable; nil: v2's way, StoreOffsets and librdkafka's commits
-	tracker   *commit.Tracker // immutable
-	logger    Logger          // immutable
-	failures  *failureLog     // immutable
-	groupID   string          // immutable
-	every     time.Duration   // immutable: commitEvery, or AutoCommitIntervalMs when set
-	counts    atomic.Pointer[commitCounters]
+	consumer  KafkaConsumer                  // immutable
+	committer offsetCommitter                // immutable; nil: v2's way, StoreOffsets and librdkafka's commits
+	tracker   *commit.Tracker                // immutable
+	logger    Logger                         // immutable
+	failures  *failureLog                    // immutable
+	groupID   string                         // immutable
+	every     time.Duration                  // immutable: commitEvery, or AutoCommitIntervalMs when set
+	counts    atomic.Pointer[commitCounters] // atomic: set by KReader.countInto
 
 	commitMu   sync.Mutex   // serialises commits
-	lastCommit atomic.Int64 // when flush last committed (UnixNano)
-	reads      atomic.Int64 // messages read since then (commitBurst)
+	lastCommit atomic.Int64 // atomic: when flush last committed (UnixNano)
+	reads      atomic.Int64 // atomic: messages read since then (commitBurst)
 	limit      int          // guarded by commitMu: the longest metadata written
-	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too.
+	// commitAtClose is set by a Run's graceful stop: closing commits v2's way too. Atomic.
 	commitAtClose atomic.Bool
 	// foreign is set when the consumer's brokers turned out to be another cluster (renew.go):
-	// its offsets are of a log that is gone, and nothing more is stored or committed.
+	// its offsets are of a log that is gone, and nothing more is stored or committed. Atomic.
 	foreign atomic.Bool
 }
 

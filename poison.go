@@ -126,10 +126,11 @@ func (s *suspicion) commitFor(m *Message, failed string, write func(r *KReader, 
 // suspicion lets suspects into their handlers: one that never was in a handler when the
 // process died shares the Run with others (each holds a slot), one that was (deaths > 0)
 // runs alone (it holds them all), so that its next death is its own.
+// The processors use it at once; its fields are immutable, the channels its only state.
 type suspicion struct {
-	slots chan struct{} // a token per slot held
-	alone chan struct{} // held by the one suspect gathering every slot
-	rs    *runState     // its KReader commits the marks
+	slots chan struct{} // immutable; a token per slot held
+	alone chan struct{} // immutable; held by the one suspect gathering every slot
+	rs    *runState     // immutable; its KReader commits the marks
 }
 
 func newSuspicion(rs *runState, slots int) *suspicion {

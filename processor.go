@@ -7,6 +7,9 @@ package zkafka
 // retry (retry.go, parking.go); otherwise the breaker's count (errclass.go, G17), the dead
 // letter (deadletter.go, G5), Done for the commit tracker (commit.go) and the OnDone
 // callbacks. Between queued messages the processor runs the parked ones whose retry is due.
+// A failure is logged once and counted (failcount.go); a dead letter is written on its own
+// goroutine while the processor goes on, and its message is finished once the broker
+// acknowledged it (deadLettering).
 //
 // The watchdog is the other half of the timeout. A processor publishes the message whose
 // handler runs in vp.running (with vp.startedAt and the breaker's vp.ticket); whoever clears
@@ -18,7 +21,8 @@ package zkafka
 // Invariant: every message a processor pops is released exactly once (runState.release),
 // finished or not, and is marked Done only if its handler succeeded or its last failure was
 // dead-lettered or needs no dead letter — never on an abrupt stop (G4), never while it waits
-// for a retry. A message taken from the parking settles its turn there when it is let go of.
+// for a retry. Every path lets go of the message through letGo, which ends its turn in the
+// parking when it was taken from there.
 //
 // Work.start creates the processors; runState.stop closes the queues and waits for them.
 
@@ -34,20 +38,31 @@ import (
 )
 
 // processors runs the handler of one Run over its virtual partitions.
+//
+// Guards: every field but wg is immutable once start returned (newProcessors sets them,
+// start watchDone); the serving goroutines, the watchdog, the goroutines of abandon and the
+// dead letter writer's (deadLettering) share them read-only. What changes per message lives in
+// the virtualPartition (its own guards) and the Message (owned by whoever holds it).
 type processors struct {
-	*instrumentation // the span and hooks around each call, and the logger
-	completion       // what becomes of a message once its handler returned; has the run (rs)
-	handler          processor
-	gate             *breaker      // nil: no circuit breaker
-	abandoned        *atomic.Int64 // the Work's count of abandoned handlers
-	suspects         *suspicion    // lets suspects into their handlers (poison.go)
+	rs        *runState
+	around    instrumentation // the span and hooks around each call (instrument.go)
+	handler   processor
+	gate      *breaker      // nil: no circuit breaker; safe for concurrent use
+	abandoned *atomic.Int64 // atomic: the Work's count of abandoned handlers
+	suspects  *suspicion    // lets suspects into their handlers (poison.go); its own guards
+
+	log    Logger
+	onDone []func(ctx context.Context, msg *Message, err error)
+	dlt    *deadLetterWriter // nil: failures are not dead-lettered; its own guards
+	retry  *RetryPolicy      // nil: no retries
+	counts *failureCounters  // atomic: the Work's counts of failed messages
 
 	timeout time.Duration // ProcessTimeoutMillis (always set: default 60 s)
 	grace   time.Duration // how long past its timeout a handler is waited for
 	delay   time.Duration // ProcessDelayMillis
 
-	wg        sync.WaitGroup // one per virtual partition: its serving goroutine
-	watchDone chan struct{}  // closed when the watchdog has exited
+	wg        sync.WaitGroup // one per virtual partition: its serving goroutine (Add by start, Wait by stop)
+	watchDone chan struct{}  // made by start; closed by the watchdog when it has exited
 }
 
 // start runs one goroutine per virtual partition, and the watchdog.
@@ -92,6 +107,11 @@ func (c waitCut) sleep(t <-chan time.Time, wake <-chan struct{}) bool {
 			}
 		}
 	}
+}
+
+// cut is what ends a wait of m on vp.
+func (p *processors) cut(vp *virtualPartition, m *Message) waitCut {
+	return waitCut{stopping: p.rs.stopping, done: p.rs.ctx.Done(), kick: vp.kick, m: m}
 }
 
 // serve is the goroutine of one virtual partition, for generation gen. It runs queued
@@ -229,9 +249,9 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 	if ctx == nil {
 		ctx = p.rs.ctx
 	}
-	if p.tracer != nil {
+	if p.around.tracer != nil {
 		var span trace.Span
-		ctx, span = p.startSpan(ctx, m)
+		ctx, span = p.around.startSpan(ctx, m)
 		defer func() {
 			if err != nil {
 				span.RecordError(err)
@@ -240,7 +260,7 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 			span.End()
 		}()
 	}
-	ctx = p.preProcessing(ctx, vp, m)
+	ctx = p.around.preProcessing(ctx, vp, m)
 	start := time.Now()
 	// Like context.WithTimeout, without a timer or an allocation (see procCtx).
 	pc := &m.pctx
@@ -269,12 +289,12 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 		}
 	}
 	pc.finish()
-	err = p.postProcessing(ctx, vp, m, start, err)
+	err = p.around.postProcessing(ctx, vp, m, start, err)
 	if mt := p.rs.metrics; mt != nil {
 		// pc's parent, not pc: a Value of a finished procCtx makes it a real context. Without a
 		// tracer no span is there for an exemplar: not looking for one saves a context walk.
 		mctx := context.Background()
-		if p.tracer != nil {
+		if p.around.tracer != nil {
 			mctx = pc.parent
 		}
 		mt.processed(mctx, m, end.Sub(start), err)
@@ -287,6 +307,106 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 // summarised.
 func (p *processors) call(ctx context.Context, m *Message) error {
 	return catch("processor", func() error { return p.handler.Process(ctx, m) })
+}
+
+// complete records the outcome of a processed message: the retry (parking it), or the
+// breaker, the dead letter, the commit tracker and the OnDone callbacks, in that order.
+// retryable is false for a handler the watchdog abandoned: it may still be running.
+func (p *processors) complete(vp *virtualPartition, m *Message, err error, ticket breakerTicket, retryable bool) {
+	ctx := m.ctx
+	if ctx == nil {
+		ctx = p.rs.ctx
+	}
+	if err == nil {
+		ticket.report(breakerSuccess)
+		p.finish(ctx, vp, m, nil)
+		return
+	}
+	if wait, ok := p.retry.retryIn(m, err); ok && retryable {
+		ticket.report(breakerRetrying)
+		p.park(ctx, vp, m, wait, err)
+		return
+	}
+	perr, isPE := processError(err)
+	class := classify(err)
+	if class == classPermanent || (isPE && perr.DisableCircuitBreak) {
+		ticket.report(breakerUncounted)
+	} else {
+		ticket.report(breakerFailure)
+	}
+	dlt := p.dlt != nil && (!isPE || !perr.DisableDLTWrite)
+	p.counts.failed(ctx, p.rs.failures, m, err, class, dlt)
+	if dlt {
+		// The processor goes on while the broker acknowledges; m is finished after.
+		p.dlt.start(ctx, p.cut(vp, m), m, err, &deadLettering{p: p, vp: vp, ctx: ctx, m: m, err: err})
+		return
+	}
+	p.rs.metrics.skippedOne(m)
+	p.finish(ctx, vp, m, err)
+}
+
+// deadLettering completes a message once its dead letter is written (deadLetterOwner).
+type deadLettering struct {
+	p       *processors
+	vp      *virtualPartition
+	ctx     context.Context
+	m       *Message
+	err     error
+	stalled bool // the write failed at least once: counted in vp.stalls
+}
+
+// failing counts the write in vp.stalls: while it fails, vp takes no new message (serve).
+func (dl *deadLettering) failing() { dl.stalled = true; dl.vp.stalls.Add(1) }
+
+// ended finishes the message once its dead letter was written, or lets go of it unfinished.
+func (dl *deadLettering) ended(written bool) {
+	p, vp, m := dl.p, dl.vp, dl.m
+	if dl.stalled {
+		vp.stalls.Add(-1)
+		signal(vp.wake)
+	}
+	if !written {
+		p.letGo(vp, m) // stays uncommitted and is read again later
+		return
+	}
+	p.counts.deadLettered.Add(1)
+	p.rs.metrics.deadLettered(m)
+	p.finish(dl.ctx, vp, m, dl.err)
+}
+
+// finish marks m finished for the commit tracker, runs the OnDone callbacks and lets it go.
+func (p *processors) finish(ctx context.Context, vp *virtualPartition, m *Message, err error) {
+	m.DoneWithContext(ctx)
+	for _, f := range p.onDone {
+		if ferr := catch("OnDone callback", func() error { f(ctx, m, err); return nil }); ferr != nil {
+			logFailure(ctx, p.rs.failures, "zkafka: OnDone callback failed", ferr, "topic", m.Topic)
+		}
+	}
+	p.letGo(vp, m)
+}
+
+// park puts m, failed with a transient error, in its virtual partition's parking until its
+// retry is due. At an abrupt stop, or when its partition is being revoked, m is let go of
+// instead, unfinished: the partition's next reader runs it again.
+func (p *processors) park(ctx context.Context, vp *virtualPartition, m *Message, wait time.Duration, err error) {
+	m.retries++
+	if now := time.Now(); p.rs.ctx.Err() == nil && vp.park(m, now.Add(wait), now, err) {
+		p.counts.retried.Add(1)
+		p.rs.metrics.retried(m)
+		p.log.Debugw(ctx, "zkafka: processing failed; retrying", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset,
+			"attempt", m.Attempt()-1, "retry_in", wait.String(), "error", err)
+		return
+	}
+	p.letGo(vp, m)
+}
+
+// letGo releases m, finished or not (runState.release), and ends its turn in the parking when
+// it was taken from there.
+func (p *processors) letGo(vp *virtualPartition, m *Message) {
+	if m.taken {
+		vp.settle(m)
+	}
+	p.rs.release(m)
 }
 
 // watchdog abandons handlers that outlive their timeout by the grace period (G10). It exits
@@ -321,7 +441,7 @@ func (p *processors) abandon(vp *virtualPartition, m *Message) {
 	p.abandoned.Add(1)
 	p.rs.metrics.abandon(m, time.Duration(time.Now().UnixNano()-vp.startedAt.Load()))
 	const msg = "zkafka: handler still running after its timeout and grace period; abandoning it and moving on"
-	p.failures.log(p.rs.ctx, levelError, msg+"\x00"+m.Topic, msg,
+	p.rs.failures.log(p.rs.ctx, levelError, msg+"\x00"+m.Topic, msg,
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "virtual_partition", vp.idx)
 	gen := vp.gen.Add(1)
 	go func() {

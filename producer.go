@@ -23,7 +23,9 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// producers makes, drains and retires the producers of one writer.
+// producers makes, drains and retires the producers of one writer. The writer's writes, its
+// drain goroutines (one per producer, two while a replaced one closes) and its Close use it at
+// once; every field but retired is immutable once newWriter made it.
 type producers struct {
 	make     func() (KafkaProducer, error) // the provider, with the writer's configuration
 	tc       ProducerTopicConfig
@@ -32,7 +34,7 @@ type producers struct {
 	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
 	brokers  *brokerReport // the producers' error events about them (brokerhealth.go)
 	timeout  time.Duration // the delivery timeout (deliveryTimeout); 0: none
-	stop     chan struct{} // closed by stopAll: drains return
+	stop     chan struct{} // closed by stopAll (once: inside the writer's closeOnce): drains return
 	retired  sync.WaitGroup
 }
 
@@ -359,7 +361,10 @@ func (q *queuedRecord) queue(msg *kafka.Message, key, value []byte, headers []ka
 	if w.tc.Transaction || w.tracer != nil || !deliveryReportsOn(w.tc.AdditionalProps) || w.isClosed() {
 		return false
 	}
-	if _, ok := w.producer.(*kafka.Producer); !ok {
+	w.mu.RLock()
+	_, ok := w.producer.(*kafka.Producer) // under mu: a write may replace the producer (replaceIfFatal)
+	w.mu.RUnlock()
+	if !ok {
 		return false
 	}
 	if w.hooks.PreWrite != nil || w.propagates() {

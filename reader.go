@@ -147,33 +147,39 @@ type readerArgs struct {
 // later calls and closes the consumer once the calls in progress have ended (a poll within
 // 100 ms, or the read timeout in the degraded mode), so nothing calls into the consumer after
 // it was closed (G15).
+//
+// Guards: the reader goroutine (poll), Work.Status (withConsumer, brokerHealth), the
+// processors (commits of poison.go through offsets), the flush goroutine, Close and
+// Client.Close use a KReader at once. Everything newReader sets is immutable after it; the
+// parts it points to have their own guards; the calls into the consumer are guarded by handle.
 type KReader struct {
-	consumer    KafkaConsumer
-	poller      eventPoller // nil: the degraded ReadMessage mode
-	tc          ConsumerTopicConfig
-	groupID     string
-	fmt         format.Formatter
-	logger      Logger
-	hooks       LifecycleHooks
-	readTimeout time.Duration
+	consumer    KafkaConsumer       // immutable; calls into it are guarded by handle
+	poller      eventPoller         // immutable; nil: the degraded ReadMessage mode
+	tc          ConsumerTopicConfig // immutable
+	groupID     string              // immutable
+	fmt         format.Formatter    // immutable
+	logger      Logger              // immutable
+	hooks       LifecycleHooks      // immutable
+	readTimeout time.Duration       // immutable
 
-	tracker  *commit.Tracker
-	offsets  *offsetStore  // hands finished offsets to librdkafka (offsets.go)
-	owned    *rebalancer   // the partitions it owns and their pause (rebalance.go)
-	failures *failureLog   // the consumer's repeating errors and log lines, rate-limited
-	logs     *clientLogs   // librdkafka's log lines into the Logger (clientlogs.go)
-	health   *brokerWatch  // reachable brokers or not (brokerhealth.go)
-	brokers  *brokerReport // its error events about them (brokerhealth.go)
-	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off.
+	tracker  *commit.Tracker // immutable; safe for concurrent use
+	offsets  *offsetStore    // immutable; hands finished offsets to librdkafka (offsets.go)
+	owned    *rebalancer     // immutable; the partitions it owns and their pause (rebalance.go)
+	failures *failureLog     // immutable; the consumer's repeating errors and log lines, rate-limited
+	logs     *clientLogs     // immutable; librdkafka's log lines into the Logger (clientlogs.go)
+	health   *brokerWatch    // immutable; reachable brokers or not (brokerhealth.go)
+	brokers  *brokerReport   // immutable; its error events about them (brokerhealth.go)
+	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off. Atomic.
 	poisonAfter atomic.Uint32
-	degraded    degradedReader // reads when the consumer has no Poll (degraded.go)
-	flushing    atomic.Bool    // a periodic commit is running (flush)
-	fatal       atomic.Bool    // the consumer reported a fatal error: it is unusable
+	flushing    atomic.Bool // atomic: a periodic commit is running (flush)
+	fatal       atomic.Bool // atomic: the consumer reported a fatal error: it is unusable
 
-	handle     useGuard  // see above
-	closed     lateClose // the end of the consumer's close, which may outlive Close
-	subscribed bool      // guarded by subMu, as subErr
-	subErr     error
+	handle useGuard // see above; its own mu
+	// gone is closed once the consumer is closed (Close, in the background past
+	// closeMaxWait); nil until Close began. Atomic.
+	gone       atomic.Pointer[<-chan struct{}]
+	subscribed bool       // guarded by subMu
+	subErr     error      // guarded by subMu
 	subMu      sync.Mutex // serialises subscribe
 }
 
@@ -227,7 +233,6 @@ func newReader(args readerArgs) (*KReader, error) {
 	r.poller, _ = consumer.(eventPoller)
 	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
-	r.degraded = degradedReader{consumer: consumer, owned: r.owned, brokers: r.brokers, logger: r.logger, groupID: r.groupID}
 	return r, nil
 }
 
@@ -376,12 +381,51 @@ func (r *KReader) brokerHealth() (reachable bool, reason string, since time.Time
 	return r.health.get()
 }
 
-// readMessage is poll in the degraded mode (a consumer without Poll, degraded.go). The caller
-// is inside handle.
+// readMessage is poll in the degraded mode: a consumer from WithConsumerProvider that has only
+// zkafka v2's KafkaConsumer methods (no Poll, no Pause) is read with ReadMessage, the way v2
+// reads. Such a consumer cannot pause its partitions, so while the reader is paused
+// (back-pressure, the breaker) the read waits for the resume, up to timeout, instead of
+// reading. The caller is inside handle.
+//
+// Invariant: a paused reader reads nothing; a fatal error ends the Run; errors about the
+// brokers or a topic are reported (brokerhealth.go) and returned as read errors, which count
+// toward the breaker as in v2; anything else retriable is read on from.
 func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
-	km, err := r.degraded.read(timeout)
-	if km == nil || err != nil {
-		return nil, err
+	if paused, resumed := r.owned.pauseState(); paused {
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-resumed:
+			case <-t.C:
+			}
+		}
+		return nil, nil
+	}
+	km, err := r.consumer.ReadMessage(timeout)
+	if err != nil {
+		var kerr kafka.Error
+		switch {
+		case errors.As(err, &kerr) && kerr.IsFatal():
+			return nil, wrapErr(err, "fatal consumer error")
+		case brokerFailure(err) || brokerCause(err) || topicFailure(err):
+			_ = r.brokers.consumerError(err)
+			return nil, &readError{err: err}
+		case errors.As(err, &kerr) && kerr.Code() == kafka.ErrTimedOut:
+			r.brokers.settle(false)
+			return nil, nil
+		case errors.As(err, &kerr) && kerr.IsRetriable():
+			r.logger.Debugw(context.Background(), "zkafka: retriable consumer error", "group", r.groupID, "error", err)
+			return nil, nil
+		case km != nil:
+			// A partition error comes with its message: log it, read on.
+			r.logger.Warnw(context.Background(), "zkafka: consumer reported a partition error", "group", r.groupID, "error", err)
+			return nil, nil
+		}
+		return nil, &readError{err: err}
+	}
+	if km == nil {
+		return nil, nil
 	}
 	r.brokers.alive()
 	return r.newMessage(km), nil
@@ -515,7 +559,7 @@ func (r *KReader) Close() error {
 	r.health.stopProbe()
 	var err error
 	gone, inTime := afterIdle(idle, closeMaxWait, func() { err = r.closeConsumer() })
-	r.closed.set(gone)
+	r.gone.Store(&gone)
 	if inTime {
 		return err
 	}
@@ -525,6 +569,23 @@ func (r *KReader) Close() error {
 		testHookClosingLate(gone)
 	}
 	return nil
+}
+
+// awaitClosed waits at most d for the close Close began to end (true); true at once when
+// Close was not called. Client.Close waits for its KReaders' (G14).
+func (r *KReader) awaitClosed(d time.Duration) bool {
+	gone := r.gone.Load()
+	if gone == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-*gone:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer

@@ -35,6 +35,7 @@ type rebalanceListener interface {
 
 // rebalancer is the assignment of one KReader.
 type rebalancer struct {
+	// Immutable after newRebalancer:
 	consumer    KafkaConsumer       // for AssignmentLost
 	pauser      partitionPauser     // nil: pauses hold the read loop instead (pauseState)
 	eager       eagerAssigner       // nil: librdkafka assigns after the rebalance callback
@@ -44,15 +45,15 @@ type rebalancer struct {
 	groupID     string
 
 	// callbacks counts the rebalance callbacks that ran (KReader.leave waits for a poll
-	// without one); leaving is set once the reader leaves the group before its close.
+	// without one); leaving is set once the reader leaves the group before its close. Atomic.
 	callbacks atomic.Uint64
 	leaving   atomic.Bool
 
-	mu       sync.Mutex // guards assigned, paused, resumed, listener
-	assigned map[tpKey]struct{}
-	paused   bool
-	resumed  chan struct{} // closed when a pause ends (degraded mode)
-	listener rebalanceListener
+	mu       sync.Mutex
+	assigned map[tpKey]struct{} // guarded by mu
+	paused   bool               // guarded by mu
+	resumed  chan struct{}      // guarded by mu; closed when a pause ends (degraded mode)
+	listener rebalanceListener  // guarded by mu
 }
 
 // newRebalancer finds what consumer can do beyond KafkaConsumer.

@@ -8,7 +8,7 @@ package zkafka
 // Invariant: a message runs at most MaxAttempts times in one Work; only its last failure
 // reaches the circuit breaker, the dead letter topic and the OnDone callbacks.
 //
-// Work.Run validates the policy; complete.go's complete asks retryIn whether and when a
+// Work.Run validates the policy; processor.go's complete asks retryIn whether and when a
 // failed message runs again.
 
 import (

@@ -15,15 +15,15 @@ package zkafka
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
+// useGuard is the guard described above. Its zero value is open, with no call in progress.
 type useGuard struct {
 	mu     sync.Mutex
-	closed bool
-	users  int           // calls in progress
-	idle   chan struct{} // made by close; closed once users is 0
+	closed bool          // guarded by mu
+	users  int           // guarded by mu; calls in progress
+	idle   chan struct{} // guarded by mu; made by close; closed once users is 0
 }
 
 // enter starts a call, unless the guard is closed (false). Every true is followed by a leave.
@@ -91,30 +91,5 @@ func afterIdle(idle <-chan struct{}, wait time.Duration, release func()) (gone <
 		return done, true
 	case <-timer.C:
 		return done, false
-	}
-}
-
-// lateClose is when a close that may outlive its caller (afterIdle) ends: Client.Close waits
-// for its KReaders' (G14).
-type lateClose struct {
-	gone atomic.Pointer[<-chan struct{}] // nil until the close began
-}
-
-// set records the channel afterIdle returned.
-func (l *lateClose) set(gone <-chan struct{}) { l.gone.Store(&gone) }
-
-// await waits at most d for the close to end (true); true at once when none began.
-func (l *lateClose) await(d time.Duration) bool {
-	gone := l.gone.Load()
-	if gone == nil {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-*gone:
-		return true
-	case <-t.C:
-		return false
 	}
 }

@@ -44,60 +44,64 @@ func routeKey(key string, n int) int {
 }
 
 // virtualPartition is one queue of a Run and the handover state of the goroutine serving it
-// (processor.go).
+// (processor.go). The reader goroutine, the serving goroutine, the watchdog, revokes, dead
+// letter writes and Work.Status use it at once.
 type virtualPartition struct {
-	idx int
+	idx int // immutable
 
 	mu     sync.Mutex
-	q      []*Message // ring, len is a power of two
-	head   int
-	n      int
-	closed bool // no more pushes: drain, then exit
+	q      []*Message // guarded by mu; ring, len is a power of two
+	head   int        // guarded by mu
+	n      int        // guarded by mu
+	closed bool       // guarded by mu; no more pushes: drain, then exit
 	// parked holds messages waiting for a retry and the later messages of their keys
-	// (parking.go).
+	// (parking.go). Guarded by mu.
 	parked parking
 	// popsUnchecked counts the queue pops since next last looked at the clock for a due
-	// parked message.
+	// parked message. Guarded by mu.
 	popsUnchecked int
 
-	wake chan struct{} // a push happened (capacity 1)
+	wake chan struct{} // immutable; a push happened (capacity 1)
 	// wakePending is set by the reader when it queued a message here in the current batch
-	// and has not signalled wake yet (reader goroutine only).
+	// and has not signalled wake yet. Owned by the reader goroutine.
 	wakePending bool
-	kick        chan struct{} // a rebalance wants waiting messages to look at their partition (capacity 1)
+	kick        chan struct{} // immutable; a rebalance wants waiting messages to look at their partition (capacity 1)
 
 	// gen identifies the goroutine currently serving this virtual partition; it moves on when
-	// the watchdog abandons a stuck handler and starts a replacement.
+	// the watchdog abandons a stuck handler and starts a replacement. Atomic.
 	gen atomic.Uint64
-	// running is the message whose handler runs now (the watchdog watches it).
+	// running is the message whose handler runs now (the watchdog watches it). Atomic: who
+	// clears it by compare-and-swap owns the message's outcome.
 	running atomic.Pointer[Message]
-	// startedAt is when the running handler started, in UnixNano.
+	// startedAt is when the running handler started, in UnixNano. Atomic; written before
+	// running is set.
 	startedAt atomic.Int64
-	// ticket reports the running message's outcome to the circuit breaker; it is handed over
-	// with running (written before running is set, read by whoever clears running).
+	// ticket reports the running message's outcome to the circuit breaker. Guarded by
+	// running: written by the serving goroutine before it sets running, read only by whoever
+	// cleared running (the serving goroutine, or abandon's goroutine after the watchdog).
 	ticket breakerTicket
-	// busy is the message this virtual partition has popped and not yet let go of.
+	// busy is the message this virtual partition has popped and not yet let go of. Atomic.
 	busy atomic.Pointer[Message]
-	// keys counts the keys routed here that have messages in flight.
+	// keys counts the keys routed here that have messages in flight. Atomic.
 	keys atomic.Int64
 	// stalls counts the dead letters of this virtual partition whose write failed and has not
-	// ended: while any does, its processor takes no new message (deadletter.go).
+	// ended: while any does, its processor takes no new message (deadletter.go). Atomic.
 	stalls atomic.Int32
 }
 
 // keyRoute is where a key's messages go while any of them is in flight.
 type keyRoute struct {
-	vp       int
-	inFlight atomic.Int64 // messages of the key routed and not yet let go of
+	vp       int          // owned by the reader goroutine (set by route while inFlight is 0)
+	inFlight atomic.Int64 // atomic: messages of the key routed and not yet let go of
 }
 
 // keyRouter assigns keys to virtual partitions. Only the reader goroutine calls route and
-// sweep; the processors decrement the counters.
+// sweep; the processors decrement the counters (keyRoute.done).
 type keyRouter struct {
-	vps    []*virtualPartition
-	keys   map[string]*keyRoute
-	free   []*keyRoute // swept routes for reuse
-	sweepN int         // sweep when the map grows past this
+	vps    []*virtualPartition  // immutable
+	keys   map[string]*keyRoute // owned by the reader goroutine
+	free   []*keyRoute          // owned by the reader goroutine; swept routes for reuse
+	sweepN int                  // owned by the reader goroutine; sweep when the map grows past this
 }
 
 // maxScan bounds how many virtual partitions a new key looks at for the least loaded one.

@@ -11,9 +11,9 @@ package zkafka
 //     for a retry with the later messages of their key;
 //   - inflight.go: the bound on read-but-unfinished messages;
 //   - processor.go and instrument.go: a goroutine per virtual partition runs the handler
-//     (span, hooks, timeout), and the watchdog;
+//     (span, hooks, timeout) and completes its message, and the watchdog;
 //   - breaker.go: the circuit breaker gate;
-//   - complete.go, errclass.go, retry.go: what becomes of a handler's outcome;
+//   - errclass.go, retry.go: the class of a handler's failure and its retry;
 //   - deadletter.go: writing failures to the dead letter topic;
 //   - commit.go, offsets.go, rebalance.go and reader.go: which offsets are stored and
 //     committed, and the partitions the consumer owns.
@@ -42,15 +42,23 @@ import (
 
 // Work reads one or more topics through a consumer group and runs a processor for every
 // message, spread over virtual partitions by key. Create it with a WorkFactory; run it with Run.
+//
+// Guards: the configuration is immutable once WorkFactory.Create returned, except the four
+// fields start fills in from the Client (inheritFromClient); those are written only by Run
+// while it holds running, before the run's goroutines start, and Status does not read them.
+// Status reads the rest of the Work from any goroutine.
 type Work struct {
-	cp          ClientProvider
-	topicConfig ConsumerTopicConfig
-	processor   processor
+	cp          ClientProvider      // immutable after Create
+	topicConfig ConsumerTopicConfig // immutable after Create
+	processor   processor           // immutable after Create; called by every processor goroutine
 
-	logger      Logger
-	tp          trace.TracerProvider
-	mp          metric.MeterProvider // nil: no metrics (metrics.go)
-	propagator  propagation.TextMapPropagator
+	// logger, tp, mp and propagator: written by start (inheritFromClient) under running, then
+	// read-only for the run.
+	logger     Logger
+	tp         trace.TracerProvider
+	mp         metric.MeterProvider // nil: no metrics (metrics.go)
+	propagator propagation.TextMapPropagator
+	// The rest of the configuration, to poisonAfter: immutable after Create.
 	lifecycle   LifecycleHooks
 	speedup     uint16
 	cbAfter     uint32
@@ -67,18 +75,19 @@ type Work struct {
 
 	poisonAfter uint32 // PoisonPillAfter; 0: off
 
-	running   atomic.Bool
-	abandoned atomic.Int64
+	running   atomic.Bool  // atomic: a Run is in progress (one at a time)
+	abandoned atomic.Int64 // atomic: handlers the watchdog gave up on
 	// reader is a Reader that is not the library's own, kept from one Run to the next as
 	// zkafka v2 does: Run asks the ClientProvider for a reader only when it has none, and
 	// leaves closing such a reader to whoever made it. (A KReader is closed at the end of
-	// each Run, which leaves the group; the next Run gets a new one.) Only Run touches it.
+	// each Run, which leaves the group; the next Run gets a new one.) Owned by the goroutine
+	// of Run (start, and the reader loop's useReader), one Run at a time.
 	reader   Reader
-	failures failureCounters
-	commits  commitCounters
+	failures failureCounters // atomic counters
+	commits  commitCounters  // atomic counters
 
-	stuckAfter time.Duration            // StuckAfter
-	run        atomic.Pointer[runState] // the Run in progress, for Status; nil between runs
+	stuckAfter time.Duration            // StuckAfter; immutable after Create
+	run        atomic.Pointer[runState] // atomic: the Run in progress, for Status; nil between runs
 }
 
 var (
@@ -230,31 +239,41 @@ const dueCheckEvery = 8
 // runState is what one call of Run shares between its parts: the reader loop (readloop.go,
 // revoke.go), the processors (processor.go), the bound (inflight.go) and the breaker
 // (breaker.go).
+//
+// Guards: what start sets is immutable once start returned (the goroutines it starts see it
+// through their start), except reader, kr and group, which the reader goroutine (Run's own)
+// may set again: a reader that arrives late (readLoop.readerMissing) or a renewed consumer
+// (renew.go). Other goroutines read kr through published.
 type runState struct {
 	w       *Work
-	ctx     context.Context // Run's context: cancelled means abrupt stop
-	reader  Reader
-	kr      *KReader // reader when it is the library's own (pause, rebalance, commit)
-	dlt     *deadLetterWriter
-	metrics *workMetrics // nil: no MeterProvider
-	topic   string
-	group   string
+	ctx     context.Context   // immutable: Run's context; cancelled means abrupt stop
+	reader  Reader            // owned by the reader goroutine after start (useReader, renew.go)
+	kr      *KReader          // reader when it is the library's own; as reader
+	dlt     *deadLetterWriter // immutable after start
+	metrics *workMetrics      // immutable after start; nil: no MeterProvider
+	topic   string            // immutable after start
+	// group is written by start and by useReader on the reader goroutine, and only when a
+	// reader arriving late has another group id than start assumed (a group prefix): before
+	// any message was dispatched, so the processors (breakerChanged) read it after the write
+	// through the queues' locks. A renewed consumer has the same group: no write.
+	group string
 
-	vps   []*virtualPartition
-	bound *inFlight
-	loop  *readLoop
-	proc  *processors
-	// endStuck stops the goroutine that logs stuck partitions (stuckwatch.go).
+	vps   []*virtualPartition // immutable after start (each has its own guards)
+	bound *inFlight           // immutable after start (atomic inside)
+	loop  *readLoop           // immutable after start; its state is the reader goroutine's
+	proc  *processors         // immutable after start
+	// endStuck stops the goroutine that logs stuck partitions (stuckwatch.go); immutable
+	// after start.
 	endStuck func()
 
-	stopping chan struct{} // closed when the stop starts
-	exited   chan struct{} // closed when every processor goroutine has exited
-	failures *failureLog   // failed reads and dead letter writes, rate-limited; closed by stop
+	stopping chan struct{} // immutable; closed by stop when it starts
+	exited   chan struct{} // immutable; closed (in stop) when every processor goroutine has exited
+	failures *failureLog   // immutable; failed reads and dead letter writes, rate-limited; closed by stop
 
 	// published is kr for Work.Status, which reads it from another goroutine (kr may arrive
-	// after start, on the reader goroutine: useReader, or be replaced: renew.go).
+	// after start, on the reader goroutine: useReader, or be replaced: renew.go). Atomic.
 	published atomic.Pointer[KReader]
-	// renewal is a pending request for a new consumer (renew.go); nil: none.
+	// renewal is a pending request for a new consumer (renew.go); nil: none. Atomic.
 	renewal atomic.Pointer[renewal]
 }
 
@@ -378,20 +397,24 @@ func (w *Work) inheritFromClient() {
 
 // newProcessors configures the processors of rs.
 func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
-	in := &instrumentation{runCtx: rs.ctx, group: rs.group, failures: rs.failures, hooks: w.lifecycle, propagator: w.propagator}
-	if w.tp != nil {
-		in.tracer = w.tp.Tracer(instrumentationName)
-	}
 	p := &processors{
-		instrumentation: in,
-		completion: completion{rs: rs, log: w.logger, onDone: w.onDone, dlt: rs.dlt, retry: w.retry,
-			counts: &w.failures},
+		rs: rs,
+		around: instrumentation{runCtx: rs.ctx, group: rs.group, failures: rs.failures, hooks: w.lifecycle,
+			propagator: w.propagator},
+		log:       w.logger,
+		onDone:    w.onDone,
+		dlt:       rs.dlt,
+		retry:     w.retry,
+		counts:    &w.failures,
 		handler:   w.processor,
 		gate:      gate,
 		abandoned: &w.abandoned,
 		suspects:  newSuspicion(rs, int(w.speedup)),
 		timeout:   w.topicConfig.processTimeout(),
 		delay:     w.topicConfig.processDelay(),
+	}
+	if w.tp != nil {
+		p.around.tracer = w.tp.Tracer(instrumentationName)
 	}
 	p.grace = min(p.timeout, maxGrace)
 	return p

@@ -144,30 +144,37 @@ var errWriterClosed = errors.New("writer is closed")
 // librdkafka's remedy is a new producer. The writer makes one when a write fails and the
 // producer reports a fatal error: that write fails (or, when the record was refused before it
 // was queued, is retried once on the new producer), and later writes go to the new producer.
+//
+// Guards: any number of goroutines write at once (the user's, the dead letter writes), while
+// the producer's drain goroutine reports deliveries, Status reads its health and Close may
+// come from any goroutine.
 type KWriter struct {
+	// producer is guarded by mu: a write replaces it (replaceIfFatal, use) holding mu
+	// exclusively; writes read it holding mu shared; once closed is set nothing replaces it,
+	// and Close reads it without mu.
 	producer  KafkaProducer
-	producers *producers // makes, drains and retires the writer's producers (producer.go)
-	topic     string
-	tc        ProducerTopicConfig
-	fmt       format.Formatter
-	logger    Logger
-	tracer    trace.Tracer   // nil: no spans
-	metrics   *writerMetrics // nil: no metrics
-	p         propagation.TextMapPropagator
-	hooks     LifecycleHooks
-	settings  WriterSettings
+	producers *producers                    // immutable; makes, drains and retires the writer's producers (producer.go)
+	topic     string                        // immutable
+	tc        ProducerTopicConfig           // immutable
+	fmt       format.Formatter              // immutable
+	logger    Logger                        // immutable
+	tracer    trace.Tracer                  // immutable; nil: no spans
+	metrics   *writerMetrics                // immutable; nil: no metrics
+	p         propagation.TextMapPropagator // immutable
+	hooks     LifecycleHooks                // immutable
+	settings  WriterSettings                // immutable after newWriter
 
-	// mu guards closed; writes hold it shared only while they hand a record to the
-	// producer (or run a transaction), Close holds it exclusively to stop new writes.
+	// mu guards closed and producer; writes hold it shared only while they hand a record to
+	// the producer (or run a transaction), Close holds it exclusively to stop new writes.
 	mu     sync.RWMutex
-	closed bool
+	closed bool // guarded by mu
 	// txMu serialises transactions: a producer runs one at a time.
 	txMu sync.Mutex
 
 	closeOnce sync.Once
-	closeErr  error
-	done      chan struct{} // closed when Close has finished with the producer
-	drained   chan struct{} // closed when the current producer's drain goroutine has returned
+	closeErr  error         // written inside closeOnce, read after it
+	done      chan struct{} // immutable; closed when Close has finished with the producer
+	drained   chan struct{} // as producer; closed when the current producer's drain goroutine has returned
 }
 
 // writerArgs is what Client hands to newWriter.

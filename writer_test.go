@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -421,6 +422,56 @@ func TestWriterReplacesAProducerWithAFatalError(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueWhileTheProducerIsReplaced queues records without waiting (the dead letter path,
+// queuedRecord.queue) while writes replace the writer's producer after fatal errors: queue
+// must read the producer under the writer's lock, as the writes do (the race detector checks).
+func TestQueueWhileTheProducerIsReplaced(t *testing.T) {
+	fp := &fatalProducers{}
+	// The hook widens the time between queue's look at the producer and its hand-over.
+	slowHook := WithClientLifecycleHooks(LifecycleHooks{PreWrite: func(context.Context, LifecyclePreWriteMeta) (LifecyclePreWriteResp, error) {
+		time.Sleep(200 * time.Microsecond)
+		return LifecyclePreWriteResp{}, nil
+	}})
+	_, topic, c := brokerClient(t, WithProducerProvider(fp.provider), slowHook)
+	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: uniqueName("queue-replace"), Topic: topic})
+	require.NoError(t, err)
+	kw := w.(*KWriter)
+	_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("before"))
+	require.NoError(t, err)
+
+	var queued atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-done }()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var msg kafka.Message
+			q := &queuedRecord{w: kw, ctx: context.Background(), to: ignoredReports{}}
+			if q.queue(&msg, []byte("k"), []byte("queued"), nil) {
+				queued.Add(1)
+			}
+		}
+	}()
+	const replacements = 5
+	for i := range replacements {
+		require.Equal(t, kafka.ErrNoError, fp.last().TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by the test"))
+		_, err = w.WriteRaw(t.Context(), ptrOf("k"), []byte("after"))
+		require.NoError(t, err)
+		require.Equal(t, i+2, fp.count())
+	}
+	require.Positive(t, queued.Load(), "records were queued while the producers were replaced")
+}
+
+// ignoredReports takes delivery reports and does nothing with them.
+type ignoredReports struct{}
+
+func (ignoredReports) delivered(error) {}
 
 // TestWritesDoNotSerialise holds every delivery report until two writes are both waiting:
 // a writer-wide lock around the wait would never let the second write reach the producer.
