@@ -6,6 +6,8 @@ package zkafka
 // librdkafka keys. Secrets are kept out of their printed forms by redact.go.
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,8 +110,9 @@ type ConsumerTopicConfig struct {
 	ReadTimeoutMillis *int
 	// ProcessTimeoutMillis bounds one processor call (default 60000).
 	ProcessTimeoutMillis *int
-	// SessionTimeoutMillis is session.timeout.ms (default 61000). Under the consumer group
-	// protocol (AdditionalProps group.protocol=consumer) it is not sent: the broker owns it.
+	// SessionTimeoutMillis is session.timeout.ms (default 61000), under the classic group
+	// protocol. Under the consumer protocol (GroupProtocol) the broker owns the session
+	// timeout, and setting it is a configuration error.
 	SessionTimeoutMillis *int
 	// MaxPollIntervalMillis is max.poll.interval.ms (default 61000).
 	MaxPollIntervalMillis *int
@@ -123,7 +126,23 @@ type ConsumerTopicConfig struct {
 	// of AdditionalProps (security.protocol, ssl.*, sasl.*, broker.address.family,
 	// client.dns.lookup) comes from this consumer config. Default: none.
 	DeadLetterTopicConfig *ProducerTopicConfig
+	// GroupProtocol is the consumer group protocol: GroupProtocolClassic (the default: the
+	// group's members assign partitions, eager or cooperative-sticky as
+	// partition.assignment.strategy says) or GroupProtocolConsumer (Kafka 4's protocol of
+	// KIP-848: the broker assigns partitions incrementally and owns the session timeout, the
+	// heartbeat interval and the assignor, which group.remote.assignor in AdditionalProps may
+	// name). AdditionalProps["group.protocol"] selects it the same way.
+	GroupProtocol string
 }
+
+// The consumer group protocols of ConsumerTopicConfig.GroupProtocol.
+const (
+	// GroupProtocolClassic is the classic consumer group protocol (the default).
+	GroupProtocolClassic = "classic"
+	// GroupProtocolConsumer is Kafka 4's consumer group protocol (KIP-848), which needs a
+	// broker that offers it (Kafka 4.0 or later).
+	GroupProtocolConsumer = "consumer"
+)
 
 // ProducerTopicConfig configures a Writer (and a dead letter topic).
 type ProducerTopicConfig struct {
@@ -200,6 +219,24 @@ func (c ConsumerTopicConfig) commitInterval() time.Duration {
 // processTimeout bounds one processor call (ProcessTimeoutMillis, default 60 s).
 func (c ConsumerTopicConfig) processTimeout() time.Duration {
 	return millis(c.ProcessTimeoutMillis, DefaultProcessTimeoutMillis)
+}
+
+// groupProtocol is the consumer group protocol the config asks for: GroupProtocol, else
+// AdditionalProps["group.protocol"], else classic (validateConsumer refuses other values and
+// a disagreement between the two).
+func (c ConsumerTopicConfig) groupProtocol() string {
+	if p := strings.ToLower(strings.TrimSpace(c.GroupProtocol)); p != "" {
+		return p
+	}
+	if s, ok := c.AdditionalProps[keyGroupProtocol].(string); ok && strings.TrimSpace(s) != "" {
+		return strings.ToLower(strings.TrimSpace(s))
+	}
+	return GroupProtocolClassic
+}
+
+// consumerProtocol reports whether the config asks for the consumer group protocol of KIP-848.
+func (c ConsumerTopicConfig) consumerProtocol() bool {
+	return c.groupProtocol() == GroupProtocolConsumer
 }
 
 // sessionTimeout is session.timeout.ms (SessionTimeoutMillis, default 61 s).
@@ -299,7 +336,10 @@ func validateConsumer(conf Config, tc ConsumerTopicConfig) error {
 	}); err != nil {
 		return err
 	}
-	if !consumerProtocol(tc.AdditionalProps) && tc.maxPollInterval() < tc.sessionTimeout() {
+	if err := validateGroupProtocol(owner, tc); err != nil {
+		return err
+	}
+	if !tc.consumerProtocol() && tc.maxPollInterval() < tc.sessionTimeout() {
 		return errConfig("%s.MaxPollIntervalMillis (%d) must not be less than SessionTimeoutMillis (%d)",
 			owner, tc.maxPollInterval().Milliseconds(), tc.sessionTimeout().Milliseconds())
 	}
@@ -388,12 +428,13 @@ const (
 //	enable.auto.commit        true (stored offsets are committed periodically, on revoke and close)
 //	auto.commit.interval.ms   tc.AutoCommitIntervalMs, when set
 //	auto.offset.reset         earliest
-//	session.timeout.ms        tc.SessionTimeoutMillis (default 61000); not set under
-//	                          group.protocol=consumer (KIP-848: the broker's
+//	session.timeout.ms        tc.SessionTimeoutMillis (default 61000); not set under the
+//	                          consumer protocol (KIP-848: the broker's
 //	                          group.consumer.session.timeout.ms rules, librdkafka refuses it)
 //	max.poll.interval.ms      tc.MaxPollIntervalMillis (default 61000)
-//	heartbeat.interval.ms     min(session timeout / 3, 3000); not set under
-//	                          group.protocol=consumer, likewise
+//	heartbeat.interval.ms     min(session timeout / 3, 3000); not set under the consumer
+//	                          protocol, likewise
+//	group.protocol            consumer when tc.GroupProtocol (or AdditionalProps) asks for it
 //	isolation.level           read_committed when tc.Transaction, else read_uncommitted
 //	fetch.queue.backoff.ms    10 (librdkafka's 1 s default stalls a consumer after a pause)
 //	go.logs.channel.enable    false here; the reader then sets it and go.logs.channel so that
@@ -433,12 +474,11 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 	for k, v := range tc.AdditionalProps {
 		cm[k] = v
 	}
-	if consumerProtocol(tc.AdditionalProps) {
-		// The broker owns these under KIP-848's protocol, and librdkafka refuses a consumer
-		// that sets them; a user's own AdditionalProps still reach it.
-		if _, ok := tc.AdditionalProps[keySessionTimeout]; !ok {
-			delete(cm, keySessionTimeout)
-		}
+	if tc.consumerProtocol() {
+		// The broker owns the session timeout and the heartbeat under KIP-848's protocol, and
+		// librdkafka refuses a consumer that sets them (validateGroupProtocol refuses a user's).
+		delete(cm, keySessionTimeout)
+		cm[keyGroupProtocol] = GroupProtocolConsumer
 	} else if _, ok := tc.AdditionalProps[keyHeartbeatInterval]; !ok {
 		session := int(tc.sessionTimeout().Milliseconds())
 		if s, ok := intValue(tc.AdditionalProps[keySessionTimeout]); ok && s > 0 {
@@ -450,11 +490,38 @@ func makeConsumerConfig(conf Config, tc ConsumerTopicConfig, groupPrefix string)
 	return cm
 }
 
-// consumerProtocol reports whether props select the consumer group protocol of KIP-848
-// (group.protocol=consumer) rather than the classic one.
-func consumerProtocol(props map[string]any) bool {
-	s, ok := props[keyGroupProtocol].(string)
-	return ok && strings.EqualFold(strings.TrimSpace(s), "consumer")
+// brokerOwnedKeys are the librdkafka keys the broker owns under the consumer group protocol,
+// each with what to do instead.
+var brokerOwnedKeys = map[string]string{
+	keySessionTimeout:               "the broker's group.consumer.session.timeout.ms sets it",
+	keyHeartbeatInterval:            "the broker's group.consumer.heartbeat.interval.ms sets it",
+	"partition.assignment.strategy": "the broker assigns partitions; name its assignor with group.remote.assignor",
+}
+
+// validateGroupProtocol refuses an unknown protocol, a GroupProtocol that AdditionalProps
+// contradicts, and, under the consumer protocol, the settings the broker owns: librdkafka
+// would refuse them with its own words, these name the field.
+func validateGroupProtocol(owner string, tc ConsumerTopicConfig) error {
+	p := tc.groupProtocol()
+	if p != GroupProtocolClassic && p != GroupProtocolConsumer {
+		return errConfig("%s.GroupProtocol is %q: use %q (the default) or %q", owner, p, GroupProtocolClassic, GroupProtocolConsumer)
+	}
+	if s, ok := tc.AdditionalProps[keyGroupProtocol].(string); ok && tc.GroupProtocol != "" && !strings.EqualFold(strings.TrimSpace(s), p) {
+		return errConfig("%s.GroupProtocol is %q but AdditionalProps[%q] is %q: set one of them", owner, tc.GroupProtocol, keyGroupProtocol, s)
+	}
+	if p != GroupProtocolConsumer {
+		return nil
+	}
+	if tc.SessionTimeoutMillis != nil {
+		return errConfig("%s.SessionTimeoutMillis is set, but under the consumer group protocol the broker owns the session timeout "+
+			"(its group.consumer.session.timeout.ms): leave it unset", owner)
+	}
+	for _, k := range slices.Sorted(maps.Keys(brokerOwnedKeys)) {
+		if _, set := tc.AdditionalProps[k]; set {
+			return errConfig("%s.AdditionalProps[%q] is set, but under the consumer group protocol %s", owner, k, brokerOwnedKeys[k])
+		}
+	}
+	return nil
 }
 
 // makeProducerConfig is the one place a producer's configuration becomes librdkafka keys:

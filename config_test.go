@@ -81,9 +81,11 @@ func TestConsumerConfigMapping(t *testing.T) {
 			c.SessionTimeoutMillis = ptrOf(6000)
 			c.AdditionalProps = map[string]any{"group.protocol": "consumer"}
 		}, want: kafka.ConfigMap{"group.protocol": "consumer"}, absent: []string{"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"}},
-		{name: "consumer group protocol: the user's own keys still pass", tc: func(c *ConsumerTopicConfig) {
-			c.AdditionalProps = map[string]any{"group.protocol": "Consumer", "session.timeout.ms": 7000}
-		}, want: kafka.ConfigMap{"session.timeout.ms": 7000}, absent: []string{"heartbeat.interval.ms"}},
+		{name: "consumer group protocol from GroupProtocol", tc: func(c *ConsumerTopicConfig) {
+			c.GroupProtocol = GroupProtocolConsumer
+			c.AdditionalProps = map[string]any{"group.remote.assignor": "range"}
+		}, want: kafka.ConfigMap{"group.protocol": "consumer", "group.remote.assignor": "range"},
+			absent: []string{"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"}},
 		{name: "classic group protocol keeps them", tc: func(c *ConsumerTopicConfig) {
 			c.AdditionalProps = map[string]any{"group.protocol": "classic"}
 		}, want: kafka.ConfigMap{"session.timeout.ms": 61000, "heartbeat.interval.ms": 3000}},
@@ -247,6 +249,26 @@ func TestValidateConsumer(t *testing.T) {
 			c.MaxPollIntervalMillis = ptrOf(10000)
 			c.AdditionalProps = map[string]any{"group.protocol": "consumer"}
 		}, want: ""},
+		{name: "unknown group protocol", tc: func(c *ConsumerTopicConfig) { c.GroupProtocol = "modern" },
+			want: `zkafka: ConsumerTopicConfig.GroupProtocol is "modern": use "classic" (the default) or "consumer"`},
+		{name: "group protocol contradicted", tc: func(c *ConsumerTopicConfig) {
+			c.GroupProtocol = GroupProtocolConsumer
+			c.AdditionalProps = map[string]any{"group.protocol": "classic"}
+		}, want: `zkafka: ConsumerTopicConfig.GroupProtocol is "consumer" but AdditionalProps["group.protocol"] is "classic": set one of them`},
+		{name: "session timeout under the consumer group protocol", tc: func(c *ConsumerTopicConfig) {
+			c.GroupProtocol = GroupProtocolConsumer
+			c.SessionTimeoutMillis = ptrOf(6000)
+		}, want: "zkafka: ConsumerTopicConfig.SessionTimeoutMillis is set, but under the consumer group protocol the broker owns the " +
+			"session timeout (its group.consumer.session.timeout.ms): leave it unset"},
+		{name: "assignment strategy under the consumer group protocol", tc: func(c *ConsumerTopicConfig) {
+			c.AdditionalProps = map[string]any{"group.protocol": "consumer", "partition.assignment.strategy": "cooperative-sticky"}
+		}, want: `zkafka: ConsumerTopicConfig.AdditionalProps["partition.assignment.strategy"] is set, but under the consumer group protocol ` +
+			"the broker assigns partitions; name its assignor with group.remote.assignor"},
+		{name: "heartbeat under the consumer group protocol", tc: func(c *ConsumerTopicConfig) {
+			c.GroupProtocol = GroupProtocolConsumer
+			c.AdditionalProps = map[string]any{"heartbeat.interval.ms": 500}
+		}, want: `zkafka: ConsumerTopicConfig.AdditionalProps["heartbeat.interval.ms"] is set, but under the consumer group protocol ` +
+			"the broker's group.consumer.heartbeat.interval.ms sets it"},
 		{name: "client username without password", conf: &Config{BootstrapServers: []string{"b:1"}, SaslUsername: ptrOf("u")},
 			want: "zkafka: Config.SaslUsername is set but SaslPassword is empty"},
 		{name: "client password without username", conf: &Config{BootstrapServers: []string{"b:1"}, SaslPassword: ptrOf("secret-pw")},

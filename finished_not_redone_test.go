@@ -21,7 +21,7 @@ import (
 // only after A's Run returned). Every message is processed exactly once: the finished
 // messages above each hole travel in the commit metadata, and a graceful stop commits all it
 // finished (G16).
-func testG16RebalanceOnly(t *testing.T, strategy string) {
+func testG16RebalanceOnly(t *testing.T, strategy string) { // strategy: an assignor, or GroupProtocolConsumer
 	e := newEnv(t)
 	topic := e.newTopic(t, 6)
 	const n = 12000
@@ -46,6 +46,9 @@ func testG16RebalanceOnly(t *testing.T, strategy string) {
 		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
 			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000),
 			AdditionalProps: map[string]any{"partition.assignment.strategy": strategy}}
+		if strategy == GroupProtocolConsumer { // the broker owns the session and the assignor
+			cfg.SessionTimeoutMillis, cfg.AdditionalProps, cfg.GroupProtocol = nil, nil, GroupProtocolConsumer
+		}
 		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
 			whoMu.Lock()
 			who[fmt.Sprintf("%d/%d", m.Partition, m.Offset)] += fmt.Sprintf(" %s@%s", id, time.Now().Format("05.000"))
@@ -76,6 +79,13 @@ func testG16RebalanceOnly(t *testing.T, strategy string) {
 	require.NoError(t, ra.stop(t))
 	slow.Store(false)
 	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
+	if strategy == GroupProtocolConsumer {
+		st := b.Status()
+		require.Equal(t, GroupProtocolConsumer, st.GroupProtocol)
+		require.Equal(t, "COOPERATIVE", st.RebalanceProtocol)
+		require.Positive(t, st.Generation, "the member epoch")
+		require.Len(t, st.Partitions, 6, "B owns every partition once A left")
+	}
 	require.NoError(t, rb.stop(t))
 
 	ko.mu.Lock()
@@ -99,6 +109,10 @@ func testG16RebalanceOnly(t *testing.T, strategy string) {
 
 func TestG16RebalanceOnlyEager(t *testing.T)       { testG16RebalanceOnly(t, "range") }
 func TestG16RebalanceOnlyCooperative(t *testing.T) { testG16RebalanceOnly(t, "cooperative-sticky") }
+
+// TestG16RebalanceOnlyConsumerProtocol: the same join and graceful leave under Kafka 4's
+// consumer group protocol (KIP-848), where the broker assigns partitions incrementally.
+func TestG16RebalanceOnlyConsumerProtocol(t *testing.T) { testG16RebalanceOnly(t, GroupProtocolConsumer) }
 
 // TestG16GracefulStopCommitsWhatItFinishedCooperative: under cooperative-sticky, a Work that
 // stops gracefully while another member of its group reads commits everything it finished:

@@ -254,6 +254,7 @@ func (c ConsumerTopicConfig) print(goSyntax bool) string {
 	} else {
 		p.field("DeadLetterTopicConfig", *c.DeadLetterTopicConfig)
 	}
+	p.field("GroupProtocol", c.GroupProtocol)
 	return p.String()
 }
 

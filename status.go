@@ -20,9 +20,16 @@ type Status struct {
 	Group string `json:"group"`
 	// MemberID and Generation are the consumer's membership of the group as librdkafka knows
 	// it: "" and -1 when unknown (not running, not joined yet, or a Reader that is not the
-	// library's own).
+	// library's own). Under the consumer group protocol Generation is the member epoch.
 	MemberID   string `json:"member_id"`
 	Generation int32  `json:"generation"`
+	// GroupProtocol is the consumer group protocol the Work asks for: "classic" or "consumer"
+	// (ConsumerTopicConfig.GroupProtocol).
+	GroupProtocol string `json:"group_protocol"`
+	// RebalanceProtocol is how partitions move between members, as librdkafka reports it
+	// once the consumer has joined: "EAGER" (the classic protocol's range and roundrobin) or
+	// "COOPERATIVE" (cooperative-sticky, and the consumer protocol); "" when unknown.
+	RebalanceProtocol string `json:"rebalance_protocol,omitempty"`
 	// Running reports whether Run is in progress; Stopping whether its stop has begun.
 	Running  bool `json:"running"`
 	Stopping bool `json:"stopping"`
@@ -219,6 +226,7 @@ func (w *Work) Status() Status {
 		Topics:            w.topicConfig.topics(),
 		Group:             w.topicConfig.GroupID,
 		Generation:        -1,
+		GroupProtocol:     w.topicConfig.groupProtocol(),
 		Breaker:           "closed",
 		VirtualPartitions: int(w.speedup),
 		StuckAfterSeconds: w.stuckAfter.Seconds(),

@@ -35,12 +35,16 @@ type (
 	positionReader interface {
 		Position(partitions []kafka.TopicPartition) ([]kafka.TopicPartition, error)
 	}
+	rebalanceProtocolReader interface {
+		GetRebalanceProtocol() string
+	}
 )
 
 var (
-	_ watermarkReader     = (*kafka.Consumer)(nil)
-	_ groupMetadataReader = (*kafka.Consumer)(nil)
-	_ positionReader      = (*kafka.Consumer)(nil)
+	_ watermarkReader         = (*kafka.Consumer)(nil)
+	_ groupMetadataReader     = (*kafka.Consumer)(nil)
+	_ positionReader          = (*kafka.Consumer)(nil)
+	_ rebalanceProtocolReader = (*kafka.Consumer)(nil)
 )
 
 // statusTaker takes one Status of a running Work.
@@ -110,6 +114,11 @@ func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Sta
 		if g, ok := c.(groupMetadataReader); ok {
 			if md, err := g.GetConsumerGroupMetadata(); err == nil {
 				st.MemberID, st.Generation = groupMembership(md)
+			}
+		}
+		if rp, ok := c.(rebalanceProtocolReader); ok {
+			if p := rp.GetRebalanceProtocol(); p != "NONE" {
+				st.RebalanceProtocol = p
 			}
 		}
 	})

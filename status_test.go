@@ -228,7 +228,8 @@ func TestStatusNotRunning(t *testing.T) {
 func TestStatusJSONShape(t *testing.T) {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	st := Status{
-		TakenAt: at, Topics: []string{"orders"}, Group: "g", MemberID: "m", Generation: 3, Running: true,
+		TakenAt: at, Topics: []string{"orders"}, Group: "g", MemberID: "m", Generation: 3, GroupProtocol: "classic",
+		RebalanceProtocol: "EAGER", Running: true,
 		Breaker: "closed", InFlight: InFlightStatus{Messages: 1, Bytes: 2, MaxMessages: 3, MaxBytes: 4},
 		VirtualPartitions: 8, StuckAfterSeconds: 10,
 		Partitions: []PartitionStatus{{
@@ -242,7 +243,7 @@ func TestStatusJSONShape(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{
 		"taken_at": "2025-01-02T03:04:05Z", "topics": ["orders"], "group": "g", "member_id": "m",
-		"generation": 3, "running": true, "stopping": false, "breaker": "closed", "paused": false,
+		"generation": 3, "group_protocol": "classic", "rebalance_protocol": "EAGER", "running": true, "stopping": false, "breaker": "closed", "paused": false,
 		"in_flight": {"messages": 1, "bytes": 2, "max_messages": 3, "max_bytes": 4},
 		"virtual_partitions": 8, "stuck_after_seconds": 10,
 		"partitions": [{
