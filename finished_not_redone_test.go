@@ -112,7 +112,9 @@ func TestG16RebalanceOnlyCooperative(t *testing.T) { testG16RebalanceOnly(t, "co
 
 // TestG16RebalanceOnlyConsumerProtocol: the same join and graceful leave under Kafka 4's
 // consumer group protocol (KIP-848), where the broker assigns partitions incrementally.
-func TestG16RebalanceOnlyConsumerProtocol(t *testing.T) { testG16RebalanceOnly(t, GroupProtocolConsumer) }
+func TestG16RebalanceOnlyConsumerProtocol(t *testing.T) {
+	testG16RebalanceOnly(t, GroupProtocolConsumer)
+}
 
 // TestG16GracefulStopCommitsWhatItFinishedCooperative: under cooperative-sticky, a Work that
 // stops gracefully while another member of its group reads commits everything it finished:
