@@ -3,15 +3,18 @@ package testhelper
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // CommittedOffsets returns the offsets group has committed for topic, by partition, read from
-// the broker with the admin API (ListConsumerGroupOffsets), so it works on every broker. A
-// committed offset is the next offset the group will read. Partitions without a commit are
-// absent from the map; a group that never committed gives an empty map.
+// the broker through the group's coordinator (a consumer's Committed, which joins no group),
+// so it works on every broker. A committed offset is the next offset the group will read.
+// Partitions without a commit are absent from the map; a group that never committed gives an
+// empty map.
 func CommittedOffsets(t testing.TB, addr, group, topic string) map[int32]int64 {
 	t.Helper()
 	out := make(map[int32]int64)
@@ -37,20 +40,24 @@ func CommittedMetadata(t testing.TB, addr, group, topic string) map[int32]string
 }
 
 // committed lists the committed offsets of group on topic, partitions without one left out.
+//
+// It reads them with a consumer of the group (Committed) rather than the admin API's
+// ListConsumerGroupOffsets: librdkafka's admin client dereferences a consumer group it does
+// not have when that request's OffsetFetch is answered COORDINATOR_LOAD_IN_PROGRESS (the
+// first group request to a freshly started Kafka), and the test process dies of SIGSEGV in
+// rd_kafka_cgrp_op. A consumer's Committed goes through its group coordinator, which waits
+// such a load out.
 func committed(t testing.TB, addr, group, topic string) []kafka.TopicPartition {
 	t.Helper()
 	a := newAdmin(t, addr)
-	defer a.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-
 	tps := make([]kafka.TopicPartition, 0)
 	for _, p := range partitionsOf(ctx, t, a, topic) {
 		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p})
 	}
-	res, err := a.ListConsumerGroupOffsets(ctx, []kafka.ConsumerGroupTopicPartitions{{
-		Group: group, Partitions: tps,
-	}}, kafka.SetAdminRequireStableOffsets(true))
+	a.Close()
+	got, err := readCommitted(ctx, offsetReader(t, addr, group), tps)
 	var kerr kafka.Error
 	if errors.As(err, &kerr) && kerr.Code() == kafka.ErrGroupIDNotFound {
 		return nil // kfake's answer for a group without commits; Kafka answers with no offsets
@@ -59,17 +66,83 @@ func committed(t testing.TB, addr, group, topic string) []kafka.TopicPartition {
 		t.Fatalf("testhelper: committed offsets of group %s on %s: %v", group, topic, err)
 	}
 	var out []kafka.TopicPartition
-	for _, g := range res.ConsumerGroupsTopicPartitions {
-		for _, tp := range g.Partitions {
-			if tp.Error != nil {
-				t.Fatalf("testhelper: committed offset of group %s on %s[%d]: %v", group, topic, tp.Partition, tp.Error)
-			}
-			if tp.Offset >= 0 {
-				out = append(out, tp)
-			}
+	for _, tp := range got {
+		if tp.Error != nil {
+			t.Fatalf("testhelper: committed offset of group %s on %s[%d]: %v", group, topic, tp.Partition, tp.Error)
+		}
+		if tp.Offset >= 0 {
+			out = append(out, tp)
 		}
 	}
 	return out
+}
+
+// readCommitted reads the committed offsets of tps through c, asking again while the group's
+// coordinator moves or loads (a freshly started Kafka answers NOT_COORDINATOR and
+// COORDINATOR_LOAD_IN_PROGRESS for a while), until ctx ends.
+func readCommitted(ctx context.Context, c *kafka.Consumer, tps []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	for {
+		got, err := c.Committed(tps, int(opTimeout/time.Millisecond))
+		var kerr kafka.Error
+		if !errors.As(err, &kerr) || !coordinatorBusy(kerr.Code()) {
+			return got, err
+		}
+		select {
+		case <-ctx.Done():
+			return got, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// coordinatorBusy reports whether code means the group's coordinator is moving or loading.
+func coordinatorBusy(code kafka.ErrorCode) bool {
+	switch code {
+	case kafka.ErrNotCoordinator, kafka.ErrCoordinatorLoadInProgress, kafka.ErrCoordinatorNotAvailable, kafka.ErrWaitCoord:
+		return true
+	}
+	return false
+}
+
+// offsetReaders are the consumers committed reads through, one per test, broker and group:
+// made at the first read and closed when the test ends.
+var offsetReaders sync.Map // offsetReaderKey → *kafka.Consumer
+
+type offsetReaderKey struct {
+	t           testing.TB
+	addr, group string
+}
+
+// offsetReader returns the consumer that reads group's committed offsets on addr for t. It
+// never subscribes, so it never joins the group.
+func offsetReader(t testing.TB, addr, group string) *kafka.Consumer {
+	t.Helper()
+	k := offsetReaderKey{t, addr, group}
+	if c, ok := offsetReaders.Load(k); ok {
+		return c.(*kafka.Consumer)
+	}
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":     addr,
+		"broker.address.family": "v4",
+		"client.id":             "zkafka-testhelper",
+		"group.id":              group,
+		"enable.auto.commit":    false,
+		"isolation.level":       "read_committed", // stable offsets only, as the group will read them
+		"enable.metrics.push":   false,
+		"log.connection.close":  false,
+	})
+	if err != nil {
+		t.Fatalf("testhelper: consumer reading the offsets of group %s: %v", group, err)
+	}
+	if prev, loaded := offsetReaders.LoadOrStore(k, c); loaded {
+		_ = c.Close()
+		return prev.(*kafka.Consumer)
+	}
+	t.Cleanup(func() {
+		offsetReaders.Delete(k)
+		_ = c.Close()
+	})
+	return c
 }
 
 // EndOffsets returns each partition's end offset (the high watermark: one past the last
