@@ -193,6 +193,9 @@ func TestCloseStressChild(t *testing.T) {
 		cfg := ConsumerTopicConfig{ClientID: fmt.Sprintf("%s-%d", spec.Group, i), GroupID: spec.Group, Topic: spec.Topic,
 			SessionTimeoutMillis: intp(int(testhelper.MinSessionTimeout.Milliseconds())), MaxPollIntervalMillis: intp(10000),
 			AdditionalProps: props}
+		if cfg.consumerProtocol() {
+			cfg.SessionTimeoutMillis = nil // the broker owns it
+		}
 		w := wf.CreateWithFunc(cfg, func(context.Context, *Message) error { return nil }, Speedup(2))
 		ctx, cancel := context.WithCancel(context.Background())
 		sw := &stressWorker{w: w, shutdown: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
