@@ -3,9 +3,9 @@ package zkafka
 // What a consumer or producer knows of its brokers: whether it can reach them and they accept
 // it, and if not why and since when (G18). librdkafka says when all brokers are down or refuse
 // the client (error events, which brokerReport, below, turns into transitions) but never when
-// they are back, so the way back is a sign of life: a message or a rebalance for a consumer, a delivery report
-// for a producer, or, while a consumer is cut off, a metadata request every brokerProbeEvery
-// that succeeds. KReader (reader.go) and producers (producer.go) each own one; a Work, its
+// they are back, so the way back is a sign of life: a message or a rebalance for a consumer,
+// a delivery report for a producer, or, while a consumer is cut off, a metadata request every
+// brokerProbeEvery that succeeds. KReader (reader.go) and producers (producer.go) each own one; a Work, its
 // Status and the BrokerStateChanged hook read it.
 //
 // Invariant: the listener is called once per transition, in the order of the transitions,
@@ -418,8 +418,7 @@ func (b *brokerReport) consumerError(e error) error {
 	case topicFailure(e):
 		b.failures.errorf(ctx, "zkafka: consumer cannot read a topic; it keeps trying", e, b.kv...)
 	case routineError(e):
-		const msg = "zkafka: group coordinator not ready yet; the consumer waits for it"
-		b.failures.log(ctx, levelInfo, msg+"\x00"+failureKey(e), msg, append(b.kv[:len(b.kv):len(b.kv)], "error", e)...)
+		b.failures.infof(ctx, "zkafka: group coordinator not ready yet; the consumer waits for it", e, b.kv...)
 	default:
 		b.failures.warnf(ctx, "zkafka: consumer error", e, b.kv...)
 	}

@@ -100,6 +100,11 @@ func (f *failureLog) errorf(ctx context.Context, msg string, err error, keysAndV
 	f.log(ctx, levelError, msg+"\x00"+failureKey(err), msg, append(keysAndValues, "error", err)...)
 }
 
+// infof writes msg at info level, or counts it (see failureLog); err is added as "error".
+func (f *failureLog) infof(ctx context.Context, msg string, err error, keysAndValues ...any) {
+	f.log(ctx, levelInfo, msg+"\x00"+failureKey(err), msg, append(keysAndValues, "error", err)...)
+}
+
 // warnf writes msg at warning level, or counts it (see failureLog); err is added as "error".
 func (f *failureLog) warnf(ctx context.Context, msg string, err error, keysAndValues ...any) {
 	f.log(ctx, levelWarn, msg+"\x00"+failureKey(err), msg, append(keysAndValues, "error", err)...)

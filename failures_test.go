@@ -147,12 +147,7 @@ func TestG17PermanentErrorsWithoutADeadLetterTopicAreSkipped(t *testing.T) {
 	require.NoError(t, r.stop(t))
 	require.Zero(t, breakerMoved.Load())
 	require.Equal(t, FailureCounts{Permanent: 15, Skipped: 15}, w.Status().Failures, "nothing retried")
-	var skipped []string
-	for _, l := range logs.all() {
-		if strings.Contains(l, "skipping the message") {
-			skipped = append(skipped, l)
-		}
-	}
+	skipped := logs.containing("skipping the message")
 	// Errors and panics are two kinds: the first of each at once (the panic with its stack),
 	// the others in one summary each (at the stop), not a line each.
 	require.Len(t, skipped, 4, "%q", skipped)

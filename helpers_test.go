@@ -127,6 +127,17 @@ func (l *captureLogger) all() []string {
 	}
 }
 
+// containing returns the lines logged so far (taking them, like all) that hold s.
+func (l *captureLogger) containing(s string) []string {
+	var out []string
+	for _, line := range l.all() {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // sprintAll formats v with every verb a log line might use.
 func sprintAll(v any) string {
 	return fmt.Sprintf("%v | %+v | %#v | %s | ", v, v, v, v) + fmt.Sprint(v)

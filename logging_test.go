@@ -40,12 +40,7 @@ func TestALoggerGivenOnlyToTheClientGetsTheFirstRunsFailures(t *testing.T) {
 	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 100 }, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, r.stop(t))
 	require.Equal(t, FailureCounts{Permanent: 100, Skipped: 100}, w.Status().Failures)
-	var skipped []string
-	for _, l := range logs.all() {
-		if strings.Contains(l, "skipping the message") {
-			skipped = append(skipped, l)
-		}
-	}
+	skipped := logs.containing("skipping the message")
 	require.Len(t, skipped, 2, "%q", skipped)
 	require.NotContains(t, skipped[0], "repeated")
 	require.Contains(t, skipped[1], "repeated 99 |")
@@ -69,12 +64,7 @@ func TestRepeatedPanicsAreSummarised(t *testing.T) {
 	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 100 }, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, r.stop(t))
 	require.Equal(t, FailureCounts{Permanent: 100, Skipped: 100}, w.Status().Failures)
-	var panics []string
-	for _, l := range logs.all() {
-		if strings.Contains(l, "panicked") {
-			panics = append(panics, l)
-		}
-	}
+	panics := logs.containing("panicked")
 	require.Len(t, panics, 2, "%q", panics)
 	require.Contains(t, panics[0], "nil order")
 	require.Contains(t, panics[0], "runtime/debug.Stack", "the first with its stack")
@@ -165,12 +155,7 @@ func TestAStopWithUnwrittenDeadLettersSaysSoInOneLine(t *testing.T) {
 	require.NoError(t, fault.Wait(ctx, 2)) // produce requests carry many dead letters
 	require.NoError(t, r.stop(t))
 
-	var dropped []string
-	for _, l := range logs.all() {
-		if strings.Contains(l, "unwritten") {
-			dropped = append(dropped, l)
-		}
-	}
+	dropped := logs.containing("unwritten")
 	require.Len(t, dropped, 1, "%q", dropped)
 	require.Contains(t, dropped[0], "count 20 |")
 	for i := range n {
