@@ -85,7 +85,7 @@ func CreateTopic(t testing.TB, addr, topic string, partitions int) {
 }
 
 // waitTopic polls metadata until topic exists and each of its partitions has a leader.
-func waitTopic(ctx context.Context, a *kafka.AdminClient, topic string) error {
+func waitTopic(ctx context.Context, a metadataGetter, topic string) error {
 	var last error
 	for {
 		md, err := a.GetMetadata(&topic, false, 5000)
@@ -120,8 +120,14 @@ func waitTopic(ctx context.Context, a *kafka.AdminClient, topic string) error {
 	}
 }
 
+// metadataGetter asks for metadata: an AdminClient, or a consumer (committed reads through
+// one).
+type metadataGetter interface {
+	GetMetadata(topic *string, allTopics bool, timeoutMs int) (*kafka.Metadata, error)
+}
+
 // partitionsOf returns the sorted partition ids of topic, waiting until it has any.
-func partitionsOf(ctx context.Context, t testing.TB, a *kafka.AdminClient, topic string) []int32 {
+func partitionsOf(ctx context.Context, t testing.TB, a metadataGetter, topic string) []int32 {
 	t.Helper()
 	if err := waitTopic(ctx, a, topic); err != nil {
 		t.Fatalf("testhelper: reading partitions of %s: %v", topic, err)

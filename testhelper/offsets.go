@@ -49,15 +49,14 @@ func CommittedMetadata(t testing.TB, addr, group, topic string) map[int32]string
 // such a load out.
 func committed(t testing.TB, addr, group, topic string) []kafka.TopicPartition {
 	t.Helper()
-	a := newAdmin(t, addr)
+	c := offsetReader(t, addr, group)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	tps := make([]kafka.TopicPartition, 0)
-	for _, p := range partitionsOf(ctx, t, a, topic) {
+	for _, p := range partitionsOf(ctx, t, c, topic) {
 		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p})
 	}
-	a.Close()
-	got, err := readCommitted(ctx, offsetReader(t, addr, group), tps)
+	got, err := readCommitted(ctx, c, tps)
 	var kerr kafka.Error
 	if errors.As(err, &kerr) && kerr.Code() == kafka.ErrGroupIDNotFound {
 		return nil // kfake's answer for a group without commits; Kafka answers with no offsets
