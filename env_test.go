@@ -2,6 +2,7 @@ package zkafka
 
 import (
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -93,6 +94,41 @@ func (e *testEnv) client(t testing.TB) *Client {
 }
 
 func intp(v int) *int { return &v }
+
+// The three ways a group rebalances (SPEC G6); the tests that rebalance a group run under each.
+const (
+	protocolEager       = "eager"       // classic protocol, range assignor: every partition revoked
+	protocolCooperative = "cooperative" // classic protocol, cooperative-sticky: only what moves
+	protocolConsumer    = "consumer"    // KIP-848: the broker assigns, incrementally
+)
+
+// underProtocol sets cfg up for protocol. Under the consumer protocol the broker owns the
+// session timeout and the assignor, so cfg's SessionTimeoutMillis is dropped.
+func underProtocol(cfg ConsumerTopicConfig, protocol string) ConsumerTopicConfig {
+	props := maps.Clone(cfg.AdditionalProps)
+	if props == nil {
+		props = map[string]any{}
+	}
+	switch protocol {
+	case protocolEager:
+		props["partition.assignment.strategy"] = "range"
+	case protocolCooperative:
+		props["partition.assignment.strategy"] = "cooperative-sticky"
+	case protocolConsumer:
+		cfg.GroupProtocol, cfg.SessionTimeoutMillis = GroupProtocolConsumer, nil
+	default:
+		panic("unknown protocol " + protocol)
+	}
+	cfg.AdditionalProps = props
+	return cfg
+}
+
+// eachProtocol runs f as a subtest under each rebalance protocol.
+func eachProtocol(t *testing.T, f func(t *testing.T, protocol string)) {
+	for _, p := range []string{protocolEager, protocolCooperative, protocolConsumer} {
+		t.Run(p, func(t *testing.T) { f(t, p) })
+	}
+}
 
 // Used by the dead letter and reliability tests.
 var (

@@ -350,15 +350,19 @@ func testRetryStopDuringBackoff(t *testing.T, graceful bool) {
 
 // TestRetryRevokeDuringBackoffRedelivers: a worker whose messages wait for their retries loses
 // a partition to a worker joining the group; the new owner reads the waiting message again and
-// processes it, while the first worker never retries it.
+// processes it, while the first worker never retries it; under each rebalance protocol.
 func TestRetryRevokeDuringBackoffRedelivers(t *testing.T) {
+	eachProtocol(t, testRetryRevokeDuringBackoff)
+}
+
+func testRetryRevokeDuringBackoff(t *testing.T, protocol string) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 2)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("x"), Partition: 0}, {Key: []byte("b"), Value: []byte("y"), Partition: 1}})
 	group := uniqueTestName(t, "g")
 	mk := func(l Logger, runs *attemptLog, fail bool) *Work {
-		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)}
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)}, protocol)
 		c := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(l))
 		t.Cleanup(func() { _ = c.Close() })
 		return NewWorkFactory(c).CreateWithFunc(cfg, func(_ context.Context, m *Message) error {

@@ -21,7 +21,7 @@ import (
 // only after A's Run returned). Every message is processed exactly once: the finished
 // messages above each hole travel in the commit metadata, and a graceful stop commits all it
 // finished (G16).
-func testG16RebalanceOnly(t *testing.T, strategy string) { // strategy: an assignor, or GroupProtocolConsumer
+func testG16RebalanceOnly(t *testing.T, protocol string) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 6)
 	const n = 12000
@@ -43,12 +43,8 @@ func testG16RebalanceOnly(t *testing.T, strategy string) { // strategy: an assig
 	}()
 	wf := NewWorkFactory(e.client(t))
 	mk := func(id string, count *atomic.Int64) *Work {
-		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000),
-			AdditionalProps: map[string]any{"partition.assignment.strategy": strategy}}
-		if strategy == GroupProtocolConsumer { // the broker owns the session and the assignor
-			cfg.SessionTimeoutMillis, cfg.AdditionalProps, cfg.GroupProtocol = nil, nil, GroupProtocolConsumer
-		}
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000)}, protocol)
 		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
 			whoMu.Lock()
 			who[fmt.Sprintf("%d/%d", m.Partition, m.Offset)] += fmt.Sprintf(" %s@%s", id, time.Now().Format("05.000"))
@@ -79,7 +75,7 @@ func testG16RebalanceOnly(t *testing.T, strategy string) { // strategy: an assig
 	require.NoError(t, ra.stop(t))
 	slow.Store(false)
 	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
-	if strategy == GroupProtocolConsumer {
+	if protocol == protocolConsumer {
 		st := b.Status()
 		require.Equal(t, GroupProtocolConsumer, st.GroupProtocol)
 		require.Equal(t, "COOPERATIVE", st.RebalanceProtocol)
@@ -101,27 +97,31 @@ func testG16RebalanceOnly(t *testing.T, strategy string) { // strategy: an assig
 	}
 	skipped := a.Status().Commits.AlreadyFinished + b.Status().Commits.AlreadyFinished
 	t.Logf("%s: %d messages, %d processed more than once; skipped as finished before: %d; commits A %d, B %d",
-		strategy, n, twice, skipped, a.Status().Commits.Commits, b.Status().Commits.Commits)
+		protocol, n, twice, skipped, a.Status().Commits.Commits, b.Status().Commits.Commits)
 	require.Zero(t, twice, "no message is processed twice")
 	require.Zero(t, ko.dupes.Load())
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
 }
 
-func TestG16RebalanceOnlyEager(t *testing.T)       { testG16RebalanceOnly(t, "range") }
-func TestG16RebalanceOnlyCooperative(t *testing.T) { testG16RebalanceOnly(t, "cooperative-sticky") }
+func TestG16RebalanceOnlyEager(t *testing.T)       { testG16RebalanceOnly(t, protocolEager) }
+func TestG16RebalanceOnlyCooperative(t *testing.T) { testG16RebalanceOnly(t, protocolCooperative) }
 
 // TestG16RebalanceOnlyConsumerProtocol: the same join and graceful leave under Kafka 4's
 // consumer group protocol (KIP-848), where the broker assigns partitions incrementally.
 func TestG16RebalanceOnlyConsumerProtocol(t *testing.T) {
-	testG16RebalanceOnly(t, GroupProtocolConsumer)
+	testG16RebalanceOnly(t, protocolConsumer)
 }
 
-// TestG16GracefulStopCommitsWhatItFinishedCooperative: under cooperative-sticky, a Work that
-// stops gracefully while another member of its group reads commits everything it finished:
-// the other member, which gets its partitions, processes none of them again. (Seen once: a
-// graceful stop under the incremental protocol that committed nothing it had finished, and
-// thousands of messages processed twice by the member taking over.)
-func TestG16GracefulStopCommitsWhatItFinishedCooperative(t *testing.T) {
+// TestG16GracefulStopCommitsWhatItFinished: a Work that stops gracefully while another member
+// of its group reads commits everything it finished: the other member, which gets its
+// partitions, processes none of them again, under each rebalance protocol. (Seen once under
+// cooperative-sticky: a graceful stop under the incremental protocol that committed nothing it
+// had finished, and thousands of messages processed twice by the member taking over.)
+func TestG16GracefulStopCommitsWhatItFinished(t *testing.T) {
+	eachProtocol(t, testG16GracefulStopCommits)
+}
+
+func testG16GracefulStopCommits(t *testing.T, protocol string) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 6)
 	const n = 6000
@@ -133,9 +133,8 @@ func TestG16GracefulStopCommitsWhatItFinishedCooperative(t *testing.T) {
 	slowB.Store(true)
 	wf := NewWorkFactory(e.client(t))
 	mk := func(id string, count *atomic.Int64, slow *atomic.Bool) *Work {
-		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000),
-			AdditionalProps: map[string]any{"partition.assignment.strategy": "cooperative-sticky"}}
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(20000)}, protocol)
 		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
 			ko.begin(m)
 			if slow != nil && slow.Load() {
@@ -161,7 +160,7 @@ func TestG16GracefulStopCommitsWhatItFinishedCooperative(t *testing.T) {
 	slowB.Store(false)
 	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
 	require.NoError(t, rb.stop(t))
-	t.Logf("A finished %d before its graceful stop; B processed %d; %d processed twice", finishedByA, byB.Load(), ko.dupes.Load())
+	t.Logf("%s: A finished %d before its graceful stop; B processed %d; %d processed twice", protocol, finishedByA, byB.Load(), ko.dupes.Load())
 	require.Zero(t, ko.dupes.Load(), "B processes nothing A finished")
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
 }

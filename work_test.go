@@ -189,7 +189,7 @@ func TestG4CancelReturnsPromptlyAndRedelivers(t *testing.T) {
 	require.Equal(t, map[int32]int64{0: 0}, e.endOffsets(t, dlt), "a cancel dead-letters nothing")
 }
 
-func testG6Rebalance(t *testing.T, strategy string) {
+func testG6Rebalance(t *testing.T, protocol string) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 8)
 	const n = 20000
@@ -198,9 +198,8 @@ func testG6Rebalance(t *testing.T, strategy string) {
 	ko := newKeyOrder()
 	wf := NewWorkFactory(e.client(t))
 	mk := func(id string) *Work {
-		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000),
-			AdditionalProps: map[string]any{"partition.assignment.strategy": strategy}}
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}, protocol)
 		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
 			ko.begin(m)
 			time.Sleep(50 * time.Microsecond)
@@ -216,13 +215,14 @@ func testG6Rebalance(t *testing.T, strategy string) {
 	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
 	require.NoError(t, r2.stop(t))
 	dupes := ko.dupes.Load()
-	t.Logf("%s: %d messages, %d duplicates (%.3f%%)", strategy, n, dupes, 100*float64(dupes)/n)
+	t.Logf("%s: %d messages, %d duplicates (%.3f%%)", protocol, n, dupes, 100*float64(dupes)/n)
 	require.Less(t, dupes, int64(n/100), "duplicates stay under 1%%")
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
 }
 
-func TestG6RebalanceEager(t *testing.T)       { testG6Rebalance(t, "range") }
-func TestG6RebalanceCooperative(t *testing.T) { testG6Rebalance(t, "cooperative-sticky") }
+func TestG6RebalanceEager(t *testing.T)            { testG6Rebalance(t, protocolEager) }
+func TestG6RebalanceCooperative(t *testing.T)      { testG6Rebalance(t, protocolCooperative) }
+func TestG6RebalanceConsumerProtocol(t *testing.T) { testG6Rebalance(t, protocolConsumer) }
 
 func TestG7SlowHandlerKeepsGroupMembership(t *testing.T) {
 	e := newEnv(t)
