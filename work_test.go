@@ -420,3 +420,51 @@ func TestG6MessagePoppedDuringARevokeIsLeftToTheNextOwner(t *testing.T) {
 	require.NoError(t, r2.stop(t))
 	require.Equal(t, int64(1), processed.Load(), "processed once, by the owner of its partition")
 }
+
+// TestG6RollingSwitchToTheConsumerProtocol: a group of classic members (cooperative-sticky) is
+// moved to the consumer protocol member by member, as a rolling deploy does: a member under
+// the consumer protocol joins while a classic one works, then the classic one leaves. Kafka 4
+// converts the group; nothing is lost and nothing is processed twice.
+func TestG6RollingSwitchToTheConsumerProtocol(t *testing.T) {
+	e := newEnv(t)
+	if e.embedded() {
+		t.Skip("kfake refuses a consumer-protocol member while the group has classic members (GROUP_ID_NOT_FOUND); Apache Kafka 4 converts the group")
+	}
+	topic := e.newTopic(t, 6)
+	const n = 12000
+	recs := keyed(n, 600)
+	e.produce(t, topic, recs[:n/2])
+	group := uniqueTestName(t, "g")
+	ko := newKeyOrder()
+	var byNew atomic.Int64
+	wf := NewWorkFactory(e.client(t))
+	mk := func(id, protocol string, count *atomic.Int64) *Work {
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}, protocol)
+		return wf.CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+			ko.begin(m)
+			time.Sleep(200 * time.Microsecond)
+			ko.end(m)
+			if count != nil {
+				count.Add(1)
+			}
+			return nil
+		}, Speedup(8), MaxInFlight(500))
+	}
+	rOld := startWork(t, mk("classic", protocolCooperative, nil))
+	require.Eventually(t, func() bool { return ko.count.Load() >= n/5 }, 60*time.Second, time.Millisecond)
+	newer := mk("consumer", protocolConsumer, &byNew)
+	rNew := startWork(t, newer)
+	require.Eventually(t, func() bool { return len(newer.Status().Partitions) > 0 }, 60*time.Second, 10*time.Millisecond,
+		"the new member gets partitions")
+	e.produce(t, topic, recs[n/2:])
+	require.Eventually(t, func() bool { return byNew.Load() >= 100 }, 60*time.Second, time.Millisecond, "the new member works")
+	require.NoError(t, rOld.stop(t))
+	require.Eventually(t, func() bool { return ko.count.Load() == n }, 120*time.Second, 10*time.Millisecond)
+	require.Equal(t, GroupProtocolConsumer, newer.Status().GroupProtocol)
+	require.Len(t, newer.Status().Partitions, 6, "the new member owns every partition once the classic one left")
+	require.NoError(t, rNew.stop(t))
+	t.Logf("%d messages, %d by the new member, %d processed twice", n, byNew.Load(), ko.dupes.Load())
+	require.Zero(t, ko.dupes.Load(), "nothing is processed twice")
+	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
+}
