@@ -97,6 +97,18 @@ func TestStatusPageEscapesAndServesJSON(t *testing.T) {
 	require.Contains(t, html, "&lt;img src=x&gt;")
 	require.NotContains(t, html, "<img")
 	require.Contains(t, html, "<title>1 stuck · zkafka status</title>")
+
+	for _, c := range []struct {
+		st   Status
+		want string
+	}{
+		{Status{MemberID: "m", Generation: 7, GroupProtocol: GroupProtocolClassic, RebalanceProtocol: "EAGER"}, "classic (EAGER) · generation 7"},
+		{Status{MemberID: "m", Generation: 4, GroupProtocol: GroupProtocolConsumer, RebalanceProtocol: "COOPERATIVE"}, "consumer (COOPERATIVE) · epoch 4"},
+	} {
+		b.Reset()
+		require.NoError(t, statusTemplate.Execute(&b, newStatusView(statusJSON{TakenAt: now, Works: []Status{c.st}}, 0)))
+		require.Contains(t, b.String(), c.want, "the protocol and the member's generation or epoch")
+	}
 }
 
 func TestDisplayHelpers(t *testing.T) {
