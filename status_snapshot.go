@@ -113,7 +113,7 @@ func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Sta
 		}
 		if g, ok := c.(groupMetadataReader); ok {
 			if md, err := g.GetConsumerGroupMetadata(); err == nil {
-				st.MemberID, st.Generation = groupMembership(md)
+				st.MemberID, st.Generation, _ = groupMembership(md)
 			}
 		}
 		if rp, ok := c.(rebalanceProtocolReader); ok {
@@ -438,6 +438,19 @@ func (l *lookup) see(s sighting) {
 // complete reports whether nothing more is sought.
 func (l *lookup) complete() bool { return len(l.want) == 0 }
 
+// membership is the reader's membership of its group as its consumer reports it; known is
+// false when the consumer cannot say (not librdkafka's, or closed).
+func (r *KReader) membership() (member string, generation int32, known bool) {
+	r.withConsumer(func(c KafkaConsumer) {
+		if g, ok := c.(groupMetadataReader); ok {
+			if md, err := g.GetConsumerGroupMetadata(); err == nil {
+				member, generation, known = groupMembership(md)
+			}
+		}
+	})
+	return member, generation, known
+}
+
 // groupMembership reads the member id and generation out of confluent-kafka-go's
 // ConsumerGroupMetadata, whose only field is librdkafka's serialised group metadata
 // (rd_kafka_consumer_group_metadata_write: "CGMDv2:", the generation as a 32-bit integer in
@@ -446,30 +459,30 @@ func (l *lookup) complete() bool { return len(l.want) == 0 }
 // accessor for the member id or the generation, librdkafka's statistics carry neither, and
 // calling librdkafka's rd_kafka_consumer_group_metadata_* directly would need cgo against the
 // headers confluent-kafka-go bundles. Anything unexpected (another layout after an upgrade)
-// gives "" and -1, which Status shows as unknown; TestGroupMembershipParsesConfluentMetadata
+// gives "", -1 and !ok, which Status shows as unknown; TestGroupMembershipParsesConfluentMetadata
 // checks both the parse and that fallback.
-func groupMembership(md *kafka.ConsumerGroupMetadata) (member string, generation int32) {
+func groupMembership(md *kafka.ConsumerGroupMetadata) (member string, generation int32, ok bool) {
 	const magic = "CGMDv2:"
 	if md == nil {
-		return "", -1
+		return "", -1, false
 	}
 	v := reflect.ValueOf(md).Elem()
 	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Kind() != reflect.Slice ||
 		v.Field(0).Type().Elem().Kind() != reflect.Uint8 {
-		return "", -1
+		return "", -1, false
 	}
 	b := v.Field(0).Bytes()
 	if !bytes.HasPrefix(b, []byte(magic)) || len(b) < len(magic)+4 {
-		return "", -1
+		return "", -1, false
 	}
 	generation = int32(binary.NativeEndian.Uint32(b[len(magic):]))
-	_, rest, ok := bytes.Cut(b[len(magic)+4:], []byte{0}) // the group id
-	if !ok {
-		return "", -1
+	_, rest, found := bytes.Cut(b[len(magic)+4:], []byte{0}) // the group id
+	if !found {
+		return "", -1, false
 	}
-	id, _, ok := bytes.Cut(rest, []byte{0})
-	if !ok {
-		return "", -1
+	id, _, found := bytes.Cut(rest, []byte{0})
+	if !found {
+		return "", -1, false
 	}
-	return string(id), generation
+	return string(id), generation, true
 }

@@ -264,19 +264,22 @@ func TestStatusJSONShape(t *testing.T) {
 
 // TestGroupMembershipParsesConfluentMetadata: the member id and generation come out of
 // confluent's serialised group metadata (TestStatusStuckKey reads a live one); anything
-// else gives "" and -1.
+// else gives "", -1 and not ok.
 func TestGroupMembershipParsesConfluentMetadata(t *testing.T) {
 	md, err := kafka.NewTestConsumerGroupMetadata("g")
 	require.NoError(t, err)
-	member, generation := groupMembership(md)
+	member, generation, ok := groupMembership(md)
 	require.Equal(t, "", member)
 	require.Equal(t, int32(-1), generation)
-	member, generation = groupMembership(nil)
+	require.True(t, ok, "a consumer outside its group")
+	member, generation, ok = groupMembership(nil)
 	require.Equal(t, "", member)
 	require.Equal(t, int32(-1), generation)
-	member, generation = groupMembership(&kafka.ConsumerGroupMetadata{}) // a layout it does not know
+	require.False(t, ok)
+	member, generation, ok = groupMembership(&kafka.ConsumerGroupMetadata{}) // a layout it does not know
 	require.Equal(t, "", member)
 	require.Equal(t, int32(-1), generation)
+	require.False(t, ok)
 }
 
 // startStatusWork runs a Work on a new one-partition topic holding recs, with cfg's topic,

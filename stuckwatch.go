@@ -11,6 +11,12 @@ package zkafka
 //
 // Invariant: for a partition stuck on one offset (or reading nothing), at most one line per
 // stuckRepeatEvery.
+//
+// The same goroutine watches the consumer's membership of its group (membership): a consumer
+// the group coordinator does not accept for StuckAfter, while its broker is reachable, gets
+// one warning, and one info line once it joins. Without it such a consumer reads nothing and
+// says nothing (seen: a consumer-protocol member refused by a broker that will not convert a
+// group of classic members).
 
 import (
 	"context"
@@ -29,6 +35,8 @@ const stuckRepeatEvery = time.Minute
 type stuckWatch struct {
 	rs       *runState
 	reported map[tpKey]stuckReport // partitions logged as stuck and still stuck
+	outside  time.Time             // since when the consumer is not a member of its group; zero: it is
+	warned   bool                  // whether the time outside has been logged
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -69,6 +77,7 @@ func (sw *stuckWatch) run() {
 		case <-t.C:
 			st := sw.rs.w.Status()
 			sw.check(st)
+			sw.membership(st)
 			if r := stallRenewal(st, sw.rs.published.Load(), sw.rs.w.stuckAfter); r != nil {
 				sw.rs.requestRenewal(r)
 			}
@@ -136,4 +145,36 @@ func stuckKV(st Status, p PartitionStatus) []any {
 		"key", key, "virtual_partition", o.VirtualPartition, "waits_for", string(o.WaitsFor),
 		"detail", o.Detail, "standing", roundAge(time.Duration(p.StandingSeconds * float64(time.Second))),
 		"reason", p.StuckReason}
+}
+
+// membership logs a consumer that has not been a member of its group for StuckAfter while its
+// broker is reachable (an unreachable broker is logged as such: brokerhealth.go), and the end
+// of that. A Reader that is not the library's own, or a consumer that cannot say, is not
+// watched.
+func (sw *stuckWatch) membership(st Status) {
+	kr := sw.rs.published.Load()
+	if kr == nil {
+		return
+	}
+	_, generation, known := kr.membership()
+	ctx := context.Background()
+	switch {
+	case !known:
+	case generation > 0 || st.Stopping:
+		if sw.warned && !st.Stopping {
+			sw.rs.w.logger.Infow(ctx, "zkafka: the consumer joined its group", "group", st.Group,
+				"after", roundAge(st.TakenAt.Sub(sw.outside)))
+		}
+		sw.outside, sw.warned = time.Time{}, false
+	case sw.outside.IsZero():
+		sw.outside = st.TakenAt
+	case !sw.warned && st.TakenAt.Sub(sw.outside) >= sw.rs.w.stuckAfter && (!st.Broker.Known || st.Broker.Reachable):
+		hint := "a rebalance that waits for another member, or a coordinator refusing this one"
+		if st.GroupProtocol == GroupProtocolConsumer {
+			hint = "the consumer protocol needs Kafka 4.0 or later, and a group whose classic members the broker will not convert refuses it"
+		}
+		sw.rs.w.logger.Warnw(ctx, "zkafka: the consumer is not a member of its group: it reads nothing until the group coordinator accepts it",
+			"group", st.Group, "for", roundAge(st.TakenAt.Sub(sw.outside)), "group_protocol", st.GroupProtocol, "hint", hint)
+		sw.warned = true
+	}
 }

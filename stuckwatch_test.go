@@ -140,3 +140,43 @@ func TestStuckWatchReadStallLines(t *testing.T) {
 	require.Len(t, moved, 2)
 	require.NotContains(t, moved[1], "offset", "reading nothing has no offset")
 }
+
+// TestAConsumerTheGroupRefusesIsLogged: a consumer-protocol member joins a group whose classic
+// member works; kfake will not convert such a group and refuses the new member's heartbeats,
+// which librdkafka retries silently. The Run says so once, after StuckAfter, and says when it
+// joins: once the classic member has left, the broker converts the group and accepts it.
+func TestAConsumerTheGroupRefusesIsLogged(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 2)
+	group := uniqueTestName(t, "g")
+	classic := NewWorkFactory(e.client(t)).CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "a"), GroupID: group, Topic: topic},
+		func(context.Context, *Message) error { return nil })
+	rc := startWork(t, classic)
+	require.Eventually(t, func() bool { return len(classic.Status().Partitions) == 2 }, 30*time.Second, 10*time.Millisecond)
+
+	logs := newCaptureLogger()
+	c := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(logs))
+	t.Cleanup(func() { _ = c.Close() })
+	refused := NewWorkFactory(c).CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "b"), GroupID: group, Topic: topic,
+		GroupProtocol: GroupProtocolConsumer}, func(context.Context, *Message) error { return nil }, StuckAfter(2*time.Second))
+	rr := startWork(t, refused)
+	var lines []string
+	require.Eventually(t, func() bool {
+		lines = append(lines, logs.containing("not a member of its group")...)
+		return len(lines) > 0
+	}, 20*time.Second, 50*time.Millisecond, "the refused member is logged")
+	require.Len(t, lines, 1)
+	require.Contains(t, lines[0], "warn zkafka: the consumer is not a member of its group")
+	require.Contains(t, lines[0], "consumer protocol needs Kafka 4.0 or later")
+
+	require.NoError(t, rc.stop(t))
+	var joined []string
+	require.Eventually(t, func() bool {
+		joined = append(joined, logs.containing("joined its group")...)
+		return len(joined) > 0
+	}, 60*time.Second, 50*time.Millisecond, "the member joins once the classic one left")
+	require.Len(t, joined, 1)
+	require.Contains(t, joined[0], "info zkafka: the consumer joined its group")
+	require.NoError(t, rr.stop(t))
+	require.Empty(t, logs.containing("not a member of its group"), "one warning for the whole wait")
+}

@@ -299,7 +299,8 @@ func MaxInFlightBytes(n int64) WorkOption {
 // StuckAfter sets how long a partition's position may stand still, while messages of it are
 // read and unfinished, before Work.Status (and the StatusHandler page) reports the partition
 // stuck: its oldest unfinished message has been the oldest that long (default 10 s). Raise it
-// for handlers that take longer than that by design.
+// for handlers that take longer than that by design. A consumer that has not been a member of
+// its group that long, while its broker is reachable, is logged too.
 func StuckAfter(d time.Duration) WorkOption {
 	return workOptionFunc(func(w *Work) {
 		if d > 0 {
