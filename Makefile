@@ -7,7 +7,7 @@ TEST_FLAGS    ?= -race -count=1 -timeout 30m
 TEST_ARGS     ?=
 COVER_PROFILE ?= coverage.out
 
-.PHONY: all test cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
+.PHONY: all test test-consumer-protocol cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
 	example example-producer example-worker example-deadletter-worker example-delay-worker \
 	chaos chaos-rebalance close-stress fuzz ci status-screenshot
 
@@ -16,6 +16,11 @@ all: lint test
 ## test: run every test with the race detector (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 test:
 	$(GO) test $(TEST_FLAGS) $(TEST_ARGS) ./...
+
+## test-consumer-protocol: the engine's tests again, every Work and Reader that chooses no
+## protocol itself under Kafka 4's consumer group protocol (KIP-848)
+test-consumer-protocol:
+	ZKAFKA_TEST_GROUP_PROTOCOL=consumer $(GO) test $(TEST_FLAGS) $(TEST_ARGS) .
 
 ## cover: run the tests with coverage of every package and print the per-function summary
 cover:

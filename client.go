@@ -159,6 +159,9 @@ var errClientClosed = errors.New("zkafka: client is closed")
 // cached one is closed. The options apply only when the reader is created. It returns a
 // configuration error (IsConfigError) for an invalid topicConfig.
 func (c *Client) Reader(ctx context.Context, topicConfig ConsumerTopicConfig, opts ...ReaderOption) (Reader, error) {
+	if testHookTopicConfig != nil {
+		topicConfig = testHookTopicConfig(topicConfig)
+	}
 	if err := validateConsumer(c.conf, topicConfig); err != nil {
 		return nil, err
 	}

@@ -498,6 +498,11 @@ var brokerOwnedKeys = map[string]string{
 	"partition.assignment.strategy": "the broker assigns partitions; name its assignor with group.remote.assignor",
 }
 
+// testHookTopicConfig, when set by a test, rewrites every ConsumerTopicConfig a Work or a
+// Reader is made with (main_test.go: ZKAFKA_TEST_GROUP_PROTOCOL runs the suite under another
+// group protocol).
+var testHookTopicConfig func(ConsumerTopicConfig) ConsumerTopicConfig
+
 // validateGroupProtocol refuses an unknown protocol, a GroupProtocol that AdditionalProps
 // contradicts, and, under the consumer protocol, the settings the broker owns: librdkafka
 // would refuse them with its own words, these name the field.

@@ -369,6 +369,27 @@ func brokerProbe(r *KReader, code kafka.ErrorCode) func() bool {
 	}
 }
 
+// missingTopics asks the brokers for each topic's metadata and returns the brokers' error
+// for each that does not exist; nothing when the consumer cannot ask or no broker answers.
+func (r *KReader) missingTopics(topics []string) []error {
+	mg, ok := r.consumer.(metadataGetter)
+	if !ok || !r.handle.enter() {
+		return nil
+	}
+	defer r.handle.leave()
+	var out []error
+	for _, topic := range topics {
+		md, err := mg.GetMetadata(&topic, false, int(brokerProbeTimeout.Milliseconds()))
+		if err != nil || md == nil {
+			return out
+		}
+		if tm, ok := md.Topics[topic]; ok && topicFailure(tm.Error) {
+			out = append(out, wrapErr(tm.Error, "topic %s", topic))
+		}
+	}
+	return out
+}
+
 // rebalanced is the consumer's rebalance callback: a sign of life, then the rebalancer's.
 func (r *KReader) rebalanced(c *kafka.Consumer, ev kafka.Event) error {
 	r.brokers.alive()

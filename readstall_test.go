@@ -99,8 +99,13 @@ func TestReadStallIsStuckThenConsumerRenewed(t *testing.T) {
 	e.produce(t, topic, valued("before-", 5))
 	var left atomic.Bool
 	withholdFetches(e.cluster, &left)
-	leaves := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.LeaveGroup}, Count: -1,
-		When: func(kmsg.Request) bool { left.Store(true); return false }})
+	leaves := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.LeaveGroup, kmsg.ConsumerGroupHeartbeat}, Count: -1,
+		When: func(req kmsg.Request) bool {
+			if hb, ok := req.(*kmsg.ConsumerGroupHeartbeatRequest); !ok || hb.MemberEpoch == -1 { // the consumer protocol's leave
+				left.Store(true)
+			}
+			return false
+		}})
 	t.Cleanup(leaves.Remove)
 
 	logs := newCaptureLogger()

@@ -12,6 +12,11 @@ package zkafka
 // Invariant: for a partition stuck on one offset (or reading nothing), at most one line per
 // stuckRepeatEvery.
 //
+// The same goroutine asks the brokers whether a topic the Run reads exists once no partition
+// of it has been assigned for StuckAfter (topics), at most once per StuckAfter: under the
+// consumer group protocol librdkafka reports no unknown topic (the classic protocol's error
+// event), and a Work subscribed to a missing topic read nothing and said nothing.
+//
 // The same goroutine watches the consumer's membership of its group (membership): a consumer
 // the group coordinator does not accept for StuckAfter, while its broker is reachable, gets
 // one warning, and one info line once it joins. Without it such a consumer reads nothing and
@@ -20,6 +25,7 @@ package zkafka
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,6 +43,8 @@ type stuckWatch struct {
 	reported map[tpKey]stuckReport // partitions logged as stuck and still stuck
 	outside  time.Time             // since when the consumer is not a member of its group; zero: it is
 	warned   bool                  // whether the time outside has been logged
+	unowned  map[string]time.Time  // topics of the Run without an assigned partition, since when
+	asked    time.Time             // when the brokers were last asked whether those topics exist
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -78,6 +86,7 @@ func (sw *stuckWatch) run() {
 			st := sw.rs.w.Status()
 			sw.check(st)
 			sw.membership(st)
+			sw.topics(st)
 			if r := stallRenewal(st, sw.rs.published.Load(), sw.rs.w.stuckAfter); r != nil {
 				sw.rs.requestRenewal(r)
 			}
@@ -176,5 +185,41 @@ func (sw *stuckWatch) membership(st Status) {
 		sw.rs.w.logger.Warnw(ctx, "zkafka: the consumer is not a member of its group: it reads nothing until the group coordinator accepts it",
 			"group", st.Group, "for", roundAge(st.TakenAt.Sub(sw.outside)), "group_protocol", st.GroupProtocol, "hint", hint)
 		sw.warned = true
+	}
+}
+
+// topics reports, as the classic protocol's error event would be (brokerhealth.go, rate-limited
+// there), each topic of the Run that has had no assigned partition for StuckAfter and that the
+// brokers say does not exist.
+func (sw *stuckWatch) topics(st Status) {
+	kr := sw.rs.published.Load()
+	if kr == nil || st.Stopping {
+		return
+	}
+	owned := map[string]bool{}
+	for _, p := range st.Partitions {
+		owned[p.Topic] = true
+	}
+	var due []string
+	for _, topic := range st.Topics {
+		since, seen := sw.unowned[topic]
+		switch {
+		case owned[topic] || strings.HasPrefix(topic, "^"): // a pattern names no one topic
+			delete(sw.unowned, topic)
+		case !seen:
+			if sw.unowned == nil {
+				sw.unowned = map[string]time.Time{}
+			}
+			sw.unowned[topic] = st.TakenAt
+		case st.TakenAt.Sub(since) >= sw.rs.w.stuckAfter:
+			due = append(due, topic)
+		}
+	}
+	if len(due) == 0 || st.TakenAt.Sub(sw.asked) < sw.rs.w.stuckAfter {
+		return
+	}
+	sw.asked = st.TakenAt
+	for _, err := range kr.missingTopics(due) {
+		_ = kr.brokers.consumerError(err)
 	}
 }

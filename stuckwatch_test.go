@@ -149,7 +149,8 @@ func TestAConsumerTheGroupRefusesIsLogged(t *testing.T) {
 	e := newEmbeddedEnv(t)
 	topic := e.newTopic(t, 2)
 	group := uniqueTestName(t, "g")
-	classic := NewWorkFactory(e.client(t)).CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "a"), GroupID: group, Topic: topic},
+	classic := NewWorkFactory(e.client(t)).CreateWithFunc(ConsumerTopicConfig{ClientID: uniqueTestName(t, "a"), GroupID: group, Topic: topic,
+		GroupProtocol: GroupProtocolClassic},
 		func(context.Context, *Message) error { return nil })
 	rc := startWork(t, classic)
 	require.Eventually(t, func() bool { return len(classic.Status().Partitions) == 2 }, 30*time.Second, 10*time.Millisecond)

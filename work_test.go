@@ -390,8 +390,9 @@ func TestG6MessagePoppedDuringARevokeIsLeftToTheNextOwner(t *testing.T) {
 
 	var processed atomic.Int64
 	mk := func(l Logger) *Work {
-		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)}
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)},
+			protocolEager) // a joining member takes the one partition: the sticky assignors would leave it
 		c := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(l)) // the reader logs revokes with the client's logger
 		t.Cleanup(func() { _ = c.Close() })
 		return NewWorkFactory(c).CreateWithFunc(cfg, func(context.Context, *Message) error {

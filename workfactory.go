@@ -115,6 +115,9 @@ func (f WorkFactory) CreateWithFunc(cfg ConsumerTopicConfig, p func(ctx context.
 // newWork builds a Work with the factory's defaults, then the options; every default of a
 // Work is set here.
 func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
+	if testHookTopicConfig != nil {
+		cfg = testHookTopicConfig(cfg)
+	}
 	w := &Work{
 		cp:          f.cp,
 		topicConfig: cfg,
