@@ -169,7 +169,11 @@ func (e *BatchError) Fail(i int, err error) *BatchError {
 func (e *BatchError) Error() string {
 	idx := e.indexes()
 	var b strings.Builder
-	fmt.Fprintf(&b, "zkafka: %d messages of the batch failed", len(idx))
+	if len(idx) == 1 {
+		b.WriteString("zkafka: 1 message of the batch failed")
+	} else {
+		fmt.Fprintf(&b, "zkafka: %d messages of the batch failed", len(idx))
+	}
 	for i, k := range idx {
 		if i == 5 {
 			fmt.Fprintf(&b, "; and %d more", len(idx)-i)
