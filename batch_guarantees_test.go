@@ -293,9 +293,14 @@ func TestG20BatchStatusShowsTheBatchInItsHandler(t *testing.T) {
 	o := st.Partitions[0].Oldest
 	require.Equal(t, WaitHandler, o.WaitsFor)
 	require.Contains(t, o.Detail, fmt.Sprintf("in a batch of %d (%s/0@0 to %s/0@%d)", n, topic, topic, n-1))
+	page := servePage(t, StatusHandler(w), "/status", nil).Body.String()
+	require.Contains(t, page, "<h2>Batches in the handler</h2>")
+	require.Contains(t, page, `<td class="num size">5</td>`)
+	require.Contains(t, page, fmt.Sprintf(`<td class="key last">%s/0@%d</td>`, topic, n-1))
 	close(release)
 	require.NoError(t, r.stop(t))
 	require.Empty(t, w.Status().Batches)
+	require.NotContains(t, servePage(t, StatusHandler(w), "/status", nil).Body.String(), "Batches in the handler")
 }
 
 // TestG20BatchHooksAndMetrics: the hooks keep their per-message meaning — PreProcessing for each
@@ -424,4 +429,92 @@ func TestBatchErrorAndVerdict(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, tc.v.outcome(), "%+v", tc.v)
 	}
+}
+
+// TestG20BatchNotStartedIsDroppedAtARevoke (G6, G20): a batch that waits to fill (MaxWait one
+// minute) holds messages of two partitions when a second worker joins. The revoke does not
+// wait for it: its messages are dropped, unstarted, for the next owners, and the rebalance ends
+// long before MaxWait. Every message is then processed exactly once, each batch by one owner.
+func TestG20BatchNotStartedIsDroppedAtARevoke(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 2)
+	var recs []rec
+	for p := range int32(2) {
+		for i := range 5 {
+			recs = append(recs, rec{Key: []byte(fmt.Sprintf("p%dk%d", p, i%2)), Value: []byte(fmt.Sprint(i)), Partition: p})
+		}
+	}
+	e.produce(t, topic, recs)
+	group := uniqueTestName(t, "g")
+	var mu sync.Mutex
+	seen := map[tpo]int{}
+	var mixed []string
+	mk := func(id string) *Work {
+		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			AdditionalProps: map[string]any{"partition.assignment.strategy": "range"}}
+		return NewWorkFactory(e.client(t)).CreateBatchWithFunc(cfg, func(_ context.Context, msgs []*Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range msgs {
+				seen[posOf(m)]++
+				if m.Partition != msgs[0].Partition {
+					mixed = append(mixed, fmt.Sprintf("%s: partitions %d and %d", id, msgs[0].Partition, m.Partition))
+				}
+			}
+			return nil
+		}, WithBatch(BatchPolicy{MaxWait: time.Minute}))
+	}
+	w1 := mk("w1")
+	r1 := startWork(t, w1)
+	require.Eventually(t, func() bool {
+		st := w1.Status()
+		n := 0
+		for _, p := range st.Partitions {
+			if p.Oldest != nil && p.Oldest.WaitsFor == WaitBatchFill {
+				require.Contains(t, p.Oldest.Detail, "in a batch of 10 that waits for more messages (BatchPolicy.MaxWait)")
+				n++
+			}
+		}
+		return n == 2
+	}, 30*time.Second, 10*time.Millisecond, "w1's batch of both partitions waits to fill")
+
+	t0 := time.Now()
+	w2 := mk("w2")
+	r2 := startWork(t, w2)
+	// Each has one partition, read again from its start, in a batch that waits to fill.
+	filling := func(w *Work) (assigned, n int) {
+		st := w.Status()
+		for _, p := range st.Partitions {
+			if p.Oldest != nil && p.Oldest.WaitsFor == WaitBatchFill && p.Unfinished == 5 {
+				n++
+			}
+		}
+		return len(st.Partitions), n
+	}
+	require.Eventually(t, func() bool {
+		a1, f1 := filling(w1)
+		a2, f2 := filling(w2)
+		return a1 == 1 && f1 == 1 && a2 == 1 && f2 == 1
+	}, 30*time.Second, 10*time.Millisecond, "one partition each, each in a batch that waits to fill")
+	require.Less(t, time.Since(t0), 30*time.Second, "the revoke did not wait out MaxWait")
+	mu.Lock()
+	require.Empty(t, seen, "the batch that had not started was dropped, not run")
+	mu.Unlock()
+
+	require.NoError(t, r1.stop(t)) // ends the wait: its batch runs
+	// w2 gets w1's partition too (eager: both revoked and assigned again, its own batch dropped
+	// again) and waits to fill a batch with what is not committed: its own partition's 5.
+	require.Eventually(t, func() bool {
+		a, f := filling(w2)
+		return a == 2 && f == 1
+	}, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, r2.stop(t))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, mixed)
+	require.Len(t, seen, 10)
+	for pos, n := range seen {
+		require.Equal(t, 1, n, "%v ran once", pos)
+	}
+	require.Equal(t, map[int32]int64{0: 5, 1: 5}, e.committed(t, group, topic))
 }

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -52,6 +53,10 @@ type batchRun struct {
 	now      time.Time     // when the batch last read the clock (accepts)
 	maxBytes int           // BatchPolicy.MaxBytes
 	delay    time.Duration // ProcessDelayMillis
+
+	// fillUntil is when the batch stops waiting for more messages (UnixNano) while it waits
+	// (fill), else 0: for Work.Status. Atomic.
+	fillUntil atomic.Int64
 }
 
 // accepts reports whether m may join the filling batch (vp.nextIf): free to run or only
@@ -302,6 +307,7 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 	var deadline time.Time
 	var timer *time.Timer
 	defer func() {
+		b.fillUntil.Store(0)
 		if timer != nil {
 			timer.Stop()
 		}
@@ -331,6 +337,7 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 		} else {
 			timer.Reset(wait)
 		}
+		b.fillUntil.Store(deadline.UnixNano())
 		select {
 		case <-vp.wake:
 		case <-timer.C:

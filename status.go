@@ -239,6 +239,9 @@ const (
 	WaitRetry WaitReason = "retry_backoff"
 	// WaitDeadLetter: its dead letter is written, and retried while the write fails (G5).
 	WaitDeadLetter WaitReason = "dead_letter"
+	// WaitBatchFill: taken into a batch (WorkFactory.CreateBatch) that waits, up to
+	// BatchPolicy.MaxWait, for more messages before its handler runs.
+	WaitBatchFill WaitReason = "batch_fill"
 	// WaitUnknown: read, and held by no queue of the Work: being dispatched (a slow PostRead
 	// hook), or let go of unfinished by a stop (it is read again after a restart).
 	WaitUnknown WaitReason = "unknown"

@@ -271,9 +271,13 @@ func (t statusTaker) lookInBatch(l *lookup, vp *virtualPartition, b *batchRun) {
 			continue
 		}
 		s := t.busy(vp, m)
-		if inHandler {
+		switch until := b.fillUntil.Load(); {
+		case inHandler:
 			s.waits, s.since = WaitHandler, running.StartedAt
 			s.batch = fmt.Sprintf("in a batch of %d (%s to %s)", running.Messages, running.First, running.Last)
+		case until != 0:
+			s.waits, s.until = WaitBatchFill, time.Unix(0, until)
+			s.batch = fmt.Sprintf("in a batch of %d", len(b.msgs))
 		}
 		l.see(s)
 	}
@@ -407,6 +411,8 @@ func (t statusTaker) detail(o *OldestUnfinished, s sighting, st *Status) string 
 		return fmt.Sprintf("in the handler for %s (ProcessTimeoutMillis %s)", waiting, t.rs.proc.timeout)
 	case WaitRetry:
 		return fmt.Sprintf("its handler failed %s; next run in %s", times(o.Failures), left)
+	case WaitBatchFill:
+		return fmt.Sprintf("%s that waits for more messages (BatchPolicy.MaxWait) for another %s", s.batch, left)
 	case WaitDeadLetter:
 		d := "writing its dead letter to " + t.rs.dlt.topic + " for " + waiting
 		if o.Failures > 0 {
