@@ -362,7 +362,12 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 // outcome. It returns true when the watchdog gave up on ProcessBatch while it ran.
 func (p *processors) processBatch(vp *virtualPartition, b *batchRun) (abandoned bool) {
 	msgs := b.msgs
-	b.errs = append(b.errs[:0], make([]error, len(msgs))...)
+	if cap(b.errs) < len(msgs) {
+		b.errs = make([]error, len(msgs))
+	} else {
+		b.errs = b.errs[:len(msgs)]
+		clear(b.errs)
+	}
 	errs := b.errs
 	ctx := p.rs.ctx
 	var whole error // the error of the whole batch, for the span
