@@ -17,8 +17,13 @@ package zkafka
 //     PermanentError, Decode errors and panics are permanent). While a failed message waits for
 //     its retry, the later messages of its key — those of the same batch included, whatever
 //     their own result — wait behind it and run again after it, in order; other keys go on.
-//   - Any other error, a panic, or the batch outliving ProcessTimeoutMillis fails the whole
-//     batch: every message takes the failure path with that error.
+//   - Any other error or a panic fails the whole batch: every message takes the failure path
+//     with that error.
+//   - ProcessTimeoutMillis applies to the batch: past it, ProcessBatch's context is cancelled
+//     and the whole batch fails with the timeout, unless ProcessBatch answers with a
+//     *BatchError: then the messages it names fail (with the timeout) and the others, which it
+//     says it finished, succeed. A batch still running a grace period later is abandoned as a
+//     whole (G10).
 //   - The circuit breaker counts a batch as one run: it admits the batch once and counts a
 //     failed batch once.
 //   - ProcessDelayMillis holds a message out of batches until it is due: a batch starts with a
@@ -44,7 +49,8 @@ import (
 // messages that failed (the others succeeded), or any other error (or a panic) when the whole
 // batch failed. The slice belongs to the Work: do not keep it, nor use it, after
 // ProcessBatch returned. ctx is cancelled when the batch outlives ProcessTimeoutMillis and at
-// an abrupt stop.
+// an abrupt stop: start no further message then, and return a *BatchError naming those not
+// finished (the others are finished), or an error (the whole batch fails).
 type BatchProcessor interface {
 	ProcessBatch(ctx context.Context, msgs []*Message) error
 }
@@ -193,6 +199,14 @@ func (e *BatchError) Unwrap() []error {
 		out = append(out, e.Failed[k])
 	}
 	return out
+}
+
+// failed returns Failed; nil for a nil e.
+func (e *BatchError) failed() map[int]error {
+	if e == nil {
+		return nil
+	}
+	return e.Failed
 }
 
 // indexes returns the indexes of the failed messages, in order.

@@ -98,12 +98,13 @@ func TestG20BatchProcessDelay(t *testing.T) {
 }
 
 // TestG20BatchTimeout (G10): a batch that outlives ProcessTimeoutMillis fails as a whole, each
-// message dead-lettered with the timeout's error; a batch handler that ignores its context is
-// abandoned after the grace period, as a whole: its messages are dead-lettered, the handler is
-// counted, and the next batch runs.
+// message dead-lettered with the timeout's error, unless its handler answers the cancelled
+// context with a BatchError: then only the messages it names are dead-lettered. A batch
+// handler that ignores its context is abandoned after the grace period, as a whole: its
+// messages are dead-lettered, the handler is counted, and the next batch runs.
 func TestG20BatchTimeout(t *testing.T) {
-	for _, ignore := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ignoresContext=%v", ignore), func(t *testing.T) {
+	for _, mode := range []string{"cancelled", "answered", "abandoned"} {
+		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
 			topic := e.newTopic(t, 1)
 			dlt := e.newTopic(t, 1)
@@ -119,9 +120,13 @@ func TestG20BatchTimeout(t *testing.T) {
 					return nil
 				}
 				firstSize.Store(int64(len(msgs)))
-				if ignore {
+				switch mode {
+				case "abandoned":
 					<-release
 					return nil
+				case "answered": // the first is done; the second runs into the timeout; the third never starts
+					<-ctx.Done()
+					return (&BatchError{}).Fail(1, ctx.Err()).Fail(2, ctx.Err())
 				}
 				<-ctx.Done()
 				return ctx.Err()
@@ -131,13 +136,17 @@ func TestG20BatchTimeout(t *testing.T) {
 			require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == n }, 30*time.Second, 10*time.Millisecond)
 			require.NoError(t, r.stop(t))
 			require.Equal(t, int64(3), firstSize.Load())
-			dead := e.consumeAll(t, dlt, 3)
+			first := 0
+			if mode == "answered" {
+				first = 1
+			}
+			dead := e.consumeAll(t, dlt, 3-first)
 			for i, d := range dead {
-				require.Equal(t, fmt.Sprint(i), string(d.Headers[HeaderOriginalOffset]))
+				require.Equal(t, fmt.Sprint(first+i), string(d.Headers[HeaderOriginalOffset]))
 				require.Contains(t, string(d.Headers[HeaderError]), "exceeded ProcessTimeoutMillis")
 			}
-			require.Equal(t, map[int32]int64{0: 3}, e.endOffsets(t, dlt))
-			if ignore {
+			require.Equal(t, map[int32]int64{0: int64(3 - first)}, e.endOffsets(t, dlt))
+			if mode == "abandoned" {
 				require.Equal(t, int64(1), w.Status().AbandonedHandlers)
 			} else {
 				require.Zero(t, w.Status().AbandonedHandlers)
@@ -380,7 +389,10 @@ func TestSpreadBatchError(t *testing.T) {
 		{name: "wrapped batch error", err: fmt.Errorf("bulk: %w", (&BatchError{}).Fail(0, boom)), want: []string{"boom", "", "", ""}},
 		{name: "empty batch error", err: &BatchError{}, want: []string{"", "", "", ""}},
 		{name: "index outside", err: (&BatchError{}).Fail(4, boom), want: []string{"index 4", "index 4", "index 4", "index 4"}, whole: "index 4 of a batch of 4"},
-		{name: "timeout", err: (&BatchError{}).Fail(1, boom), timedOut: true, want: []string{"exceeded", "exceeded", "exceeded", "exceeded"}, whole: "exceeded"},
+		{name: "timeout", err: boom, timedOut: true, want: []string{"exceeded", "exceeded", "exceeded", "exceeded"}, whole: "exceeded"},
+		{name: "timeout, nil", timedOut: true, want: []string{"exceeded", "exceeded", "exceeded", "exceeded"}, whole: "exceeded"},
+		{name: "timeout answered with a batch error", err: (&BatchError{}).Fail(1, boom).Fail(2, context.Canceled), timedOut: true,
+			want: []string{"", "exceeded ProcessTimeoutMillis (1s): boom", "context canceled", ""}},
 		{name: "some left out", err: (&BatchError{}).Fail(1, boom), callIdx: []int{0, 3}, want: []string{"", "hook", "hook", "boom"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -433,8 +433,11 @@ func (p *processors) processBatch(vp *virtualPartition, b *batchRun) (abandoned 
 
 // spreadBatchError sets errs, the outcome of each message of a batch, from err, what
 // ProcessBatch returned for the n messages it got (callIdx: their indexes in the batch; empty
-// when it got them all). It returns the error of the whole batch: err itself unless it is a
-// *BatchError, the timeout when the batch timed out, nil for a partial failure.
+// when it got them all). A *BatchError fails the messages it names; anything else fails them
+// all. A batch that timed out fails them all with the timeout, unless ProcessBatch answered
+// its cancelled context with a *BatchError: then the messages it names fail with the timeout
+// (and their own error), and the others, which it says it finished, succeed. It returns the
+// error of the whole batch, nil for a success or a partial failure.
 func spreadBatchError(err error, timedOut bool, timeout time.Duration, n int, callIdx []int, errs []error) (whole error) {
 	at := func(i int) int {
 		if len(callIdx) == 0 {
@@ -443,24 +446,26 @@ func spreadBatchError(err error, timedOut bool, timeout time.Duration, n int, ca
 		return callIdx[i]
 	}
 	be, isBatchErr := errors.AsType[*BatchError](err)
+	for i, e := range be.failed() {
+		if e != nil && (i < 0 || i >= n) {
+			isBatchErr = false
+			err = fmt.Errorf("zkafka: ProcessBatch returned a BatchError for index %d of a batch of %d: %w", i, n, err)
+			break
+		}
+	}
 	switch {
+	case isBatchErr:
+		for i, e := range be.Failed {
+			if e != nil && timedOut {
+				e = fmt.Errorf("%w (%s): %w", errProcessTimeout, timeout, e)
+			}
+			errs[at(i)] = e
+		}
+		return nil
 	case timedOut && err == nil:
 		whole = fmt.Errorf("%w (%s)", errProcessTimeout, timeout)
 	case timedOut:
 		whole = fmt.Errorf("%w (%s): %w", errProcessTimeout, timeout, err)
-	case isBatchErr:
-		for i, e := range be.Failed {
-			if e != nil && (i < 0 || i >= n) {
-				whole = fmt.Errorf("zkafka: ProcessBatch returned a BatchError for index %d of a batch of %d: %w", i, n, err)
-				break
-			}
-		}
-		if whole == nil {
-			for i, e := range be.Failed {
-				errs[at(i)] = e
-			}
-			return nil
-		}
 	default:
 		whole = err
 	}
