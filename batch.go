@@ -15,8 +15,9 @@ package zkafka
 //     takes the failure path a single message would take with that error: retried (WithRetry)
 //     if transient with attempts left, else dead-lettered or skipped, by its class (errclass.go:
 //     PermanentError, Decode errors and panics are permanent). While a failed message waits for
-//     its retry, the later messages of its key — those of the same batch included, whatever
-//     their own result — wait behind it and run again after it, in order; other keys go on.
+//     its retry, the later messages of its key wait behind it and run after it, in order —
+//     those of the same batch too, whatever their result in it: they run again; other keys go
+//     on.
 //   - Any other error or a panic fails the whole batch: every message takes the failure path
 //     with that error.
 //   - ProcessTimeoutMillis applies to the batch: past it, ProcessBatch's context is cancelled
@@ -29,9 +30,9 @@ package zkafka
 //   - ProcessDelayMillis holds a message out of batches until it is due: a batch starts with a
 //     due message and takes in only due ones.
 //   - A revoke or a stop never splits a batch between two owners: a batch that has started
-//     finishes (the revoke waits for it, up to its deadline) or is abandoned as a whole and
-//     read again by the next owner; the messages of a batch that has not started are dropped
-//     for the next owner.
+//     finishes (a revoke and a graceful stop wait for it; a revoke up to its deadline, past
+//     which the whole batch is left to the next owner, as at an abrupt stop); the messages of
+//     a batch that has not started are dropped for the next owner.
 //   - The in-flight bound (MaxInFlight, MaxInFlightBytes) counts the messages of a batch one by
 //     one; offsets are committed per message, as for a single-message processor.
 
