@@ -163,13 +163,12 @@ type BatchError struct {
 	Failed map[int]error
 }
 
-// Fail records that the message at index i of the batch failed with err, and returns e.
-func (e *BatchError) Fail(i int, err error) *BatchError {
+// Fail records that the message at index i of the batch failed with err.
+func (e *BatchError) Fail(i int, err error) {
 	if e.Failed == nil {
 		e.Failed = map[int]error{}
 	}
 	e.Failed[i] = err
-	return e
 }
 
 // Error lists the failed indexes and their errors, in index order.

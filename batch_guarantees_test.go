@@ -126,7 +126,7 @@ func TestG20BatchTimeout(t *testing.T) {
 					return nil
 				case "answered": // the first is done; the second runs into the timeout; the third never starts
 					<-ctx.Done()
-					return (&BatchError{}).Fail(1, ctx.Err()).Fail(2, ctx.Err())
+					return &BatchError{Failed: map[int]error{1: ctx.Err(), 2: ctx.Err()}}
 				}
 				<-ctx.Done()
 				return ctx.Err()
@@ -329,7 +329,7 @@ func TestG20BatchHooksAndMetrics(t *testing.T) {
 	meters := newMeters(t)
 	w := NewWorkFactory(e.client(t), WithMeterProvider(meters.provider)).CreateBatchWithFunc(cfg, func(_ context.Context, msgs []*Message) error {
 		add(fmt.Sprintf("batch %d", len(msgs)))
-		return (&BatchError{}).Fail(2, PermanentError(errors.New("bad row")))
+		return &BatchError{Failed: map[int]error{2: PermanentError(errors.New("bad row"))}}
 	}, WithBatch(BatchPolicy{MaxMessages: n, MaxWait: 5 * time.Second}), WithLifecycleHooks(LifecycleHooks{
 		PreProcessing: func(ctx context.Context, m LifecyclePreProcessingMeta) (context.Context, error) {
 			add(fmt.Sprintf("pre %d", m.Message.Offset))
@@ -385,15 +385,15 @@ func TestSpreadBatchError(t *testing.T) {
 	}{
 		{name: "nil", want: []string{"", "", "", ""}},
 		{name: "plain", err: boom, want: []string{"boom", "boom", "boom", "boom"}, whole: "boom"},
-		{name: "batch error", err: (&BatchError{}).Fail(1, boom).Fail(3, nil), want: []string{"", "boom", "", ""}},
-		{name: "wrapped batch error", err: fmt.Errorf("bulk: %w", (&BatchError{}).Fail(0, boom)), want: []string{"boom", "", "", ""}},
+		{name: "batch error", err: &BatchError{Failed: map[int]error{1: boom, 3: nil}}, want: []string{"", "boom", "", ""}},
+		{name: "wrapped batch error", err: fmt.Errorf("bulk: %w", &BatchError{Failed: map[int]error{0: boom}}), want: []string{"boom", "", "", ""}},
 		{name: "empty batch error", err: &BatchError{}, want: []string{"", "", "", ""}},
-		{name: "index outside", err: (&BatchError{}).Fail(4, boom), want: []string{"index 4", "index 4", "index 4", "index 4"}, whole: "index 4 of a batch of 4"},
+		{name: "index outside", err: &BatchError{Failed: map[int]error{4: boom}}, want: []string{"index 4", "index 4", "index 4", "index 4"}, whole: "index 4 of a batch of 4"},
 		{name: "timeout", err: boom, timedOut: true, want: []string{"exceeded", "exceeded", "exceeded", "exceeded"}, whole: "exceeded"},
 		{name: "timeout, nil", timedOut: true, want: []string{"exceeded", "exceeded", "exceeded", "exceeded"}, whole: "exceeded"},
-		{name: "timeout answered with a batch error", err: (&BatchError{}).Fail(1, boom).Fail(2, context.Canceled), timedOut: true,
+		{name: "timeout answered with a batch error", err: &BatchError{Failed: map[int]error{1: boom, 2: context.Canceled}}, timedOut: true,
 			want: []string{"", "exceeded ProcessTimeoutMillis (1s): boom", "context canceled", ""}},
-		{name: "some left out", err: (&BatchError{}).Fail(1, boom), callIdx: []int{0, 3}, want: []string{"", "hook", "hook", "boom"}},
+		{name: "some left out", err: &BatchError{Failed: map[int]error{1: boom}}, callIdx: []int{0, 3}, want: []string{"", "hook", "hook", "boom"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := make([]error, 4)
@@ -417,7 +417,7 @@ func TestSpreadBatchError(t *testing.T) {
 			}
 		})
 	}
-	require.True(t, strings.HasPrefix(spreadBatchError((&BatchError{}).Fail(-1, boom), false, 0, 2, nil, make([]error, 2)).Error(),
+	require.True(t, strings.HasPrefix(spreadBatchError(&BatchError{Failed: map[int]error{-1: boom}}, false, 0, 2, nil, make([]error, 2)).Error(),
 		"zkafka: ProcessBatch returned a BatchError for index -1 of a batch of 2"))
 }
 
@@ -425,7 +425,7 @@ func TestSpreadBatchError(t *testing.T) {
 // for a batch.
 func TestBatchErrorAndVerdict(t *testing.T) {
 	perm := PermanentError(errors.New("bad row"))
-	be := (&BatchError{}).Fail(7, errors.New("timeout")).Fail(2, perm).Fail(5, nil)
+	be := &BatchError{Failed: map[int]error{7: errors.New("timeout"), 2: perm, 5: nil}}
 	require.Equal(t, "zkafka: 2 messages of the batch failed; [2]: bad row; [7]: timeout", be.Error())
 	require.ErrorIs(t, be, perm)
 	require.True(t, IsPermanentError(be), "errors.As looks into the failed messages")
