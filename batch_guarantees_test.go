@@ -530,3 +530,33 @@ func TestG20BatchNotStartedIsDroppedAtARevoke(t *testing.T) {
 	}
 	require.Equal(t, map[int32]int64{0: 5, 1: 5}, e.committed(t, group, topic))
 }
+
+// TestG20BatchInFlightBoundCountsMessages (G8): the in-flight bound counts a batch's messages
+// one by one: with MaxInFlight(20) and batches of up to 100, no batch holds more than 20
+// messages and the Work never holds more than 20 read and unfinished.
+func TestG20BatchInFlightBoundCountsMessages(t *testing.T) {
+	e := newEnv(t)
+	topic := e.newTopic(t, 1)
+	const n, bound = 200, 20
+	e.produce(t, topic, keyed(n, 7))
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic}
+	var w *Work
+	var biggest, mostInFlight atomic.Int64
+	w = NewWorkFactory(e.client(t)).CreateBatchWithFunc(cfg, func(_ context.Context, msgs []*Message) error {
+		if int64(len(msgs)) > biggest.Load() {
+			biggest.Store(int64(len(msgs)))
+		}
+		if f := w.Status().InFlight.Messages; f > mostInFlight.Load() {
+			mostInFlight.Store(f)
+		}
+		time.Sleep(5 * time.Millisecond)
+		return nil
+	}, MaxInFlight(bound), WithBatch(BatchPolicy{MaxMessages: 100, MaxWait: 50 * time.Millisecond}))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == n }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+	require.LessOrEqual(t, biggest.Load(), int64(bound))
+	require.Greater(t, biggest.Load(), int64(1))
+	require.LessOrEqual(t, mostInFlight.Load(), int64(bound))
+}
