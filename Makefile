@@ -8,7 +8,7 @@ TEST_ARGS     ?=
 COVER_PROFILE ?= coverage.out
 
 .PHONY: all test test-consumer-protocol cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
-	example example-producer example-worker example-deadletter-worker example-delay-worker \
+	example example-producer example-worker example-deadletter-worker example-delay-worker example-batch-worker \
 	chaos chaos-rebalance close-stress fuzz ci status-screenshot
 
 all: lint test
@@ -92,6 +92,10 @@ example-worker:
 ## example-deadletter-worker: a worker whose failures go to a dead letter topic
 example-deadletter-worker:
 	$(call run_example,worker-deadletter)
+
+## example-batch-worker: a batch processor writing batches to a sink, with partial failures
+example-batch-worker:
+	$(call run_example,worker-batch)
 
 ## example-delay-worker: a retry chain: topic -> delayed retry worker -> final dead letter topic
 example-delay-worker:

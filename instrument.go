@@ -51,6 +51,41 @@ func (in *instrumentation) startSpan(ctx context.Context, m *Message) (context.C
 	return ctx, span
 }
 
+// startBatchSpan starts the consumer span of a batch (batch_processor.go): one span, linked
+// to the trace each message's headers carry, with the batch's size. Each message's context
+// links to it, for its dead letter and OnDone callbacks.
+func (in *instrumentation) startBatchSpan(ctx context.Context, msgs []*Message) (context.Context, trace.Span) {
+	first := msgs[0]
+	links := make([]trace.Link, 0, len(msgs))
+	if in.propagator != nil {
+		for _, m := range msgs {
+			if len(m.Headers) == 0 {
+				continue
+			}
+			if sc := trace.SpanContextFromContext(in.propagator.Extract(context.Background(), msgCarrier(m.Headers))); sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	ctx, span := in.tracer.Start(ctx, first.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", first.Topic),
+			attribute.String("messaging.consumer.group.name", in.group),
+			attribute.Int("messaging.batch.message_count", len(msgs)),
+		))
+	for _, m := range msgs {
+		base := m.ctx
+		if base == nil {
+			base = in.runCtx
+		}
+		m.ctx = trace.ContextWithSpanContext(base, span.SpanContext())
+	}
+	return ctx, span
+}
+
 // preProcessing runs the PreProcessing hook and returns the context it gives. A panic in it
 // fails the message.
 func (in *instrumentation) preProcessing(ctx context.Context, vp *virtualPartition, m *Message) context.Context {

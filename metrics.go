@@ -51,11 +51,18 @@ const (
 	metricRetries           = "zkafka.retries"
 	metricAbandoned         = "zkafka.handlers.abandoned"
 	metricSkipped           = "zkafka.messages.skipped"
+	metricBatchSize         = "zkafka.batch.messages"
 )
 
 // durationBuckets are the bucket boundaries, in seconds, of the duration histograms: the
 // ones the OpenTelemetry semantic conventions advise for messaging durations.
 var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+// batchSizeBuckets are the bucket boundaries of zkafka.batch.messages.
+var batchSizeBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000}
+
+// attrBatch marks the messaging.process.duration of a batch processor's call.
+const attrBatch = "zkafka.batch"
 
 // breakerGauge is the value of zkafka.breaker.state: 0 closed, 1 half-open, 2 open (ordered
 // by how much gets through, unlike CircuitBreakerState, whose values are zkafka v2's).
@@ -107,6 +114,7 @@ func errorTypeOf(err error) errorType {
 type workMetrics struct {
 	consumed    metric.Int64Counter
 	process     metric.Float64Histogram
+	batchSize   metric.Int64Histogram // only a batch Work's (batch_processor.go) records
 	deadLetters metric.Int64Counter
 	dltRetries  metric.Int64Counter
 	retries     metric.Int64Counter
@@ -130,6 +138,11 @@ type topicMetrics struct {
 	failed [numErrorTypes][]metric.RecordOption
 	parts  []*partitionMetrics         // by partition id, below maxIndexedPartition
 	others map[int32]*partitionMetrics // any other id (a Reader that is not a KReader)
+
+	// The same with zkafka.batch true, for a batch's ProcessBatch call, and for a batch whose
+	// BatchError failed some of its messages (error.type "partial").
+	batchOK, batchPartial []metric.RecordOption
+	batchFailed           [numErrorTypes][]metric.RecordOption
 }
 
 // maxIndexedPartition bounds the partition ids looked up by index rather than in a map.
@@ -168,6 +181,11 @@ func newWorkMetrics(rs *runState) *workMetrics {
 	mt.retries = counter(metricRetries, "{attempt}", "Runs of a handler that failed with a transient error and were retried (WithRetry).")
 	mt.abandoned = counter(metricAbandoned, "{handler}", "Handlers given up on after their timeout and grace period.")
 	mt.skipped = counter(metricSkipped, "{message}", "Failed messages finished without a dead letter.")
+	batchSize, err3 := meter.Int64Histogram(metricBatchSize, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages per call of a batch processor (WorkFactory.CreateBatch)."),
+		metric.WithExplicitBucketBoundaries(batchSizeBuckets...))
+	mt.batchSize = batchSize
+	err1 = errors.Join(err1, err3)
 	mt.meter = meter
 	if err := errors.Join(err1, err2); err != nil {
 		w.logger.Warnw(rs.ctx, "zkafka: some metrics could not be made; they are not recorded", "topic", rs.topic, "error", err)
@@ -262,9 +280,15 @@ func (mt *workMetrics) newTopic(topic string) *topicMetrics {
 		ok:     []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(system, process, dest, group))},
 		others: map[int32]*partitionMetrics{},
 	}
+	batch := attribute.Bool(attrBatch, true)
+	tm.batchOK = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(system, process, dest, group, batch))}
+	tm.batchPartial = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(system, process, dest, group, batch,
+		semconv.ErrorTypeKey.String("partial")))}
 	for t := range numErrorTypes {
 		set := attribute.NewSet(system, process, dest, group, semconv.ErrorTypeKey.String(errorTypeNames[t]))
 		tm.failed[t] = []metric.RecordOption{metric.WithAttributeSet(set)}
+		set = attribute.NewSet(system, process, dest, group, batch, semconv.ErrorTypeKey.String(errorTypeNames[t]))
+		tm.batchFailed[t] = []metric.RecordOption{metric.WithAttributeSet(set)}
 	}
 	mt.topics[topic] = tm
 	return tm
@@ -291,6 +315,40 @@ func (mt *workMetrics) abandon(m *Message, d time.Duration) {
 	ctx := context.Background()
 	mt.abandoned.Add(ctx, 1, m.metrics.counted...)
 	mt.process.Record(ctx, d.Seconds(), m.metrics.failed[errTypeTimeout]...)
+}
+
+// processedBatch records one call of ProcessBatch for n messages, the first m, that took d and
+// returned err; whole is the error of the whole batch (nil for a success or a partial failure).
+// The duration is messaging.process.duration with zkafka.batch true; the size goes to
+// zkafka.batch.messages.
+func (mt *workMetrics) processedBatch(ctx context.Context, m *Message, n int, d time.Duration, err, whole error) {
+	if m.metrics == nil {
+		return
+	}
+	mt.batchSize.Record(ctx, int64(n), m.metrics.ok...)
+	if !mt.process.Enabled(ctx) {
+		return
+	}
+	opts := m.metrics.batchOK
+	switch {
+	case whole != nil:
+		opts = m.metrics.batchFailed[errorTypeOf(whole)]
+	case err != nil:
+		opts = m.metrics.batchPartial
+	}
+	mt.process.Record(ctx, d.Seconds(), opts...)
+}
+
+// abandonBatch counts a batch of n messages, the first m, whose ProcessBatch the watchdog gave
+// up on after d: one abandoned handler, one batch duration that timed out.
+func (mt *workMetrics) abandonBatch(m *Message, n int, d time.Duration) {
+	if mt == nil || m.metrics == nil {
+		return
+	}
+	ctx := context.Background()
+	mt.abandoned.Add(ctx, 1, m.metrics.counted...)
+	mt.batchSize.Record(ctx, int64(n), m.metrics.ok...)
+	mt.process.Record(ctx, d.Seconds(), m.metrics.batchFailed[errTypeTimeout]...)
 }
 
 // deadLettered counts a dead letter of m the broker acknowledged.

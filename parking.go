@@ -94,9 +94,9 @@ func (pk *parking) join(m *Message) bool {
 	return true
 }
 
-// take returns the parked message due first if it is due at now; otherwise wait is how long
-// until it is (0 when nothing is scheduled).
-func (pk *parking) take(now time.Time) (m *Message, wait time.Duration) {
+// peek returns the parked message due first if it is due at now, without taking it;
+// otherwise wait is how long until it is (0 when nothing is scheduled).
+func (pk *parking) peek(now time.Time) (m *Message, wait time.Duration) {
 	if len(pk.due) == 0 {
 		return nil, 0
 	}
@@ -104,14 +104,27 @@ func (pk *parking) take(now time.Time) (m *Message, wait time.Duration) {
 	if d := e.due.Sub(now); d > 0 {
 		return nil, d
 	}
-	heap.Pop(&pk.due)
-	m = e.msgs[0]
+	return e.msgs[0], 0
+}
+
+// take returns the parked message due first if it is due at now, taking it; otherwise wait
+// is how long until it is (0 when nothing is scheduled).
+func (pk *parking) take(now time.Time) (m *Message, wait time.Duration) {
+	if m, wait = pk.peek(now); m != nil {
+		pk.pop()
+	}
+	return m, wait
+}
+
+// pop takes the parked message due first, which peek returned.
+func (pk *parking) pop() {
+	e := heap.Pop(&pk.due).(*parkedKey)
+	m := e.msgs[0]
 	e.msgs[0] = nil
 	e.msgs = e.msgs[1:]
 	m.taken = true
 	e.running = !e.nilKey
 	e.cause = nil
-	return m, 0
 }
 
 // settle ends the turn of m, taken from the parking, that was finished or let go of: the next

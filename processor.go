@@ -51,6 +51,9 @@ type processors struct {
 	abandoned *atomic.Int64 // atomic: the Work's count of abandoned handlers
 	suspects  *suspicion    // lets suspects into their handlers (poison.go); its own guards
 
+	batcher BatchProcessor // set instead of handler for a batch Work (batch_processor.go)
+	batch   BatchPolicy    // the batch Work's, defaults filled in
+
 	log    Logger
 	onDone []func(ctx context.Context, msg *Message, err error)
 	dlt    *deadLetterWriter // nil: failures are not dead-lettered; its own guards
@@ -71,7 +74,11 @@ func (p *processors) start(vps []*virtualPartition, exited <-chan struct{}) {
 	p.watchDone = make(chan struct{})
 	for _, vp := range vps {
 		p.wg.Add(1)
-		go p.serve(vp, vp.gen.Load())
+		if p.batcher != nil {
+			go p.serveBatch(vp, vp.gen.Load())
+		} else {
+			go p.serve(vp, vp.gen.Load())
+		}
 	}
 	go p.watchdog(vps, exited)
 }
@@ -84,10 +91,17 @@ type waitCut struct {
 	done     <-chan struct{}
 	kick     <-chan struct{}
 	m        *Message
+	b        *batchRun // instead of m: a batch waits (batch_processor.go)
 }
 
-// revoked reports whether the message's partition is being revoked.
-func (c waitCut) revoked() bool { return c.m.trk != nil && c.m.trk.Revoking() }
+// revoked reports whether the message's partition is being revoked (for a batch: the
+// partition of any of its messages).
+func (c waitCut) revoked() bool {
+	if c.b != nil {
+		return c.b.revoking()
+	}
+	return c.m.trk != nil && c.m.trk.Revoking()
+}
 
 // sleep waits for t or wake. It returns false when the message must be let go of instead.
 func (c waitCut) sleep(t <-chan time.Time, wake <-chan struct{}) bool {
@@ -329,11 +343,7 @@ func (p *processors) complete(vp *virtualPartition, m *Message, err error, ticke
 	}
 	perr, isPE := processError(err)
 	class := classify(err)
-	if class == classPermanent || (isPE && perr.DisableCircuitBreak) {
-		ticket.report(breakerUncounted)
-	} else {
-		ticket.report(breakerFailure)
-	}
+	ticket.report(finalOutcome(class, perr, isPE))
 	dlt := p.dlt != nil && (!isPE || !perr.DisableDLTWrite)
 	p.counts.failed(ctx, p.rs.failures, m, err, class, dlt)
 	if dlt {
@@ -343,6 +353,15 @@ func (p *processors) complete(vp *virtualPartition, m *Message, err error, ticke
 	}
 	p.rs.metrics.skippedOne(m)
 	p.finish(ctx, vp, m, err)
+}
+
+// finalOutcome is what a final failure of class tells the breaker: uncounted when it is the
+// message's own fault (G17) or its ProcessError disables the circuit break, else a failure.
+func finalOutcome(class errClass, perr ProcessError, isPE bool) breakerOutcome {
+	if class == classPermanent || (isPE && perr.DisableCircuitBreak) {
+		return breakerUncounted
+	}
+	return breakerFailure
 }
 
 // deadLettering completes a message once its dead letter is written (deadLetterOwner).
@@ -426,6 +445,12 @@ func (p *processors) watchdog(vps []*virtualPartition, exited <-chan struct{}) {
 		}
 		now := time.Now().UnixNano()
 		for _, vp := range vps {
+			if b := vp.runningBatch.Load(); b != nil {
+				if now-vp.startedAt.Load() >= limit && vp.runningBatch.CompareAndSwap(b, nil) {
+					p.abandonBatch(vp, b)
+				}
+				continue
+			}
 			m := vp.running.Load()
 			if m == nil || now-vp.startedAt.Load() < limit || !vp.running.CompareAndSwap(m, nil) {
 				continue

@@ -73,6 +73,9 @@ func (l *readLoop) busyWith(in func(*Message) bool) bool {
 		if m := vp.busy.Load(); m != nil && in(m) {
 			return true
 		}
+		if b := vp.batch.Load(); b != nil && b.holds(in) {
+			return true
+		}
 	}
 	return l.rs.dlt != nil && l.rs.dlt.pendingWith(in)
 }

@@ -8,7 +8,10 @@ package zkafka
 // assigned partition it names the oldest unfinished message — the one that holds the commit
 // back — and what that message waits for.
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Status is a snapshot of one Work, taken by Work.Status.
 type Status struct {
@@ -53,6 +56,10 @@ type Status struct {
 	// when the Work is not running, or reads through a Reader that is not the library's own
 	// (whose partitions the Work does not know).
 	Partitions []PartitionStatus `json:"partitions"`
+	// Batches has one entry per virtual partition whose batch processor
+	// (WorkFactory.CreateBatch) runs a batch now, in virtual partition order; empty for a
+	// single-message processor and while no batch runs.
+	Batches []BatchStatus `json:"batches,omitempty"`
 	// Broker says whether the brokers can be reached.
 	Broker BrokerStatus `json:"broker"`
 	// Failures counts what became of the Work's failed messages, over all its runs.
@@ -63,6 +70,33 @@ type Status struct {
 	// handlers still running ProcessTimeoutMillis plus the grace period after their message
 	// started. Each is a goroutine that has not returned.
 	AbandonedHandlers int64 `json:"abandoned_handlers"`
+}
+
+// BatchStatus is a batch in its handler (ProcessBatch), in a Status.
+type BatchStatus struct {
+	// VirtualPartition is the virtual partition the batch is of.
+	VirtualPartition int `json:"virtual_partition"`
+	// Messages is the batch's size; Bytes its payload bytes.
+	Messages int `json:"messages"`
+	Bytes    int `json:"bytes"`
+	// First and Last are its first and last messages (read order).
+	First MessagePosition `json:"first"`
+	Last  MessagePosition `json:"last"`
+	// StartedAt is when ProcessBatch was called; RunningSeconds how long it has run.
+	StartedAt      time.Time `json:"started_at"`
+	RunningSeconds float64   `json:"running_seconds"`
+}
+
+// MessagePosition is where a message is: its topic, partition and offset.
+type MessagePosition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// String is "topic/partition@offset".
+func (p MessagePosition) String() string {
+	return p.Topic + "/" + strconv.Itoa(int(p.Partition)) + "@" + strconv.FormatInt(p.Offset, 10)
 }
 
 // PauseReason is why the reader has paused its partitions (Status.PausedBecause).
@@ -205,6 +239,9 @@ const (
 	WaitRetry WaitReason = "retry_backoff"
 	// WaitDeadLetter: its dead letter is written, and retried while the write fails (G5).
 	WaitDeadLetter WaitReason = "dead_letter"
+	// WaitBatchFill: taken into a batch (WorkFactory.CreateBatch) that waits, up to
+	// BatchPolicy.MaxWait, for more messages before its handler runs.
+	WaitBatchFill WaitReason = "batch_fill"
 	// WaitUnknown: read, and held by no queue of the Work: being dispatched (a slow PostRead
 	// hook), or let go of unfinished by a stop (it is read again after a restart).
 	WaitUnknown WaitReason = "unknown"

@@ -25,8 +25,9 @@ const defaultStatusRefresh = 5
 // partition, the stuck ones first and highlighted (PartitionStatus.Stuck: the position has
 // not moved for StuckAfter, or the breaker is open), then the paused ones, each with its
 // lag, the oldest unfinished message (offset, key, virtual partition, what it waits for and
-// for how long), and per Work the group, breaker, in-flight totals and broker. The page
-// reloads itself every 5 s (?refresh=N seconds, 0: never).
+// for how long), and per Work the group, breaker, in-flight totals and broker; below them
+// the batches in their handler (WorkFactory.CreateBatch: size, first and last message, how
+// long each has run). The page reloads itself every 5 s (?refresh=N seconds, 0: never).
 //
 // With ?format=json, or an Accept header that asks for application/json and not text/html,
 // it serves {"taken_at": …, "stuck": …, "works": [Status, …]} instead. Only GET and HEAD are
@@ -100,8 +101,9 @@ type statusView struct {
 	Refresh int
 	Works   []Status
 	Rows    []statusRow
-	Stuck   int // rows stuck
-	Paused  int // rows paused and not stuck
+	Batches []batchRow // batches in their handler (batch Works)
+	Stuck   int        // rows stuck
+	Paused  int        // rows paused and not stuck
 }
 
 // statusRow is one partition of one Work on the page.
@@ -112,11 +114,20 @@ type statusRow struct {
 	P     PartitionStatus
 }
 
+// batchRow is one batch in its handler on the page.
+type batchRow struct {
+	Group string
+	B     BatchStatus
+}
+
 // newStatusView orders the partitions of s: stuck first (the longest standing first), then
 // paused, then the rest, each by group, topic and partition.
 func newStatusView(s statusJSON, refresh int) statusView {
 	v := statusView{TakenAt: s.TakenAt, Refresh: refresh, Works: s.Works}
 	for i, st := range s.Works {
+		for _, b := range st.Batches {
+			v.Batches = append(v.Batches, batchRow{Group: st.Group, B: b})
+		}
 		for _, p := range st.Partitions {
 			row := statusRow{Work: i, Group: st.Group, State: "ok", P: p}
 			switch {
@@ -161,6 +172,7 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"seconds": displaySeconds,
 	"offset":  displayOffset,
 	"bytes":   displayBytes,
+	"int64":   func(n int) int64 { return int64(n) },
 	"clock":   func(t time.Time) string { return t.Format("15:04:05") },
 }).Parse(statusPageHTML))
 

@@ -63,6 +63,7 @@ func (t statusTaker) take(st *Status) {
 	default:
 	}
 	st.InFlight.Messages, st.InFlight.Bytes = rs.bound.msgs.Load(), rs.bound.size.Load()
+	st.Batches = t.batches()
 	if gate := rs.loop.gate; gate != nil {
 		state, opened := gate.describe()
 		st.Breaker, st.BreakerOpenedAt = state.String(), opened
@@ -196,6 +197,9 @@ func (t statusTaker) search(l *lookup) {
 		if m := vp.busy.Load(); m != nil && !l.complete() && l.wants(m) {
 			l.see(t.busy(vp, m))
 		}
+		if b := vp.batch.Load(); b != nil && !l.complete() {
+			t.lookInBatch(l, vp, b)
+		}
 	}
 	for _, vp := range rs.vps {
 		if l.complete() {
@@ -218,6 +222,65 @@ func (t statusTaker) busy(vp *virtualPartition, m *Message) sighting {
 		s.waits = WaitBreaker
 	}
 	return s
+}
+
+// batches describes the batches in their handler (batch_processor.go).
+func (t statusTaker) batches() []BatchStatus {
+	var out []BatchStatus
+	for _, vp := range t.rs.vps {
+		if bs, ok := t.batchOf(vp, vp.runningBatch.Load()); ok {
+			out = append(out, bs)
+		}
+	}
+	return out
+}
+
+// batchOf describes b, the batch of vp, when it is in its handler.
+func (t statusTaker) batchOf(vp *virtualPartition, b *batchRun) (BatchStatus, bool) {
+	if b == nil {
+		return BatchStatus{}, false
+	}
+	started := time.Unix(0, vp.startedAt.Load())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.msgs) == 0 || vp.runningBatch.Load() != b {
+		return BatchStatus{}, false
+	}
+	bs := BatchStatus{VirtualPartition: vp.idx, Messages: len(b.msgs), StartedAt: started,
+		RunningSeconds: t.now.Sub(started).Seconds()}
+	for _, m := range b.msgs {
+		bs.Bytes += len(m.value)
+	}
+	first, last := b.msgs[0], b.msgs[len(b.msgs)-1]
+	bs.First = MessagePosition{Topic: first.Topic, Partition: first.Partition, Offset: first.Offset}
+	bs.Last = MessagePosition{Topic: last.Topic, Partition: last.Partition, Offset: last.Offset}
+	return bs, true
+}
+
+// lookInBatch shows l the messages of b, the batch vp's processor has taken, that it looks
+// for: in the handler with the batch, or waiting with it to start.
+func (t statusTaker) lookInBatch(l *lookup, vp *virtualPartition, b *batchRun) {
+	running, inHandler := t.batchOf(vp, b)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.msgs {
+		if l.complete() {
+			return
+		}
+		if !l.wants(m) {
+			continue
+		}
+		s := t.busy(vp, m)
+		switch until := b.fillUntil.Load(); {
+		case inHandler:
+			s.waits, s.since = WaitHandler, running.StartedAt
+			s.batch = fmt.Sprintf("in a batch of %d (%s to %s)", running.Messages, running.First, running.Last)
+		case until != 0:
+			s.waits, s.until = WaitBatchFill, time.Unix(0, until)
+			s.batch = fmt.Sprintf("in a batch of %d", len(b.msgs))
+		}
+		l.see(s)
+	}
 }
 
 // fill completes ps from its tracker's snapshot and its oldest message's sighting (found).
@@ -342,9 +405,14 @@ func (t statusTaker) detail(o *OldestUnfinished, s sighting, st *Status) string 
 	case WaitBreaker:
 		return "the circuit breaker is " + st.Breaker
 	case WaitHandler:
+		if s.batch != "" {
+			return fmt.Sprintf("in the handler %s for %s (ProcessTimeoutMillis %s)", s.batch, waiting, t.rs.proc.timeout)
+		}
 		return fmt.Sprintf("in the handler for %s (ProcessTimeoutMillis %s)", waiting, t.rs.proc.timeout)
 	case WaitRetry:
 		return fmt.Sprintf("its handler failed %s; next run in %s", times(o.Failures), left)
+	case WaitBatchFill:
+		return fmt.Sprintf("%s that waits for more messages (BatchPolicy.MaxWait) for another %s", s.batch, left)
 	case WaitDeadLetter:
 		d := "writing its dead letter to " + t.rs.dlt.topic + " for " + waiting
 		if o.Failures > 0 {
@@ -360,6 +428,10 @@ func (t statusTaker) queuedBehind(vp int) string {
 	v := t.rs.vps[vp]
 	if v.stalls.Load() > 0 {
 		return "; the virtual partition waits for a failing dead letter write"
+	}
+	if bs, ok := t.batchOf(v, v.runningBatch.Load()); ok {
+		return fmt.Sprintf("; it runs a batch of %d (%s to %s) in the handler for %s", bs.Messages, bs.First, bs.Last,
+			roundAge(time.Duration(bs.RunningSeconds*float64(time.Second))))
 	}
 	b := v.busy.Load()
 	if b == nil {
@@ -398,6 +470,7 @@ type sighting struct {
 	ahead    int // WaitQueued: messages ahead of it in its queue
 	failures int
 	cause    error
+	batch    string // WaitHandler of a batch: the batch in words
 }
 
 // target is a message Status looks for: a partition's oldest unfinished offset.

@@ -82,6 +82,11 @@ type virtualPartition struct {
 	ticket breakerTicket
 	// busy is the message this virtual partition has popped and not yet let go of. Atomic.
 	busy atomic.Pointer[Message]
+	// batch and runningBatch are busy and running for a batch Work (batch_processor.go): the
+	// batch taken and not yet let go of, and the batch whose ProcessBatch runs (who clears it
+	// by compare-and-swap owns the batch's outcome). Atomic.
+	batch        atomic.Pointer[batchRun]
+	runningBatch atomic.Pointer[batchRun]
 	// keys counts the keys routed here that have messages in flight. Atomic.
 	keys atomic.Int64
 	// stalls counts the dead letters of this virtual partition whose write failed and has not
@@ -210,32 +215,70 @@ func (vp *virtualPartition) enqueue(m *Message) {
 func (vp *virtualPartition) next() (m *Message, wait time.Duration, ok, closed bool) {
 	vp.mu.Lock()
 	defer vp.mu.Unlock()
+	m, wait, _ = vp.pick(nil)
+	return m, wait, m != nil, m == nil && vp.closed
+}
+
+// nextIf is next for a batch that fills (batch_processor.go): it takes the message next would
+// return only when b accepts it and otherwise leaves it where it is (refused). It never waits.
+func (vp *virtualPartition) nextIf(b acceptor) (m *Message, refused, closed bool) {
+	vp.mu.Lock()
+	defer vp.mu.Unlock()
+	m, _, refused = vp.pick(b)
+	return m, refused, m == nil && !refused && vp.closed
+}
+
+// acceptor says whether a message may be taken (a filling batch).
+type acceptor interface {
+	accepts(m *Message) bool
+}
+
+// pick is next and nextIf under vp.mu: with a nil b it takes whatever next returns; else only
+// what b accepts (refused: the message next in line was not accepted and stays).
+func (vp *virtualPartition) pick(b acceptor) (m *Message, wait time.Duration, refused bool) {
 	parked := vp.parked.active()
 	if parked && !vp.closed && vp.popsUnchecked >= dueCheckEvery {
 		vp.popsUnchecked = 0
-		if m, _ = vp.parked.take(time.Now()); m != nil {
-			return m, 0, true, false
+		if m, _, refused = vp.takeParked(b, time.Now()); m != nil || refused {
+			return m, 0, refused
 		}
 	}
 	for vp.n > 0 {
 		i := vp.head
 		m = vp.q[i]
+		joined := parked && vp.parked.join(m)
+		if !joined && b != nil && !b.accepts(m) {
+			return nil, 0, true
+		}
 		vp.q[i] = nil
 		vp.head = (vp.head + 1) & (len(vp.q) - 1)
 		vp.n--
-		if parked && vp.parked.join(m) {
+		if joined {
 			continue
 		}
 		vp.popsUnchecked++
-		return m, 0, true, false
+		return m, 0, false
 	}
 	if parked && !vp.closed { // the queue is empty: what is parked is all there is to run
 		vp.popsUnchecked = 0
-		if m, wait = vp.parked.take(time.Now()); m != nil {
-			return m, 0, true, false
+		if m, wait, refused = vp.takeParked(b, time.Now()); m != nil || refused {
+			return m, 0, refused
 		}
 	}
-	return nil, wait, false, vp.closed
+	return nil, wait, false
+}
+
+// takeParked takes the parked message due first if it is due at now and b (unless nil)
+// accepts it; wait is how long until it is due when it is not.
+func (vp *virtualPartition) takeParked(b acceptor, now time.Time) (m *Message, wait time.Duration, refused bool) {
+	if m, wait = vp.parked.peek(now); m == nil {
+		return nil, wait, false
+	}
+	if b != nil && !b.accepts(m) {
+		return nil, 0, true
+	}
+	vp.parked.pop()
+	return m, 0, false
 }
 
 // park puts m, failed with cause at since, back to wait for its retry until due (parking.go).
@@ -250,6 +293,18 @@ func (vp *virtualPartition) park(m *Message, due, since time.Time, cause error) 
 	}
 	vp.parked.park(m, due, since, cause)
 	return true
+}
+
+// joinParked parks m behind the parked messages of its key (in a batch, a message of a key
+// whose earlier message was just parked for its retry: batch_processor.go). It returns false,
+// parking nothing, when its key has nothing parked or its partition is being revoked.
+func (vp *virtualPartition) joinParked(m *Message) bool {
+	vp.mu.Lock()
+	defer vp.mu.Unlock()
+	if m.taken || (m.trk != nil && m.trk.Revoking()) {
+		return false
+	}
+	return vp.parked.join(m)
 }
 
 // settle ends the turn of m, taken from the parking: the next message of its key is due, and

@@ -51,6 +51,7 @@ type Work struct {
 	cp          ClientProvider      // immutable after Create
 	topicConfig ConsumerTopicConfig // immutable after Create
 	processor   processor           // immutable after Create; called by every processor goroutine
+	batcher     BatchProcessor      // immutable after CreateBatch; nil unless the Work runs batches
 
 	// logger, tp, mp and propagator: written by start (inheritFromClient) under running, then
 	// read-only for the run.
@@ -72,6 +73,9 @@ type Work struct {
 	hashRouting bool
 
 	retry *RetryPolicy // WithRetry, defaults filled in; nil: no retries
+	// batchPolicy is WithBatch's, defaults filled in; nil: not given (a batch Work takes the
+	// defaults).
+	batchPolicy *BatchPolicy
 
 	poisonAfter uint32 // PoisonPillAfter; 0: off
 
@@ -122,8 +126,16 @@ func (w *Work) Run(ctx context.Context, shutdown <-chan struct{}) error {
 	if w == nil {
 		return errConfig("Run called on a nil Work")
 	}
-	if w.processor == nil {
+	if w.processor == nil && w.batcher == nil {
 		return errConfig("Work has no processor (pass one to WorkFactory.Create)")
+	}
+	if w.batchPolicy != nil {
+		if w.batcher == nil {
+			return errConfig("WithBatch is given to a Work with a single-message processor (make it with WorkFactory.CreateBatch)")
+		}
+		if err := w.batchPolicy.validate(); err != nil {
+			return err
+		}
 	}
 	if w.cp == nil {
 		return errConfig("Work has no client (pass one to NewWorkFactory)")
@@ -407,6 +419,7 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 		retry:     w.retry,
 		counts:    &w.failures,
 		handler:   w.processor,
+		batcher:   w.batcher,
 		gate:      gate,
 		abandoned: &w.abandoned,
 		suspects:  newSuspicion(rs, int(w.speedup)),
@@ -417,6 +430,13 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 		p.around.tracer = w.tp.Tracer(instrumentationName)
 	}
 	p.grace = min(p.timeout, maxGrace)
+	if w.batcher != nil {
+		pol := BatchPolicy{}
+		if w.batchPolicy != nil {
+			pol = *w.batchPolicy
+		}
+		p.batch = pol.withDefaults()
+	}
 	return p
 }
 

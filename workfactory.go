@@ -148,6 +148,10 @@ func newWork(f WorkFactory, cfg ConsumerTopicConfig, opts []WorkOption) *Work {
 		p := w.retry.withDefaults()
 		w.retry = &p
 	}
+	if w.batchPolicy != nil {
+		p := w.batchPolicy.withDefaults()
+		w.batchPolicy = &p
+	}
 	if cfg.DeadLetterTopicConfig != nil && w.dlt == nil {
 		d := *cfg.DeadLetterTopicConfig
 		w.dlt = &d

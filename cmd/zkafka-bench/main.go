@@ -23,12 +23,18 @@
 //	               fails twice, then passes on its third run
 //	metrics-sN     noop-sN with every metric recorded by the OpenTelemetry SDK (a manual
 //	               reader, collected once a second as a scrape would)
+//	batch-noop-sN  noop-sN with a batch processor (WorkFactory.CreateBatch, the default
+//	               BatchPolicy) that returns nil at once
+//	bulk-sN        a handler that costs what a bulk endpoint does: 2 ms per call plus 5 µs per
+//	               message (bulkPerCall, bulkPerMsg), as a single-message processor, Speedup(N)
+//	bulk-batch-sN  the same handler as a batch processor (the default BatchPolicy), Speedup(N):
+//	               reported against bulk-sN of the same round (ratio_vs_bulk)
 //	latency-sN     p50 and p99 of the wait from a record's timestamp to its handler's start, at
 //	               a steady keyed load of half the noop-sN rate, for a zkafka Work with
 //	               Speedup(N) and for the raw loop side by side (latency.go)
 //
-// The deadletter, retry and metrics scenarios are reported against the noop scenario of the same
-// Speedup in the same round (ratio_vs_noop).
+// The deadletter, retry, metrics and batch-noop scenarios are reported against the noop
+// scenario of the same Speedup in the same round (ratio_vs_noop).
 //
 // The raw consumer's configuration is the one zkafka's Client builds: the bench creates a
 // Client with a consumer provider that captures the librdkafka map it is handed, so the two
@@ -65,7 +71,13 @@ import (
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
-const allScenarios = "raw,noop-s1,noop-s8,metrics-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256,latency-s8"
+const allScenarios = "raw,noop-s1,noop-s8,batch-noop-s8,metrics-s8,deadletter-s8,retry-s8,sleep1ms-s1,sleep1ms-s8,sleep1ms-s64,sleep1ms-s256,raw-sleep1ms-s64,raw-sleep1ms-s256,bulk-s8,bulk-batch-s8,latency-s8"
+
+// The cost of the bulk scenarios' handler: per call and per message it gets.
+const (
+	bulkPerCall = 2 * time.Millisecond
+	bulkPerMsg  = 5 * time.Microsecond
+)
 
 type options struct {
 	count      int
@@ -165,7 +177,7 @@ func scenario(name string) (kind string, speedup int, err error) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	kind, s := name[:i], name[i+2:]
-	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && kind != "latency" && !vsNoop(kind) {
+	if kind != "noop" && kind != "sleep1ms" && kind != "raw-sleep1ms" && kind != "latency" && !vsNoop(kind) && !isBulk(kind) {
 		return "", 0, fmt.Errorf("unknown scenario %q", name)
 	}
 	speedup, err = strconv.Atoi(s)
@@ -240,10 +252,12 @@ func runParent(o options, out io.Writer) error {
 	all := map[string][]result{}
 	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
 	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
+	bulkRatios := map[string][]float64{} // per round: bulk-batch's rate / bulk's of the same Speedup
 	lat := latencyRuns{o: o, exe: exe, addr: addr, topic: topic, out: out, zk: map[string][]result{}, raw: map[string][]result{}, noop: map[int]float64{}}
 	for round := 1; round <= o.rounds; round++ {
 		rawRate := 0.0
 		noopRate := map[int]float64{}
+		bulkRate := map[int]float64{}
 		for _, name := range names {
 			kind, speedup, _ := scenario(name)
 			if kind == "latency" {
@@ -255,6 +269,12 @@ func runParent(o options, out io.Writer) error {
 				// At most half the data set: the rate is measured with messages still behind
 				// the window, not while the last keys drain one message per ms each.
 				msgs = min(o.count/2, max(1000, int(float64(speedup)*o.sleepSecs*float64(time.Second)/float64(sleepDur))))
+			}
+			switch kind {
+			case "bulk": // as the sleep scenarios: about -sleep-seconds of calls
+				msgs = min(o.count/2, max(1000, int(float64(speedup)*o.sleepSecs*float64(time.Second)/float64(bulkPerCall+bulkPerMsg))))
+			case "bulk-batch": // half the data set: the rate with messages still behind the window
+				msgs = max(o.count/2, 1)
 			}
 			group := fmt.Sprintf("%s-%s-r%d", topic, name, round)
 			cpu0 := cpuTime()
@@ -275,6 +295,14 @@ func runParent(o options, out io.Writer) error {
 			}
 			if r := noopRate[speedup]; vsNoop(kind) && r > 0 {
 				noopRatios[name] = append(noopRatios[name], rate/r)
+			}
+			switch kind {
+			case "bulk":
+				bulkRate[speedup] = rate
+			case "bulk-batch":
+				if r := bulkRate[speedup]; r > 0 {
+					bulkRatios[name] = append(bulkRatios[name], rate/r)
+				}
 			}
 			switch {
 			case kind == "raw":
@@ -333,6 +361,11 @@ func runParent(o options, out io.Writer) error {
 			summary = append(summary, item)
 		case kind == "raw":
 			line += " ratio_vs_raw=1.00"
+		case isBulk(kind):
+			if br := medianOf(bulkRatios[name]); kind == "bulk-batch" && !math.IsNaN(br) {
+				line += fmt.Sprintf(" ratio_vs_bulk=%.2f", br)
+				summary = append(summary, fmt.Sprintf("%s=%.1f×bulk", name, br))
+			}
 		case vsNoop(kind):
 			if nr := medianOf(noopRatios[name]); !math.IsNaN(nr) {
 				line += fmt.Sprintf(" ratio_vs_noop=%.2f", nr)
@@ -355,7 +388,13 @@ func runParent(o options, out io.Writer) error {
 }
 
 // vsNoop reports whether a scenario kind is reported against noop (ratio_vs_noop).
-func vsNoop(kind string) bool { return isFailing(kind) || kind == "metrics" }
+func vsNoop(kind string) bool { return isFailing(kind) || kind == "metrics" || kind == "batch-noop" }
+
+// isBulk reports whether a scenario kind runs the bulk handler (bulkPerCall, bulkPerMsg).
+func isBulk(kind string) bool { return kind == "bulk" || kind == "bulk-batch" }
+
+// isBatch reports whether a scenario kind runs a batch processor.
+func isBatch(kind string) bool { return kind == "batch-noop" || kind == "bulk-batch" }
 
 // isFailing reports whether a scenario kind fails some of its messages.
 func isFailing(kind string) bool { return kind == "deadletter" || kind == "retry" }
@@ -644,10 +683,23 @@ func runChild(o options) result {
 	done := make(chan struct{})
 	target := int64(o.count)
 	sleep := o.sleepDur
+	batchHandler := func(_ context.Context, msgs []*zkafka.Message) error {
+		m.first()
+		if kind == "bulk-batch" {
+			time.Sleep(bulkPerCall + time.Duration(len(msgs))*bulkPerMsg)
+		}
+		if c := n.Add(int64(len(msgs))); c >= target && c-int64(len(msgs)) < target {
+			close(done)
+		}
+		return nil
+	}
 	handler := func(_ context.Context, msg *zkafka.Message) error {
 		m.first()
-		if kind == "sleep1ms" {
+		switch kind {
+		case "sleep1ms":
 			time.Sleep(sleep)
+		case "bulk":
+			time.Sleep(bulkPerCall + bulkPerMsg)
 		}
 		if isFailing(kind) {
 			if fails(msg) && (kind == "deadletter" || msg.Attempt() < 3) {
@@ -684,7 +736,11 @@ func runChild(o options) result {
 		defer stop()
 		factoryOpts = append(factoryOpts, zkafka.WithMeterProvider(meterProvider))
 	}
-	w := zkafka.NewWorkFactory(client, factoryOpts...).CreateWithFunc(tc, handler, opts...)
+	wf := zkafka.NewWorkFactory(client, factoryOpts...)
+	w := wf.CreateWithFunc(tc, handler, opts...)
+	if isBatch(kind) {
+		w = wf.CreateBatchWithFunc(tc, batchHandler, opts...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)

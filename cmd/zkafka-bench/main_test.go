@@ -37,6 +37,9 @@ func TestScenarioNames(t *testing.T) {
 		{name: "deadletter-s8", kind: "deadletter", speedup: 8},
 		{name: "retry-s1", kind: "retry", speedup: 1},
 		{name: "metrics-s8", kind: "metrics", speedup: 8},
+		{name: "batch-noop-s8", kind: "batch-noop", speedup: 8},
+		{name: "bulk-s8", kind: "bulk", speedup: 8},
+		{name: "bulk-batch-s16", kind: "bulk-batch", speedup: 16},
 		{name: "noop", wantErr: `unknown scenario "noop"`},
 		{name: "raw-s8", wantErr: `unknown scenario "raw-s8"`},
 		{name: "sleep2ms-s8", wantErr: `unknown scenario "sleep2ms-s8"`},
@@ -98,12 +101,12 @@ func TestBadFlagsAreRefusedWithAReason(t *testing.T) {
 // checks the lines it prints.
 func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a broker and eight child processes")
+		t.Skip("starts a broker and a dozen child processes")
 	}
 	var out, errb bytes.Buffer
 	code := run([]string{
 		"-count", "4000", "-keys", "50", "-partitions", "4", "-rounds", "1", "-sleep-seconds", "0.25", "-latency-seconds", "1",
-		"-scenarios", "raw,noop-s1,noop-s8,metrics-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8,latency-s8",
+		"-scenarios", "raw,noop-s1,noop-s8,batch-noop-s8,metrics-s8,deadletter-s8,retry-s8,sleep1ms-s8,raw-sleep1ms-s8,bulk-s8,bulk-batch-s8,latency-s8",
 	}, &out, &errb)
 	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
 
@@ -122,7 +125,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 			summary = line
 		}
 	}
-	require.Len(t, lines, 9, out.String())
+	require.Len(t, lines, 12, out.String())
 	latency := lines["latency-s8"]
 	delete(lines, "latency-s8")
 	positive := func(name, key string) float64 {
@@ -147,13 +150,16 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	positive("metrics-s8", "ratio_vs_noop")
 	positive("deadletter-s8", "ratio_vs_noop")
 	positive("retry-s8", "ratio_vs_noop")
+	positive("batch-noop-s8", "ratio_vs_noop")
+	positive("bulk-batch-s8", "ratio_vs_bulk")
+	require.NotContains(t, lines["bulk-s8"], "ratio_vs_raw")
 	lines["latency-s8"] = latency
 	for _, k := range []string{"rate_msgs_per_s", "zkafka_p50_ms", "zkafka_p99_ms", "raw_p50_ms", "raw_p99_ms", "samples"} {
 		positive("latency-s8", k)
 	}
 	require.LessOrEqual(t, positive("latency-s8", "zkafka_p50_ms"), positive("latency-s8", "zkafka_p99_ms"))
 	require.LessOrEqual(t, positive("latency-s8", "raw_p50_ms"), positive("latency-s8", "raw_p99_ms"))
-	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal latency-s8=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s \(medians of 1 rounds`, summary)
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw batch-noop-s8=[\d.]+×noop metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal bulk-batch-s8=[\d.]+×bulk latency-s8=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s \(medians of 1 rounds`, summary)
 }
 
 // TestSamplerPercentiles: samples of records produced before the warm-up ends are dropped;

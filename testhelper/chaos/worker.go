@@ -157,7 +157,47 @@ func newWork(client *zkafka.Client, cfg *Config, spec workerSpec, s sink, inject
 	}
 	opts = append(opts, cfg.WorkOptions...)
 	p := processor(cfg, spec.Run, s, inject)
+	if os.Getenv(EnvBatch) == "1" {
+		return zkafka.NewWorkFactory(client).CreateBatchWithFunc(tc, batchOf(p), opts...)
+	}
 	return zkafka.NewWorkFactory(client).CreateWithFunc(tc, p, opts...)
+}
+
+// EnvBatch set to 1 makes every worker a batch processor (WorkFactory.CreateBatch, the
+// default BatchPolicy) that runs the harness's processor for each message of a batch in
+// order: CHAOS_BATCH=1 make chaos. A failed or panicking message is named in a BatchError (a
+// panic as a PermanentError); no message starts once the batch's context is done (a timeout:
+// those left are named too; an abandoned batch runs no further message).
+const EnvBatch = "CHAOS_BATCH"
+
+// batchOf runs p for each message of a batch, in order.
+func batchOf(p ProcessFunc) func(ctx context.Context, msgs []*zkafka.Message) error {
+	one := func(ctx context.Context, m *zkafka.Message) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = zkafka.PermanentError(fmt.Errorf("chaos: processor panicked: %v", r))
+			}
+		}()
+		return p(ctx, m)
+	}
+	return func(ctx context.Context, msgs []*zkafka.Message) error {
+		var failed zkafka.BatchError
+		for i, m := range msgs {
+			if err := ctx.Err(); err != nil {
+				for j := i; j < len(msgs); j++ {
+					failed.Fail(j, err) // timed out or cancelled: the rest not started
+				}
+				break
+			}
+			if err := one(ctx, m); err != nil {
+				failed.Fail(i, err)
+			}
+		}
+		if len(failed.Failed) > 0 {
+			return &failed
+		}
+		return nil
+	}
 }
 
 // running is one run of a worker: a Work in this process or a worker process.
