@@ -228,7 +228,7 @@ func TestG20BatchGracefulStopFinishesTheRunningBatch(t *testing.T) {
 
 // testG20BatchRebalance (G6, G16): two batch workers split a topic, join and leave; every
 // message is processed, per key in order, with few duplicates, and everything is committed.
-func testG20BatchRebalance(t *testing.T, strategy string) {
+func testG20BatchRebalance(t *testing.T, protocol string) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 8)
 	const n = 20000
@@ -238,9 +238,8 @@ func testG20BatchRebalance(t *testing.T, strategy string) {
 	wf := NewWorkFactory(e.client(t))
 	var byWorker [2]atomic.Int64
 	mk := func(id string, i int) *Work {
-		cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
-			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000),
-			AdditionalProps: map[string]any{"partition.assignment.strategy": strategy}}
+		cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, id), GroupID: group, Topic: topic,
+			SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}, protocol)
 		return wf.CreateBatchWithFunc(cfg, func(_ context.Context, msgs []*Message) error {
 			o.begin(msgs)
 			byWorker[i].Add(int64(len(msgs)))
@@ -258,15 +257,18 @@ func testG20BatchRebalance(t *testing.T, strategy string) {
 	require.NoError(t, r2.stop(t))
 	o.check(t)
 	dupes := o.dupes.Load()
-	t.Logf("%s: %d messages in %d batches (w1 %d, w2 %d), %d duplicates (%.3f%%)", strategy, n, o.batches.Load(),
+	t.Logf("%s: %d messages in %d batches (w1 %d, w2 %d), %d duplicates (%.3f%%)", protocol, n, o.batches.Load(),
 		byWorker[0].Load(), byWorker[1].Load(), dupes, 100*float64(dupes)/n)
 	require.Greater(t, byWorker[1].Load(), int64(n/10), "the second worker took partitions over")
 	require.Less(t, dupes, int64(n/100), "duplicates stay under 1%%")
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
 }
 
-func TestG20BatchRebalanceEager(t *testing.T)       { testG20BatchRebalance(t, "range") }
-func TestG20BatchRebalanceCooperative(t *testing.T) { testG20BatchRebalance(t, "cooperative-sticky") }
+func TestG20BatchRebalanceEager(t *testing.T)       { testG20BatchRebalance(t, protocolEager) }
+func TestG20BatchRebalanceCooperative(t *testing.T) { testG20BatchRebalance(t, protocolCooperative) }
+func TestG20BatchRebalanceConsumerProtocol(t *testing.T) {
+	testG20BatchRebalance(t, protocolConsumer)
+}
 
 // TestG20BatchStatusShowsTheBatchInItsHandler: Work.Status shows a batch in its handler (its
 // virtual partition, size, bytes, first and last offsets, how long it has run), and the
