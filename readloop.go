@@ -22,6 +22,7 @@ package zkafka
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 )
 
@@ -36,6 +37,7 @@ type readLoop struct {
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
+	woke      bool          // the last batch woke a processor (wakeQueued)
 	readerErr error         // why renew got no new reader (readerMissing reports it)
 	lastStore time.Time     // when finished offsets were last handed to librdkafka
 	pollEvery time.Duration // poll timeout while not paused
@@ -192,10 +194,15 @@ func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
 }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
-// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound. It
-// returns the consumer's fatal error.
+// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
+// waking the processors at its end and every batchWake of it. It returns the consumer's fatal
+// error.
 func (l *readLoop) readBatch() error {
 	rs := l.rs
+	if l.woke && l.idle {
+		yieldBeforePoll()
+	}
+	l.woke = false
 	if now := time.Now(); l.idle || l.paused || now.Sub(l.lastStore) >= storeEvery {
 		rs.kr.flush(now)
 		l.lastStore = now
@@ -205,8 +212,10 @@ func (l *readLoop) readBatch() error {
 		timeout = pausedPoll
 	}
 	msg, err := rs.kr.poll(timeout)
+	var woken time.Time // when the processors were last woken for this batch
 	if msg != nil {
-		l.readAt = time.Now().UnixNano() // one clock reading for the batch (Work.Status)
+		woken = time.Now()
+		l.readAt = woken.UnixNano() // one clock reading for the batch (Work.Status)
 	}
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
 	for n := 0; ; n++ {
@@ -233,13 +242,21 @@ func (l *readLoop) readBatch() error {
 		if n == drainBatch || rs.bound.full() {
 			break
 		}
+		if n%batchWakeCheck == batchWakeCheck-1 {
+			// A long batch (librdkafka had many ready, or the reader lost its core) does not
+			// hold back what it dispatched first for longer than batchWake.
+			if now := time.Now(); now.Sub(woken) >= batchWake {
+				l.wakeQueued()
+				woken = now
+			}
+		}
 		msg, err = rs.kr.poll(0)
 		if msg != nil || err != nil {
 			l.postReadImmediate(msg, err)
 		}
 	}
-	// One wake per virtual partition per batch, not per message: the processors start
-	// once the reader is done with librdkafka's ready messages.
+	// One wake per virtual partition per batch (and per batchWake of a long one), not per
+	// message: a processor woken for each message would sleep again after each one.
 	l.wakeQueued()
 	l.idle = msg == nil
 	return nil
@@ -349,5 +366,14 @@ func (l *readLoop) wakeQueued() {
 		vp.wakePending = false
 		signal(vp.wake)
 	}
+	l.woke = l.woke || len(l.toWake) > 0
 	l.toWake = l.toWake[:0]
 }
+
+// yieldBeforePoll lets the processors the reader just woke run before it polls again when
+// that poll is likely to wait (librdkafka's queue was empty). A woken goroutine waits in the
+// run queue of the reader's P, and a poll that waits is a cgo call that keeps its P: the
+// runtime's monitor (sysmon) takes the P back for the queued goroutines only after one or two
+// of its ticks, which grow to 10 ms when it has been idle. Without the yield, a message a
+// processor was woken for waited there (docs/performance.md, "Tail latency").
+func yieldBeforePoll() { runtime.Gosched() }
