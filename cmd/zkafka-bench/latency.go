@@ -50,8 +50,9 @@ const rawLatency = "raw-latency"
 // latencyLoads are the loads of latency-sN, as fractions of the raw loop's rate in the run.
 var latencyLoads = []float64{0.10, 0.20, 0.40}
 
-// behindBy is how far the generator may fall behind its schedule before its load is reported
-// as not kept: a record produced that late is a burst both consumers see.
+// behindBy is how late after it was due the generator may produce a record before it counts
+// as late: records produced late come in a burst, which both consumers see. A load with 1 %
+// of its records late or more is reported as not kept.
 const behindBy = 5 * time.Millisecond
 
 // latencies is what a latency child reports besides a result's usual fields.
@@ -59,6 +60,7 @@ type latencies struct {
 	Rate     float64 `json:"rate"`      // achieved produce rate, msg/s
 	Target   float64 `json:"target"`    // the rate asked for, msg/s
 	BehindMs float64 `json:"behind_ms"` // the furthest the generator fell behind its schedule
+	LatePct  float64 `json:"late_pct"`  // records produced behindBy or more after they were due, %
 	Samples  int     `json:"samples"`
 	P50Ms    float64 `json:"p50_ms"`
 	P99Ms    float64 `json:"p99_ms"`
@@ -74,9 +76,9 @@ type latencies struct {
 }
 
 // kept reports whether the generator kept the rate: it produced at least 99 % of the records
-// due and never fell behind its schedule by behindBy or more.
+// due, and less than 1 % of them behindBy or more after they were due.
 func (l latencies) kept() bool {
-	return l.Rate >= 0.99*l.Target && l.BehindMs < float64(behindBy)/1e6
+	return l.Rate >= 0.99*l.Target && l.LatePct < 1
 }
 
 // sampler keeps the latencies of records produced at or after from (from is set at the first
@@ -135,15 +137,15 @@ func rank(vs []int64, q float64) float64 {
 }
 
 // pace produces keyed records to topic at rate msg/s for d, each Millisecond what is due. It
-// returns how many it produced and the furthest it fell behind its schedule: how long after
-// it was due the last record of a tick was handed to the producer.
-func pace(addr, topic string, o options, rate float64, d time.Duration) (int, time.Duration, error) {
+// returns how many it produced, the furthest it fell behind its schedule (how long after it
+// was due a record was handed to the producer) and how many it produced behindBy or more late.
+func pace(addr, topic string, o options, rate float64, d time.Duration) (n int, behind time.Duration, late int, err error) {
 	p, err := kafka.NewProducer(&kafka.ConfigMap{
 		"bootstrap.servers": addr, "broker.address.family": "v4", "linger.ms": 0,
 		"go.delivery.reports": false, "enable.metrics.push": false, "queue.buffering.max.kbytes": 1 << 20,
 	})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer p.Close()
 	value := make([]byte, o.size)
@@ -154,29 +156,28 @@ func pace(addr, topic string, o options, rate float64, d time.Duration) (int, ti
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	n := 0
-	var behind time.Duration
 	for now := start; now.Sub(start) < d; now = <-tick.C {
 		due := int(rate * now.Sub(start).Seconds())
 		if n < due {
-			// The first record due now was due at start + n/rate.
-			behind = max(behind, now.Sub(start.Add(time.Duration(float64(n)/rate*float64(time.Second))))-time.Millisecond)
+			// Record i was due at start + i/rate.
+			behind = max(behind, now.Sub(start.Add(time.Duration(float64(n)/rate*float64(time.Second)))))
+			late += max(0, min(due, int(rate*(now.Sub(start)-behindBy).Seconds()))-n)
 		}
 		for ; n < due; n++ {
 			m := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: keys[n%o.keys], Value: value}
 			for err := p.Produce(m, nil); err != nil; err = p.Produce(m, nil) {
 				var kerr kafka.Error
 				if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-					return n, behind, fmt.Errorf("producing: %w", err)
+					return n, behind, late, fmt.Errorf("producing: %w", err)
 				}
 				p.Flush(1)
 			}
 		}
 	}
 	if left := p.Flush(30000); left > 0 {
-		return n, behind, fmt.Errorf("producing: %d records not delivered", left)
+		return n, behind, late, fmt.Errorf("producing: %d records not delivered", left)
 	}
-	return n, behind, nil
+	return n, behind, late, nil
 }
 
 // runLatencyChild runs one side of a latency round: the consumer (a Work with Speedup
@@ -216,7 +217,7 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	// join can take longer than the whole paced run, whose records would all predate the
 	// warm-up. The warm-up starts when the primer has been read.
 	deadline := time.Now().Add(o.timeout)
-	primed, _, err := pace(o.bootstrap, o.topic, o, 1000, 5*time.Millisecond)
+	primed, _, _, err := pace(o.bootstrap, o.topic, o, 1000, 5*time.Millisecond)
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
 	}
@@ -225,7 +226,7 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	}
 	s.from.Store(time.Now().Add(latencyWarmup).UnixNano())
 	stopTrace := startTrace(o)
-	n, behind, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	n, behind, late, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
 	stopTrace()
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
@@ -241,6 +242,9 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	}
 	lat := s.percentiles()
 	lat.Rate, lat.Target, lat.BehindMs = float64(n)/o.latencySecs, o.rate, float64(behind)/1e6
+	if n > 0 {
+		lat.LatePct = 100 * float64(late) / float64(n)
+	}
 	if read != nil {
 		lat.Split = &struct{ Read, Handoff latencies }{read.percentiles(), handoff.percentiles()}
 	}
@@ -371,7 +375,8 @@ func (l *latencyRuns) round(name string, speedup, round int) {
 			lat := res.Latency
 			note := ""
 			if !lat.kept() {
-				note = fmt.Sprintf("; the generator did not keep the rate (%.0f of %.0f msg/s, %.1f ms behind at worst)", lat.Rate, lat.Target, lat.BehindMs)
+				note = fmt.Sprintf("; the generator did not keep the rate (%.0f of %.0f msg/s, %.1f %% of the records %v late or more, %.1f ms at worst)",
+					lat.Rate, lat.Target, lat.LatePct, behindBy, lat.BehindMs)
 			}
 			if sp := lat.Split; sp != nil {
 				note += fmt.Sprintf("; split: to dispatch p50 %.2f p99 %.2f p99.9 %.2f ms, dispatch to handler p50 %.3f p99 %.3f p99.9 %.3f max %.2f ms",
