@@ -105,6 +105,11 @@ func (s *sampler) record(ts time.Time) {
 	if i := s.n.Add(1) - 1; i < int64(len(s.samples)) {
 		s.samples[i] = int64(now.Sub(ts))
 	}
+	if trace.IsEnabled() {
+		// Each sample in the execution trace (-trace), at the handler's start: the analysis
+		// finds what else happened during the slowest ones' waits.
+		trace.Log(context.Background(), "latency", strconv.FormatInt(int64(now.Sub(ts)), 10))
+	}
 }
 
 // readAtKey is the context key of the time the reader dispatched a message (-latency-split).

@@ -86,6 +86,7 @@ type options struct {
 	profile   string
 	trace     string
 	props     string
+	stderr    bool // copy the children's stderr to the parent's
 	inFlight  int
 
 	latencySecs  float64 // how long each latency child produces
@@ -140,6 +141,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.latencySecs, "latency-seconds", 5, "how long each side of a latency scenario produces its load")
 	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "the latency scenarios' one load in msg/s (0: 10, 20 and 40 % of the raw rate measured in this run)")
 	fs.BoolVar(&o.latencySplit, "latency-split", false, "latency scenarios: also split zkafka's wait at the reader's dispatch (a PostRead hook, which costs an allocation per message)")
+	fs.BoolVar(&o.stderr, "child-stderr", false, "copy each child's stderr to stderr (with GODEBUG=gctrace=1 or schedtrace=1000, the runtime's figures per scenario)")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace (runtime/trace) of each latency child's paced window to DIR/CHILD-RATE.trace")
 	fs.Float64Var(&o.rate, "rate", 0, "internal: the load a latency child produces")
 	if err := fs.Parse(args); err != nil {
@@ -414,6 +416,10 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if o.stderr {
+		fmt.Fprintf(os.Stderr, "# child %s (%s)\n", name, group)
+		cmd.Stderr = io.MultiWriter(&errb, os.Stderr)
+	}
 	if err := cmd.Run(); err != nil {
 		return result{Scenario: name, Err: fmt.Sprintf("%v: %s", err, lastLine(errb.String()))}
 	}
