@@ -2,11 +2,13 @@ package zkafka
 
 // The reader loop of one Run: the one goroutine that talks to the consumer. It polls, runs the
 // read hooks, routes each message by key to its virtual partition (virtual_partition.go) and
-// wakes the processors (processor.go) once per batch. It never blocks on a queue (G7): at the
-// in-flight bound (inflight.go) it first waits briefly for room, then pauses every assigned
-// partition and goes on polling, so rebalances are served and the group membership holds; an
-// open circuit breaker (breaker.go) pauses the same way. Rebalance callbacks run inside its
-// polls (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
+// wakes the processors (processor.go) once per batch, and every batchWake of a long one; before
+// a poll that will wait it lets the processors it woke run (yieldBeforePoll). It never blocks
+// on a queue (G7): at the in-flight bound (inflight.go) it first waits briefly for room, then
+// pauses every assigned partition and goes on polling, so rebalances are served and the group
+// membership holds; an open circuit breaker (breaker.go) pauses the same way. Rebalance
+// callbacks run inside its polls (revoke.go). At a graceful stop it keeps polling, paused,
+// while the queues drain.
 //
 // Invariant: every message run reads is dispatched, counted in the in-flight bound, and queued
 // on exactly one virtual partition (drain, at a graceful stop, leaves what it still polls
@@ -301,7 +303,7 @@ func isReadError(err error) bool {
 // hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
 // (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
 // in-flight bound (inflight.go) and queues it; the processors (processor.go) are woken once
-// per batch (wakeQueued), not once per message. A key with messages in flight keeps its
+// per batch and every batchWake of a long one (wakeQueued), not once per message. A key with messages in flight keeps its
 // virtual partition (G2).
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
