@@ -129,6 +129,6 @@ func TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll(t *testing.T) {
 	}}
 	runScripted(t, c, func() bool { return handled.Add(1) == rounds })
 	// The runtime's scheduler looks at its global queue, where the yield puts the reader,
-	// before its local one once in 61 schedules: a rare poll may begin first.
-	require.LessOrEqual(t, late.Load(), int64(2), "of %d waiting polls, %d began before the processor woken for the last record ran", rounds, late.Load())
+	// before its local one once in 61 schedules, twice in a row far more rarely.
+	require.LessOrEqual(t, late.Load(), int64(1), "of %d waiting polls, %d began before the processor woken for the last record ran", rounds, late.Load())
 }

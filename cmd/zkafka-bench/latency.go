@@ -28,6 +28,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"runtime/trace"
 	"slices"
 	"strconv"
@@ -231,7 +232,9 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	}
 	s.from.Store(time.Now().Add(latencyWarmup).UnixNano())
 	stopTrace := startTrace(o)
+	stopProfile := startProfile(o)
 	n, behind, late, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	stopProfile()
 	stopTrace()
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
@@ -254,6 +257,28 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 		lat.Split = &struct{ Read, Handoff latencies }{read.percentiles(), handoff.percentiles()}
 	}
 	return result{Scenario: o.child, Msgs: n, Latency: &lat}
+}
+
+// startProfile starts a CPU profile of the paced window when -cpuprofile names a directory:
+// DIR/CHILD-RATE.pprof. It returns what stops it.
+func startProfile(o options) (stop func()) {
+	if o.profile == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(o.profile, o.child+"-"+strconv.Itoa(int(o.rate))+".pprof"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench: cpuprofile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench: cpuprofile:", err)
+		_ = f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // startTrace starts an execution trace (runtime/trace) of the paced window when -trace names
