@@ -359,7 +359,7 @@ type latencyRuns struct {
 	exe, addr, topic string
 	out              io.Writer
 	zk, raw          map[latencyKey][]result // per scenario and load, the rounds that succeeded
-	rawRate          float64                 // the last raw rate measured in this run
+	rawRate          float64                 // the first raw rate measured in this run
 }
 
 // latencyKey names one load of one latency scenario.
@@ -443,8 +443,9 @@ func loadName(load float64) string {
 	return fmt.Sprintf("%.0f%%", load*100)
 }
 
-// rate is the rate of a load: -latency-rate, or that fraction of the raw rate of this run,
-// measured now by a raw child when the run has none.
+// rate is the rate of a load: -latency-rate, or that fraction of the first raw rate of this
+// run (one load for every round, so that the medians are over the same load), measured now by
+// a raw child when the run has none yet.
 func (l *latencyRuns) rate(load float64) float64 {
 	if l.o.latencyRate > 0 {
 		return l.o.latencyRate

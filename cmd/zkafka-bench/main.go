@@ -284,7 +284,9 @@ func runParent(o options, out io.Writer) error {
 			switch {
 			case kind == "raw":
 				rawRate = rate
-				lat.rawRate = rate
+				if lat.rawRate == 0 {
+					lat.rawRate = rate // the latency loads stay the same for the whole run
+				}
 			case isSleep(kind):
 				ratios[name] = append(ratios[name], rate/(float64(speedup)*float64(time.Second)/float64(sleepDur)))
 			case rawRate > 0:
