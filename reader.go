@@ -178,9 +178,10 @@ type KReader struct {
 	// gone is closed once the consumer is closed (Close, in the background past
 	// closeMaxWait); nil until Close began. Atomic.
 	gone       atomic.Pointer[<-chan struct{}]
-	subscribed bool       // guarded by subMu
-	subErr     error      // guarded by subMu
-	subMu      sync.Mutex // serialises subscribe
+	subscribed bool        // guarded by subMu
+	subErr     error       // guarded by subMu
+	subMu      sync.Mutex  // serialises subscribe
+	subOK      atomic.Bool // atomic: subscribed without error (every poll's fast path)
 }
 
 // newReader creates the consumer and subscribes it to the configured topics.
@@ -251,6 +252,9 @@ func (e *readError) Unwrap() error { return e.err }
 // subscribe subscribes the consumer once; the caller is inside handle. A failed
 // subscription fails every later read.
 func (r *KReader) subscribe() error {
+	if r.subOK.Load() {
+		return nil
+	}
 	r.subMu.Lock()
 	defer r.subMu.Unlock()
 	if !r.subscribed {
@@ -258,6 +262,7 @@ func (r *KReader) subscribe() error {
 		if err := r.consumer.SubscribeTopics(r.tc.topics(), r.rebalanced); err != nil {
 			r.subErr = wrapErr(err, "subscribing consumer %s to %v", r.tc.ClientID, r.tc.topics())
 		}
+		r.subOK.Store(r.subErr == nil)
 	}
 	return r.subErr
 }

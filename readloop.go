@@ -2,11 +2,13 @@ package zkafka
 
 // The reader loop of one Run: the one goroutine that talks to the consumer. It polls, runs the
 // read hooks, routes each message by key to its virtual partition (virtual_partition.go) and
-// wakes the processors (processor.go) once per batch. It never blocks on a queue (G7): at the
-// in-flight bound (inflight.go) it first waits briefly for room, then pauses every assigned
-// partition and goes on polling, so rebalances are served and the group membership holds; an
-// open circuit breaker (breaker.go) pauses the same way. Rebalance callbacks run inside its
-// polls (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
+// wakes the processors (processor.go) once per batch, and every batchWake of a long one; before
+// a poll that will wait it lets the processors it woke run (yieldBeforePoll). It never blocks
+// on a queue (G7): at the in-flight bound (inflight.go) it first waits briefly for room, then
+// pauses every assigned partition and goes on polling, so rebalances are served and the group
+// membership holds; an open circuit breaker (breaker.go) pauses the same way. Rebalance
+// callbacks run inside its polls (revoke.go). At a graceful stop it keeps polling, paused,
+// while the queues drain.
 //
 // Invariant: every message run reads is dispatched, counted in the in-flight bound, and queued
 // on exactly one virtual partition (drain, at a graceful stop, leaves what it still polls
@@ -22,6 +24,7 @@ package zkafka
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 )
 
@@ -36,6 +39,7 @@ type readLoop struct {
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
+	woke      bool          // the last batch woke a processor (wakeQueued)
 	readerErr error         // why renew got no new reader (readerMissing reports it)
 	lastStore time.Time     // when finished offsets were last handed to librdkafka
 	pollEvery time.Duration // poll timeout while not paused
@@ -192,10 +196,15 @@ func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
 }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
-// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound. It
-// returns the consumer's fatal error.
+// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
+// waking the processors at its end and every batchWake of it. It returns the consumer's fatal
+// error.
 func (l *readLoop) readBatch() error {
 	rs := l.rs
+	if l.woke && l.idle {
+		yieldBeforePoll()
+	}
+	l.woke = false
 	if now := time.Now(); l.idle || l.paused || now.Sub(l.lastStore) >= storeEvery {
 		rs.kr.flush(now)
 		l.lastStore = now
@@ -205,8 +214,10 @@ func (l *readLoop) readBatch() error {
 		timeout = pausedPoll
 	}
 	msg, err := rs.kr.poll(timeout)
+	var woken time.Time // when the processors were last woken for this batch
 	if msg != nil {
-		l.readAt = time.Now().UnixNano() // one clock reading for the batch (Work.Status)
+		woken = time.Now()
+		l.readAt = woken.UnixNano() // one clock reading for the batch (Work.Status)
 	}
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
 	for n := 0; ; n++ {
@@ -233,13 +244,21 @@ func (l *readLoop) readBatch() error {
 		if n == drainBatch || rs.bound.full() {
 			break
 		}
+		if n%batchWakeCheck == batchWakeCheck-1 {
+			// A long batch (librdkafka had many ready, or the reader lost its core) does not
+			// hold back what it dispatched first for longer than batchWake.
+			if now := time.Now(); now.Sub(woken) >= batchWake {
+				l.wakeQueued()
+				woken = now
+			}
+		}
 		msg, err = rs.kr.poll(0)
 		if msg != nil || err != nil {
 			l.postReadImmediate(msg, err)
 		}
 	}
-	// One wake per virtual partition per batch, not per message: the processors start
-	// once the reader is done with librdkafka's ready messages.
+	// One wake per virtual partition per batch (and per batchWake of a long one), not per
+	// message: a processor woken for each message would sleep again after each one.
 	l.wakeQueued()
 	l.idle = msg == nil
 	return nil
@@ -284,7 +303,7 @@ func isReadError(err error) bool {
 // hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
 // (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
 // in-flight bound (inflight.go) and queues it; the processors (processor.go) are woken once
-// per batch (wakeQueued), not once per message. A key with messages in flight keeps its
+// per batch and every batchWake of a long one (wakeQueued), not once per message. A key with messages in flight keeps its
 // virtual partition (G2).
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
@@ -349,5 +368,20 @@ func (l *readLoop) wakeQueued() {
 		vp.wakePending = false
 		signal(vp.wake)
 	}
+	l.woke = l.woke || len(l.toWake) > 0
 	l.toWake = l.toWake[:0]
+}
+
+// yieldBeforePoll lets the processors the reader just woke run before it polls again when
+// that poll is likely to wait (librdkafka's queue was empty). A woken goroutine waits in the
+// run queue of the reader's P, and a poll that waits is a cgo call that keeps its P: the
+// runtime's monitor (sysmon) takes the P back for the queued goroutines only after one or two
+// of its ticks, which grow to 10 ms when it has been idle. Without the yield, a message a
+// processor was woken for waited there (docs/performance.md, "Tail latency"). Gosched puts the
+// reader on the global run queue, which the scheduler looks at before the local one once in 61
+// schedules: the second Gosched covers that case (one waiting poll in 50 began before the
+// processors had run with one, none in 800 with two).
+func yieldBeforePoll() {
+	runtime.Gosched()
+	runtime.Gosched()
 }

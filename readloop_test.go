@@ -1,8 +1,14 @@
 package zkafka
 
 import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,4 +37,98 @@ func TestDispatcherRoute(t *testing.T) {
 	one := &readLoop{rs: &runState{vps: vps[:1]}}
 	require.Equal(t, 0, one.route(&Message{Key: "k"}))
 	require.Equal(t, 0, one.route(&Message{isKeyNil: true}))
+}
+
+// scriptedConsumer is a memConsumer whose polls, once it has assigned its partitions, run
+// poll instead: next returns the next record.
+type scriptedConsumer struct {
+	*memConsumer
+	poll func(timeoutMs int, next func() kafka.Event) kafka.Event
+}
+
+func (c *scriptedConsumer) Poll(timeoutMs int) kafka.Event {
+	if !c.assigned {
+		return c.memConsumer.Poll(timeoutMs)
+	}
+	return c.poll(timeoutMs, func() kafka.Event { return c.memConsumer.Poll(timeoutMs) })
+}
+
+// runScripted runs a Work with Speedup(8) over c until handler returns true, and stops it.
+func runScripted(t *testing.T, c *scriptedConsumer, handler func() bool) {
+	t.Helper()
+	client := NewClient(Config{BootstrapServers: []string{"mem:9092"}},
+		WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) { return c, nil }))
+	defer client.Close()
+	done := make(chan struct{})
+	var once sync.Once
+	w := NewWorkFactory(client).CreateWithFunc(ConsumerTopicConfig{ClientID: "t", GroupID: "t", Topic: "bench"},
+		func(context.Context, *Message) error {
+			if handler() {
+				once.Do(func() { close(done) })
+			}
+			return nil
+		}, Speedup(8))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx, nil) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("the handler never saw what it waited for")
+	}
+	cancel()
+	require.NoError(t, <-errc)
+}
+
+// TestReaderWakesProcessorsDuringALongBatch: the first message of a long batch reaches its
+// handler while the reader still reads the batch, not after its last message (batchWake).
+func TestReaderWakesProcessorsDuringALongBatch(t *testing.T) {
+	var delivered atomic.Int64
+	c := &scriptedConsumer{memConsumer: newMemConsumer(8), poll: func(_ int, next func() kafka.Event) kafka.Event {
+		// librdkafka always has another record ready, each taking 50 µs to come out: every
+		// batch is drainBatch long and takes about 13 ms.
+		for start := time.Now(); time.Since(start) < 50*time.Microsecond; {
+		}
+		delivered.Add(1)
+		return next()
+	}}
+	var first atomic.Int64 // records delivered when the first handler began
+	first.Store(-1)
+	runScripted(t, c, func() bool {
+		first.CompareAndSwap(-1, delivered.Load())
+		return true
+	})
+	t.Logf("first handler after %d records", first.Load())
+	require.Less(t, first.Load(), int64(drainBatch), "the first handler waited for its whole batch")
+}
+
+// TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll: when the queue runs dry, the reader
+// lets the processors it woke run before it polls again. A poll that waits is a cgo call that
+// keeps the reader's P; on one P a woken processor would wait for it (yieldBeforePoll).
+func TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const rounds = 20
+	var handled, polled atomic.Int64 // records handled; records delivered
+	var late atomic.Int64            // waiting polls that began before the last record's handler
+	c := &scriptedConsumer{memConsumer: newMemConsumer(1), poll: func(timeoutMs int, next func() kafka.Event) kafka.Event {
+		if timeoutMs == 0 {
+			return nil // the queue is empty: the batch ends
+		}
+		if n := polled.Load(); n > 0 && n <= rounds && handled.Load() < n {
+			late.Add(1) // a poll that waits, and the processor woken for the last record has not run
+			for handled.Load() < n {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if polled.Load() < rounds {
+			polled.Add(1)
+			return next() // one record per batch
+		}
+		time.Sleep(time.Millisecond)
+		return nil
+	}}
+	runScripted(t, c, func() bool { return handled.Add(1) == rounds })
+	// The runtime's scheduler looks at its global queue, where the yield puts the reader,
+	// before its local one once in 61 schedules, twice in a row far more rarely.
+	require.LessOrEqual(t, late.Load(), int64(1), "of %d waiting polls, %d began before the processor woken for the last record ran", rounds, late.Load())
 }

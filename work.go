@@ -166,6 +166,12 @@ const (
 	// drainBatch is how many messages the reader takes from librdkafka's queue without
 	// waiting (Poll(0)) after one that it waited for, before it does its bookkeeping again.
 	drainBatch = 256
+	// batchWake is how long, at most, the reader dispatches a batch before it wakes the
+	// processors of what it queued so far; it looks at the clock every batchWakeCheck
+	// messages. Waking once per batch costs the least CPU, but the first message of a long
+	// batch then waited for the last.
+	batchWake      = 100 * time.Microsecond
+	batchWakeCheck = 8
 	// maxPollEvery is the longest poll timeout of the reader (ReadTimeoutMillis if shorter):
 	// the reader looks at the stop signals, the breaker and the bound at least this often.
 	maxPollEvery = 100 * time.Millisecond

@@ -2,14 +2,17 @@ package main
 
 // The latency scenario, latency-sN: how long a record waits between its timestamp (set by the
 // producer when it hands the record over) and the start of the handler that processes it,
-// under a steady keyed load the consumer can carry: about half of the noop-sN rate measured
-// in the same run (a noop-sN child is run first to measure it when the run has none). Each
-// round runs two children on fresh topics at the same rate: a zkafka Work with Speedup(N) and
-// a noop handler, and the raw confluent loop (Poll, StoreMessage), which "starts its handler"
-// when Poll returns the record. Each child first produces a few records and waits until its
-// consumer has read them (it has joined the group), then produces its load, paced every
-// millisecond, for -latency-seconds, and keeps the samples of records produced from
-// latencyWarmup after that.
+// under steady keyed loads the consumer can carry: 10 %, 20 % and 40 % of the raw loop's rate
+// measured in the same run (latencyLoads; a raw child is run first to measure it when the run
+// has none). Each round runs, at each load, two children on fresh topics at the same rate: a
+// zkafka Work with Speedup(N) and a noop handler, and the raw confluent loop (Poll,
+// StoreMessage), which "starts its handler" when Poll returns the record; which of the two goes
+// first alternates from round to round. Each child first produces a few records and waits
+// until its consumer has read them (it has joined the group), then produces its load, paced
+// every millisecond, for -latency-seconds, and keeps the samples of records produced from
+// latencyWarmup after that. The generator runs in the child, so a child whose generator fell
+// behind its schedule (the machine could not carry the load) says so, and the line of that
+// load is marked.
 //
 // Percentiles are exact: every sample is kept (8 bytes each; a 5 s run at 300,000 msg/s is
 // 12 MB) and sorted once at the end. No histogram library is in the project's dependency
@@ -23,7 +26,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,13 +48,38 @@ const latencyWarmup = 500 * time.Millisecond
 // rawLatency is the child that runs the raw loop of a latency round.
 const rawLatency = "raw-latency"
 
+// latencyLoads are the loads of latency-sN, as fractions of the raw loop's rate in the run.
+var latencyLoads = []float64{0.10, 0.20, 0.40}
+
+// behindBy is how late after it was due the generator may produce a record before it counts
+// as late: records produced late come in a burst, which both consumers see. A load with 1 %
+// of its records late or more is reported as not kept.
+const behindBy = 5 * time.Millisecond
+
 // latencies is what a latency child reports besides a result's usual fields.
 type latencies struct {
-	Rate    float64 `json:"rate"` // achieved produce rate, msg/s
-	Samples int     `json:"samples"`
-	P50Ms   float64 `json:"p50_ms"`
-	P99Ms   float64 `json:"p99_ms"`
-	MaxMs   float64 `json:"max_ms"`
+	Rate     float64 `json:"rate"`      // achieved produce rate, msg/s
+	Target   float64 `json:"target"`    // the rate asked for, msg/s
+	BehindMs float64 `json:"behind_ms"` // the furthest the generator fell behind its schedule
+	LatePct  float64 `json:"late_pct"`  // records produced behindBy or more after they were due, %
+	Samples  int     `json:"samples"`
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	P999Ms   float64 `json:"p999_ms"`
+	MaxMs    float64 `json:"max_ms"`
+
+	// With -latency-split, a zkafka child's wait in two parts: from the timestamp to the
+	// reader's dispatch (PostRead, on the reader goroutine: the consumer's own wait), and from
+	// there to the handler's start (the library's hand-over).
+	Split *struct {
+		Read, Handoff latencies
+	} `json:"split,omitempty"`
+}
+
+// kept reports whether the generator kept the rate: it produced at least 99 % of the records
+// due, and less than 1 % of them behindBy or more after they were due.
+func (l latencies) kept() bool {
+	return l.Rate >= 0.99*l.Target && l.LatePct < 1
 }
 
 // sampler keeps the latencies of records produced at or after from (from is set at the first
@@ -73,13 +106,31 @@ func (s *sampler) record(ts time.Time) {
 	if i := s.n.Add(1) - 1; i < int64(len(s.samples)) {
 		s.samples[i] = int64(now.Sub(ts))
 	}
+	if trace.IsEnabled() {
+		// Each sample in the execution trace (-trace), at the handler's start: the analysis
+		// finds what else happened during the slowest ones' waits.
+		trace.Log(context.Background(), "latency", strconv.FormatInt(int64(now.Sub(ts)), 10))
+	}
+}
+
+// readAtKey is the context key of the time the reader dispatched a message (-latency-split).
+type readAtKey struct{}
+
+// recordSince keeps a sample of now - since when since is at or after from (UnixNano).
+func (s *sampler) recordSince(since, now time.Time, from int64) {
+	if since.UnixNano() < from {
+		return
+	}
+	if i := s.n.Add(1) - 1; i < int64(len(s.samples)) {
+		s.samples[i] = int64(now.Sub(since))
+	}
 }
 
 // percentiles returns the nearest-rank percentiles of the samples kept.
 func (s *sampler) percentiles() latencies {
 	vs := slices.Clone(s.samples[:min(s.n.Load(), int64(len(s.samples)))])
 	slices.Sort(vs)
-	return latencies{Samples: len(vs), P50Ms: rank(vs, 0.50), P99Ms: rank(vs, 0.99), MaxMs: rank(vs, 1)}
+	return latencies{Samples: len(vs), P50Ms: rank(vs, 0.50), P99Ms: rank(vs, 0.99), P999Ms: rank(vs, 0.999), MaxMs: rank(vs, 1)}
 }
 
 // rank is the q-quantile of sorted vs (nearest rank) in milliseconds; NaN without samples.
@@ -91,15 +142,16 @@ func rank(vs []int64, q float64) float64 {
 	return float64(vs[i]) / 1e6
 }
 
-// pace produces keyed records to topic at rate msg/s for d, each Millisecond what is due, and
-// returns how many it produced.
-func pace(addr, topic string, o options, rate float64, d time.Duration) (int, error) {
+// pace produces keyed records to topic at rate msg/s for d, each Millisecond what is due. It
+// returns how many it produced, the furthest it fell behind its schedule (how long after it
+// was due a record was handed to the producer) and how many it produced behindBy or more late.
+func pace(addr, topic string, o options, rate float64, d time.Duration) (n int, behind time.Duration, late int, err error) {
 	p, err := kafka.NewProducer(&kafka.ConfigMap{
 		"bootstrap.servers": addr, "broker.address.family": "v4", "linger.ms": 0,
 		"go.delivery.reports": false, "enable.metrics.push": false, "queue.buffering.max.kbytes": 1 << 20,
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
 	defer p.Close()
 	value := make([]byte, o.size)
@@ -110,46 +162,68 @@ func pace(addr, topic string, o options, rate float64, d time.Duration) (int, er
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	n := 0
 	for now := start; now.Sub(start) < d; now = <-tick.C {
-		for due := int(rate * now.Sub(start).Seconds()); n < due; n++ {
+		due := int(rate * now.Sub(start).Seconds())
+		if n < due {
+			// Record i was due at start + i/rate.
+			behind = max(behind, now.Sub(start.Add(time.Duration(float64(n)/rate*float64(time.Second)))))
+			late += max(0, min(due, int(rate*(now.Sub(start)-behindBy).Seconds()))-n)
+		}
+		for ; n < due; n++ {
 			m := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: keys[n%o.keys], Value: value}
 			for err := p.Produce(m, nil); err != nil; err = p.Produce(m, nil) {
 				var kerr kafka.Error
 				if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-					return n, fmt.Errorf("producing: %w", err)
+					return n, behind, late, fmt.Errorf("producing: %w", err)
 				}
 				p.Flush(1)
 			}
 		}
 	}
 	if left := p.Flush(30000); left > 0 {
-		return n, fmt.Errorf("producing: %d records not delivered", left)
+		return n, behind, late, fmt.Errorf("producing: %d records not delivered", left)
 	}
-	return n, nil
+	return n, behind, late, nil
 }
 
 // runLatencyChild runs one side of a latency round: the consumer (a Work with Speedup
 // speedup, or the raw loop when speedup is 0), the paced producer, then the percentiles.
 func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig, speedup int) result {
 	s := newSampler(int(o.rate*o.latencySecs*1.2) + 1000)
+	var read, handoff *sampler // -latency-split
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	consumed := make(chan error, 1)
 	if speedup == 0 {
 		go func() { consumed <- rawConsume(ctx, conf, tc, s) }()
 	} else {
-		w := zkafka.NewWorkFactory(zkafka.NewClient(conf)).CreateWithFunc(tc, func(_ context.Context, m *zkafka.Message) error {
+		opts := []zkafka.WorkOption{zkafka.Speedup(uint16(speedup))}
+		if o.latencySplit {
+			read, handoff = newSampler(cap(s.samples)), newSampler(cap(s.samples))
+			opts = append(opts, zkafka.WithLifecycleHooks(zkafka.LifecycleHooks{
+				PostRead: func(ctx context.Context, meta zkafka.LifecyclePostReadMeta) (context.Context, error) {
+					now := time.Now()
+					read.recordSince(meta.Message.TimeStamp, now, s.from.Load())
+					return context.WithValue(ctx, readAtKey{}, now), nil
+				},
+			}))
+		}
+		w := zkafka.NewWorkFactory(zkafka.NewClient(conf)).CreateWithFunc(tc, func(ctx context.Context, m *zkafka.Message) error {
+			if handoff != nil {
+				if at, ok := ctx.Value(readAtKey{}).(time.Time); ok && m.TimeStamp.UnixNano() >= s.from.Load() {
+					handoff.recordSince(at, time.Now(), 0)
+				}
+			}
 			s.record(m.TimeStamp)
 			return nil
-		}, zkafka.Speedup(uint16(speedup)))
+		}, opts...)
 		go func() { consumed <- w.Run(ctx, nil) }()
 	}
 	// A few records first, until the consumer has joined and reads: on a busy machine the
 	// join can take longer than the whole paced run, whose records would all predate the
 	// warm-up. The warm-up starts when the primer has been read.
 	deadline := time.Now().Add(o.timeout)
-	primed, err := pace(o.bootstrap, o.topic, o, 1000, 5*time.Millisecond)
+	primed, _, _, err := pace(o.bootstrap, o.topic, o, 1000, 5*time.Millisecond)
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
 	}
@@ -157,7 +231,11 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 		return res
 	}
 	s.from.Store(time.Now().Add(latencyWarmup).UnixNano())
-	n, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	stopTrace := startTrace(o)
+	stopProfile := startProfile(o)
+	n, behind, late, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	stopProfile()
+	stopTrace()
 	if err != nil {
 		return result{Scenario: o.child, Err: err.Error()}
 	}
@@ -171,8 +249,58 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 		return result{Scenario: o.child, Err: fmt.Sprintf("the consumer stopped with an error: %v", err)}
 	}
 	lat := s.percentiles()
-	lat.Rate = float64(n) / o.latencySecs
+	lat.Rate, lat.Target, lat.BehindMs = float64(n)/o.latencySecs, o.rate, float64(behind)/1e6
+	if n > 0 {
+		lat.LatePct = 100 * float64(late) / float64(n)
+	}
+	if read != nil {
+		lat.Split = &struct{ Read, Handoff latencies }{read.percentiles(), handoff.percentiles()}
+	}
 	return result{Scenario: o.child, Msgs: n, Latency: &lat}
+}
+
+// startProfile starts a CPU profile of the paced window when -cpuprofile names a directory:
+// DIR/CHILD-RATE.pprof. It returns what stops it.
+func startProfile(o options) (stop func()) {
+	if o.profile == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(o.profile, o.child+"-"+strconv.Itoa(int(o.rate))+".pprof"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench: cpuprofile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench: cpuprofile:", err)
+		_ = f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// startTrace starts an execution trace (runtime/trace) of the paced window when -trace names
+// a directory: DIR/CHILD-RATE.trace, for go tool trace. It returns what stops it.
+func startTrace(o options) (stop func()) {
+	if o.trace == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(o.trace, o.child+"-"+strconv.Itoa(int(o.rate))+".trace"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench: trace:", err)
+		return func() {}
+	}
+	if err := trace.Start(f); err != nil {
+		fmt.Fprintln(os.Stderr, "zkafka-bench: trace:", err)
+		_ = f.Close()
+		return func() {}
+	}
+	return func() {
+		trace.Stop()
+		_ = f.Close()
+	}
 }
 
 // awaitSeen waits until the consumer has seen n records. It returns the failed result when the
@@ -230,79 +358,134 @@ type latencyRuns struct {
 	o                options
 	exe, addr, topic string
 	out              io.Writer
-	zk, raw          map[string][]result // per scenario, the rounds that succeeded
-	noop             map[int]float64     // the last noop-sN rate measured in this run, by N
+	zk, raw          map[latencyKey][]result // per scenario and load, the rounds that succeeded
+	rawRate          float64                 // the first raw rate measured in this run
 }
 
-// round runs one round of latency-sN: both children at the same rate, each on a fresh topic.
+// latencyKey names one load of one latency scenario.
+type latencyKey struct {
+	name string
+	load float64 // a fraction of the raw rate; 0 with -latency-rate
+}
+
+// loads are the loads of a latency scenario: latencyLoads, or only -latency-rate.
+func (l *latencyRuns) loads() []float64 {
+	if l.o.latencyRate > 0 {
+		return []float64{0}
+	}
+	return latencyLoads
+}
+
+// round runs one round of latency-sN: at each load, both children at the same rate, each on
+// a fresh topic; the raw loop first in even rounds.
 func (l *latencyRuns) round(name string, speedup, round int) {
-	rate := l.rate(speedup)
-	if rate <= 0 {
-		fmt.Fprintf(l.out, "# round %d %s: error: no noop-s%d rate to pace by\n", round, name, speedup)
-		return
-	}
-	run := func(child string) (result, bool) {
-		t := fmt.Sprintf("%s-%s-r%d", l.topic, strings.ReplaceAll(child, "-", ""), round)
-		res := result{Scenario: child}
-		if err := createTopic(l.addr, t, l.o.partitions); err != nil {
-			res.Err = err.Error()
-		} else {
-			lo := l.o
-			lo.rate = rate
-			res = runChildProcess(l.exe, lo, child, l.addr, t, t, 0)
+	for _, load := range l.loads() {
+		rate := l.rate(load)
+		if rate <= 0 {
+			fmt.Fprintf(l.out, "# round %d %s: error: no raw rate to pace by\n", round, name)
+			return
 		}
-		if res.Err == "" && res.Latency == nil {
-			res.Err = "no latencies reported"
+		run := func(child string) (result, bool) {
+			t := fmt.Sprintf("%s-%s-l%.0f-r%d", l.topic, strings.ReplaceAll(child, "-", ""), load*1000, round)
+			res := result{Scenario: child}
+			if err := createTopic(l.addr, t, l.o.partitions); err != nil {
+				res.Err = err.Error()
+			} else {
+				lo := l.o
+				lo.rate = rate
+				res = runChildProcess(l.exe, lo, child, l.addr, t, t, 0)
+			}
+			if res.Err == "" && res.Latency == nil {
+				res.Err = "no latencies reported"
+			}
+			if res.Err != "" {
+				fmt.Fprintf(l.out, "# round %d %s at %s (%s): error: %s\n", round, name, loadName(load), child, res.Err)
+				return res, false
+			}
+			lat := res.Latency
+			note := ""
+			if !lat.kept() {
+				note = fmt.Sprintf("; the generator did not keep the rate (%.0f of %.0f msg/s, %.1f %% of the records %v late or more, %.1f ms at worst)",
+					lat.Rate, lat.Target, lat.LatePct, behindBy, lat.BehindMs)
+			}
+			if sp := lat.Split; sp != nil {
+				note += fmt.Sprintf("; split: to dispatch p50 %.2f p99 %.2f p99.9 %.2f ms, dispatch to handler p50 %.3f p99 %.3f p99.9 %.3f max %.2f ms",
+					sp.Read.P50Ms, sp.Read.P99Ms, sp.Read.P999Ms, sp.Handoff.P50Ms, sp.Handoff.P99Ms, sp.Handoff.P999Ms, sp.Handoff.MaxMs)
+			}
+			fmt.Fprintf(l.out, "# round %d %s at %s (%s): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms over %d samples at %.0f msg/s%s\n",
+				round, name, loadName(load), child, lat.P50Ms, lat.P99Ms, lat.P999Ms, lat.MaxMs, lat.Samples, lat.Rate, note)
+			return res, true
 		}
-		if res.Err != "" {
-			fmt.Fprintf(l.out, "# round %d %s (%s): error: %s\n", round, name, child, res.Err)
-			return res, false
+		first, second := name, rawLatency
+		if round%2 == 0 {
+			first, second = second, first
 		}
-		fmt.Fprintf(l.out, "# round %d %s (%s): p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d samples at %.0f msg/s\n",
-			round, name, child, res.Latency.P50Ms, res.Latency.P99Ms, res.Latency.MaxMs, res.Latency.Samples, res.Latency.Rate)
-		return res, true
-	}
-	zk, ok := run(name)
-	raw, rawOK := run(rawLatency)
-	if ok && rawOK {
-		l.zk[name] = append(l.zk[name], zk)
-		l.raw[name] = append(l.raw[name], raw)
+		a, aOK := run(first)
+		b, bOK := run(second)
+		if !aOK || !bOK {
+			continue
+		}
+		zk, raw := a, b
+		if first == rawLatency {
+			zk, raw = b, a
+		}
+		k := latencyKey{name, load}
+		l.zk[k] = append(l.zk[k], zk)
+		l.raw[k] = append(l.raw[k], raw)
 	}
 }
 
-// rate is the load of latency-sN: -latency-rate, or half the noop-sN rate of this run,
-// measured now by a noop-sN child when the run has none.
-func (l *latencyRuns) rate(speedup int) float64 {
+// loadName names a load: "10%" of the raw rate, or "fixed" for -latency-rate.
+func loadName(load float64) string {
+	if load == 0 {
+		return "fixed"
+	}
+	return fmt.Sprintf("%.0f%%", load*100)
+}
+
+// rate is the rate of a load: -latency-rate, or that fraction of the first raw rate of this
+// run (one load for every round, so that the medians are over the same load), measured now by
+// a raw child when the run has none yet.
+func (l *latencyRuns) rate(load float64) float64 {
 	if l.o.latencyRate > 0 {
 		return l.o.latencyRate
 	}
-	if r, ok := l.noop[speedup]; ok {
-		return r / 2
+	if l.rawRate <= 0 {
+		res := runChildProcess(l.exe, l.o, "raw", l.addr, l.topic, l.topic+"-raw-calibration", l.o.count)
+		if res.Err != "" || res.Seconds <= 0 {
+			fmt.Fprintf(l.out, "# calibration raw: error: %s\n", res.Err)
+			return 0
+		}
+		l.rawRate = float64(res.Msgs) / res.Seconds
+		fmt.Fprintf(l.out, "# calibration raw: %.0f msg/s\n", l.rawRate)
 	}
-	name := fmt.Sprintf("noop-s%d", speedup)
-	res := runChildProcess(l.exe, l.o, name, l.addr, l.topic, fmt.Sprintf("%s-%s-calibration", l.topic, name), l.o.count)
-	if res.Err != "" || res.Seconds <= 0 {
-		fmt.Fprintf(l.out, "# calibration %s: error: %s\n", name, res.Err)
-		return 0
-	}
-	l.noop[speedup] = float64(res.Msgs) / res.Seconds
-	fmt.Fprintf(l.out, "# calibration %s: %.0f msg/s\n", name, l.noop[speedup])
-	return l.noop[speedup] / 2
+	return load * l.rawRate
 }
 
-// latencyLine is the line of latency-sN: the medians over rounds of each side's p50 and p99.
-func latencyLine(name string, zk, raw []result) (line, summary string, err error) {
-	if len(zk) == 0 || len(raw) == 0 {
-		return "", "", errors.New("no successful round")
+// latencyLines are the lines of latency-sN, one per load: the medians over rounds of each
+// side's p50, p99 and p99.9, and whether the generator kept the rate in every round.
+func (l *latencyRuns) latencyLines(name string) (lines, summary []string) {
+	for _, load := range l.loads() {
+		k := latencyKey{name, load}
+		zk, raw := l.zk[k], l.raw[k]
+		if len(zk) == 0 || len(raw) == 0 {
+			lines = append(lines, fmt.Sprintf("scenario=%s load=%s error=no_successful_round", name, loadName(load)))
+			continue
+		}
+		med := func(rs []result, f func(latencies) float64) float64 {
+			return median(rs, func(r result) float64 { return f(*r.Latency) })
+		}
+		p50 := func(l latencies) float64 { return l.P50Ms }
+		p99 := func(l latencies) float64 { return l.P99Ms }
+		p999 := func(l latencies) float64 { return l.P999Ms }
+		kept := true
+		for _, r := range slices.Concat(zk, raw) {
+			kept = kept && r.Latency.kept()
+		}
+		rate := med(zk, func(l latencies) float64 { return l.Rate })
+		lines = append(lines, fmt.Sprintf("scenario=%s load=%s rate_msgs_per_s=%.0f zkafka_p50_ms=%.2f zkafka_p99_ms=%.2f zkafka_p999_ms=%.2f raw_p50_ms=%.2f raw_p99_ms=%.2f raw_p999_ms=%.2f samples=%d rate_kept=%t",
+			name, loadName(load), rate, med(zk, p50), med(zk, p99), med(zk, p999), med(raw, p50), med(raw, p99), med(raw, p999), zk[0].Latency.Samples, kept))
+		summary = append(summary, fmt.Sprintf("%s@%s=p50 %.1fms p99 %.1fms (raw %.1f/%.1f) at %.0f msg/s", name, loadName(load), med(zk, p50), med(zk, p99), med(raw, p50), med(raw, p99), rate))
 	}
-	med := func(rs []result, f func(latencies) float64) float64 {
-		return median(rs, func(r result) float64 { return f(*r.Latency) })
-	}
-	p50 := func(l latencies) float64 { return l.P50Ms }
-	p99 := func(l latencies) float64 { return l.P99Ms }
-	rate := med(zk, func(l latencies) float64 { return l.Rate })
-	line = fmt.Sprintf("scenario=%s rate_msgs_per_s=%.0f zkafka_p50_ms=%.2f zkafka_p99_ms=%.2f raw_p50_ms=%.2f raw_p99_ms=%.2f samples=%d",
-		name, rate, med(zk, p50), med(zk, p99), med(raw, p50), med(raw, p99), zk[0].Latency.Samples)
-	summary = fmt.Sprintf("%s=p50 %.1fms p99 %.1fms (raw %.1f/%.1f) at %.0f msg/s", name, med(zk, p50), med(zk, p99), med(raw, p50), med(raw, p99), rate)
-	return line, summary, nil
+	return lines, summary
 }

@@ -29,9 +29,9 @@
 //	               message (bulkPerCall, bulkPerMsg), as a single-message processor, Speedup(N)
 //	bulk-batch-sN  the same handler as a batch processor (the default BatchPolicy), Speedup(N):
 //	               reported against bulk-sN of the same round (ratio_vs_bulk)
-//	latency-sN     p50 and p99 of the wait from a record's timestamp to its handler's start, at
-//	               a steady keyed load of half the noop-sN rate, for a zkafka Work with
-//	               Speedup(N) and for the raw loop side by side (latency.go)
+//	latency-sN     p50, p99 and p99.9 of the wait from a record's timestamp to its handler's
+//	               start, at steady keyed loads of 10, 20 and 40 % of the raw loop's rate, for
+//	               a zkafka Work with Speedup(N) and for the raw loop side by side (latency.go)
 //
 // The deadletter, retry, metrics and batch-noop scenarios are reported against the noop
 // scenario of the same Speedup in the same round (ratio_vs_noop).
@@ -96,12 +96,15 @@ type options struct {
 	group     string
 	sleepDur  time.Duration
 	profile   string
+	trace     string
 	props     string
+	stderr    bool // copy the children's stderr to the parent's
 	inFlight  int
 
-	latencySecs float64 // how long each latency child produces
-	latencyRate float64 // the latency scenarios' rate; 0: half the noop rate
-	rate        float64 // child mode: the rate a latency child produces at
+	latencySecs  float64 // how long each latency child produces
+	latencyRate  float64 // the latency scenarios' rate; 0: latencyLoads of the raw rate
+	latencySplit bool    // the latency scenarios: split zkafka's wait at the dispatch
+	rate         float64 // child mode: the rate a latency child produces at
 }
 
 // result is what a child reports to the parent, as one JSON line on stdout.
@@ -148,7 +151,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.inFlight, "max-in-flight", 0, "zkafka.MaxInFlight for the zkafka scenarios (0: the library default)")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to DIR/SCENARIO.pprof")
 	fs.Float64Var(&o.latencySecs, "latency-seconds", 5, "how long each side of a latency scenario produces its load")
-	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "the latency scenarios' load in msg/s (0: half the rate of noop-sN of the same Speedup, measured in this run)")
+	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "the latency scenarios' one load in msg/s (0: 10, 20 and 40 % of the raw rate measured in this run)")
+	fs.BoolVar(&o.latencySplit, "latency-split", false, "latency scenarios: also split zkafka's wait at the reader's dispatch (a PostRead hook, which costs an allocation per message)")
+	fs.BoolVar(&o.stderr, "child-stderr", false, "copy each child's stderr to stderr (with GODEBUG=gctrace=1 or schedtrace=1000, the runtime's figures per scenario)")
+	fs.StringVar(&o.trace, "trace", "", "write an execution trace (runtime/trace) of each latency child's paced window to DIR/CHILD-RATE.trace")
 	fs.Float64Var(&o.rate, "rate", 0, "internal: the load a latency child produces")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -253,7 +259,7 @@ func runParent(o options, out io.Writer) error {
 	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
 	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
 	bulkRatios := map[string][]float64{} // per round: bulk-batch's rate / bulk's of the same Speedup
-	lat := latencyRuns{o: o, exe: exe, addr: addr, topic: topic, out: out, zk: map[string][]result{}, raw: map[string][]result{}, noop: map[int]float64{}}
+	lat := latencyRuns{o: o, exe: exe, addr: addr, topic: topic, out: out, zk: map[latencyKey][]result{}, raw: map[latencyKey][]result{}}
 	for round := 1; round <= o.rounds; round++ {
 		rawRate := 0.0
 		noopRate := map[int]float64{}
@@ -291,7 +297,6 @@ func runParent(o options, out io.Writer) error {
 			rate := float64(res.Msgs) / res.Seconds
 			if kind == "noop" {
 				noopRate[speedup] = rate
-				lat.noop[speedup] = rate
 			}
 			if r := noopRate[speedup]; vsNoop(kind) && r > 0 {
 				noopRatios[name] = append(noopRatios[name], rate/r)
@@ -307,6 +312,9 @@ func runParent(o options, out io.Writer) error {
 			switch {
 			case kind == "raw":
 				rawRate = rate
+				if lat.rawRate == 0 {
+					lat.rawRate = rate // the latency loads stay the same for the whole run
+				}
 			case isSleep(kind):
 				ratios[name] = append(ratios[name], rate/(float64(speedup)*float64(time.Second)/float64(sleepDur)))
 			case rawRate > 0:
@@ -334,12 +342,11 @@ func runParent(o options, out io.Writer) error {
 	for _, name := range names {
 		kind, _, _ := scenario(name)
 		if kind == "latency" {
-			if line, item, err := latencyLine(name, lat.zk[name], lat.raw[name]); err != nil {
-				fmt.Fprintf(out, "scenario=%s error=no_successful_round\n", name)
-			} else {
+			lines, items := lat.latencyLines(name)
+			for _, line := range lines {
 				fmt.Fprintln(out, line)
-				summary = append(summary, item)
 			}
+			summary = append(summary, items...)
 			continue
 		}
 		m, ok := meds[name]
@@ -445,11 +452,15 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-child", name, "-bootstrap", addr, "-topic", topic, "-group", group,
-		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight),
-		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-timeout", o.timeout.String())
+		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-trace", o.trace, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight),
+		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-latency-split="+strconv.FormatBool(o.latencySplit), "-timeout", o.timeout.String())
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if o.stderr {
+		fmt.Fprintf(os.Stderr, "# child %s (%s)\n", name, group)
+		cmd.Stderr = io.MultiWriter(&errb, os.Stderr)
+	}
 	if err := cmd.Run(); err != nil {
 		return result{Scenario: name, Err: fmt.Sprintf("%v: %s", err, lastLine(errb.String()))}
 	}

@@ -120,14 +120,22 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 			for _, m := range field.FindAllStringSubmatch(line, -1) {
 				kv[m[1]] = m[2]
 			}
-			lines[kv["scenario"]] = kv
+			name := kv["scenario"]
+			if load, ok := kv["load"]; ok {
+				name += "@" + load
+			}
+			lines[name] = kv
 		case strings.HasPrefix(line, "summary: "):
 			summary = line
 		}
 	}
-	require.Len(t, lines, 12, out.String())
-	latency := lines["latency-s8"]
-	delete(lines, "latency-s8")
+	require.Len(t, lines, 14, out.String())
+	loads := []string{"latency-s8@10%", "latency-s8@20%", "latency-s8@40%"}
+	latency := map[string]map[string]string{}
+	for _, l := range loads {
+		latency[l] = lines[l]
+		delete(lines, l)
+	}
 	positive := func(name, key string) float64 {
 		v, err := strconv.ParseFloat(lines[name][key], 64)
 		require.NoError(t, err, "%s %s in %v\n%s", name, key, lines[name], out.String())
@@ -153,13 +161,22 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	positive("batch-noop-s8", "ratio_vs_noop")
 	positive("bulk-batch-s8", "ratio_vs_bulk")
 	require.NotContains(t, lines["bulk-s8"], "ratio_vs_raw")
-	lines["latency-s8"] = latency
-	for _, k := range []string{"rate_msgs_per_s", "zkafka_p50_ms", "zkafka_p99_ms", "raw_p50_ms", "raw_p99_ms", "samples"} {
-		positive("latency-s8", k)
+	rates := []float64{}
+	for _, l := range loads {
+		lines[l] = latency[l]
+		for _, k := range []string{"rate_msgs_per_s", "zkafka_p50_ms", "zkafka_p99_ms", "zkafka_p999_ms", "raw_p50_ms", "raw_p99_ms", "raw_p999_ms", "samples"} {
+			positive(l, k)
+		}
+		require.LessOrEqual(t, positive(l, "zkafka_p50_ms"), positive(l, "zkafka_p99_ms"))
+		require.LessOrEqual(t, positive(l, "zkafka_p99_ms"), positive(l, "zkafka_p999_ms"))
+		require.LessOrEqual(t, positive(l, "raw_p50_ms"), positive(l, "raw_p99_ms"))
+		require.Contains(t, []string{"true", "false"}, lines[l]["rate_kept"])
+		rates = append(rates, positive(l, "rate_msgs_per_s"))
 	}
-	require.LessOrEqual(t, positive("latency-s8", "zkafka_p50_ms"), positive("latency-s8", "zkafka_p99_ms"))
-	require.LessOrEqual(t, positive("latency-s8", "raw_p50_ms"), positive("latency-s8", "raw_p99_ms"))
-	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw batch-noop-s8=[\d.]+×noop metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal bulk-batch-s8=[\d.]+×bulk latency-s8=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s \(medians of 1 rounds`, summary)
+	// The loads are 10, 20 and 40 % of the raw rate of the run.
+	require.Less(t, rates[0], rates[1])
+	require.Less(t, rates[1], rates[2])
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw batch-noop-s8=[\d.]+×noop metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal bulk-batch-s8=[\d.]+×bulk latency-s8@10%=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s latency-s8@20%=.* latency-s8@40%=.* \(medians of 1 rounds`, summary)
 }
 
 // TestSamplerPercentiles: samples of records produced before the warm-up ends are dropped;
@@ -177,6 +194,7 @@ func TestSamplerPercentiles(t *testing.T) {
 	require.Equal(t, 100, p.Samples)
 	require.Equal(t, 50.0, p.P50Ms)
 	require.Equal(t, 99.0, p.P99Ms)
+	require.Equal(t, 100.0, p.P999Ms)
 	require.Equal(t, 100.0, p.MaxMs)
 	require.Equal(t, int64(1), s.seen.Load())
 	require.True(t, math.IsNaN(rank(nil, 0.5)))
