@@ -20,6 +20,8 @@ import (
 type Report struct {
 	// Seed is the seed the run used.
 	Seed int64
+	// Protocol is the rebalance protocol the run used.
+	Protocol Protocol
 	// Produced is the number of records in the topic at the end (its end offsets summed).
 	Produced int
 	// Processed is the number of distinct offsets a processor returned nil for.
@@ -62,7 +64,7 @@ type Report struct {
 // String formats the report for a test log.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos report (seed %d, %s):\n", r.Seed, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "chaos report (protocol %s, seed %d, %s):\n", r.Protocol, r.Seed, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "  produced %d, processed %d (%d processings, %d duplicates = %.2f%%), failures %d, dead-lettered %d (%d dead letter records)\n",
 		r.Produced, r.Processed, r.Processings, r.Duplicates, 100*float64(r.Duplicates)/math.Max(1, float64(r.Produced)), r.Failures, r.DeadLettered, r.DeadLetterRecords)
 	fmt.Fprintf(&b, "  duplicates by cause: %s; overlaps of one key's handlers: %d\n", causeCounts(r.DuplicatesByCause), r.Overlaps)
@@ -132,7 +134,7 @@ const maxShown = 10
 // check gathers every record and verifies the invariants.
 func (h *harness) check(faults map[Fault]int) Report {
 	t := h.t
-	rep := Report{Seed: h.cfg.Seed, Faults: faults, Restarts: map[Fault]int{}}
+	rep := Report{Seed: h.cfg.Seed, Protocol: h.cfg.Protocol, Faults: faults, Restarts: map[Fault]int{}}
 	events := h.rec.snapshot()
 	h.mu.Lock()
 	files := slices.Clone(h.files)
