@@ -49,6 +49,7 @@ type offsetStore struct {
 	groupID   string                         // immutable
 	every     time.Duration                  // immutable: commitEvery, or AutoCommitIntervalMs when set
 	counts    atomic.Pointer[commitCounters] // atomic: set by KReader.countInto
+	fence     *fence                         // immutable; its own guards: the membership in doubt (fence.go)
 
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // atomic: when flush last committed (UnixNano)
@@ -62,7 +63,8 @@ type offsetStore struct {
 }
 
 func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
-	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes}
+	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes,
+		fence: newFence(logger, groupID)}
 	o.committer, _ = consumer.(offsetCommitter)
 	o.counts.Store(new(commitCounters))
 	return o
@@ -204,7 +206,11 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	var tps []kafka.TopicPartition
 	var trks []*commit.Partition
 	var sent []commit.Commit
+	probe, _, _ := o.fence.state() // fenced: commit what did not change too, to hear the broker's answer
 	for _, t := range o.tracker.Partitions(byKey(keep)) {
+		if probe {
+			t.Touch()
+		}
 		c, ok := t.Snapshot(released, o.limit)
 		if !ok {
 			continue
@@ -212,7 +218,7 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		if c.Truncated {
 			o.truncated(t)
 		}
-		if t.Unchanged(c) {
+		if t.Unchanged(c) && !probe {
 			continue
 		}
 		topic, partition := t.TopicPartition()
@@ -241,9 +247,13 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	if err == nil && (partErr == nil || tooLarge) {
 		o.counts.Load().commits.Add(1)
+		o.fence.lift("a commit")
 		return tooLarge, nil
 	}
 	err = cmp.Or(err, partErr) // a partition not committed fails the commit: tried again
+	if doubtfulCommitError(err) {
+		o.fence.raise(err)
+	}
 	if benignCommitError(err) {
 		return tooLarge, nil
 	}

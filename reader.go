@@ -334,8 +334,14 @@ func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 		}
 		return nil, false, err
 	case kafka.OffsetsCommitted:
-		if e.Error == nil {
+		switch {
+		case e.Error == nil:
 			r.offsets.committed(e.Offsets)
+			if len(e.Offsets) > 0 {
+				r.offsets.fence.lift("a commit")
+			}
+		case doubtfulCommitError(e.Error):
+			r.offsets.fence.raise(e.Error) // librdkafka's own commits (v2's way)
 		}
 	}
 	return nil, false, nil

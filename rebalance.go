@@ -76,6 +76,7 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 	case kafka.RevokedPartitions:
 		r.revoke(e.Partitions, cooperative)
 	}
+	r.offsets.fence.lift("a rebalance") // the group answered: what is assigned now is ours (fence.go)
 	return nil
 }
 

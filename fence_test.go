@@ -1,0 +1,92 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestG19NoHandlerStartsWhileTheMembershipIsInDoubt: the broker refuses the member's commits
+// with REBALANCE_IN_PROGRESS (the group may be finishing a rebalance without it). From the
+// first refusal no handler starts, though messages arrive and the reader polls on; Status
+// says the Work is fenced and why. Once a commit is accepted again the fence lifts and the
+// held messages run, in order.
+func TestG19NoHandlerStartsWhileTheMembershipIsInDoubt(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		AutoCommitIntervalMs: intp(100)}
+	var starts atomic.Int64
+	done := make(chan int64, 16)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		starts.Add(1)
+		done <- m.Offset
+		return nil
+	})
+	r := startWork(t, w)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+
+	refuse := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.RebalanceInProgress, Count: -1})
+	t.Cleanup(refuse.Remove)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done) // its commit is the first refused
+	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
+	st := w.Status()
+	require.Contains(t, strings.ToLower(st.FencedBecause), "rebalance", "Status says why")
+	require.False(t, st.FencedSince.IsZero())
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("2")}, {Key: []byte("b"), Value: []byte("3")}, {Key: []byte("a"), Value: []byte("4")}})
+	select {
+	case o := <-done:
+		t.Fatalf("offset %d started while the membership was in doubt", o)
+	case <-time.After(2 * time.Second): // 20 commit intervals: probes refused
+	}
+	require.Equal(t, int64(2), starts.Load(), "exactly the two messages before the refusal ran")
+	require.True(t, w.Status().Fenced)
+	require.Equal(t, int64(1), committedOf(e.cluster, group, topic, 0))
+
+	refuse.Remove()
+	for want := int64(2); want <= 4; want++ {
+		select {
+		case o := <-done:
+			require.Equal(t, want, o)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("offset %d did not run within 10 s of the broker accepting commits again", want)
+		}
+	}
+	require.False(t, w.Status().Fenced)
+	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(5), committedOf(e.cluster, group, topic, 0))
+	require.Equal(t, int64(5), starts.Load())
+}
+
+func TestDoubtfulCommitError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{kafka.NewError(kafka.ErrRebalanceInProgress, "x", false), true},
+		{kafka.NewError(kafka.ErrIllegalGeneration, "x", false), true},
+		{kafka.NewError(kafka.ErrUnknownMemberID, "x", false), true},
+		{kafka.NewError(kafka.ErrFencedMemberEpoch, "x", false), true},
+		{kafka.NewError(kafka.ErrStaleMemberEpoch, "x", false), true},
+		{kafka.NewError(kafka.ErrNotCoordinator, "x", false), false},
+		{kafka.NewError(kafka.ErrRequestTimedOut, "x", false), false},
+		{errors.New("other"), false},
+		{nil, false},
+	} {
+		require.Equal(t, tc.want, doubtfulCommitError(tc.err), "%v", tc.err)
+	}
+}
