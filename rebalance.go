@@ -77,6 +77,9 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 		r.revoke(e.Partitions, cooperative)
 	}
 	r.offsets.fence.lift("a rebalance") // the group answered: what is assigned now is ours (fence.go)
+	// Commit at the next flush, not a commitEvery later: commits refused while the group
+	// rebalanced left finished work uncommitted, which a crash now would have run again.
+	r.offsets.lastCommit.Store(0)
 	return nil
 }
 
