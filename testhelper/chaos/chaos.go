@@ -50,9 +50,11 @@ type harness struct {
 
 // commit is one OffsetCommit request for a partition of the topic, as the broker received it.
 type commit struct {
-	at        int64
-	partition int32
-	offset    int64
+	at         int64
+	partition  int32
+	offset     int64
+	member     string // the committing member's id (kfake's starts with the worker run's ClientID)
+	generation int32  // its generation, or member epoch under the consumer protocol
 }
 
 // command asks a slot to stop its worker and start it again.
@@ -202,7 +204,7 @@ func (h *harness) observe() {
 				continue
 			}
 			for _, p := range tp.Partitions {
-				h.commits = append(h.commits, commit{at: now, partition: p.Partition, offset: p.Offset})
+				h.commits = append(h.commits, commit{at: now, partition: p.Partition, offset: p.Offset, member: req.MemberID, generation: req.Generation})
 			}
 		}
 		return false

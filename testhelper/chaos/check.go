@@ -408,7 +408,7 @@ func (h *harness) dump(path string, events []event, commits []commit, rebalances
 		fmt.Fprintf(&b, "%c run=%s p=%d o=%d at=%s key=%q\n", e.kind, e.run, e.partition, e.offset, time.Duration(e.at-base), e.key)
 	}
 	for _, c := range commits {
-		fmt.Fprintf(&b, "C p=%d o=%d at=%s\n", c.partition, c.offset, time.Duration(c.at-base))
+		fmt.Fprintf(&b, "C p=%d o=%d at=%s member=%s gen=%d\n", c.partition, c.offset, time.Duration(c.at-base), c.member, c.generation)
 	}
 	for _, r := range rebalances {
 		fmt.Fprintf(&b, "J at=%s\n", time.Duration(r-base))
