@@ -13,6 +13,15 @@ package zkafka
 // its session timeout counts from its last answered heartbeat, and its "assignment lost"
 // revoke only once it heard it is out.
 //
+// Raised too when the group has not answered for doubtAfter (membershipDoubtAfter: half the
+// session timeout): no commit accepted and no rebalance callback, while the coordinator
+// leaves requests unanswered (a commit held for seconds, heartbeats with it). The broker
+// expires a member a session timeout after its last heartbeat; librdkafka notices only a
+// session timeout after its last answer, and in the chaos harness a member kept running
+// handlers for partitions the group had given to another member for six seconds, its
+// periodic commit hanging all that time. While the last answer is older than half of
+// doubtAfter, the periodic commit probes, so a member that is merely idle stays confirmed.
+//
 // Lifted by the group's answer: a rebalance callback (assign or revoke: what is assigned after
 // it is what the group gave), or a commit the broker accepted (the member and its generation
 // or epoch are current, so every partition it still holds is its own: under the classic
@@ -32,6 +41,7 @@ package zkafka
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,11 +62,73 @@ type fence struct {
 	cause  string        // guarded by mu: why
 	lifted chan struct{} // guarded by mu: closed when it is lifted; nil while down
 
+	// doubtAfter is how long the membership counts as confirmed after the group's last
+	// answer (0: for ever). Immutable.
+	doubtAfter time.Duration
+	// answered is when the group last answered (UnixNano; 0: not yet). Atomic.
+	answered atomic.Int64
 	episodes atomic.Int64 // atomic: how many times it was raised
 }
 
-func newFence(logger Logger, groupID string) *fence {
-	return &fence{logger: logger, groupID: groupID}
+func newFence(logger Logger, groupID string, doubtAfter time.Duration) *fence {
+	return &fence{logger: logger, groupID: groupID, doubtAfter: doubtAfter}
+}
+
+// membershipDoubtAfter is the fence's doubtAfter for tc: half the session timeout under the
+// classic protocol (AdditionalProps["session.timeout.ms"] if set); under the consumer
+// protocol, whose session timeout is the broker's and unknown here, half the max poll
+// interval (the rebalance timeout within which a member must let revoked partitions go), at
+// most half the broker's default session timeout of 45 s.
+func membershipDoubtAfter(tc ConsumerTopicConfig) time.Duration {
+	if tc.consumerProtocol() {
+		return min(tc.maxPollInterval(), 45*time.Second) / 2
+	}
+	session := tc.sessionTimeout()
+	if ms, ok := intValue(tc.AdditionalProps[keySessionTimeout]); ok && ms > 0 {
+		session = time.Duration(ms) * time.Millisecond
+	}
+	return session / 2
+}
+
+// errNoAnswer is the fence's cause when the group has not answered for doubtAfter.
+var errNoAnswer = errors.New("the group coordinator answered no commit and no rebalance for half a session timeout")
+
+// answer records that the group answered (an accepted commit, a rebalance callback) and
+// lifts the fence. Safe on nil.
+func (f *fence) answer(how string) {
+	if f == nil {
+		return
+	}
+	f.answered.Store(time.Now().UnixNano())
+	f.lift(how)
+}
+
+// silentFor is how long the group has not answered at now; 0 before its first answer.
+func (f *fence) silentFor(now time.Time) time.Duration {
+	a := f.answered.Load()
+	if a == 0 {
+		return 0
+	}
+	return time.Duration(now.UnixNano() - a)
+}
+
+// check raises the fence when the group has been silent for doubtAfter. Safe on nil.
+func (f *fence) check(now time.Time) {
+	if f != nil && f.doubtAfter > 0 && f.silentFor(now) > f.doubtAfter {
+		f.raise(errNoAnswer)
+	}
+}
+
+// wantsProbe reports whether the next commit should probe: the fence is up, or the group has
+// been silent for half of doubtAfter. Safe on nil.
+func (f *fence) wantsProbe(now time.Time) bool {
+	if f == nil {
+		return false
+	}
+	if raised, _, _ := f.state(); raised {
+		return true
+	}
+	return f.doubtAfter > 0 && f.silentFor(now) > f.doubtAfter/2
 }
 
 // doubtfulCommitError reports whether a commit was refused because the broker doubts the
@@ -122,6 +194,7 @@ func (f *fence) pass(cut waitCut) bool {
 		return true
 	}
 	for {
+		f.check(time.Now())
 		f.mu.Lock()
 		lifted := f.lifted
 		f.mu.Unlock()

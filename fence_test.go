@@ -90,3 +90,54 @@ func TestDoubtfulCommitError(t *testing.T) {
 		require.Equal(t, tc.want, doubtfulCommitError(tc.err), "%v", tc.err)
 	}
 }
+
+// TestG19NoHandlerStartsWhileTheCoordinatorIsSilent: the group's coordinator stops answering
+// (the member's periodic commit is held, its heartbeats unanswered). Once half the session
+// timeout has passed without an answer no handler starts, though the partition's leader
+// still serves fetches; when the coordinator is back the member rejoins (the broker expired
+// its session meanwhile) and the held message runs once.
+func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		SessionTimeoutMillis: intp(2000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)}
+	var starts atomic.Int64
+	done := make(chan int64, 16)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		starts.Add(1)
+		done <- m.Offset
+		return nil
+	})
+	r := startWork(t, w)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+
+	refused, back := coordinatorAway(e.cluster, group)
+	t.Cleanup(back)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done)
+	<-refused // its commit waits for a coordinator
+	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
+	require.ErrorContains(t, errors.New(w.Status().FencedBecause), "answered no commit")
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("2")}})
+	select {
+	case o := <-done:
+		t.Fatalf("offset %d started while the coordinator was silent", o)
+	case <-time.After(3 * time.Second): // past the session timeout: the group gave the partition up
+	}
+	require.Equal(t, int64(2), starts.Load())
+
+	back()
+	select {
+	case o := <-done:
+		require.Equal(t, int64(2), o)
+	case <-time.After(30 * time.Second):
+		t.Fatal("offset 2 did not run within 30 s of the coordinator's return")
+	}
+	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
+	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
+}

@@ -62,10 +62,15 @@ type offsetStore struct {
 	foreign atomic.Bool
 }
 
-func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
+func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every, doubtAfter time.Duration) *offsetStore {
 	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes,
-		fence: newFence(logger, groupID)}
+		fence: newFence(logger, groupID, doubtAfter)}
 	o.committer, _ = consumer.(offsetCommitter)
+	if o.committer == nil {
+		// librdkafka commits v2's way and no commit of ours can probe: the fence rises only
+		// on a refusal librdkafka reports.
+		o.fence = newFence(logger, groupID, 0)
+	}
 	o.counts.Store(new(commitCounters))
 	return o
 }
@@ -95,6 +100,7 @@ func (o *offsetStore) flush(now time.Time) {
 // commitBurstGap after a burst of reads (commitBurst).
 func (o *offsetStore) due(now time.Time) bool {
 	since := now.UnixNano() - o.lastCommit.Load()
+	o.fence.check(now)
 	return since >= int64(o.every) || since >= int64(commitBurstGap) && o.reads.Load() >= commitBurst
 }
 
@@ -206,7 +212,7 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	var tps []kafka.TopicPartition
 	var trks []*commit.Partition
 	var sent []commit.Commit
-	probe, _, _ := o.fence.state() // fenced: commit what did not change too, to hear the broker's answer
+	probe := o.fence.wantsProbe(time.Now()) // commit what did not change too, to hear the group's answer
 	for _, t := range o.tracker.Partitions(byKey(keep)) {
 		if probe {
 			t.Touch()
@@ -247,7 +253,7 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	if err == nil && (partErr == nil || tooLarge) {
 		o.counts.Load().commits.Add(1)
-		o.fence.lift("a commit")
+		o.fence.answer("a commit")
 		return tooLarge, nil
 	}
 	err = cmp.Or(err, partErr) // a partition not committed fails the commit: tried again

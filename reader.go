@@ -231,7 +231,7 @@ func newReader(args readerArgs) (*KReader, error) {
 		kv: []any{"group", r.groupID, "topics", tc.topics()}, probe: func(code kafka.ErrorCode) func() bool { return brokerProbe(r, code) }}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
-	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
+	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval(), membershipDoubtAfter(tc))
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
 	return r, nil
 }
@@ -338,7 +338,7 @@ func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 		case e.Error == nil:
 			r.offsets.committed(e.Offsets)
 			if len(e.Offsets) > 0 {
-				r.offsets.fence.lift("a commit")
+				r.offsets.fence.answer("a commit")
 			}
 		case doubtfulCommitError(e.Error):
 			r.offsets.fence.raise(e.Error) // librdkafka's own commits (v2's way)

@@ -76,7 +76,7 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 	case kafka.RevokedPartitions:
 		r.revoke(e.Partitions, cooperative)
 	}
-	r.offsets.fence.lift("a rebalance") // the group answered: what is assigned now is ours (fence.go)
+	r.offsets.fence.answer("a rebalance") // the group answered: what is assigned now is ours (fence.go)
 	// Commit at the next flush, not a commitEvery later: commits refused while the group
 	// rebalanced left finished work uncommitted, which a crash now would have run again.
 	r.offsets.lastCommit.Store(0)
