@@ -142,15 +142,13 @@ func retriableCommitError(err error) bool {
 // closing commits what is finished before the consumer closes, as commit does. v2's way it
 // only stores it, as v2's Close (librdkafka's Close commits it), unless a Run's graceful stop
 // asked for the commit (commitAtClose): a consumer of the user's own commits nothing in its
-// Close.
-func (o *offsetStore) closing() {
+// Close. It returns the commit's error; the caller logs it (KReader.closeConsumer).
+func (o *offsetStore) closing() error {
 	if o.committer == nil && !o.commitAtClose.Load() {
 		o.storeFinished()
-		return
+		return nil
 	}
-	if err := o.commit(nil); err != nil {
-		o.logger.Warnw(context.Background(), "zkafka: committing on close failed", "group", o.groupID, "error", err)
-	}
+	return o.commit(nil)
 }
 
 // commitFinished commits, for each partition keep accepts whose tracker changed since its last
