@@ -61,6 +61,7 @@ type fence struct {
 	since  time.Time     // guarded by mu: when it was raised
 	cause  string        // guarded by mu: why
 	lifted chan struct{} // guarded by mu: closed when it is lifted; nil while down
+	up     atomic.Bool   // atomic: raised, for pass's fast path; written under mu
 
 	// doubtAfter is how long the membership counts as confirmed after the group's last
 	// answer (0: for ever). Immutable.
@@ -125,7 +126,7 @@ func (f *fence) wantsProbe(now time.Time) bool {
 	if f == nil {
 		return false
 	}
-	if raised, _, _ := f.state(); raised {
+	if f.up.Load() {
 		return true
 	}
 	return f.doubtAfter > 0 && f.silentFor(now) > f.doubtAfter/2
@@ -151,6 +152,7 @@ func (f *fence) raise(cause error) {
 		return
 	}
 	f.raised, f.since, f.cause, f.lifted = true, time.Now(), cause.Error(), make(chan struct{})
+	f.up.Store(true)
 	f.mu.Unlock()
 	f.episodes.Add(1)
 	f.logger.Warnw(context.Background(), "zkafka: membership of the group in doubt; no handler starts for its partitions until the group confirms or revokes them",
@@ -169,6 +171,7 @@ func (f *fence) lift(how string) {
 	}
 	since := f.since
 	f.raised, f.cause = false, ""
+	f.up.Store(false)
 	close(f.lifted)
 	f.lifted = nil
 	f.mu.Unlock()
@@ -195,6 +198,9 @@ func (f *fence) pass(cut waitCut) bool {
 	}
 	for {
 		f.check(time.Now())
+		if !f.up.Load() {
+			return true
+		}
 		f.mu.Lock()
 		lifted := f.lifted
 		f.mu.Unlock()

@@ -141,3 +141,50 @@ func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
 	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
 	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
 }
+
+// TestFenceTransitions walks the fence through each transition: down, raised by a refusal,
+// lifted by an answer, raised by silence, and a wait cut by a stop.
+func TestFenceTransitions(t *testing.T) {
+	var nilFence *fence
+	require.True(t, nilFence.pass(waitCut{}), "no fence: pass")
+
+	f := newFence(NoopLogger{}, "g", time.Second)
+	stopping := make(chan struct{})
+	cut := waitCut{stopping: stopping}
+	require.True(t, f.pass(cut), "down before any answer: pass")
+	require.False(t, f.wantsProbe(time.Now()))
+
+	f.raise(kafka.NewError(kafka.ErrRebalanceInProgress, "refused", false))
+	raised, since, cause := f.state()
+	require.True(t, raised)
+	require.False(t, since.IsZero())
+	require.Contains(t, cause, "refused")
+	require.True(t, f.wantsProbe(time.Now()), "raised: the next commit probes")
+	passed := make(chan bool)
+	go func() { passed <- f.pass(cut) }()
+	select {
+	case <-passed:
+		t.Fatal("passed a raised fence")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.answer("a commit")
+	require.True(t, <-passed, "lifted by an answer")
+	require.Equal(t, int64(1), f.episodes.Load())
+
+	now := time.Now()
+	require.False(t, f.wantsProbe(now.Add(400*time.Millisecond)), "answered just now")
+	require.True(t, f.wantsProbe(now.Add(600*time.Millisecond)), "silent for half of doubtAfter: probe")
+	f.check(now.Add(900 * time.Millisecond))
+	require.False(t, f.up.Load(), "silent for less than doubtAfter: down")
+	f.check(now.Add(1100 * time.Millisecond))
+	require.True(t, f.up.Load(), "silent for doubtAfter: raised")
+	_, _, cause = f.state()
+	require.Equal(t, errNoAnswer.Error(), cause)
+	require.Equal(t, int64(2), f.episodes.Load())
+
+	go func() { passed <- f.pass(cut) }()
+	close(stopping)
+	require.False(t, <-passed, "a stop cuts the wait: the message is let go of")
+	f.lift("a rebalance")
+	require.False(t, f.up.Load())
+}
