@@ -398,7 +398,7 @@ func (h *harness) check(faults map[Fault]int) Report {
 }
 
 // EnvDump names an environment variable: when set to a file path, the harness writes every
-// recorded event, commit and rebalance there, one per line, for a post-mortem (default unset).
+// recorded event, commit, rebalance and worker run's end there, one per line, for a post-mortem (default unset).
 const EnvDump = "CHAOS_DUMP"
 
 func (h *harness) dump(path string, events []event, commits []commit, rebalances []int64) {
@@ -413,6 +413,11 @@ func (h *harness) dump(path string, events []event, commits []commit, rebalances
 	for _, r := range rebalances {
 		fmt.Fprintf(&b, "J at=%s\n", time.Duration(r-base))
 	}
+	h.mu.Lock()
+	for run, e := range h.ends {
+		fmt.Fprintf(&b, "E run=%s how=%s at=%s\n", run, e.how, time.Duration(e.at-base))
+	}
+	h.mu.Unlock()
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		h.t.Logf("chaos: writing %s: %v", path, err)
 	}
