@@ -22,15 +22,21 @@ package zkafka
 // periodic commit hanging all that time. While the last answer is older than half of
 // doubtAfter, the periodic commit probes, so a member that is merely idle stays confirmed.
 //
-// Lifted by the group's answer: a rebalance callback (assign or revoke: what is assigned after
-// it is what the group gave), or a commit the broker accepted (the member and its generation
-// or epoch are current, so every partition it still holds is its own: under the classic
-// protocols a partition moves only after its owner revoked it or left the group, under the
-// consumer protocol only after its owner acknowledged the revocation or was fenced). While
-// raised, the periodic commit is a probe: it commits even what did not change
-// (offsetStore.flush), so that the answer comes without a handler having to finish first.
+// Lifted by a commit the broker accepted: the member and its generation or epoch are current,
+// so every partition it still holds is its own (under the classic protocols a partition
+// moves only after its owner revoked it or left the group, under the consumer protocol only
+// after its owner acknowledged the revocation or was fenced), and what it finishes from now
+// on can be committed. A rebalance callback lifts it only when it leaves the reader without
+// partitions (nothing left to hold back): one that assigns or keeps partitions says the
+// member synced a generation, and in the chaos harness members whose group rebalanced again
+// at once got callback after callback while every commit was refused, and the work they
+// finished in between ran again at the next owner. A callback makes the next commit due at
+// once instead. While raised, the periodic commit is a probe, every commitBurstGap: it
+// commits even what did not change (offsetStore.commitSnapshots), so that the answer comes
+// without a handler having to finish first.
 //
-// Invariant: while raised, pass lets no message through; a handler already running when it
+// Invariant: while raised, pass lets no message through, and it is lowered only by an
+// accepted commit or a callback that left no partition; a handler already running when it
 // rises runs on (it cannot be stopped, and its partition's revoke waits for it, G6). One
 // warning is logged per episode, when it rises; its end is logged at info level.
 //
@@ -102,6 +108,18 @@ func (f *fence) answer(how string) {
 	}
 	f.answered.Store(time.Now().UnixNano())
 	f.lift(how)
+}
+
+// heard records a rebalance callback: the group answered. It lifts the fence only when the
+// reader owns nothing now (empty); otherwise the next accepted commit does. Safe on nil.
+func (f *fence) heard(empty bool) {
+	if f == nil {
+		return
+	}
+	f.answered.Store(time.Now().UnixNano())
+	if empty {
+		f.lift("a rebalance that left no partition")
+	}
 }
 
 // silentFor is how long the group has not answered at now; 0 before its first answer.

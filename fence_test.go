@@ -182,9 +182,12 @@ func TestFenceTransitions(t *testing.T) {
 	require.Equal(t, errNoAnswer.Error(), cause)
 	require.Equal(t, int64(2), f.episodes.Load())
 
+	f.heard(false)
+	require.True(t, f.up.Load(), "a callback that keeps partitions does not lift it")
+	require.Less(t, f.silentFor(time.Now()), 100*time.Millisecond, "but it is an answer")
 	go func() { passed <- f.pass(cut) }()
 	close(stopping)
 	require.False(t, <-passed, "a stop cuts the wait: the message is let go of")
-	f.lift("a rebalance")
-	require.False(t, f.up.Load())
+	f.heard(true)
+	require.False(t, f.up.Load(), "a callback that left no partition lifts it")
 }
