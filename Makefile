@@ -9,7 +9,7 @@ COVER_PROFILE ?= coverage.out
 
 .PHONY: all test test-consumer-protocol cover lint gen bench bench-go setup teardown kafka-start kafka-stop kafka-status \
 	example example-producer example-worker example-deadletter-worker example-delay-worker example-batch-worker \
-	chaos chaos-rebalance close-stress fuzz ci status-screenshot
+	chaos chaos-all chaos-rebalance close-stress fuzz ci status-screenshot
 
 all: lint test
 
@@ -109,11 +109,16 @@ close-stress:
 	ZKAFKA_CLOSE_STRESS_CYCLES=$(CLOSE_STRESS_CYCLES) $(GO) test $(TEST_FLAGS) -timeout 0 -v -run '^TestCloseDuringRebalanceNeverAborts$$' .
 
 ## chaos: about five minutes of mixed faults, 3 workers (2 of them OS processes), 100,000 messages;
-## prints the seed and the report, fails on any broken invariant. Reproduce a run with CHAOS_SEED=<seed>;
-## CHAOS_STRATEGY=cooperative-sticky runs the incremental rebalance protocol.
+## prints the protocol, the seed and the report, fails on any broken invariant. Reproduce a run with
+## CHAOS_SEED=<seed>; CHAOS_PROTOCOL=eager|cooperative|consumer picks the rebalance protocol (default eager;
+## CHAOS_STRATEGY=cooperative-sticky still means cooperative).
 CHAOS_FLAGS ?= -count=1 -timeout 20m
 chaos:
 	CHAOS_LONG=1 $(GO) test $(CHAOS_FLAGS) -run '^TestChaosLong$$' -v ./testhelper/chaos/
+
+## chaos-all: make chaos under each rebalance protocol in turn (eager, cooperative, consumer); stops at the first failure
+chaos-all:
+	for p in eager cooperative consumer; do CHAOS_PROTOCOL=$$p $(MAKE) --no-print-directory chaos || exit 1; done
 
 ## chaos-rebalance: make chaos with graceful leaves and joins only (CHAOS_FAULTS=worker-leave)
 chaos-rebalance:

@@ -49,6 +49,7 @@ type offsetStore struct {
 	groupID   string                         // immutable
 	every     time.Duration                  // immutable: commitEvery, or AutoCommitIntervalMs when set
 	counts    atomic.Pointer[commitCounters] // atomic: set by KReader.countInto
+	fence     *fence                         // immutable; its own guards: the membership in doubt (fence.go)
 
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // atomic: when flush last committed (UnixNano)
@@ -61,9 +62,15 @@ type offsetStore struct {
 	foreign atomic.Bool
 }
 
-func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every time.Duration) *offsetStore {
-	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes}
+func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every, doubtAfter time.Duration) *offsetStore {
+	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes,
+		fence: newFence(logger, groupID, doubtAfter)}
 	o.committer, _ = consumer.(offsetCommitter)
+	if o.committer == nil {
+		// librdkafka commits v2's way and no commit of ours can probe: the fence rises only
+		// on a refusal librdkafka reports.
+		o.fence = newFence(logger, groupID, 0)
+	}
 	o.counts.Store(new(commitCounters))
 	return o
 }
@@ -93,6 +100,10 @@ func (o *offsetStore) flush(now time.Time) {
 // commitBurstGap after a burst of reads (commitBurst).
 func (o *offsetStore) due(now time.Time) bool {
 	since := now.UnixNano() - o.lastCommit.Load()
+	o.fence.check(now)
+	if o.fence.up.Load() && since >= int64(commitBurstGap) {
+		return true // a probe (fence.go)
+	}
 	return since >= int64(o.every) || since >= int64(commitBurstGap) && o.reads.Load() >= commitBurst
 }
 
@@ -134,15 +145,13 @@ func retriableCommitError(err error) bool {
 // closing commits what is finished before the consumer closes, as commit does. v2's way it
 // only stores it, as v2's Close (librdkafka's Close commits it), unless a Run's graceful stop
 // asked for the commit (commitAtClose): a consumer of the user's own commits nothing in its
-// Close.
-func (o *offsetStore) closing() {
+// Close. It returns the commit's error; the caller logs it (KReader.closeConsumer).
+func (o *offsetStore) closing() error {
 	if o.committer == nil && !o.commitAtClose.Load() {
 		o.storeFinished()
-		return
+		return nil
 	}
-	if err := o.commit(nil); err != nil {
-		o.logger.Warnw(context.Background(), "zkafka: committing on close failed", "group", o.groupID, "error", err)
-	}
+	return o.commit(nil)
 }
 
 // commitFinished commits, for each partition keep accepts whose tracker changed since its last
@@ -204,7 +213,11 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	var tps []kafka.TopicPartition
 	var trks []*commit.Partition
 	var sent []commit.Commit
+	probe := o.fence.wantsProbe(time.Now()) // commit what did not change too, to hear the group's answer
 	for _, t := range o.tracker.Partitions(byKey(keep)) {
+		if probe {
+			t.Touch()
+		}
 		c, ok := t.Snapshot(released, o.limit)
 		if !ok {
 			continue
@@ -212,7 +225,7 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		if c.Truncated {
 			o.truncated(t)
 		}
-		if t.Unchanged(c) {
+		if t.Unchanged(c) && !probe {
 			continue
 		}
 		topic, partition := t.TopicPartition()
@@ -241,9 +254,13 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	if err == nil && (partErr == nil || tooLarge) {
 		o.counts.Load().commits.Add(1)
+		o.fence.answer("a commit")
 		return tooLarge, nil
 	}
 	err = cmp.Or(err, partErr) // a partition not committed fails the commit: tried again
+	if doubtfulCommitError(err) {
+		o.fence.raise(err)
+	}
 	if benignCommitError(err) {
 		return tooLarge, nil
 	}

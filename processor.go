@@ -223,6 +223,11 @@ func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 		p.letGo(vp, m)
 		return true
 	}
+	if !p.rs.fence().pass(p.cut(vp, m)) { // G19: membership in doubt (fence.go)
+		ticket.report(breakerUncounted)
+		p.letGo(vp, m)
+		return true
+	}
 	vp.ticket = ticket
 	abandoned, err := p.process(vp, m, gen)
 	if m.admit == admitMarked {

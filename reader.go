@@ -232,7 +232,7 @@ func newReader(args readerArgs) (*KReader, error) {
 		kv: []any{"group", r.groupID, "topics", tc.topics()}, probe: func(code kafka.ErrorCode) func() bool { return brokerProbe(r, code) }}
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
-	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval())
+	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval(), membershipDoubtAfter(tc))
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
 	return r, nil
 }
@@ -339,8 +339,14 @@ func (r *KReader) event(ev kafka.Event) (m *Message, skipped bool, err error) {
 		}
 		return nil, false, err
 	case kafka.OffsetsCommitted:
-		if e.Error == nil {
+		switch {
+		case e.Error == nil:
 			r.offsets.committed(e.Offsets)
+			if len(e.Offsets) > 0 {
+				r.offsets.fence.answer("a commit")
+			}
+		case doubtfulCommitError(e.Error):
+			r.offsets.fence.raise(e.Error) // librdkafka's own commits (v2's way)
 		}
 	}
 	return nil, false, nil
@@ -623,7 +629,7 @@ var testHookClosingLate func(gone <-chan struct{})
 // start. Its error, when Close no longer waits, can only be about a consumer closed before
 // and is not reported.
 func (r *KReader) closeConsumer() error {
-	r.offsets.closing()
+	r.commitAtClose()
 	r.leave()
 	err := r.consumer.Close()
 	r.logs.close()
@@ -632,6 +638,44 @@ func (r *KReader) closeConsumer() error {
 		return wrapErr(err, "closing consumer %s", r.tc.ClientID)
 	}
 	return nil
+}
+
+// commitAtClose commits what is finished before the consumer leaves the group. After a
+// graceful stop, a commit refused for the membership (the group rebalanced and the member
+// has not joined its new generation yet: ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) is tried
+// again while polls serve the rejoin, for up to closeRejoinWait: leaving at once would hand
+// the next owner everything finished since the last commit that landed, to run again (G16).
+// Messages polled meanwhile are dropped unrecorded, as in leave.
+func (r *KReader) commitAtClose() {
+	err := r.offsets.closing()
+	graceful := r.offsets.commitAtClose.Load()
+	for deadline := time.Now().Add(closeRejoinWait); graceful && doubtfulCommitError(err) && r.poller != nil &&
+		!r.fatal.Load() && time.Now().Before(deadline); {
+		r.pollClosing(int(leaveQuietPoll / time.Millisecond))
+		err = r.offsets.closing()
+	}
+	if err != nil {
+		r.logger.Warnw(context.Background(), "zkafka: committing on close failed", "group", r.groupID, "error", err)
+	}
+}
+
+// pollClosing polls once while the reader closes: rebalance callbacks run, a message is
+// dropped unrecorded (the next owner reads it), an error is logged. It reports false after
+// a fatal error.
+func (r *KReader) pollClosing(ms int) bool {
+	switch e := r.poller.Poll(ms).(type) {
+	case kafka.Error:
+		if e.IsFatal() {
+			r.fatal.Store(true)
+			return false
+		}
+		r.failures.warnf(context.Background(), "zkafka: consumer error while leaving the group", e, "group", r.groupID)
+	case kafka.OffsetsCommitted:
+		if e.Error == nil {
+			r.offsets.committed(e.Offsets)
+		}
+	}
+	return true
 }
 
 // unsubscriber drops the consumer's subscription; *kafka.Consumer has it.
@@ -672,16 +716,8 @@ func (r *KReader) leave() {
 	ms := int(leaveQuietPoll / time.Millisecond)
 	for deadline := time.Now().Add(leaveMaxWait); time.Now().Before(deadline); {
 		before := r.owned.callbacks.Load()
-		switch e := r.poller.Poll(ms).(type) {
-		case kafka.Error:
-			if e.IsFatal() {
-				return
-			}
-			r.failures.warnf(ctx, "zkafka: consumer error while leaving the group", e, "group", r.groupID)
-		case kafka.OffsetsCommitted:
-			if e.Error == nil {
-				r.offsets.committed(e.Offsets)
-			}
+		if !r.pollClosing(ms) {
+			return
 		}
 		if r.owned.callbacks.Load() == before && r.owned.unassigned() {
 			return

@@ -76,6 +76,12 @@ func (r *rebalancer) rebalance(_ *kafka.Consumer, ev kafka.Event) error {
 	case kafka.RevokedPartitions:
 		r.revoke(e.Partitions, cooperative)
 	}
+	// The group answered, but only an accepted commit lifts a raised fence, unless nothing is
+	// left to fence (fence.go).
+	r.offsets.fence.heard(r.unassignedHere())
+	// Commit at the next flush, not a commitEvery later: commits refused while the group
+	// rebalanced left finished work uncommitted, which a crash now would have run again.
+	r.offsets.lastCommit.Store(0)
 	return nil
 }
 
@@ -183,6 +189,13 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		r.logger.Warnw(ctx, "zkafka: unassigning partitions failed", "group", r.groupID, "error", err)
 	}
 	r.logger.Infow(ctx, "zkafka: partitions revoked", "group", r.groupID, "partitions", partitionList(parts), "lost", lost)
+}
+
+// unassignedHere reports whether the reader owns no partition by its own count.
+func (r *rebalancer) unassignedHere() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.assigned) == 0
 }
 
 // unassigned reports whether the consumer owns no partition, by librdkafka's count and ours.

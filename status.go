@@ -45,6 +45,14 @@ type Status struct {
 	// PausedStopping.
 	Paused        bool        `json:"paused"`
 	PausedBecause PauseReason `json:"paused_because,omitempty"`
+	// Fenced reports that the member cannot be sure the group still gives it its partitions:
+	// the broker refused a commit for its membership (a rebalance in progress, an old
+	// generation or member epoch, an unknown member). No handler starts for its partitions
+	// until a rebalance assigns or revokes them or a commit is accepted (G19); reading goes
+	// on. FencedSince is when it began, FencedBecause the broker's answer.
+	Fenced        bool      `json:"fenced"`
+	FencedSince   time.Time `json:"fenced_since,omitzero"`
+	FencedBecause string    `json:"fenced_because,omitempty"`
 	// InFlight counts the messages read and not yet finished, against the bound (MaxInFlight,
 	// MaxInFlightBytes).
 	InFlight InFlightStatus `json:"in_flight"`

@@ -73,6 +73,7 @@ func (t statusTaker) take(st *Status) {
 		return
 	}
 	st.Group = kr.groupID
+	st.Fenced, st.FencedSince, st.FencedBecause = kr.offsets.fence.state()
 	parts, paused := kr.owned.assignment()
 	if paused {
 		st.Paused = true

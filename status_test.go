@@ -244,6 +244,7 @@ func TestStatusJSONShape(t *testing.T) {
 	require.JSONEq(t, `{
 		"taken_at": "2025-01-02T03:04:05Z", "topics": ["orders"], "group": "g", "member_id": "m",
 		"generation": 3, "group_protocol": "classic", "rebalance_protocol": "EAGER", "running": true, "stopping": false, "breaker": "closed", "paused": false,
+		"fenced": false,
 		"in_flight": {"messages": 1, "bytes": 2, "max_messages": 3, "max_bytes": 4},
 		"virtual_partitions": 8, "stuck_after_seconds": 10,
 		"partitions": [{

@@ -242,6 +242,10 @@ const (
 	// that must pass without a rebalance callback once it has.
 	leaveMaxWait   = 5 * time.Second
 	leaveQuietPoll = 50 * time.Millisecond
+	// closeRejoinWait bounds how long a graceful close polls for the member to rejoin the
+	// group's new generation when its final commit was refused for the membership
+	// (KReader.commitAtClose); it counts toward closeMaxWait.
+	closeRejoinWait = 3 * time.Second
 	// clientCloseMaxWait bounds how long Client.Close waits for a consumer close that Close
 	// left to the background (closeMaxWait): no consumer outlives Client.Close unless its
 	// group coordinator stays away that long (G14).

@@ -50,9 +50,11 @@ type harness struct {
 
 // commit is one OffsetCommit request for a partition of the topic, as the broker received it.
 type commit struct {
-	at        int64
-	partition int32
-	offset    int64
+	at         int64
+	partition  int32
+	offset     int64
+	member     string // the committing member's id (kfake's starts with the worker run's ClientID)
+	generation int32  // its generation, or member epoch under the consumer protocol
 }
 
 // command asks a slot to stop its worker and start it again.
@@ -86,7 +88,13 @@ func Run(t testing.TB, cfg Config) Report {
 		logf = t.Logf
 	}
 	const brokers = 3
-	b := testhelper.EmbeddedBroker(t, kfake.NumBrokers(brokers))
+	// The session timeout of the consumer protocol is the broker's; a heartbeat a sixth of it,
+	// as the classic protocol's Works get (a third of the session, librdkafka's ratio), would
+	// be too slow to notice a rebalance in time: the broker's default is 5 s.
+	b := testhelper.EmbeddedBroker(t, kfake.NumBrokers(brokers), kfake.BrokerConfigs(map[string]string{
+		"group.consumer.session.timeout.ms":    strconv.FormatInt(cfg.SessionTimeout.Milliseconds(), 10),
+		"group.consumer.heartbeat.interval.ms": strconv.FormatInt(max(cfg.SessionTimeout.Milliseconds()/6, 100), 10),
+	}))
 	h := &harness{
 		t: t, cfg: cfg, addr: b.Addr(), cluster: b.Cluster(t), brokers: brokers,
 		topic: testhelper.UniqueName(t, "chaos"), dir: t.TempDir(), testName: t.Name(),
@@ -104,8 +112,8 @@ func Run(t testing.TB, cfg Config) Report {
 		h.topicID = ti.TopicID
 	}
 	h.observe()
-	logf("chaos: seed %d (reproduce with %s=%d): %d messages, %d keys, %d partitions, %d workers (%d processes), faults for %s",
-		cfg.Seed, EnvSeed, cfg.Seed, cfg.Messages, cfg.Keys, cfg.Partitions, cfg.Workers, cfg.ProcessWorkers, cfg.Duration)
+	logf("chaos: protocol %s, seed %d (reproduce with %s=%d): %d messages, %d keys, %d partitions, %d workers (%d processes), faults for %s",
+		cfg.Protocol, cfg.Seed, EnvSeed, cfg.Seed, cfg.Messages, cfg.Keys, cfg.Partitions, cfg.Workers, cfg.ProcessWorkers, cfg.Duration)
 
 	h.start = time.Now()
 	workerLogger("harness").Infow(context.Background(), "chaos: the dump's times count from here")
@@ -175,8 +183,10 @@ func joinLines(ss []string) string {
 }
 
 // observe records, from the broker's side, every offset commit of the group and every
-// JoinGroup/SyncGroup (rebalance) request. It is installed before any fault, so it sees every
-// request first; it never fails one.
+// rebalance request: JoinGroup and SyncGroup, and under the consumer protocol each
+// ConsumerGroupHeartbeat that joins (member epoch 0) or reports a changed assignment (its
+// Topics set). It is installed before any fault, so it sees every request first; it never
+// fails one.
 func (h *harness) observe() {
 	h.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: h.group, Count: -1, When: func(r kmsg.Request) bool {
 		req, ok := r.(*kmsg.OffsetCommitRequest)
@@ -194,12 +204,15 @@ func (h *harness) observe() {
 				continue
 			}
 			for _, p := range tp.Partitions {
-				h.commits = append(h.commits, commit{at: now, partition: p.Partition, offset: p.Offset})
+				h.commits = append(h.commits, commit{at: now, partition: p.Partition, offset: p.Offset, member: req.MemberID, generation: req.Generation})
 			}
 		}
 		return false
 	}})
-	h.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup}, Group: h.group, Count: -1, When: func(kmsg.Request) bool {
+	h.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.ConsumerGroupHeartbeat}, Group: h.group, Count: -1, When: func(r kmsg.Request) bool {
+		if hb, ok := r.(*kmsg.ConsumerGroupHeartbeatRequest); ok && hb.MemberEpoch > 0 && hb.Topics == nil {
+			return false // a plain heartbeat
+		}
 		now := time.Now().UnixNano()
 		h.mu.Lock()
 		h.rebalances = append(h.rebalances, now)

@@ -17,27 +17,31 @@ import (
 // TestChaosShort is the chaos run of every `go test`: in-process and process workers, every
 // fault kind (the first worker fault is always a SIGKILL), a few thousand messages, well
 // under a minute.
-func TestChaosShort(t *testing.T) { runShortChaos(t, "") }
+func TestChaosShort(t *testing.T) { runShortChaos(t, chaos.ProtocolEager) }
 
 // TestChaosShortCooperative is TestChaosShort with the cooperative-sticky assignor: only the
 // partitions that move are revoked, and G6 holds for the incremental protocol too.
-func TestChaosShortCooperative(t *testing.T) { runShortChaos(t, "cooperative-sticky") }
+func TestChaosShortCooperative(t *testing.T) { runShortChaos(t, chaos.ProtocolCooperative) }
 
-// runShortChaos runs the short chaos mix with the given partition.assignment.strategy ("":
-// librdkafka's default) and checks the report accounts for every message and a SIGKILL.
-func runShortChaos(t *testing.T, strategy string) {
+// TestChaosShortConsumer is TestChaosShort under Kafka 4's consumer group protocol (KIP-848):
+// the broker assigns incrementally and owns the session timeout.
+func TestChaosShortConsumer(t *testing.T) { runShortChaos(t, chaos.ProtocolConsumer) }
+
+// runShortChaos runs the short chaos mix under protocol and checks the report accounts for
+// every message and a SIGKILL.
+func runShortChaos(t *testing.T, protocol chaos.Protocol) {
 	if testing.Short() {
 		t.Skip("chaos run skipped in -short mode")
 	}
 	rep := chaos.Run(t, chaos.Config{
-		Messages:           3000,
-		Keys:               40,
-		Partitions:         4,
-		Workers:            3,
-		ProcessWorkers:     1,
-		Duration:           18 * time.Second,
-		FaultEvery:         250 * time.Millisecond,
-		AssignmentStrategy: strategy,
+		Messages:       3000,
+		Keys:           40,
+		Partitions:     4,
+		Workers:        3,
+		ProcessWorkers: 1,
+		Duration:       18 * time.Second,
+		FaultEvery:     250 * time.Millisecond,
+		Protocol:       protocol,
 	})
 	if os.Getenv("ZKAFKA_CHAOS_WORKER") != "" {
 		return
@@ -71,11 +75,29 @@ func TestChaosLong(t *testing.T) {
 		// cancel while the coordinator is away, loses since the last commit that landed: a
 		// kill 10 ms after a catch-up of 640 messages loses them all.
 		MaxDuplicateRatio: 0.02,
-		// CHAOS_STRATEGY=cooperative-sticky make chaos runs the incremental protocol.
-		AssignmentStrategy: os.Getenv("CHAOS_STRATEGY"),
+		// CHAOS_PROTOCOL=eager|cooperative|consumer make chaos picks the rebalance protocol
+		// (CHAOS_STRATEGY=cooperative-sticky is the same as cooperative). The worker
+		// processes run this test again and read the same variables.
+		Protocol: protocolFromEnv(t),
 		// CHAOS_FAULTS=worker-leave (make chaos-rebalance) runs graceful leaves and joins only.
 		Faults: faultsFromEnv(t),
 	})
+}
+
+// protocolFromEnv parses CHAOS_PROTOCOL, or CHAOS_STRATEGY (a partition.assignment.strategy:
+// cooperative-sticky is the cooperative protocol, anything else eager) when it is unset.
+func protocolFromEnv(t *testing.T) chaos.Protocol {
+	v := os.Getenv("CHAOS_PROTOCOL")
+	if v == "" {
+		if os.Getenv("CHAOS_STRATEGY") == "cooperative-sticky" {
+			return chaos.ProtocolCooperative
+		}
+		return chaos.ProtocolEager
+	}
+	if !slices.Contains(chaos.Protocols, chaos.Protocol(v)) {
+		t.Fatalf("CHAOS_PROTOCOL: unknown protocol %q (known: %v)", v, chaos.Protocols)
+	}
+	return chaos.Protocol(v)
 }
 
 // faultsFromEnv parses CHAOS_FAULTS, a comma-separated list of fault kinds (default: every

@@ -20,6 +20,8 @@ import (
 type Report struct {
 	// Seed is the seed the run used.
 	Seed int64
+	// Protocol is the rebalance protocol the run used.
+	Protocol Protocol
 	// Produced is the number of records in the topic at the end (its end offsets summed).
 	Produced int
 	// Processed is the number of distinct offsets a processor returned nil for.
@@ -62,7 +64,7 @@ type Report struct {
 // String formats the report for a test log.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos report (seed %d, %s):\n", r.Seed, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "chaos report (protocol %s, seed %d, %s):\n", r.Protocol, r.Seed, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "  produced %d, processed %d (%d processings, %d duplicates = %.2f%%), failures %d, dead-lettered %d (%d dead letter records)\n",
 		r.Produced, r.Processed, r.Processings, r.Duplicates, 100*float64(r.Duplicates)/math.Max(1, float64(r.Produced)), r.Failures, r.DeadLettered, r.DeadLetterRecords)
 	fmt.Fprintf(&b, "  duplicates by cause: %s; overlaps of one key's handlers: %d\n", causeCounts(r.DuplicatesByCause), r.Overlaps)
@@ -132,7 +134,7 @@ const maxShown = 10
 // check gathers every record and verifies the invariants.
 func (h *harness) check(faults map[Fault]int) Report {
 	t := h.t
-	rep := Report{Seed: h.cfg.Seed, Faults: faults, Restarts: map[Fault]int{}}
+	rep := Report{Seed: h.cfg.Seed, Protocol: h.cfg.Protocol, Faults: faults, Restarts: map[Fault]int{}}
 	events := h.rec.snapshot()
 	h.mu.Lock()
 	files := slices.Clone(h.files)
@@ -396,7 +398,7 @@ func (h *harness) check(faults map[Fault]int) Report {
 }
 
 // EnvDump names an environment variable: when set to a file path, the harness writes every
-// recorded event, commit and rebalance there, one per line, for a post-mortem (default unset).
+// recorded event, commit, rebalance and worker run's end there, one per line, for a post-mortem (default unset).
 const EnvDump = "CHAOS_DUMP"
 
 func (h *harness) dump(path string, events []event, commits []commit, rebalances []int64) {
@@ -406,11 +408,16 @@ func (h *harness) dump(path string, events []event, commits []commit, rebalances
 		fmt.Fprintf(&b, "%c run=%s p=%d o=%d at=%s key=%q\n", e.kind, e.run, e.partition, e.offset, time.Duration(e.at-base), e.key)
 	}
 	for _, c := range commits {
-		fmt.Fprintf(&b, "C p=%d o=%d at=%s\n", c.partition, c.offset, time.Duration(c.at-base))
+		fmt.Fprintf(&b, "C p=%d o=%d at=%s member=%s gen=%d\n", c.partition, c.offset, time.Duration(c.at-base), c.member, c.generation)
 	}
 	for _, r := range rebalances {
 		fmt.Fprintf(&b, "J at=%s\n", time.Duration(r-base))
 	}
+	h.mu.Lock()
+	for run, e := range h.ends {
+		fmt.Fprintf(&b, "E run=%s how=%s at=%s\n", run, e.how, time.Duration(e.at-base))
+	}
+	h.mu.Unlock()
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		h.t.Logf("chaos: writing %s: %v", path, err)
 	}

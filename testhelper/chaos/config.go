@@ -30,8 +30,9 @@ const (
 	// FaultCommit fails a few offset commits of the group (NOT_COORDINATOR,
 	// COORDINATOR_LOAD_IN_PROGRESS, REQUEST_TIMED_OUT).
 	FaultCommit Fault = "commit-error"
-	// FaultGroup fails a few JoinGroup, SyncGroup and Heartbeat requests of the group
-	// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, REQUEST_TIMED_OUT).
+	// FaultGroup fails a few JoinGroup, SyncGroup and Heartbeat requests of the group, or
+	// under ProtocolConsumer ConsumerGroupHeartbeat requests (NOT_COORDINATOR,
+	// COORDINATOR_LOAD_IN_PROGRESS, REQUEST_TIMED_OUT).
 	FaultGroup Fault = "group-error"
 	// FaultCoordinatorMove moves every group coordinator (kfake RehashCoordinators).
 	FaultCoordinatorMove Fault = "coordinator-move"
@@ -54,6 +55,26 @@ var AllFaults = []Fault{
 	FaultFetch, FaultProduce, FaultCommit, FaultGroup, FaultCoordinatorMove, FaultLeaderMove,
 	FaultDeadLetterDown, FaultWorkerLeave, FaultWorkerCancel, FaultWorkerKill,
 }
+
+// Protocol is a consumer group rebalance protocol the harness runs the Works under.
+type Protocol string
+
+// The protocols of Config.Protocol; [Protocols] lists them.
+const (
+	// ProtocolEager is the classic protocol with an eager assignor (librdkafka's default
+	// range,roundrobin): every rebalance revokes every partition.
+	ProtocolEager Protocol = "eager"
+	// ProtocolCooperative is the classic protocol with the cooperative-sticky assignor:
+	// only the partitions that move are revoked.
+	ProtocolCooperative Protocol = "cooperative"
+	// ProtocolConsumer is Kafka 4's consumer group protocol (KIP-848,
+	// ConsumerTopicConfig.GroupProtocol "consumer"): the broker assigns, incrementally, and
+	// owns the session timeout. FaultGroup fails ConsumerGroupHeartbeat requests under it.
+	ProtocolConsumer Protocol = "consumer"
+)
+
+// Protocols is every protocol, in the order `make chaos-all` runs them.
+var Protocols = []Protocol{ProtocolEager, ProtocolCooperative, ProtocolConsumer}
 
 // ProcessFunc is a processor as a Work runs it.
 type ProcessFunc func(ctx context.Context, msg *zkafka.Message) error
@@ -115,13 +136,20 @@ type Config struct {
 	Speedup uint16
 	// ProcessTimeout is ConsumerTopicConfig.ProcessTimeoutMillis (default 300 ms).
 	ProcessTimeout time.Duration
-	// SessionTimeout is ConsumerTopicConfig.SessionTimeoutMillis (default 3 s): how long a
-	// killed worker keeps its partitions.
+	// SessionTimeout is how long a killed worker keeps its partitions (default 3 s): the
+	// Works' ConsumerTopicConfig.SessionTimeoutMillis under the classic protocols, the
+	// embedded broker's group.consumer.session.timeout.ms under ProtocolConsumer (which
+	// refuses the former: the broker owns it).
 	SessionTimeout time.Duration
 	// AutoCommitInterval is ConsumerTopicConfig.AutoCommitIntervalMs (default 250 ms).
 	AutoCommitInterval time.Duration
-	// AssignmentStrategy is the Works' partition.assignment.strategy (default "": librdkafka's
-	// eager range,roundrobin); "cooperative-sticky" runs the incremental rebalance protocol.
+	// Protocol is the group's rebalance protocol (default ProtocolEager, or
+	// ProtocolCooperative when AssignmentStrategy is "cooperative-sticky").
+	Protocol Protocol
+	// AssignmentStrategy is the Works' partition.assignment.strategy under the classic
+	// protocols (default "": librdkafka's eager range,roundrobin under ProtocolEager,
+	// "cooperative-sticky" under ProtocolCooperative). Setting it to "cooperative-sticky"
+	// with no Protocol selects ProtocolCooperative.
 	AssignmentStrategy string
 	// WorkOptions are added to every Work the harness creates (default none).
 	WorkOptions []zkafka.WorkOption
@@ -172,6 +200,15 @@ func (c Config) withDefaults() Config {
 	defd(&c.DrainTimeout, 90*time.Second)
 	if len(c.Faults) == 0 {
 		c.Faults = AllFaults
+	}
+	if c.Protocol == "" {
+		c.Protocol = ProtocolEager
+		if c.AssignmentStrategy == "cooperative-sticky" {
+			c.Protocol = ProtocolCooperative
+		}
+	}
+	if c.Protocol == ProtocolCooperative && c.AssignmentStrategy == "" {
+		c.AssignmentStrategy = "cooperative-sticky"
 	}
 	rate := func(v *float64, d float64) {
 		switch {

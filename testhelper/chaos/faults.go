@@ -95,6 +95,9 @@ func (in *injector) apply(kind Fault) bool {
 		in.install(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: h.group, Err: in.pick(group...), Count: count})
 	case FaultGroup:
 		keys := []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat}
+		if in.h.cfg.Protocol == ProtocolConsumer {
+			keys = []kmsg.Key{kmsg.ConsumerGroupHeartbeat}
+		}
 		in.install(kfake.Fault{Keys: []kmsg.Key{keys[in.rng.IntN(len(keys))]}, Group: h.group, Err: in.pick(group...), Count: count})
 	case FaultCoordinatorMove:
 		h.cluster.RehashCoordinators()

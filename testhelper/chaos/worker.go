@@ -132,12 +132,19 @@ func newWork(client *zkafka.Client, cfg *Config, spec workerSpec, s sink, inject
 		Formatter:             zkafka.StringFmt,
 		ReadTimeoutMillis:     ms(100 * time.Millisecond),
 		ProcessTimeoutMillis:  ms(cfg.ProcessTimeout),
-		SessionTimeoutMillis:  ms(cfg.SessionTimeout),
 		MaxPollIntervalMillis: ms(max(cfg.SessionTimeout, 6*time.Second)), // also the rebalance timeout: how long a rebalance waits for a killed member
 		AutoCommitIntervalMs:  ms(cfg.AutoCommitInterval),
 	}
-	if cfg.AssignmentStrategy != "" {
+	switch {
+	case cfg.Protocol == ProtocolConsumer:
+		// The broker owns the session timeout and assigns (Run sets its
+		// group.consumer.session.timeout.ms to cfg.SessionTimeout).
+		tc.GroupProtocol = zkafka.GroupProtocolConsumer
+	case cfg.AssignmentStrategy != "":
 		tc.AdditionalProps = map[string]any{"partition.assignment.strategy": cfg.AssignmentStrategy}
+		fallthrough
+	default:
+		tc.SessionTimeoutMillis = ms(cfg.SessionTimeout)
 	}
 	if spec.DLT != "" {
 		tc.DeadLetterTopicConfig = &zkafka.ProducerTopicConfig{Topic: spec.DLT, DeliveryTimeoutMs: ms(5 * time.Second)}

@@ -1,0 +1,193 @@
+package zkafka
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestG19NoHandlerStartsWhileTheMembershipIsInDoubt: the broker refuses the member's commits
+// with REBALANCE_IN_PROGRESS (the group may be finishing a rebalance without it). From the
+// first refusal no handler starts, though messages arrive and the reader polls on; Status
+// says the Work is fenced and why. Once a commit is accepted again the fence lifts and the
+// held messages run, in order.
+func TestG19NoHandlerStartsWhileTheMembershipIsInDoubt(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		AutoCommitIntervalMs: intp(100)}
+	var starts atomic.Int64
+	done := make(chan int64, 16)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		starts.Add(1)
+		done <- m.Offset
+		return nil
+	})
+	r := startWork(t, w)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+
+	refuse := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.RebalanceInProgress, Count: -1})
+	t.Cleanup(refuse.Remove)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done) // its commit is the first refused
+	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
+	st := w.Status()
+	require.Contains(t, strings.ToLower(st.FencedBecause), "rebalance", "Status says why")
+	require.False(t, st.FencedSince.IsZero())
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("2")}, {Key: []byte("b"), Value: []byte("3")}, {Key: []byte("a"), Value: []byte("4")}})
+	select {
+	case o := <-done:
+		t.Fatalf("offset %d started while the membership was in doubt", o)
+	case <-time.After(2 * time.Second): // 20 commit intervals: probes refused
+	}
+	require.Equal(t, int64(2), starts.Load(), "exactly the two messages before the refusal ran")
+	require.True(t, w.Status().Fenced)
+	require.Equal(t, int64(1), committedOf(e.cluster, group, topic, 0))
+
+	refuse.Remove()
+	for want := int64(2); want <= 4; want++ {
+		select {
+		case o := <-done:
+			require.Equal(t, want, o)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("offset %d did not run within 10 s of the broker accepting commits again", want)
+		}
+	}
+	require.False(t, w.Status().Fenced)
+	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(5), committedOf(e.cluster, group, topic, 0))
+	require.Equal(t, int64(5), starts.Load())
+}
+
+func TestDoubtfulCommitError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{kafka.NewError(kafka.ErrRebalanceInProgress, "x", false), true},
+		{kafka.NewError(kafka.ErrIllegalGeneration, "x", false), true},
+		{kafka.NewError(kafka.ErrUnknownMemberID, "x", false), true},
+		{kafka.NewError(kafka.ErrFencedMemberEpoch, "x", false), true},
+		{kafka.NewError(kafka.ErrStaleMemberEpoch, "x", false), true},
+		{kafka.NewError(kafka.ErrNotCoordinator, "x", false), false},
+		{kafka.NewError(kafka.ErrRequestTimedOut, "x", false), false},
+		{errors.New("other"), false},
+		{nil, false},
+	} {
+		require.Equal(t, tc.want, doubtfulCommitError(tc.err), "%v", tc.err)
+	}
+}
+
+// TestG19NoHandlerStartsWhileTheCoordinatorIsSilent: the group's coordinator stops answering
+// (the member's periodic commit is held, its heartbeats unanswered). Once half the session
+// timeout has passed without an answer no handler starts, though the partition's leader
+// still serves fetches; when the coordinator is back the member rejoins (the broker expired
+// its session meanwhile) and the held message runs once.
+func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		SessionTimeoutMillis: intp(2000), MaxPollIntervalMillis: intp(10000), AutoCommitIntervalMs: intp(100)}
+	var starts atomic.Int64
+	done := make(chan int64, 16)
+	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		starts.Add(1)
+		done <- m.Offset
+		return nil
+	})
+	r := startWork(t, w)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+
+	refused, back := coordinatorAway(e.cluster, group)
+	t.Cleanup(back)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done)
+	<-refused // its commit waits for a coordinator
+	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
+	require.ErrorContains(t, errors.New(w.Status().FencedBecause), "answered no commit")
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("2")}})
+	select {
+	case o := <-done:
+		t.Fatalf("offset %d started while the coordinator was silent", o)
+	case <-time.After(3 * time.Second): // past the session timeout: the group gave the partition up
+	}
+	require.Equal(t, int64(2), starts.Load())
+
+	back()
+	select {
+	case o := <-done:
+		require.Equal(t, int64(2), o)
+	case <-time.After(30 * time.Second):
+		t.Fatal("offset 2 did not run within 30 s of the coordinator's return")
+	}
+	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
+	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
+}
+
+// TestFenceTransitions walks the fence through each transition: down, raised by a refusal,
+// lifted by an answer, raised by silence, and a wait cut by a stop.
+func TestFenceTransitions(t *testing.T) {
+	var nilFence *fence
+	require.True(t, nilFence.pass(waitCut{}), "no fence: pass")
+
+	f := newFence(NoopLogger{}, "g", time.Second)
+	stopping := make(chan struct{})
+	cut := waitCut{stopping: stopping}
+	require.True(t, f.pass(cut), "down before any answer: pass")
+	require.False(t, f.wantsProbe(time.Now()))
+
+	f.raise(kafka.NewError(kafka.ErrRebalanceInProgress, "refused", false))
+	raised, since, cause := f.state()
+	require.True(t, raised)
+	require.False(t, since.IsZero())
+	require.Contains(t, cause, "refused")
+	require.True(t, f.wantsProbe(time.Now()), "raised: the next commit probes")
+	passed := make(chan bool)
+	go func() { passed <- f.pass(cut) }()
+	select {
+	case <-passed:
+		t.Fatal("passed a raised fence")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.answer("a commit")
+	require.True(t, <-passed, "lifted by an answer")
+	require.Equal(t, int64(1), f.episodes.Load())
+
+	now := time.Now()
+	require.False(t, f.wantsProbe(now.Add(400*time.Millisecond)), "answered just now")
+	require.True(t, f.wantsProbe(now.Add(600*time.Millisecond)), "silent for half of doubtAfter: probe")
+	f.check(now.Add(900 * time.Millisecond))
+	require.False(t, f.up.Load(), "silent for less than doubtAfter: down")
+	f.check(now.Add(1100 * time.Millisecond))
+	require.True(t, f.up.Load(), "silent for doubtAfter: raised")
+	_, _, cause = f.state()
+	require.Equal(t, errNoAnswer.Error(), cause)
+	require.Equal(t, int64(2), f.episodes.Load())
+
+	f.heard(false)
+	require.True(t, f.up.Load(), "a callback that keeps partitions does not lift it")
+	require.Less(t, f.silentFor(time.Now()), 100*time.Millisecond, "but it is an answer")
+	go func() { passed <- f.pass(cut) }()
+	close(stopping)
+	require.False(t, <-passed, "a stop cuts the wait: the message is let go of")
+	f.heard(true)
+	require.False(t, f.up.Load(), "a callback that left no partition lifts it")
+}
