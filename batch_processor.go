@@ -215,6 +215,12 @@ func (p *processors) handleBatch(vp *virtualPartition, b *batchRun) (live bool) 
 		ticket.report(breakerUncounted)
 		return true
 	}
+	for !p.rs.fence().pass(p.batchCut(vp, b)) { // G19: membership in doubt (fence.go)
+		if !p.cutShort(vp, b) {
+			ticket.report(breakerUncounted)
+			return true
+		}
+	}
 	vp.ticket = ticket
 	abandoned := p.processBatch(vp, b)
 	if first.admit == admitMarked {

@@ -21,6 +21,11 @@ import (
 // says the Work is fenced and why. Once a commit is accepted again the fence lifts and the
 // held messages run, in order.
 func TestG19NoHandlerStartsWhileTheMembershipIsInDoubt(t *testing.T) {
+	t.Run("message", func(t *testing.T) { testG19InDoubt(t, false) })
+	t.Run("batch", func(t *testing.T) { testG19InDoubt(t, true) })
+}
+
+func testG19InDoubt(t *testing.T, batch bool) {
 	e := newEmbeddedEnv(t)
 	topic := e.newTopic(t, 1)
 	group := uniqueTestName(t, "g")
@@ -28,11 +33,21 @@ func TestG19NoHandlerStartsWhileTheMembershipIsInDoubt(t *testing.T) {
 		AutoCommitIntervalMs: intp(100)}
 	var starts atomic.Int64
 	done := make(chan int64, 16)
-	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+	handle := func(ctx context.Context, m *Message) error {
 		starts.Add(1)
 		done <- m.Offset
 		return nil
-	})
+	}
+	wf := NewWorkFactory(e.client(t))
+	w := wf.CreateWithFunc(cfg, handle)
+	if batch {
+		w = wf.CreateBatchWithFunc(cfg, func(ctx context.Context, msgs []*Message) error {
+			for _, m := range msgs {
+				_ = handle(ctx, m)
+			}
+			return nil
+		})
+	}
 	r := startWork(t, w)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
 	require.Equal(t, int64(0), <-done)
