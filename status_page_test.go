@@ -104,10 +104,11 @@ func TestStatusPageEscapesAndServesJSON(t *testing.T) {
 	}{
 		{Status{MemberID: "m", Generation: 7, GroupProtocol: GroupProtocolClassic, RebalanceProtocol: "EAGER"}, "classic (EAGER) · generation 7"},
 		{Status{MemberID: "m", Generation: 4, GroupProtocol: GroupProtocolConsumer, RebalanceProtocol: "COOPERATIVE"}, "consumer (COOPERATIVE) · epoch 4"},
+		{Status{Running: true, Fenced: true, FencedBecause: "commit refused: <rebalance>"}, `<span class="badge stuck">fenced</span><br><span class="small error">commit refused: &lt;rebalance&gt;</span>`},
 	} {
 		b.Reset()
 		require.NoError(t, statusTemplate.Execute(&b, newStatusView(statusJSON{TakenAt: now, Works: []Status{c.st}}, 0)))
-		require.Contains(t, b.String(), c.want, "the protocol and the member's generation or epoch")
+		require.Contains(t, b.String(), c.want, "the protocol and the member's generation or epoch; a fence")
 	}
 }
 
