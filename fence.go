@@ -150,6 +150,9 @@ func (f *fence) wantsProbe(now time.Time) bool {
 	return f.doubtAfter > 0 && f.silentFor(now) > f.doubtAfter/2
 }
 
+// isUp reports whether the fence is raised. Safe on nil.
+func (f *fence) isUp() bool { return f != nil && f.up.Load() }
+
 // doubtfulCommitError reports whether a commit was refused because the broker doubts the
 // member's place in the group: a rebalance in progress, an old generation or member epoch, an
 // unknown or fenced member.

@@ -101,7 +101,7 @@ func (o *offsetStore) flush(now time.Time) {
 func (o *offsetStore) due(now time.Time) bool {
 	since := now.UnixNano() - o.lastCommit.Load()
 	o.fence.check(now)
-	if o.fence.up.Load() && since >= int64(commitBurstGap) {
+	if o.fence.isUp() && since >= int64(commitBurstGap) {
 		return true // a probe (fence.go)
 	}
 	return since >= int64(o.every) || since >= int64(commitBurstGap) && o.reads.Load() >= commitBurst
