@@ -63,14 +63,14 @@ type offsetStore struct {
 }
 
 func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every, doubtAfter time.Duration) *offsetStore {
-	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes,
-		fence: newFence(logger, groupID, doubtAfter)}
+	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes}
 	o.committer, _ = consumer.(offsetCommitter)
 	if o.committer == nil {
 		// librdkafka commits v2's way and no commit of ours can probe: the fence rises only
 		// on a refusal librdkafka reports.
-		o.fence = newFence(logger, groupID, 0)
+		doubtAfter = 0
 	}
+	o.fence = newFence(logger, groupID, doubtAfter)
 	o.counts.Store(new(commitCounters))
 	return o
 }

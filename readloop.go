@@ -303,8 +303,8 @@ func isReadError(err error) bool {
 // hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
 // (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
 // in-flight bound (inflight.go) and queues it; the processors (processor.go) are woken once
-// per batch and every batchWake of a long one (wakeQueued), not once per message. A key with messages in flight keeps its
-// virtual partition (G2).
+// per batch and every batchWake of a long one (wakeQueued), not once per message. A key with
+// messages in flight keeps its virtual partition (G2).
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
 func (l *readLoop) dispatch(msg *Message) {
