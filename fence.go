@@ -35,6 +35,19 @@ package zkafka
 // commits even what did not change (offsetStore.commitSnapshots), so that the answer comes
 // without a handler having to finish first.
 //
+// Held, quietly, while a commit has waited longer than holdAfter for its answer (commitHoldAfter:
+// twice the commit interval, from 500 ms to 5 s). Under the classic protocols a broker
+// serves one connection's requests in order, and a member's JoinGroup waits there until
+// every member has rejoined or the rebalance times out: seconds, when a member died. Its
+// commits queue behind the JoinGroup, and work it finishes meanwhile cannot be committed; in
+// the cooperative chaos run a member finished 400 messages in such a wait, lost its
+// partitions, and the next owner ran them all again. Eager assignment stops processing for
+// the whole rebalance; the hold stops it only once a commit is late, so the work at risk is
+// about twice the commit interval. It is not a doubt: no line is logged, the commit's answer
+// lifts it whatever it is (a refusal that puts the membership in doubt raises the fence
+// proper, with its warning), and Work.Status does not show it. A wait that lasts past
+// doubtAfter raises the fence proper too.
+//
 // Invariant: while raised, pass lets no message through, and it is lowered only by an
 // accepted commit or a callback that left no partition; a handler already running when it
 // rises runs on (it cannot be stopped, and its partition's revoke waits for it, G6). One
@@ -64,6 +77,7 @@ type fence struct {
 
 	mu     sync.Mutex
 	raised bool          // guarded by mu
+	quiet  bool          // guarded by mu: raised only because a commit is late (holdAfter)
 	since  time.Time     // guarded by mu: when it was raised
 	cause  string        // guarded by mu: why
 	lifted chan struct{} // guarded by mu: closed when it is lifted; nil while down
@@ -74,11 +88,22 @@ type fence struct {
 	doubtAfter time.Duration
 	// answered is when the group last answered (UnixNano; 0: not yet). Atomic.
 	answered atomic.Int64
+	// holdAfter is how long a commit may wait for its answer before handlers wait with it (0:
+	// for ever). Immutable.
+	holdAfter time.Duration
+	// sent is when the commit now waiting for its answer was sent (UnixNano; 0: none). Atomic.
+	sent atomic.Int64
 	episodes atomic.Int64 // atomic: how many times it was raised
 }
 
-func newFence(logger Logger, groupID string, doubtAfter time.Duration) *fence {
-	return &fence{logger: logger, groupID: groupID, doubtAfter: doubtAfter}
+func newFence(logger Logger, groupID string, doubtAfter, holdAfter time.Duration) *fence {
+	return &fence{logger: logger, groupID: groupID, doubtAfter: doubtAfter, holdAfter: holdAfter}
+}
+
+// commitHoldAfter is the fence's holdAfter for a reader that commits every every: twice that,
+// from 500 ms to 5 s.
+func commitHoldAfter(every time.Duration) time.Duration {
+	return min(max(2*every, 500*time.Millisecond), 5*time.Second)
 }
 
 // membershipDoubtAfter is the fence's doubtAfter for tc: half the session timeout under the
@@ -131,11 +156,54 @@ func (f *fence) silentFor(now time.Time) time.Duration {
 	return time.Duration(now.UnixNano() - a)
 }
 
-// check raises the fence when the group has been silent for doubtAfter. Safe on nil.
+// check raises the fence when the group has been silent for doubtAfter, and quietly when a
+// commit has waited for its answer longer than holdAfter. Safe on nil.
 func (f *fence) check(now time.Time) {
-	if f != nil && f.doubtAfter > 0 && f.silentFor(now) > f.doubtAfter {
-		f.raise(errNoAnswer)
+	if f == nil {
+		return
 	}
+	if f.doubtAfter > 0 && f.silentFor(now) > f.doubtAfter {
+		f.raise(errNoAnswer)
+		return
+	}
+	if sent := f.sent.Load(); sent != 0 && f.holdAfter > 0 && now.UnixNano()-sent > int64(f.holdAfter) {
+		f.hold()
+	}
+}
+
+// sending records that a commit is sent at now and waits for its answer; returned, that the
+// answer came (any answer: commitSnapshots raises or lifts the fence by it). Commits are
+// serialised (offsetStore.commitMu). Safe on nil.
+func (f *fence) sending(now time.Time) {
+	if f != nil {
+		f.sent.Store(now.UnixNano())
+	}
+}
+
+// returned records that the commit sending recorded has its answer, and lets go of a hold.
+// Safe on nil.
+func (f *fence) returned() {
+	if f == nil {
+		return
+	}
+	f.sent.Store(0)
+	f.mu.Lock()
+	quiet := f.raised && f.quiet
+	f.mu.Unlock()
+	if quiet {
+		f.lift("the commit's answer")
+	}
+}
+
+// hold raises the fence quietly: a commit is late. Nothing is logged.
+func (f *fence) hold() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.raised {
+		return
+	}
+	f.raised, f.quiet, f.since, f.cause, f.lifted = true, true, time.Now(), "a commit waits for its answer", make(chan struct{})
+	f.up.Store(true)
 }
 
 // wantsProbe reports whether the next commit should probe: the fence is up, or the group has
@@ -168,12 +236,15 @@ func (f *fence) raise(cause error) {
 		return
 	}
 	f.mu.Lock()
-	if f.raised {
+	if f.raised && !f.quiet {
 		f.mu.Unlock()
 		return
 	}
-	f.raised, f.since, f.cause, f.lifted = true, time.Now(), cause.Error(), make(chan struct{})
-	f.up.Store(true)
+	if !f.raised {
+		f.raised, f.since, f.lifted = true, time.Now(), make(chan struct{})
+		f.up.Store(true)
+	}
+	f.quiet, f.cause = false, cause.Error() // a hold becomes a doubt
 	f.mu.Unlock()
 	f.episodes.Add(1)
 	f.logger.Warnw(context.Background(), "zkafka: membership of the group in doubt; no handler starts for its partitions until the group confirms or revokes them",
@@ -190,23 +261,30 @@ func (f *fence) lift(how string) {
 		f.mu.Unlock()
 		return
 	}
-	since := f.since
-	f.raised, f.cause = false, ""
+	since, quiet := f.since, f.quiet
+	f.raised, f.quiet, f.cause = false, false, ""
 	f.up.Store(false)
 	close(f.lifted)
 	f.lifted = nil
 	f.mu.Unlock()
+	if quiet {
+		return
+	}
 	f.logger.Infow(context.Background(), "zkafka: membership of the group confirmed; handlers start again",
 		"group", f.groupID, "by", how, "fenced_for", time.Since(since).Round(time.Millisecond).String())
 }
 
-// state reports whether the fence is up, since when and why. Safe on nil.
+// state reports whether the fence is up for a doubt (not a hold), since when and why. Safe
+// on nil.
 func (f *fence) state() (raised bool, since time.Time, cause string) {
 	if f == nil {
 		return false, time.Time{}, ""
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.quiet {
+		return false, time.Time{}, ""
+	}
 	return f.raised, f.since, f.cause
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,7 +164,7 @@ func TestFenceTransitions(t *testing.T) {
 	var nilFence *fence
 	require.True(t, nilFence.pass(waitCut{}), "no fence: pass")
 
-	f := newFence(NoopLogger{}, "g", time.Second)
+	f := newFence(NoopLogger{}, "g", time.Second, 0)
 	stopping := make(chan struct{})
 	cut := waitCut{stopping: stopping}
 	require.True(t, f.pass(cut), "down before any answer: pass")
@@ -205,4 +206,115 @@ func TestFenceTransitions(t *testing.T) {
 	require.False(t, <-passed, "a stop cuts the wait: the message is let go of")
 	f.heard(true)
 	require.False(t, f.up.Load(), "a callback that left no partition lifts it")
+}
+
+// TestG16HandlersWaitForACommitThatIsLate: the broker holds the member's commit (as it does
+// behind a JoinGroup waiting for a dead member under the classic protocols). Once the commit
+// has waited longer than twice the commit interval no handler starts, so the work a crash
+// would have run again stays bounded; nothing is logged and Status shows no fence (this is
+// not a doubt). When the broker answers, the held message runs, once.
+func TestG16HandlersWaitForACommitThatIsLate(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		SessionTimeoutMillis: intp(20000), AutoCommitIntervalMs: intp(100)} // a hold after 500 ms, a doubt after 10 s
+	logs := newCaptureLogger()
+	client := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(logs))
+	t.Cleanup(func() { _ = client.Close() })
+	var starts atomic.Int64
+	done := make(chan int64, 16)
+	w := NewWorkFactory(client).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		starts.Add(1)
+		done <- m.Offset
+		return nil
+	})
+	r := startWork(t, w)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	e.cluster.ControlKey(kmsg.OffsetCommit.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if req.(*kmsg.OffsetCommitRequest).Group != group {
+			e.cluster.KeepControl()
+			return nil, nil, false
+		}
+		once.Do(func() { close(arrived) })
+		e.cluster.SleepControl(func() { <-release })
+		return nil, nil, false // then the broker commits it as usual
+	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done)
+	<-arrived // its commit is held
+	held := func() bool { f := w.run.Load().fence(); return f.isUp() }
+	require.Eventually(t, held, 5*time.Second, 10*time.Millisecond, "held once the commit is late, long before the doubt at 10 s")
+
+	e.produce(t, topic, []rec{{Key: []byte("b"), Value: []byte("2")}})
+	select {
+	case o := <-done:
+		t.Fatalf("offset %d started while a commit was late", o)
+	case <-time.After(2 * time.Second): // four times the hold's threshold
+	}
+	require.Equal(t, int64(2), starts.Load())
+	require.False(t, w.Status().Fenced, "a late commit is not a doubt: Status shows no fence")
+
+	releaseOnce()
+	select {
+	case o := <-done:
+		require.Equal(t, int64(2), o)
+	case <-time.After(10 * time.Second):
+		t.Fatal("offset 2 did not run within 10 s of the commit's answer")
+	}
+	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
+	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
+	for _, l := range logs.all() {
+		require.NotContains(t, l, "membership", "a late commit logs nothing")
+	}
+}
+
+// TestFenceHoldIsQuiet: a commit late past holdAfter raises the fence quietly (no line, no
+// state for Status); its answer lifts it; a doubt while held turns the hold into a fence
+// proper that the answer alone does not lift.
+func TestFenceHoldIsQuiet(t *testing.T) {
+	logs := newCaptureLogger()
+	f := newFence(logs, "g", 10*time.Second, 500*time.Millisecond)
+	now := time.Now()
+	f.answer("a commit")
+	f.sending(now)
+	f.check(now.Add(400 * time.Millisecond))
+	require.False(t, f.isUp(), "not late yet")
+	f.check(now.Add(600 * time.Millisecond))
+	require.True(t, f.isUp(), "late: held")
+	raised, _, _ := f.state()
+	require.False(t, raised, "a hold is not shown as a fence")
+	passed := make(chan bool)
+	go func() { passed <- f.pass(waitCut{}) }()
+	select {
+	case <-passed:
+		t.Fatal("passed a hold")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.returned()
+	require.True(t, <-passed, "lifted by the commit's answer")
+	require.Empty(t, logs.all(), "a hold logs nothing")
+
+	f.sending(now)
+	f.check(now.Add(600 * time.Millisecond))
+	require.True(t, f.isUp())
+	f.raise(kafka.NewError(kafka.ErrRebalanceInProgress, "refused", false))
+	f.returned()
+	require.True(t, f.isUp(), "a doubt is lifted only by the group")
+	raised, _, cause := f.state()
+	require.True(t, raised)
+	require.Contains(t, cause, "refused")
+	lines := logs.all()
+	require.Len(t, lines, 1)
+	require.Contains(t, lines[0], "membership of the group in doubt")
+	f.answer("a commit")
+	require.False(t, f.isUp())
 }

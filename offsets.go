@@ -65,12 +65,13 @@ type offsetStore struct {
 func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logger, failures *failureLog, groupID string, every, doubtAfter time.Duration) *offsetStore {
 	o := &offsetStore{consumer: consumer, tracker: tracker, logger: logger, failures: failures, groupID: groupID, every: every, limit: commit.MetadataMaxBytes}
 	o.committer, _ = consumer.(offsetCommitter)
+	holdAfter := commitHoldAfter(every)
 	if o.committer == nil {
 		// librdkafka commits v2's way and no commit of ours can probe: the fence rises only
 		// on a refusal librdkafka reports.
-		doubtAfter = 0
+		doubtAfter, holdAfter = 0, 0
 	}
-	o.fence = newFence(logger, groupID, doubtAfter)
+	o.fence = newFence(logger, groupID, doubtAfter, holdAfter)
 	o.counts.Store(new(commitCounters))
 	return o
 }
@@ -235,7 +236,9 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	if len(tps) == 0 {
 		return false, nil
 	}
+	o.fence.sending(time.Now())
 	res, err := o.committer.CommitOffsets(tps)
+	defer o.fence.returned() // after answer or raise: a hold is lifted only when no doubt replaced it
 	tooLarge = isCode(err, kafka.ErrOffsetMetadataTooLarge)
 	failed, partErr := make(map[tpKey]bool), error(nil)
 	for _, r := range res {
