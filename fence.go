@@ -31,22 +31,26 @@ package zkafka
 // member synced a generation, and in the chaos harness members whose group rebalanced again
 // at once got callback after callback while every commit was refused, and the work they
 // finished in between ran again at the next owner. A callback makes the next commit due at
-// once instead. While raised, the periodic commit is a probe, every commitBurstGap: it
+// once instead. While raised, the periodic commit is a probe, every probeEvery: it
 // commits even what did not change (offsetStore.commitSnapshots), so that the answer comes
 // without a handler having to finish first.
 //
-// Held, quietly, while a commit has waited longer than holdAfter for its answer (commitHoldAfter:
-// twice the commit interval, from 500 ms to 5 s). Under the classic protocols a broker
-// serves one connection's requests in order, and a member's JoinGroup waits there until
-// every member has rejoined or the rebalance times out: seconds, when a member died. Its
-// commits queue behind the JoinGroup, and work it finishes meanwhile cannot be committed; in
-// the cooperative chaos run a member finished 400 messages in such a wait, lost its
-// partitions, and the next owner ran them all again. Eager assignment stops processing for
-// the whole rebalance; the hold stops it only once a commit is late, so the work at risk is
-// about twice the commit interval. It is not a doubt: no line is logged, the commit's answer
-// lifts it whatever it is (a refusal that puts the membership in doubt raises the fence
-// proper, with its warning), and Work.Status does not show it. A wait that lasts past
-// doubtAfter raises the fence proper too.
+// Held, quietly, while no commit has been accepted for holdAfter (commitHoldAfter: a quarter
+// of the commit interval, from 100 ms to 5 s) since the first one sent after the last
+// accepted: a commit late or failing. Under the classic protocols a broker serves one connection's
+// requests in order, and a member's JoinGroup waits there until every member has rejoined or
+// the rebalance times out: seconds, when a member died. Its commits queue behind the
+// JoinGroup, and work it finishes meanwhile cannot be committed; in the cooperative chaos run
+// a member finished 400 messages in such a wait, lost its partitions, and the next owner ran
+// them all again. Eager assignment stops processing for the whole rebalance; the hold stops
+// it only once commits fall behind, so the work at risk is what finishes in holdAfter. A
+// commit normally comes back within milliseconds; a hold that was not needed costs a pause
+// until it does.
+// It is not a doubt: no line is logged and Work.Status does not show it; the next accepted
+// commit lifts it (the periodic commit probes meanwhile), as does a rebalance that leaves no
+// partition. A refusal that puts the membership in doubt, or silence past doubtAfter, turns
+// it into the fence proper, with its warning. An idle member sends no commit and is never
+// held.
 //
 // Invariant: while raised, pass lets no message through, and it is lowered only by an
 // accepted commit or a callback that left no partition; a handler already running when it
@@ -88,11 +92,12 @@ type fence struct {
 	doubtAfter time.Duration
 	// answered is when the group last answered (UnixNano; 0: not yet). Atomic.
 	answered atomic.Int64
-	// holdAfter is how long a commit may wait for its answer before handlers wait with it (0:
-	// for ever). Immutable.
+	// holdAfter is how long commits may go unaccepted before handlers wait for one (0: for
+	// ever). Immutable.
 	holdAfter time.Duration
-	// sent is when the commit now waiting for its answer was sent (UnixNano; 0: none). Atomic.
-	sent atomic.Int64
+	// unacked is when the first commit sent since the last accepted one was sent (UnixNano;
+	// 0: none). Atomic.
+	unacked atomic.Int64
 	episodes atomic.Int64 // atomic: how many times it was raised
 }
 
@@ -100,10 +105,10 @@ func newFence(logger Logger, groupID string, doubtAfter, holdAfter time.Duration
 	return &fence{logger: logger, groupID: groupID, doubtAfter: doubtAfter, holdAfter: holdAfter}
 }
 
-// commitHoldAfter is the fence's holdAfter for a reader that commits every every: twice that,
-// from 500 ms to 5 s.
+// commitHoldAfter is the fence's holdAfter for a reader that commits every every: a quarter
+// of that, from 100 ms to 5 s.
 func commitHoldAfter(every time.Duration) time.Duration {
-	return min(max(2*every, 500*time.Millisecond), 5*time.Second)
+	return min(max(every/4, 100*time.Millisecond), 5*time.Second)
 }
 
 // membershipDoubtAfter is the fence's doubtAfter for tc: half the session timeout under the
@@ -125,13 +130,13 @@ func membershipDoubtAfter(tc ConsumerTopicConfig) time.Duration {
 // errNoAnswer is the fence's cause when the group has not answered for doubtAfter.
 var errNoAnswer = errors.New("the group coordinator answered no commit and no rebalance for half a session timeout")
 
-// answer records that the group answered (an accepted commit, a rebalance callback) and
-// lifts the fence. Safe on nil.
+// answer records that the group accepted a commit and lifts the fence. Safe on nil.
 func (f *fence) answer(how string) {
 	if f == nil {
 		return
 	}
 	f.answered.Store(time.Now().UnixNano())
+	f.unacked.Store(0)
 	f.lift(how)
 }
 
@@ -143,6 +148,7 @@ func (f *fence) heard(empty bool) {
 	}
 	f.answered.Store(time.Now().UnixNano())
 	if empty {
+		f.unacked.Store(0) // nothing left to commit
 		f.lift("a rebalance that left no partition")
 	}
 }
@@ -156,8 +162,8 @@ func (f *fence) silentFor(now time.Time) time.Duration {
 	return time.Duration(now.UnixNano() - a)
 }
 
-// check raises the fence when the group has been silent for doubtAfter, and quietly when a
-// commit has waited for its answer longer than holdAfter. Safe on nil.
+// check raises the fence when the group has been silent for doubtAfter, and quietly when no
+// commit has been accepted for holdAfter since one was sent. Safe on nil.
 func (f *fence) check(now time.Time) {
 	if f == nil {
 		return
@@ -166,43 +172,27 @@ func (f *fence) check(now time.Time) {
 		f.raise(errNoAnswer)
 		return
 	}
-	if sent := f.sent.Load(); sent != 0 && f.holdAfter > 0 && now.UnixNano()-sent > int64(f.holdAfter) {
+	if u := f.unacked.Load(); u != 0 && f.holdAfter > 0 && now.UnixNano()-u > int64(f.holdAfter) {
 		f.hold()
 	}
 }
 
-// sending records that a commit is sent at now and waits for its answer; returned, that the
-// answer came (any answer: commitSnapshots raises or lifts the fence by it). Commits are
-// serialised (offsetStore.commitMu). Safe on nil.
+// sending records that a commit is sent at now; the next accepted commit (answer) clears it.
+// Safe on nil.
 func (f *fence) sending(now time.Time) {
 	if f != nil {
-		f.sent.Store(now.UnixNano())
+		f.unacked.CompareAndSwap(0, now.UnixNano())
 	}
 }
 
-// returned records that the commit sending recorded has its answer, and lets go of a hold.
-// Safe on nil.
-func (f *fence) returned() {
-	if f == nil {
-		return
-	}
-	f.sent.Store(0)
-	f.mu.Lock()
-	quiet := f.raised && f.quiet
-	f.mu.Unlock()
-	if quiet {
-		f.lift("the commit's answer")
-	}
-}
-
-// hold raises the fence quietly: a commit is late. Nothing is logged.
+// hold raises the fence quietly: commits fall behind. Nothing is logged.
 func (f *fence) hold() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.raised {
 		return
 	}
-	f.raised, f.quiet, f.since, f.cause, f.lifted = true, true, time.Now(), "a commit waits for its answer", make(chan struct{})
+	f.raised, f.quiet, f.since, f.cause, f.lifted = true, true, time.Now(), "commits not accepted", make(chan struct{})
 	f.up.Store(true)
 }
 

@@ -208,17 +208,52 @@ func TestFenceTransitions(t *testing.T) {
 	require.False(t, f.up.Load(), "a callback that left no partition lifts it")
 }
 
-// TestG16HandlersWaitForACommitThatIsLate: the broker holds the member's commit (as it does
-// behind a JoinGroup waiting for a dead member under the classic protocols). Once the commit
-// has waited longer than twice the commit interval no handler starts, so the work a crash
-// would have run again stays bounded; nothing is logged and Status shows no fence (this is
-// not a doubt). When the broker answers, the held message runs, once.
-func TestG16HandlersWaitForACommitThatIsLate(t *testing.T) {
+// TestG16HandlersWaitForCommitsThatFallBehind: the broker holds the member's commit (as it
+// does behind a JoinGroup waiting for a dead member under the classic protocols), or refuses
+// it for a reason that says nothing of the membership. Once no commit has been accepted for
+// a quarter of the commit interval (at least 100 ms) no handler starts, so the work a crash would run again stays
+// bounded; nothing is logged about it and Status shows no fence (this is not a doubt). When
+// the broker accepts a commit again, the held message runs, once.
+func TestG16HandlersWaitForCommitsThatFallBehind(t *testing.T) {
+	t.Run("late", func(t *testing.T) {
+		testCommitsFallBehind(t, func(e *testEnv, group string) (arrived <-chan struct{}, back func()) {
+			came, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			e.cluster.ControlKey(kmsg.OffsetCommit.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				if req.(*kmsg.OffsetCommitRequest).Group != group {
+					e.cluster.KeepControl()
+					return nil, nil, false
+				}
+				once.Do(func() { close(came) })
+				e.cluster.SleepControl(func() { <-release })
+				return nil, nil, false // then the broker commits it as usual
+			})
+			return came, sync.OnceFunc(func() { close(release) })
+		})
+	})
+	t.Run("refused", func(t *testing.T) {
+		testCommitsFallBehind(t, func(e *testEnv, group string) (arrived <-chan struct{}, back func()) {
+			refuse := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.CoordinatorLoadInProgress, Count: -1})
+			came := make(chan struct{})
+			go func() {
+				if refuse.Wait(t.Context(), 1) == nil {
+					close(came)
+				}
+			}()
+			return came, refuse.Remove
+		})
+	})
+}
+
+// testCommitsFallBehind runs TestG16HandlersWaitForCommitsThatFallBehind with commits held
+// back by stall, which returns a channel closed when the first commit is held and the
+// function that ends the stall.
+func testCommitsFallBehind(t *testing.T, stall func(e *testEnv, group string) (<-chan struct{}, func())) {
 	e := newEmbeddedEnv(t)
 	topic := e.newTopic(t, 1)
 	group := uniqueTestName(t, "g")
 	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
-		SessionTimeoutMillis: intp(20000), AutoCommitIntervalMs: intp(100)} // a hold after 500 ms, a doubt after 10 s
+		SessionTimeoutMillis: intp(20000), AutoCommitIntervalMs: intp(100)} // a hold after 100 ms, a doubt after 10 s
 	logs := newCaptureLogger()
 	client := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(logs))
 	t.Cleanup(func() { _ = client.Close() })
@@ -234,46 +269,35 @@ func TestG16HandlersWaitForACommitThatIsLate(t *testing.T) {
 	require.Equal(t, int64(0), <-done)
 	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
 
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	e.cluster.ControlKey(kmsg.OffsetCommit.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if req.(*kmsg.OffsetCommitRequest).Group != group {
-			e.cluster.KeepControl()
-			return nil, nil, false
-		}
-		once.Do(func() { close(arrived) })
-		e.cluster.SleepControl(func() { <-release })
-		return nil, nil, false // then the broker commits it as usual
-	})
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(releaseOnce)
+	arrived, back := stall(e, group)
+	t.Cleanup(back)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
 	require.Equal(t, int64(1), <-done)
-	<-arrived // its commit is held
-	held := func() bool { f := w.run.Load().fence(); return f.isUp() }
-	require.Eventually(t, held, 5*time.Second, 10*time.Millisecond, "held once the commit is late, long before the doubt at 10 s")
+	<-arrived // its commit is held or refused
+	held := func() bool { return w.run.Load().fence().isUp() }
+	require.Eventually(t, held, 5*time.Second, 10*time.Millisecond, "held once commits fall behind, long before the doubt at 10 s")
 
 	e.produce(t, topic, []rec{{Key: []byte("b"), Value: []byte("2")}})
 	select {
 	case o := <-done:
-		t.Fatalf("offset %d started while a commit was late", o)
-	case <-time.After(2 * time.Second): // four times the hold's threshold
+		t.Fatalf("offset %d started while commits fell behind", o)
+	case <-time.After(2 * time.Second): // twenty times the hold's threshold
 	}
 	require.Equal(t, int64(2), starts.Load())
-	require.False(t, w.Status().Fenced, "a late commit is not a doubt: Status shows no fence")
+	require.False(t, w.Status().Fenced, "not a doubt: Status shows no fence")
 
-	releaseOnce()
+	back()
 	select {
 	case o := <-done:
 		require.Equal(t, int64(2), o)
 	case <-time.After(10 * time.Second):
-		t.Fatal("offset 2 did not run within 10 s of the commit's answer")
+		t.Fatal("offset 2 did not run within 10 s of the broker accepting commits")
 	}
 	require.NoError(t, r.stop(t))
 	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
 	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
 	for _, l := range logs.all() {
-		require.NotContains(t, l, "membership", "a late commit logs nothing")
+		require.NotContains(t, l, "membership", "no doubt logged")
 	}
 }
 
@@ -299,15 +323,24 @@ func TestFenceHoldIsQuiet(t *testing.T) {
 		t.Fatal("passed a hold")
 	case <-time.After(50 * time.Millisecond):
 	}
-	f.returned()
-	require.True(t, <-passed, "lifted by the commit's answer")
+	f.answer("a commit")
+	require.True(t, <-passed, "lifted by an accepted commit")
 	require.Empty(t, logs.all(), "a hold logs nothing")
+
+	now = time.Now()
+	f.sending(now) // refused: no answer
+	f.sending(now.Add(300 * time.Millisecond))
+	f.check(now.Add(600 * time.Millisecond))
+	require.True(t, f.isUp(), "held from the first commit not accepted")
+	f.heard(true)
+	require.False(t, f.isUp(), "a rebalance that leaves no partition lifts it")
+	f.check(now.Add(time.Second))
+	require.False(t, f.isUp(), "and leaves nothing to commit")
 
 	f.sending(now)
 	f.check(now.Add(600 * time.Millisecond))
 	require.True(t, f.isUp())
 	f.raise(kafka.NewError(kafka.ErrRebalanceInProgress, "refused", false))
-	f.returned()
 	require.True(t, f.isUp(), "a doubt is lifted only by the group")
 	raised, _, cause := f.state()
 	require.True(t, raised)

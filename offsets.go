@@ -98,11 +98,11 @@ func (o *offsetStore) flush(now time.Time) {
 }
 
 // due reports whether a periodic commit is due at now: commitEvery since the last, or
-// commitBurstGap after a burst of reads (commitBurst).
+// commitBurstGap after a burst of reads (commitBurst), or probeEvery while the fence is up.
 func (o *offsetStore) due(now time.Time) bool {
 	since := now.UnixNano() - o.lastCommit.Load()
 	o.fence.check(now)
-	if o.fence.isUp() && since >= int64(commitBurstGap) {
+	if o.fence.isUp() && since >= int64(probeEvery) {
 		return true // a probe (fence.go)
 	}
 	return since >= int64(o.every) || since >= int64(commitBurstGap) && o.reads.Load() >= commitBurst
@@ -238,7 +238,6 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	o.fence.sending(time.Now())
 	res, err := o.committer.CommitOffsets(tps)
-	defer o.fence.returned() // after answer or raise: a hold is lifted only when no doubt replaced it
 	tooLarge = isCode(err, kafka.ErrOffsetMetadataTooLarge)
 	failed, partErr := make(map[tpKey]bool), error(nil)
 	for _, r := range res {

@@ -190,9 +190,13 @@ const (
 	// commitBurst and commitBurstGap commit sooner after a burst: once commitBurst messages
 	// were read since the last periodic commit, the next one is due commitBurstGap after it
 	// (at most 1/commitBurstGap more commits a second). A catch-up after a stall reads
-	// thousands of messages in a few milliseconds; a crash right after redid all of them.
-	commitBurst    = 1000
-	commitBurstGap = 100 * time.Millisecond
+	// thousands of messages in a few milliseconds; a crash right after redid all of them. In
+	// the chaos harness's catch-ups members finished 10,000 messages a second, and a kill
+	// redid up to 640 of them with a gap of 100 ms.
+	commitBurst    = 250
+	commitBurstGap = 25 * time.Millisecond
+	// probeEvery is how often the periodic commit probes while the fence is up (fence.go).
+	probeEvery = 100 * time.Millisecond
 	// commitRetryFor bounds how long a commit at a revoke, a stop or Close is tried again
 	// while it fails for a reason that passes (offsets.go retryCommit), from
 	// commitRetryBackoff between tries, doubling, up to eight times that.
