@@ -97,7 +97,7 @@ type fence struct {
 	holdAfter time.Duration
 	// unacked is when the first commit sent since the last accepted one was sent (UnixNano;
 	// 0: none). Atomic.
-	unacked atomic.Int64
+	unacked  atomic.Int64
 	episodes atomic.Int64 // atomic: how many times it was raised
 }
 
