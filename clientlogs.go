@@ -38,6 +38,11 @@ import (
 // the reader or writer logs: the line itself is written at debug level.
 const tagBrokerFail = "FAIL"
 
+// tagFatal tags librdkafka's line for a fatal error, which always comes with the fatal error
+// event that the reader logs as "consumer failed" (it ends the Run) and the writer as a
+// producer replaced: the line itself is written at debug level.
+const tagFatal = "FATAL"
+
 // tagClusterID tags librdkafka's line for a broker that reports another cluster id than the
 // one the client knew; clusterChangeText is in its text.
 const (
@@ -111,7 +116,7 @@ func (c *clientLogs) drain() {
 // write writes one log line at the level its syslog level maps to.
 func (c *clientLogs) write(e kafka.LogEvent) {
 	level := syslogLevel(e.Level)
-	if e.Tag == tagBrokerFail {
+	if e.Tag == tagBrokerFail || e.Tag == tagFatal {
 		level = levelDebug
 	}
 	if f := c.clusterChanged.Load(); f != nil && (e.Tag == tagClusterID || strings.Contains(e.Message, clusterChangeText)) {

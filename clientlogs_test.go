@@ -37,7 +37,8 @@ func TestLogLineKey(t *testing.T) {
 }
 
 // TestRouteLogs: the config gets the logs channel; lines reach the Logger at their level,
-// warnings rate-limited, FAIL lines at debug level; close drains what is buffered and
+// warnings rate-limited, FAIL and FATAL lines at debug level (the reader and writer log the
+// error event that comes with each); close drains what is buffered and
 // returns. AdditionalProps that set either key are left alone.
 func TestRouteLogs(t *testing.T) {
 	logs := newCaptureLogger()
@@ -51,6 +52,7 @@ func TestRouteLogs(t *testing.T) {
 	ch <- warn
 	ch <- warn // same line: counted
 	ch <- kafka.LogEvent{Name: "c", Tag: "FAIL", Level: 3, Message: "Connect failed", Timestamp: now}
+	ch <- kafka.LogEvent{Name: "c", Tag: "FATAL", Level: 0, Message: "Fatal error: Broker: The instance ID is still used", Timestamp: now}
 	ch <- kafka.LogEvent{Name: "c", Tag: "CONF", Level: 6, Message: "info line", Timestamp: now}
 	c.close()
 	c.close()
@@ -58,7 +60,7 @@ func TestRouteLogs(t *testing.T) {
 	for _, l := range logs.all() {
 		levels = append(levels, strings.Join(strings.Fields(l)[:4], " "))
 	}
-	require.Equal(t, []string{"warn zkafka: librdkafka REQTMOUT", "debug zkafka: librdkafka FAIL", "info zkafka: librdkafka CONF"}, levels)
+	require.Equal(t, []string{"warn zkafka: librdkafka REQTMOUT", "debug zkafka: librdkafka FAIL", "debug zkafka: librdkafka FATAL", "info zkafka: librdkafka CONF"}, levels)
 
 	for _, key := range []string{keyLogsChannelEnable, keyLogsChannel} {
 		cm := kafka.ConfigMap{}

@@ -439,6 +439,7 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 		var kerr kafka.Error
 		switch {
 		case errors.As(err, &kerr) && kerr.IsFatal():
+			r.fatal.Store(true) // closing it commits nothing and does not leave: it cannot
 			return nil, wrapErr(err, "fatal consumer error")
 		case brokerFailure(err) || brokerCause(err) || topicFailure(err):
 			_ = r.brokers.consumerError(err)
@@ -645,8 +646,12 @@ func (r *KReader) closeConsumer() error {
 // has not joined its new generation yet: ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) is tried
 // again while polls serve the rejoin, for up to closeRejoinWait: leaving at once would hand
 // the next owner everything finished since the last commit that landed, to run again (G16).
-// Messages polled meanwhile are dropped unrecorded, as in leave.
+// Messages polled meanwhile are dropped unrecorded, as in leave. A consumer that failed for
+// good commits nothing: librdkafka refuses it every call.
 func (r *KReader) commitAtClose() {
+	if r.fatal.Load() {
+		return
+	}
 	err := r.offsets.closing()
 	graceful := r.offsets.commitAtClose.Load()
 	for deadline := time.Now().Add(closeRejoinWait); graceful && doubtfulCommitError(err) && r.poller != nil &&
