@@ -9,6 +9,8 @@ package zkafka
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -48,6 +50,10 @@ type Client struct {
 	closed  bool                   // guarded by mu
 	readers map[string]*KReader    // guarded by mu
 	writers map[writerKey]*KWriter // guarded by mu
+	// closing holds readers replaced in readers (a Run made a new consumer, renew.go, or
+	// started again) whose close still waits for the group coordinator: Close waits for
+	// them too (G14). Guarded by mu.
+	closing []*KReader
 }
 
 // writerKey identifies a cached writer.
@@ -170,8 +176,14 @@ func (c *Client) Reader(ctx context.Context, topicConfig ConsumerTopicConfig, op
 	if c.closed {
 		return nil, errClientClosed
 	}
-	if r, ok := c.readers[topicConfig.ClientID]; ok && !isClosed(r) {
-		return r, nil
+	if r, ok := c.readers[topicConfig.ClientID]; ok {
+		if !isClosed(r) {
+			return r, nil
+		}
+		c.closing = slices.DeleteFunc(c.closing, (*KReader).closeEnded)
+		if !r.closeEnded() {
+			c.closing = append(c.closing, r)
+		}
 	}
 	f, err := getFormatter(topicConfig.Formatter, topicConfig.SchemaID, topicConfig.SchemaRegistry)
 	if err != nil {
@@ -252,8 +264,8 @@ func isClosed(v any) bool {
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	writers, readers := c.writers, c.readers
-	c.writers, c.readers = map[writerKey]*KWriter{}, map[string]*KReader{}
+	writers, readers := c.writers, slices.AppendSeq(c.closing, maps.Values(c.readers))
+	c.writers, c.readers, c.closing = map[writerKey]*KWriter{}, map[string]*KReader{}, nil
 	c.mu.Unlock()
 
 	// Writers flush concurrently, so the wait is that of the slowest, not their sum.

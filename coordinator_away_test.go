@@ -141,3 +141,63 @@ func committedOf(c *kfake.Cluster, group, topic string, partition int32) int64 {
 	}
 	return -1
 }
+
+// TestG14ClientCloseWaitsForAReplacedReaderStillClosing: a Run stops while the group
+// coordinator is away, so its consumer closes in the background; the Client then makes a
+// new reader with the same ClientID (a new Run would). Client.Close waits for the old
+// consumer's close too, not only for the reader it now caches: none outlives it.
+func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}
+	client := NewClient(Config{BootstrapServers: []string{e.addr}})
+	done := make(chan int64, 16)
+	w := NewWorkFactory(client).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		done <- m.Offset
+		return nil
+	})
+	late := make(chan (<-chan struct{}), 1)
+	testHookClosingLate = func(gone <-chan struct{}) { late <- gone }
+	t.Cleanup(func() { testHookClosingLate = nil })
+
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	r := startWork(t, w)
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+	refused, back := coordinatorAway(e.cluster, group)
+	t.Cleanup(back)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-done)
+	<-refused
+	require.NoError(t, r.stop(t))
+	var gone <-chan struct{}
+	select {
+	case gone = <-late:
+	default:
+		t.Fatal("the consumer closed although its commit could not complete")
+	}
+
+	_, err := client.Reader(t.Context(), cfg) // replaces the closed reader in the cache
+	require.NoError(t, err)
+	closed := make(chan error, 1)
+	go func() { closed <- client.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Client.Close returned while the replaced reader's consumer was still closing")
+	case <-time.After(time.Second):
+	}
+	back()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("Client.Close did not return within 60 s of the coordinator's return")
+	}
+	select {
+	case <-gone:
+	default:
+		t.Fatal("Client.Close returned before the replaced reader's consumer closed")
+	}
+}

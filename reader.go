@@ -621,6 +621,20 @@ func (r *KReader) awaitClosed(d time.Duration) bool {
 	}
 }
 
+// closeEnded reports whether the close Close began has ended (false before Close).
+func (r *KReader) closeEnded() bool {
+	gone := r.gone.Load()
+	if gone == nil {
+		return false
+	}
+	select {
+	case <-*gone:
+		return true
+	default:
+		return false
+	}
+}
+
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer
 // is closed, with a channel closed once it is.
 var testHookClosingLate func(gone <-chan struct{})
