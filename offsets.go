@@ -256,6 +256,11 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	if err == nil && (partErr == nil || tooLarge) {
 		o.counts.Load().commits.Add(1)
+		if o.fence.isUp() {
+			// The messages held back start at once and finish in a burst, read long ago:
+			// the next commit is due after commitBurstGap, as after a burst of reads.
+			o.reads.Store(commitBurst)
+		}
 		o.fence.answer("a commit")
 		return tooLarge, nil
 	}
