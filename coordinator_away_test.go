@@ -65,31 +65,48 @@ func TestG3GracefulStopReturnsWhileTheCoordinatorIsAway(t *testing.T) {
 	testStopWhileTheCoordinatorIsAway(t, func(r *running) { close(r.shutdown) })
 }
 
-func testStopWhileTheCoordinatorIsAway(t *testing.T, stop func(*running)) {
-	e := newEmbeddedEnv(t)
-	topic := e.newTopic(t, 1)
-	group := uniqueTestName(t, "g")
-	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+// awayAfterOffset1 is a Work of client that ran offsets 0 and 1 of its topic, the commit of
+// 0 landed and that of 1 waits for a group coordinator that went away; late receives the
+// channel of a consumer close left to the background.
+type awayAfterOffset1 struct {
+	cfg          ConsumerTopicConfig
+	group, topic string
+	r            *running
+	done         chan int64
+	late         chan (<-chan struct{})
+	back         func() // the coordinator comes back
+}
+
+func runUntilTheCoordinatorIsAway(t *testing.T, e *testEnv, client *Client) *awayAfterOffset1 {
+	t.Helper()
+	a := &awayAfterOffset1{topic: e.newTopic(t, 1), group: uniqueTestName(t, "g"), done: make(chan int64, 16), late: make(chan (<-chan struct{}), 1)}
+	a.cfg = ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: a.group, Topic: a.topic,
 		SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}
-	done := make(chan int64, 16)
-	w := NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
-		done <- m.Offset
+	w := NewWorkFactory(client).CreateWithFunc(a.cfg, func(ctx context.Context, m *Message) error {
+		a.done <- m.Offset
 		return nil
 	})
-	late := make(chan (<-chan struct{}), 1)
-	testHookClosingLate = func(gone <-chan struct{}) { late <- gone }
+	testHookClosingLate = func(gone <-chan struct{}) { a.late <- gone }
 	t.Cleanup(func() { testHookClosingLate = nil })
 
-	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
-	r := startWork(t, w)
-	require.Equal(t, int64(0), <-done)
-	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 1 }, 30*time.Second, 10*time.Millisecond)
+	e.produce(t, a.topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	a.r = startWork(t, w)
+	require.Equal(t, int64(0), <-a.done)
+	require.Eventually(t, func() bool { return e.committed(t, a.group, a.topic)[0] == 1 }, 30*time.Second, 10*time.Millisecond)
 
-	refused, back := coordinatorAway(e.cluster, group)
-	t.Cleanup(back)
-	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
-	require.Equal(t, int64(1), <-done)
+	var refused <-chan struct{}
+	refused, a.back = coordinatorAway(e.cluster, a.group)
+	t.Cleanup(a.back)
+	e.produce(t, a.topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
+	require.Equal(t, int64(1), <-a.done)
 	<-refused // the periodic commit of offset 2 waits for a coordinator
+	return a
+}
+
+func testStopWhileTheCoordinatorIsAway(t *testing.T, stop func(*running)) {
+	e := newEmbeddedEnv(t)
+	a := runUntilTheCoordinatorIsAway(t, e, e.client(t))
+	cfg, group, topic, r, done, late, back := a.cfg, a.group, a.topic, a.r, a.done, a.late, a.back
 	t0 := time.Now()
 	stop(r)
 	select {
@@ -148,38 +165,17 @@ func committedOf(c *kfake.Cluster, group, topic string, partition int32) int64 {
 // consumer's close too, not only for the reader it now caches: none outlives it.
 func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
 	e := newEmbeddedEnv(t)
-	topic := e.newTopic(t, 1)
-	group := uniqueTestName(t, "g")
-	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
-		SessionTimeoutMillis: intp(6000), MaxPollIntervalMillis: intp(10000)}
 	client := NewClient(Config{BootstrapServers: []string{e.addr}})
-	done := make(chan int64, 16)
-	w := NewWorkFactory(client).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
-		done <- m.Offset
-		return nil
-	})
-	late := make(chan (<-chan struct{}), 1)
-	testHookClosingLate = func(gone <-chan struct{}) { late <- gone }
-	t.Cleanup(func() { testHookClosingLate = nil })
-
-	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
-	r := startWork(t, w)
-	require.Equal(t, int64(0), <-done)
-	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
-	refused, back := coordinatorAway(e.cluster, group)
-	t.Cleanup(back)
-	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
-	require.Equal(t, int64(1), <-done)
-	<-refused
-	require.NoError(t, r.stop(t))
+	a := runUntilTheCoordinatorIsAway(t, e, client)
+	require.NoError(t, a.r.stop(t))
 	var gone <-chan struct{}
 	select {
-	case gone = <-late:
+	case gone = <-a.late:
 	default:
 		t.Fatal("the consumer closed although its commit could not complete")
 	}
 
-	_, err := client.Reader(t.Context(), cfg) // replaces the closed reader in the cache
+	_, err := client.Reader(t.Context(), a.cfg) // replaces the closed reader in the cache
 	require.NoError(t, err)
 	closed := make(chan error, 1)
 	go func() { closed <- client.Close() }()
@@ -188,7 +184,7 @@ func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
 		t.Fatal("Client.Close returned while the replaced reader's consumer was still closing")
 	case <-time.After(time.Second):
 	}
-	back()
+	a.back()
 	select {
 	case err := <-closed:
 		require.NoError(t, err)

@@ -125,10 +125,7 @@ func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
 		done <- m.Offset
 		return nil
 	})
-	r := startWork(t, w)
-	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
-	require.Equal(t, int64(0), <-done)
-	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+	r := startCommitted(t, e, w, group, topic, done)
 
 	refused, back := coordinatorAway(e.cluster, group)
 	t.Cleanup(back)
@@ -139,23 +136,8 @@ func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
 	require.ErrorContains(t, errors.New(w.Status().FencedBecause), "answered no commit")
 
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("2")}})
-	select {
-	case o := <-done:
-		t.Fatalf("offset %d started while the coordinator was silent", o)
-	case <-time.After(3 * time.Second): // past the session timeout: the group gave the partition up
-	}
-	require.Equal(t, int64(2), starts.Load())
-
-	back()
-	select {
-	case o := <-done:
-		require.Equal(t, int64(2), o)
-	case <-time.After(30 * time.Second):
-		t.Fatal("offset 2 did not run within 30 s of the coordinator's return")
-	}
-	require.NoError(t, r.stop(t))
-	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
-	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
+	// Held past the session timeout: the group gave the partition up.
+	heldThenRun(t, e, r, group, topic, done, &starts, 3*time.Second, 30*time.Second, func() {}, back)
 }
 
 // TestFenceTransitions walks the fence through each transition: down, raised by a refusal,
@@ -264,10 +246,7 @@ func testCommitsFallBehind(t *testing.T, stall func(e *testEnv, group string) (<
 		done <- m.Offset
 		return nil
 	})
-	r := startWork(t, w)
-	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
-	require.Equal(t, int64(0), <-done)
-	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+	r := startCommitted(t, e, w, group, topic, done)
 
 	arrived, back := stall(e, group)
 	t.Cleanup(back)
@@ -278,24 +257,10 @@ func testCommitsFallBehind(t *testing.T, stall func(e *testEnv, group string) (<
 	require.Eventually(t, held, 5*time.Second, 10*time.Millisecond, "held once commits fall behind, long before the doubt at 10 s")
 
 	e.produce(t, topic, []rec{{Key: []byte("b"), Value: []byte("2")}})
-	select {
-	case o := <-done:
-		t.Fatalf("offset %d started while commits fell behind", o)
-	case <-time.After(2 * time.Second): // twenty times the hold's threshold
-	}
-	require.Equal(t, int64(2), starts.Load())
-	require.False(t, w.Status().Fenced, "not a doubt: Status shows no fence")
-
-	back()
-	select {
-	case o := <-done:
-		require.Equal(t, int64(2), o)
-	case <-time.After(10 * time.Second):
-		t.Fatal("offset 2 did not run within 10 s of the broker accepting commits")
-	}
-	require.NoError(t, r.stop(t))
-	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
-	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
+	// Held for twenty times the hold's threshold.
+	heldThenRun(t, e, r, group, topic, done, &starts, 2*time.Second, 10*time.Second, func() {
+		require.False(t, w.Status().Fenced, "not a doubt: Status shows no fence")
+	}, back)
 	for _, l := range logs.all() {
 		require.NotContains(t, l, "membership", "no doubt logged")
 	}
@@ -350,4 +315,40 @@ func TestFenceHoldIsQuiet(t *testing.T) {
 	require.Contains(t, lines[0], "membership of the group in doubt")
 	f.answer("a commit")
 	require.False(t, f.isUp())
+}
+
+// startCommitted starts w, runs offset 0 of topic through it and waits for its commit.
+func startCommitted(t *testing.T, e *testEnv, w *Work, group, topic string, done <-chan int64) *running {
+	t.Helper()
+	r := startWork(t, w)
+	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
+	require.Equal(t, int64(0), <-done)
+	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
+	return r
+}
+
+// heldThenRun checks the end of a test where offsets 0 and 1 ran and offset 2, just
+// produced, is held: it does not start for quiet (held then runs, for assertions while it is
+// held); once release is called it runs within within; the stop commits 3 and each offset
+// ran once.
+func heldThenRun(t *testing.T, e *testEnv, r *running, group, topic string, done <-chan int64, starts *atomic.Int64,
+	quiet, within time.Duration, held func(), release func()) {
+	t.Helper()
+	select {
+	case o := <-done:
+		t.Fatalf("offset %d started while held", o)
+	case <-time.After(quiet):
+	}
+	require.Equal(t, int64(2), starts.Load())
+	held()
+	release()
+	select {
+	case o := <-done:
+		require.Equal(t, int64(2), o)
+	case <-time.After(within):
+		t.Fatalf("offset 2 did not run within %s of the release", within)
+	}
+	require.NoError(t, r.stop(t))
+	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
+	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
 }
