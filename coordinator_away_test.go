@@ -180,8 +180,8 @@ func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- client.Close() }()
 	select {
-	case <-closed:
-		t.Fatal("Client.Close returned while the replaced reader's consumer was still closing")
+	case err := <-closed:
+		t.Fatalf("Client.Close returned (%v) while the replaced reader's consumer was still closing", err)
 	case <-time.After(time.Second):
 	}
 	a.back()
