@@ -99,7 +99,7 @@ func runUntilTheCoordinatorIsAway(t *testing.T, e *testEnv, client *Client) *awa
 	t.Cleanup(a.back)
 	e.produce(t, a.topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
 	require.Equal(t, int64(1), <-a.done)
-	<-refused // the periodic commit of offset 2 waits for a coordinator
+	awaitRefused(t, refused) // the periodic commit of offset 1 waits for a coordinator
 	return a
 }
 
@@ -146,6 +146,18 @@ func testStopWhileTheCoordinatorIsAway(t *testing.T, stop func(*running)) {
 	require.Equal(t, int64(1), <-done)
 	require.NoError(t, r2.stop(t))
 	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic))
+}
+
+// awaitRefused waits for coordinatorAway's first refusal. A CI run once waited here for
+// ever: a commit sent just before the coordinator went away was never answered (librdkafka's
+// CommitOffsets waited ten minutes, REQTMOUT every 61 s), so no later commit was sent.
+func awaitRefused(t *testing.T, refused <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-refused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no commit reached the broker within 30 s (an earlier commit never answered?)")
+	}
 }
 
 // committedOf is group's committed offset of topic's partition, -1 when none, read from the

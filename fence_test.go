@@ -131,7 +131,7 @@ func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
 	t.Cleanup(back)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
 	require.Equal(t, int64(1), <-done)
-	<-refused // its commit waits for a coordinator
+	awaitRefused(t, refused) // the periodic commit of offset 1 waits for a coordinator
 	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
 	require.ErrorContains(t, errors.New(w.Status().FencedBecause), "answered no commit")
 
