@@ -72,7 +72,8 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// fence holds back the start of handlers while the membership is in doubt. The reader
+// fence holds back the start of handlers while the membership is in doubt, or, quietly, while
+// commits fall behind (a hold). The reader
 // goroutine, the periodic commit's goroutine, processors (commits of poison.go, pass) and
 // Work.Status use it at once.
 type fence struct {
@@ -192,8 +193,16 @@ func (f *fence) hold() {
 	if f.raised {
 		return
 	}
-	f.raised, f.quiet, f.since, f.cause, f.lifted = true, true, time.Now(), "commits not accepted", make(chan struct{})
-	f.up.Store(true)
+	f.goUp()
+	f.quiet, f.cause = true, "commits not accepted"
+}
+
+// goUp raises a fence that is down: since now, with a new lifted channel. f.mu is held.
+func (f *fence) goUp() {
+	if !f.raised {
+		f.raised, f.since, f.lifted = true, time.Now(), make(chan struct{})
+		f.up.Store(true)
+	}
 }
 
 // wantsProbe reports whether the next commit should probe: the fence is up, or the group has
@@ -230,10 +239,7 @@ func (f *fence) raise(cause error) {
 		f.mu.Unlock()
 		return
 	}
-	if !f.raised {
-		f.raised, f.since, f.lifted = true, time.Now(), make(chan struct{})
-		f.up.Store(true)
-	}
+	f.goUp()
 	f.quiet, f.cause = false, cause.Error() // a hold becomes a doubt
 	f.mu.Unlock()
 	f.episodes.Add(1)
