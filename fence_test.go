@@ -158,15 +158,7 @@ func TestFenceTransitions(t *testing.T) {
 	require.False(t, since.IsZero())
 	require.Contains(t, cause, "refused")
 	require.True(t, f.wantsProbe(time.Now()), "raised: the next commit probes")
-	passed := make(chan bool)
-	go func() { passed <- f.pass(cut) }()
-	select {
-	case <-passed:
-		t.Fatal("passed a raised fence")
-	case <-time.After(50 * time.Millisecond):
-	}
-	f.answer("a commit")
-	require.True(t, <-passed, "lifted by an answer")
+	require.True(t, passOnceLifted(t, f, cut, func() { f.answer("a commit") }), "lifted by an answer")
 	require.Equal(t, int64(1), f.episodes.Load())
 
 	now := time.Now()
@@ -183,9 +175,7 @@ func TestFenceTransitions(t *testing.T) {
 	f.heard(false)
 	require.True(t, f.up.Load(), "a callback that keeps partitions does not lift it")
 	require.Less(t, f.silentFor(time.Now()), 100*time.Millisecond, "but it is an answer")
-	go func() { passed <- f.pass(cut) }()
-	close(stopping)
-	require.False(t, <-passed, "a stop cuts the wait: the message is let go of")
+	require.False(t, passOnceLifted(t, f, cut, func() { close(stopping) }), "a stop cuts the wait: the message is let go of")
 	f.heard(true)
 	require.False(t, f.up.Load(), "a callback that left no partition lifts it")
 }
@@ -281,15 +271,7 @@ func TestFenceHoldIsQuiet(t *testing.T) {
 	require.True(t, f.isUp(), "late: held")
 	raised, _, _ := f.state()
 	require.False(t, raised, "a hold is not shown as a fence")
-	passed := make(chan bool)
-	go func() { passed <- f.pass(waitCut{}) }()
-	select {
-	case <-passed:
-		t.Fatal("passed a hold")
-	case <-time.After(50 * time.Millisecond):
-	}
-	f.answer("a commit")
-	require.True(t, <-passed, "lifted by an accepted commit")
+	require.True(t, passOnceLifted(t, f, waitCut{}, func() { f.answer("a commit") }), "lifted by an accepted commit")
 	require.Empty(t, logs.all(), "a hold logs nothing")
 
 	now = time.Now()
@@ -351,4 +333,19 @@ func heldThenRun(t *testing.T, e *testEnv, r *running, group, topic string, done
 	require.NoError(t, r.stop(t))
 	require.Equal(t, int64(3), committedOf(e.cluster, group, topic, 0))
 	require.Equal(t, int64(3), starts.Load(), "each offset ran once")
+}
+
+// passOnceLifted calls f.pass(cut) while f is up, checks that it waits, then calls lift (which
+// lifts the fence or cuts the wait) and returns what pass returned.
+func passOnceLifted(t *testing.T, f *fence, cut waitCut, lift func()) bool {
+	t.Helper()
+	passed := make(chan bool)
+	go func() { passed <- f.pass(cut) }()
+	select {
+	case <-passed:
+		t.Fatal("passed a raised fence")
+	case <-time.After(50 * time.Millisecond):
+	}
+	lift()
+	return <-passed
 }
