@@ -80,6 +80,98 @@ func ConsumeAll(t testing.TB, addr, topic string, n int, timeout time.Duration) 
 	return out
 }
 
+// ConsumeTo reads every record of topic below ends (a partition's end offset, as from
+// [EndOffsets]), each once, partition by partition from its first offset, with a consumer
+// that is in no group, and returns them in offset order within each partition. It fails the
+// test if the records below ends do not all arrive within timeout. Unlike [ConsumeAll] it
+// cannot stop short when records are appended after ends were taken, or when a record is
+// delivered twice: it counts offsets, not records. Committed transactional records only are
+// read, and a partition's offsets taken by aborted records or control markers count as read
+// once the consumer's position passes them.
+func ConsumeTo(t testing.TB, addr, topic string, ends map[int32]int64, timeout time.Duration) []Consumed {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":     addr,
+		"broker.address.family": "v4",
+		"client.id":             "zkafka-testhelper",
+		"enable.metrics.push":   false,
+		"group.id":              UniqueName(t, "testhelper-consume-to"), // required; never joined (Assign)
+		"enable.auto.commit":    false,
+		"isolation.level":       "read_committed",
+	})
+	if err != nil {
+		t.Fatalf("testhelper: consumer for %s: %v", addr, err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Logf("testhelper: closing consumer: %v", err)
+		}
+	}()
+	var tps []kafka.TopicPartition
+	left := make(map[int32]int64) // partition -> end offset, while records below it are unread
+	for p, end := range ends {
+		if end > 0 {
+			tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
+			left[p] = end
+		}
+	}
+	if len(tps) == 0 {
+		return nil
+	}
+	if err := c.Assign(tps); err != nil {
+		t.Fatalf("testhelper: assigning %s: %v", topic, err)
+	}
+	byPartition := make(map[int32][]Consumed)
+	seen := make(map[int32]int64) // partition -> next offset to take
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for len(left) > 0 {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			t.Fatalf("testhelper: records of %s below %v not all read within %v (unread: %v; last error: %v)", topic, ends, timeout, left, lastErr)
+		}
+		m, err := c.ReadMessage(min(wait, 200*time.Millisecond))
+		if err != nil {
+			var kerr kafka.Error
+			if errors.As(err, &kerr) && !kerr.IsFatal() {
+				if !kerr.IsTimeout() {
+					lastErr = err
+				}
+				doneByPosition(c, tps, left)
+				continue
+			}
+			t.Fatalf("testhelper: reading %s: %v", topic, err)
+		}
+		p, o := m.TopicPartition.Partition, int64(m.TopicPartition.Offset)
+		if end, ok := left[p]; ok && o >= seen[p] && o < end {
+			byPartition[p] = append(byPartition[p], toConsumed(m))
+			seen[p] = o + 1
+			if o+1 >= end {
+				delete(left, p)
+			}
+		}
+	}
+	var out []Consumed
+	for _, tp := range tps {
+		out = append(out, byPartition[tp.Partition]...)
+	}
+	return out
+}
+
+// doneByPosition drops from left the partitions whose position reached their end: the
+// offsets left below it held no record to read (aborted records, control markers).
+func doneByPosition(c *kafka.Consumer, tps []kafka.TopicPartition, left map[int32]int64) {
+	pos, err := c.Position(tps)
+	if err != nil {
+		return
+	}
+	for _, tp := range pos {
+		if end, ok := left[tp.Partition]; ok && tp.Offset >= 0 && int64(tp.Offset) >= end {
+			delete(left, tp.Partition)
+		}
+	}
+}
+
 func toConsumed(m *kafka.Message) Consumed {
 	r := Consumed{
 		Partition: m.TopicPartition.Partition,

@@ -3,6 +3,7 @@ package testhelper_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -211,4 +212,33 @@ func TestNoDockerInTesthelper(t *testing.T) {
 		require.False(t, strings.Contains(dep, "testcontainers") || strings.Contains(dep, "docker"),
 			"testhelper depends on %s", dep)
 	}
+}
+
+// TestConsumeToReadsEveryOffsetBelowTheEnds: records appended after the end offsets were
+// taken are not read in place of earlier ones (ConsumeAll counts records and could stop
+// short on one partition while reading the newer records of another).
+func TestConsumeToReadsEveryOffsetBelowTheEnds(t *testing.T) {
+	b := testhelper.NewBroker(t)
+	topic := testhelper.UniqueName(t, "topic")
+	testhelper.CreateTopic(t, b.Addr(), topic, 2)
+	var first []testhelper.Record
+	for i := range 6 {
+		first = append(first, testhelper.Record{Value: []byte{byte('a' + i)}, Partition: int32(i % 2)})
+	}
+	testhelper.Produce(t, b.Addr(), topic, first...)
+	ends := testhelper.EndOffsets(t, b.Addr(), topic)
+	require.Equal(t, map[int32]int64{0: 3, 1: 3}, ends)
+	var later []testhelper.Record
+	for range 50 {
+		later = append(later, testhelper.Record{Value: []byte("late"), Partition: 1})
+	}
+	testhelper.Produce(t, b.Addr(), topic, later...)
+
+	got := testhelper.ConsumeTo(t, b.Addr(), topic, ends, 30*time.Second)
+	var at []string
+	for _, r := range got {
+		at = append(at, fmt.Sprintf("%d/%d=%s", r.Partition, r.Offset, r.Value))
+	}
+	require.ElementsMatch(t, []string{"0/0=a", "0/1=c", "0/2=e", "1/0=b", "1/1=d", "1/2=f"}, at)
+	require.Empty(t, testhelper.ConsumeTo(t, b.Addr(), topic, map[int32]int64{0: 0}, time.Second))
 }

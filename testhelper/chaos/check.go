@@ -222,7 +222,7 @@ func (h *harness) check(faults map[Fault]int) Report {
 		}
 		rep.DeadLetterRecords = n
 		if n > 0 {
-			for _, c := range testhelper.ConsumeAll(t, h.addr, h.dlt, n, 60*time.Second) {
+			for _, c := range testhelper.ConsumeTo(t, h.addr, h.dlt, dend, 60*time.Second) {
 				if string(c.Headers[zkafka.HeaderOriginalTopic]) != h.topic {
 					continue
 				}
