@@ -3,6 +3,8 @@ package zkafka
 import (
 	"fmt"
 	"maps"
+	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -36,11 +38,30 @@ func newEmbeddedEnv(t testing.TB) *testEnv {
 }
 
 func envOf(t testing.TB, b *testhelper.Broker) *testEnv {
+	watchdog(t)
 	e := &testEnv{addr: b.Addr()}
 	if b.Embedded() {
 		e.cluster = b.Cluster(t)
 	}
 	return e
+}
+
+// testRunsAtMost bounds a test that uses a broker: the longest take under a minute, and a
+// test that hangs (a wait for an event that never comes) would otherwise hold the suite
+// until go test's -timeout, 30 minutes, and be named only in the last lines of its output.
+const testRunsAtMost = 4 * time.Minute
+
+// watchdog ends the test binary, with every goroutine's stack and t's name, when t runs over
+// testRunsAtMost.
+func watchdog(t testing.TB) {
+	name := t.Name()
+	timer := time.AfterFunc(testRunsAtMost, func() {
+		buf := make([]byte, 16<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		fmt.Fprintf(os.Stderr, "%s\n", buf)
+		panic(fmt.Sprintf("test %s ran over %s: it hangs (its goroutines are above)", name, testRunsAtMost))
+	})
+	t.Cleanup(func() { timer.Stop() })
 }
 
 func (e *testEnv) embedded() bool { return e.cluster != nil }

@@ -30,6 +30,7 @@ func testBroker(t *testing.T) string {
 // newKfake starts an embedded single-broker cluster closed when the test ends.
 func newKfake(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
+	watchdog(t)
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
