@@ -83,6 +83,52 @@ func TestBreakerTransitions(t *testing.T) {
 	require.Equal(t, []string{"closed->open", "open->half-open", "half-open->open", "open->half-open", "half-open->closed"}, log.all())
 }
 
+// TestBreakerClosedAsksGobreakerOnlyWhatCounts: while closed, successes with no failure
+// counted never reach gobreaker (no lock, no clock per message); a failure does, and so does
+// the success after it, which resets the count.
+func TestBreakerClosedAsksGobreakerOnlyWhatCounts(t *testing.T) {
+	b := newBreaker("t", 3, time.Minute, false, nil)
+	succeed := func() {
+		done, ok := b.admit(openCut())
+		require.True(t, ok)
+		done.report(breakerSuccess)
+	}
+	for range 100 {
+		succeed()
+	}
+	require.Zero(t, b.cb.Counts().Requests, "successes while nothing is counted")
+	fail(t, b)
+	fail(t, b)
+	require.Equal(t, uint32(2), b.cb.Counts().ConsecutiveFailures)
+	succeed()
+	require.Zero(t, b.cb.Counts().ConsecutiveFailures, "the success after failures resets them")
+	fail(t, b)
+	fail(t, b)
+	require.False(t, b.isOpen(), "two consecutive failures of three")
+	fail(t, b)
+	require.True(t, b.isOpen())
+}
+
+// TestBreakerTicketOfAnEarlierStateReportsNothing: a run admitted closed that ends after the
+// breaker opened and closed again does not count in the new closed state.
+func TestBreakerTicketOfAnEarlierStateReportsNothing(t *testing.T) {
+	b := newBreaker("t", 2, time.Millisecond, false, nil)
+	stale, ok := b.admit(openCut())
+	require.True(t, ok)
+	fail(t, b)
+	fail(t, b)
+	require.True(t, b.isOpen())
+	probe, ok := b.admit(openCut())
+	require.True(t, ok)
+	require.True(t, probe.probe)
+	probe.report(breakerSuccess)
+	require.False(t, b.blocking(), "closed again")
+	fail(t, b)
+	stale.report(breakerFailure)
+	require.False(t, b.isOpen(), "the stale failure is not the second")
+	require.Equal(t, uint32(1), b.cb.Counts().ConsecutiveFailures)
+}
+
 // TestBreakerHalfOpenAdmitsOneProbe: while the probe runs, a second message waits for its
 // outcome and goes through once the breaker closed.
 func TestBreakerHalfOpenAdmitsOneProbe(t *testing.T) {
