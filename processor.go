@@ -223,13 +223,14 @@ func (p *processors) handle(vp *virtualPartition, m *Message, gen uint64) bool {
 		p.letGo(vp, m)
 		return true
 	}
-	if !p.rs.fence().pass(p.cut(vp, m)) { // G19: membership in doubt (fence.go)
+	looked, ok := p.rs.fence().passAt(p.cut(vp, m)) // G19: membership in doubt (fence.go)
+	if !ok {
 		ticket.report(breakerUncounted)
 		p.letGo(vp, m)
 		return true
 	}
 	vp.ticket = ticket
-	abandoned, err := p.process(vp, m, gen)
+	abandoned, err := p.process(vp, m, gen, looked)
 	if m.admit == admitMarked {
 		p.suspects.leave(m)
 	}
@@ -262,8 +263,9 @@ func (p *processors) hold(m *Message, cut waitCut) bool {
 }
 
 // process runs the hooks, the span and the handler. abandoned is true when the watchdog gave
-// up on the handler while it ran.
-func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (abandoned bool, err error) {
+// up on the handler while it ran. A non-zero now is the time just read before the call (the
+// fence's look): the handler's start when no span or hook runs first.
+func (p *processors) process(vp *virtualPartition, m *Message, gen uint64, now time.Time) (abandoned bool, err error) {
 	ctx := m.ctx
 	if ctx == nil {
 		ctx = p.rs.ctx
@@ -279,8 +281,14 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64) (aban
 			span.End()
 		}()
 	}
-	ctx = p.around.preProcessing(ctx, vp, m)
-	start := time.Now()
+	if p.around.hooks.PreProcessing != nil {
+		ctx = p.around.preProcessing(ctx, vp, m)
+		now = time.Time{}
+	}
+	start := now
+	if start.IsZero() || p.around.tracer != nil {
+		start = time.Now()
+	}
 	// Like context.WithTimeout, without a timer or an allocation (see procCtx).
 	pc := &m.pctx
 	if m.retries > 0 {
