@@ -172,7 +172,9 @@ type KReader struct {
 	// poisonAfter is the Work's PoisonPillAfter (poison.go); 0 (a bare reader): off. Atomic.
 	poisonAfter atomic.Uint32
 	flushing    atomic.Bool // atomic: a periodic commit is running (flush)
-	fatal       atomic.Bool // atomic: the consumer reported a fatal error: it is unusable
+	// lastRead is the commit tracker's Partition of the last message read (Tracker.GetAgain).
+	lastRead atomic.Pointer[commit.Partition]
+	fatal    atomic.Bool // atomic: the consumer reported a fatal error: it is unusable
 
 	handle useGuard // see above; its own mu
 	// gone is closed once the consumer is closed (Close, in the background past
@@ -468,7 +470,8 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 // for a message not to be run: finished before, or read before (offsetStore.readOutcome).
 func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
-	trk := r.tracker.Get(topic, km.TopicPartition.Partition)
+	trk := r.tracker.GetAgain(r.lastRead.Load(), topic, km.TopicPartition.Partition)
+	r.lastRead.Store(trk)
 	if r.tracker.Pending() {
 		settleLate(r.offsets, trk)
 	}

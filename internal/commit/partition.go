@@ -31,6 +31,7 @@ type Partition struct {
 
 	dirty    atomic.Bool  // the offset to store moved since the last take
 	revoking atomic.Bool  // a revoke started: waiting messages let go instead of waiting on
+	replaced atomic.Bool  // closed: no longer its partition's in the Tracker (GetAgain)
 	acked    atomic.Int64 // the last offset a commit set; -1: none seen since the assignment
 	recorded atomic.Int64 // the highest offset a commit written says was read (suspects.go)
 }
@@ -162,6 +163,7 @@ func (p *Partition) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.replaced.Store(true)
 }
 
 // SetRevoking flags the partition as being revoked.

@@ -76,6 +76,17 @@ func (c *Tracker) Get(topic string, partition int32) *Partition {
 	return p
 }
 
+// GetAgain is Get for a caller that had last, from Get or GetAgain: last itself, without the
+// lock, while it is the Partition of topic and partition and still the Tracker's (Reset and
+// Remove close a Partition before they let go of it). A reader's messages come in runs of
+// one partition, and a read lock per message was 3 % of the CPU of a noop handler.
+func (c *Tracker) GetAgain(last *Partition, topic string, partition int32) *Partition {
+	if last != nil && last.partition == partition && last.topic == topic && !last.replaced.Load() {
+		return last
+	}
+	return c.Get(topic, partition)
+}
+
 // Lookup returns the Partition of a partition, nil when it has none.
 func (c *Tracker) Lookup(topic string, partition int32) *Partition {
 	c.mu.RLock()

@@ -127,3 +127,27 @@ func BenchmarkTrackerRandomFinish(b *testing.B) {
 		b.Fatal("nothing to store")
 	}
 }
+
+// TestGetAgainKeepsThePartitionUntilItIsReplaced: GetAgain gives back the Partition it was
+// given while the Tracker holds it for that partition, and the Tracker's own once Reset or
+// Remove let go of it.
+func TestGetAgainKeepsThePartitionUntilItIsReplaced(t *testing.T) {
+	ct := NewTracker()
+	p := ct.GetAgain(nil, "t", 0)
+	require.Same(t, p, ct.Get("t", 0))
+	require.Same(t, p, ct.GetAgain(p, "t", 0))
+	other := ct.GetAgain(p, "t", 1)
+	require.NotSame(t, p, other, "another partition")
+	require.Same(t, other, ct.Get("t", 1))
+	require.Same(t, ct.Get("u", 0), ct.GetAgain(p, "u", 0), "another topic")
+
+	ct.Reset("t", 0, Handover{})
+	fresh := ct.GetAgain(p, "t", 0)
+	require.NotSame(t, p, fresh, "reset: the fresh Partition")
+	require.Same(t, ct.Get("t", 0), fresh)
+
+	ct.Remove("t", 0)
+	again := ct.GetAgain(fresh, "t", 0)
+	require.NotSame(t, fresh, again, "removed: a new one")
+	require.Same(t, ct.Get("t", 0), again)
+}
