@@ -212,6 +212,7 @@ func freePort(t *testing.T) int {
 // broker listens again at the address, the consumer's probe finds it, the hook hears it and
 // an info line says so.
 func TestBrokerOutageAndRecoveryAreReported(t *testing.T) {
+	watchdog(t)
 	port := freePort(t)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation())
 	require.NoError(t, err)

@@ -170,6 +170,7 @@ func TestReadStallIsStuckThenConsumerRenewed(t *testing.T) {
 // one address differ, as after a broker whose data was wiped), closed when the test ends.
 func clusterAt(t *testing.T, id string, port int) *kfake.Cluster {
 	t.Helper()
+	watchdog(t)
 	opts := append(testhelper.DefaultEmbeddedOptions(), kfake.NumBrokers(1), kfake.Ports(port), kfake.ClusterID(id))
 	var c *kfake.Cluster
 	require.Eventually(t, func() bool { // the port of a cluster just closed may linger
