@@ -32,24 +32,8 @@ type Consumed struct {
 // Committed transactional records only are read (isolation.level=read_committed).
 func ConsumeAll(t testing.TB, addr, topic string, n int, timeout time.Duration) []Consumed {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":     addr,
-		"broker.address.family": "v4",
-		"client.id":             "zkafka-testhelper",
-		"enable.metrics.push":   false,
-		"group.id":              UniqueName(t, "testhelper-consume"),
-		"auto.offset.reset":     "earliest",
-		"enable.auto.commit":    false,
-		"isolation.level":       "read_committed",
-	})
-	if err != nil {
-		t.Fatalf("testhelper: consumer for %s: %v", addr, err)
-	}
-	defer func() {
-		if err := c.Close(); err != nil {
-			t.Logf("testhelper: closing consumer: %v", err)
-		}
-	}()
+	c := readBackConsumer(t, addr, "testhelper-consume")
+	defer closeReadBack(t, c)
 	if err := c.Subscribe(topic, nil); err != nil {
 		t.Fatalf("testhelper: subscribing to %s: %v", topic, err)
 	}
@@ -90,23 +74,8 @@ func ConsumeAll(t testing.TB, addr, topic string, n int, timeout time.Duration) 
 // once the consumer's position passes them.
 func ConsumeTo(t testing.TB, addr, topic string, ends map[int32]int64, timeout time.Duration) []Consumed {
 	t.Helper()
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":     addr,
-		"broker.address.family": "v4",
-		"client.id":             "zkafka-testhelper",
-		"enable.metrics.push":   false,
-		"group.id":              UniqueName(t, "testhelper-consume-to"), // required; never joined (Assign)
-		"enable.auto.commit":    false,
-		"isolation.level":       "read_committed",
-	})
-	if err != nil {
-		t.Fatalf("testhelper: consumer for %s: %v", addr, err)
-	}
-	defer func() {
-		if err := c.Close(); err != nil {
-			t.Logf("testhelper: closing consumer: %v", err)
-		}
-	}()
+	c := readBackConsumer(t, addr, "testhelper-consume-to") // the group is never joined (Assign)
+	defer closeReadBack(t, c)
 	var tps []kafka.TopicPartition
 	left := make(map[int32]int64) // partition -> end offset, while records below it are unread
 	for p, end := range ends {
@@ -156,6 +125,34 @@ func ConsumeTo(t testing.TB, addr, topic string, ends map[int32]int64, timeout t
 		out = append(out, byPartition[tp.Partition]...)
 	}
 	return out
+}
+
+// readBackConsumer is a consumer that reads from the start of each partition, commits
+// nothing and reads committed transactional records only, in a fresh group named after
+// prefix.
+func readBackConsumer(t testing.TB, addr, prefix string) *kafka.Consumer {
+	t.Helper()
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":     addr,
+		"broker.address.family": "v4",
+		"client.id":             "zkafka-testhelper",
+		"enable.metrics.push":   false,
+		"group.id":              UniqueName(t, prefix),
+		"auto.offset.reset":     "earliest",
+		"enable.auto.commit":    false,
+		"isolation.level":       "read_committed",
+	})
+	if err != nil {
+		t.Fatalf("testhelper: consumer for %s: %v", addr, err)
+	}
+	return c
+}
+
+// closeReadBack closes c, logging a failure.
+func closeReadBack(t testing.TB, c *kafka.Consumer) {
+	if err := c.Close(); err != nil {
+		t.Logf("testhelper: closing consumer: %v", err)
+	}
 }
 
 // doneByPosition drops from left the partitions whose position reached their end: the
