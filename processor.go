@@ -281,13 +281,10 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64, now t
 			span.End()
 		}()
 	}
-	if p.around.hooks.PreProcessing != nil {
-		ctx = p.around.preProcessing(ctx, vp, m)
-		now = time.Time{}
-	}
+	ctx = p.around.preProcessing(ctx, vp, m)
 	start := now
-	if start.IsZero() || p.around.tracer != nil {
-		start = time.Now()
+	if start.IsZero() || p.around.tracer != nil || p.around.hooks.PreProcessing != nil {
+		start = time.Now() // a span or a hook ran since the fence looked
 	}
 	// Like context.WithTimeout, without a timer or an allocation (see procCtx).
 	pc := &m.pctx

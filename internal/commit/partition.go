@@ -19,10 +19,12 @@ type Partition struct {
 	order   partitionTracker // guarded by mu
 	history history          // guarded by mu
 	sus     suspicion        // guarded by mu
-	closed  bool             // guarded by mu: revoked; later completions are ignored
-	changed bool             // guarded by mu: read or finished since the last snapshot
-	last    lastCommit       // guarded by mu: the last commit written (snapshot.go)
-	movedAt time.Time        // guarded by mu: when take last handed on a moved offset
+	// closed: revoked (Reset or Remove let go of it); later completions are ignored. Set under
+	// mu, read under mu or, by Tracker.GetAgain, without it.
+	closed  atomic.Bool
+	changed bool       // guarded by mu: read or finished since the last snapshot
+	last    lastCommit // guarded by mu: the last commit written (snapshot.go)
+	movedAt time.Time  // guarded by mu: when take last handed on a moved offset
 	// seenRead is the highest offset read as the last Status saw it, and seenReadAt when it
 	// saw it change (both guarded by mu): when the read position last moved, late by at most
 	// the time between two Status calls, at no cost to a read.
@@ -31,7 +33,6 @@ type Partition struct {
 
 	dirty    atomic.Bool  // the offset to store moved since the last take
 	revoking atomic.Bool  // a revoke started: waiting messages let go instead of waiting on
-	replaced atomic.Bool  // closed: no longer its partition's in the Tracker (GetAgain)
 	acked    atomic.Int64 // the last offset a commit set; -1: none seen since the assignment
 	recorded atomic.Int64 // the highest offset a commit written says was read (suspects.go)
 }
@@ -98,7 +99,7 @@ func (p *Partition) Finish(seq uint64) bool {
 
 // finishLocked is Finish with mu held.
 func (p *Partition) finishLocked(seq uint64) bool {
-	if p.closed || !p.order.holds(seq) {
+	if p.closed.Load() || !p.order.holds(seq) {
 		return false
 	}
 	offset, moved := p.order.finish(seq)
@@ -119,7 +120,7 @@ func (p *Partition) take(now time.Time) (offset int64, ok bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.order.next < 0 {
+	if p.closed.Load() || p.order.next < 0 {
 		return 0, false
 	}
 	p.movedAt = now
@@ -161,9 +162,8 @@ func (p *Partition) SetCommitted(offset int64) { p.acked.Store(offset) }
 // close stops the partition: later completions are ignored (it was revoked).
 func (p *Partition) close() {
 	p.mu.Lock()
-	p.closed = true
+	p.closed.Store(true)
 	p.mu.Unlock()
-	p.replaced.Store(true)
 }
 
 // SetRevoking flags the partition as being revoked.
@@ -173,11 +173,7 @@ func (p *Partition) SetRevoking() { p.revoking.Store(true) }
 func (p *Partition) Revoking() bool { return p.revoking.Load() }
 
 // Closed reports whether the partition was revoked.
-func (p *Partition) Closed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closed
-}
+func (p *Partition) Closed() bool { return p.closed.Load() }
 
 // settle gives p what its assignment learnt of the partition's last commit, h, and what this
 // reader finished of it before, w (nil: nothing).

@@ -90,7 +90,7 @@ func (p *Partition) Touch() {
 func (p *Partition) snapshot(released bool) (offset int64, c *Completions, marks uint64, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || (!p.changed && !released) {
+	if p.closed.Load() || (!p.changed && !released) {
 		return 0, nil, 0, false
 	}
 	p.changed = false

@@ -81,7 +81,7 @@ func (c *Tracker) Get(topic string, partition int32) *Partition {
 // Remove close a Partition before they let go of it). A reader's messages come in runs of
 // one partition, and a read lock per message was 3 % of the CPU of a noop handler.
 func (c *Tracker) GetAgain(last *Partition, topic string, partition int32) *Partition {
-	if last != nil && last.partition == partition && last.topic == topic && !last.replaced.Load() {
+	if last != nil && last.partition == partition && last.topic == topic && !last.closed.Load() {
 		return last
 	}
 	return c.Get(topic, partition)
