@@ -470,8 +470,11 @@ func (r *KReader) readMessage(timeout time.Duration) (*Message, error) {
 // for a message not to be run: finished before, or read before (offsetStore.readOutcome).
 func (r *KReader) newMessage(km *kafka.Message) *Message {
 	topic := topicName(km.TopicPartition)
-	trk := r.tracker.GetAgain(r.lastRead.Load(), topic, km.TopicPartition.Partition)
-	r.lastRead.Store(trk)
+	last := r.lastRead.Load()
+	trk := r.tracker.GetAgain(last, topic, km.TopicPartition.Partition)
+	if trk != last {
+		r.lastRead.Store(trk)
+	}
 	if r.tracker.Pending() {
 		settleLate(r.offsets, trk)
 	}

@@ -90,8 +90,7 @@ func ConsumeTo(t testing.TB, addr, topic string, ends map[int32]int64, timeout t
 	if err := c.Assign(tps); err != nil {
 		t.Fatalf("testhelper: assigning %s: %v", topic, err)
 	}
-	byPartition := make(map[int32][]Consumed)
-	seen := make(map[int32]int64) // partition -> next offset to take
+	byPartition := make(map[int32][]Consumed) // in offset order: the last is the highest taken
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for len(left) > 0 {
@@ -112,9 +111,9 @@ func ConsumeTo(t testing.TB, addr, topic string, ends map[int32]int64, timeout t
 			t.Fatalf("testhelper: reading %s: %v", topic, err)
 		}
 		p, o := m.TopicPartition.Partition, int64(m.TopicPartition.Offset)
-		if end, ok := left[p]; ok && o >= seen[p] && o < end {
-			byPartition[p] = append(byPartition[p], toConsumed(m))
-			seen[p] = o + 1
+		got := byPartition[p]
+		if end, ok := left[p]; ok && o < end && (len(got) == 0 || o > got[len(got)-1].Offset) {
+			byPartition[p] = append(got, toConsumed(m))
 			if o+1 >= end {
 				delete(left, p)
 			}
