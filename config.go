@@ -169,7 +169,9 @@ type ProducerTopicConfig struct {
 	Transaction bool
 	// RequestRequiredAcks is acks (librdkafka default "all").
 	RequestRequiredAcks *string
-	// EnableIdempotence is enable.idempotence (default true).
+	// EnableIdempotence is enable.idempotence (default true). An idempotent producer sends
+	// one request at a time per broker (max.in.flight.requests.per.connection 1), so that no
+	// write it reports delivered can be missing from the topic; AdditionalProps may change it.
 	EnableIdempotence *bool
 	// LingerMillis is linger.ms (default 0).
 	LingerMillis int
@@ -534,6 +536,8 @@ func validateGroupProtocol(owner string, tc ConsumerTopicConfig) error {
 //	bootstrap.servers          tc.BootstrapServers when set, else conf.BootstrapServers
 //	client.id                  tc.ClientID
 //	enable.idempotence         tc.EnableIdempotence (default true)
+//	max.in.flight.requests.per.connection
+//	                           1 while idempotent (see maxInFlightIdempotent)
 //	acks                       tc.RequestRequiredAcks, when set (librdkafka default all)
 //	linger.ms                  tc.LingerMillis (default 0)
 //	socket.nagle.disable       tc.NagleDisable (default true)
@@ -563,6 +567,9 @@ func makeProducerConfig(conf Config, tc ProducerTopicConfig) kafka.ConfigMap {
 		"go.logs.channel.enable":    false,
 		"log_level":                 4,
 	}
+	if idempotence {
+		cm[keyMaxInFlight] = maxInFlightIdempotent
+	}
 	if tc.RequestRequiredAcks != nil {
 		cm["acks"] = *tc.RequestRequiredAcks
 	}
@@ -578,6 +585,19 @@ func makeProducerConfig(conf Config, tc ProducerTopicConfig) kafka.ConfigMap {
 	}
 	return cm
 }
+
+// An idempotent producer's requests in flight per broker connection (librdkafka's default is
+// 5). With more than one, a write acknowledged by librdkafka can be missing from the topic:
+// when a producer's first request to a partition is refused as not written (NOT_LEADER,
+// NOT_ENOUGH_REPLICAS) while its next one is in flight, a broker that has no state for the
+// producer on that partition accepts the next one whatever its sequence (Apache Kafka since
+// 2.5, kfake), and librdkafka then reports the refused messages delivered ("implicit ack",
+// confluent-kafka-go#921). One request at a time cannot leave such a gap; a request still
+// carries a batch for every partition of the broker. AdditionalProps may set another value.
+const (
+	keyMaxInFlight        = "max.in.flight.requests.per.connection"
+	maxInFlightIdempotent = 1
+)
 
 // applySecurity sets the SASL and TLS keys shared by consumers and producers. The topic's
 // username and password, when set, replace the client's. With credentials:

@@ -3,6 +3,8 @@ package zkafka
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,11 +14,15 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zkafka-go/zkafka/testhelper"
 )
 
 // brokerWriter returns a client on the test broker, closed when the test ends, and a fresh
@@ -535,4 +541,68 @@ func TestWriteWaitEndsOnClose(t *testing.T) {
 	require.ErrorIs(t, err, errWriterClosed)
 	require.EqualError(t, err, "zkafka: writing to topic a: writer is closed")
 	w.Close() // twice is fine
+}
+
+// TestWriterLosesNoWriteWhenItsFirstBatchIsRefused refuses a new producer's first request to
+// a partition that already holds records (NOT_ENOUGH_REPLICAS: not written) and holds it while
+// later writes queue up. With more than one request in flight, the next batch reaches the
+// broker, which accepts it (it has no state for the producer there), and librdkafka then
+// reports the refused writes delivered though they are not in the topic. Every write reported
+// delivered must be read back. (Always on the embedded broker: it needs to hold a request.)
+func TestWriterLosesNoWriteWhenItsFirstBatchIsRefused(t *testing.T) {
+	cluster := newKfake(t)
+	addr := cluster.ListenAddrs()[0]
+	topic := uniqueName("first-refused")
+	createTopic(t, addr, topic, 1)
+	testhelper.Produce(t, addr, topic, rec{Value: []byte("earlier")})
+
+	var held sync.Once
+	cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		held.Do(func() { cluster.SleepControl(func() { time.Sleep(200 * time.Millisecond) }) })
+		return nil, nil, false
+	})
+	cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.NotEnoughReplicas})
+
+	c := NewClient(Config{BootstrapServers: []string{addr}})
+	defer func() { require.NoError(t, c.Close()) }()
+	// Small batches, so that more than one is ready while the first is held.
+	w, err := c.Writer(t.Context(), ProducerTopicConfig{ClientID: "first-refused", Topic: topic,
+		LingerMillis: 5, AdditionalProps: map[string]any{"batch.num.messages": 2}})
+	require.NoError(t, err)
+
+	const n = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := fmt.Sprintf("w%02d", i)
+			if _, err := w.WriteRaw(t.Context(), nil, []byte(v)); err == nil {
+				mu.Lock()
+				delivered[v] = true
+				mu.Unlock()
+			}
+		}()
+		if i%4 == 3 {
+			time.Sleep(5 * time.Millisecond) // batches of two, spread over the held request
+		}
+	}
+	wg.Wait()
+	require.Len(t, delivered, n, "every write is retried until delivered")
+
+	var read []string
+	for _, m := range testhelper.ConsumeTo(t, addr, topic, testhelper.EndOffsets(t, addr, topic), 30*time.Second)[1:] {
+		read = append(read, string(m.Value))
+	}
+	var missing []string
+	for v := range delivered {
+		if !slices.Contains(read, v) {
+			missing = append(missing, v)
+		}
+	}
+	require.Empty(t, missing, "reported delivered but not in the topic")
+	require.Len(t, read, n)
 }
