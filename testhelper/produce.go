@@ -28,7 +28,8 @@ type Record struct {
 
 // Produce writes msgs to topic in order, waits for the broker to acknowledge every one of
 // them, and fails the test on any delivery error. It uses an idempotent producer with
-// acks=all, so records to one partition land in the order given.
+// acks=all and one request in flight, so records to one partition land in the order given
+// and a record reported delivered is in the topic even when a broker refuses a request.
 func Produce(t testing.TB, addr, topic string, msgs ...Record) {
 	t.Helper()
 	p, err := kafka.NewProducer(&kafka.ConfigMap{
@@ -40,6 +41,9 @@ func Produce(t testing.TB, addr, topic string, msgs ...Record) {
 		"acks":                  "all",
 		"linger.ms":             5,
 		"delivery.timeout.ms":   int(opTimeout / time.Millisecond),
+		// librdkafka's 5 can report a refused first request delivered (see the library's
+		// maxInFlightIdempotent).
+		"max.in.flight.requests.per.connection": 1,
 	})
 	if err != nil {
 		t.Fatalf("testhelper: producer for %s: %v", addr, err)
