@@ -9,18 +9,33 @@ import (
 )
 
 // TestCommitDueAfterABurst: a periodic commit is due commitEvery after the last, or
-// commitBurstGap after it once commitBurst messages were read since.
+// commitBurstGap after it once commitBurst messages finished since (read, with nothing more
+// in flight).
 func TestCommitDueAfterABurst(t *testing.T) {
 	o := &offsetStore{every: commitEvery}
 	t0 := time.Unix(1000, 0)
 	o.lastCommit.Store(t0.UnixNano())
-	require.False(t, o.due(t0.Add(commitBurstGap)), "no burst")
-	require.True(t, o.due(t0.Add(commitEvery)))
+	require.False(t, o.due(t0.Add(commitBurstGap), 0), "no burst")
+	require.True(t, o.due(t0.Add(commitEvery), 0))
 	o.reads.Store(commitBurst - 1)
-	require.False(t, o.due(t0.Add(commitBurstGap)))
+	require.False(t, o.due(t0.Add(commitBurstGap), 0))
 	o.reads.Add(1)
-	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond)), "too soon after the last commit")
-	require.True(t, o.due(t0.Add(commitBurstGap)))
+	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond), 0), "too soon after the last commit")
+	require.True(t, o.due(t0.Add(commitBurstGap), 0))
+	require.False(t, o.due(t0.Add(commitBurstGap), commitBurst), "read, but still in flight")
+}
+
+// TestCommitDueAfterTheBoundDrains: with the reader paused at a full in-flight bound, nothing
+// is read, but the processors finish what is in flight: once commitBurst messages finished,
+// the next commit is due commitBurstGap after the last.
+func TestCommitDueAfterTheBoundDrains(t *testing.T) {
+	o := newOffsetStore(newMemConsumer(1), commit.NewTracker(), NoopLogger{}, newFailureLog(NoopLogger{}), "g", commitEvery, time.Minute)
+	t0 := time.Now()
+	o.flush(t0, 4000) // a commit while 4,000 messages were in flight
+	require.Equal(t, t0.UnixNano(), o.lastCommit.Load())
+	require.False(t, o.due(t0.Add(commitBurstGap), 4000-commitBurst+1), "one short of a burst")
+	require.True(t, o.due(t0.Add(commitBurstGap), 4000-commitBurst), "a burst finished")
+	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond), 0), "too soon after the last commit")
 }
 
 // TestCommitDueSoonAfterAHoldEnds: the commit that ends a hold (or a fence) makes the next
@@ -36,10 +51,10 @@ func TestCommitDueSoonAfterAHoldEnds(t *testing.T) {
 	o.fence.sending(now.Add(-time.Second))
 	o.fence.check(now)
 	require.True(t, o.fence.isUp(), "held: commits fell behind")
-	o.flush(now)
+	o.flush(now, 0)
 	require.False(t, o.fence.isUp(), "the accepted commit ends the hold")
-	require.True(t, o.due(now.Add(commitBurstGap)), "and the next commit is due after commitBurstGap")
+	require.True(t, o.due(now.Add(commitBurstGap), 0), "and the next commit is due after commitBurstGap")
 
-	o.flush(now.Add(commitBurstGap))
-	require.False(t, o.due(now.Add(2*commitBurstGap)), "not after an ordinary commit")
+	o.flush(now.Add(commitBurstGap), 0)
+	require.False(t, o.due(now.Add(2*commitBurstGap), 0), "not after an ordinary commit")
 }

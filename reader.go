@@ -275,7 +275,7 @@ func (r *KReader) Read(ctx context.Context) (*Message, error) {
 	if r.isClosed() {
 		return nil, errReaderClosed
 	}
-	r.flush(time.Now())
+	r.flush(time.Now(), 0)
 	deadline := time.Now().Add(r.readTimeout)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -517,16 +517,17 @@ func topicName(tp kafka.TopicPartition) string {
 // a time, inside the handle (Close waits for it, for at most closeMaxWait); a store for
 // librdkafka to commit runs here. A commit on the reader goroutine held the poll past max.poll.interval.ms while the
 // group coordinator moved, and the group gave the partitions away (make test's cooperative
-// chaos run).
-func (r *KReader) flush(now time.Time) {
+// chaos run). inFlight is the Run's count of messages in flight (offsetStore.progress), 0
+// outside a Run.
+func (r *KReader) flush(now time.Time, inFlight int64) {
 	storeOnly := r.offsets.committer == nil
-	if !storeOnly && (!r.offsets.due(now) || !r.flushing.CompareAndSwap(false, true)) {
+	if !storeOnly && (!r.offsets.due(now, inFlight) || !r.flushing.CompareAndSwap(false, true)) {
 		return
 	}
 	run := func() {
 		if r.handle.enter() {
 			defer r.handle.leave()
-			r.offsets.flush(now)
+			r.offsets.flush(now, inFlight)
 		}
 	}
 	if storeOnly {

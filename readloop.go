@@ -206,7 +206,7 @@ func (l *readLoop) readBatch() error {
 	}
 	l.woke = false
 	if now := time.Now(); l.idle || l.paused || now.Sub(l.lastStore) >= storeEvery {
-		rs.kr.flush(now)
+		rs.kr.flush(now, rs.bound.msgs.Load())
 		l.lastStore = now
 	}
 	timeout := l.pollEvery

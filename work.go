@@ -188,7 +188,8 @@ const (
 	// commitEvery. One commit is one round trip to the group coordinator.
 	commitEvery = time.Second
 	// commitBurst and commitBurstGap commit sooner after a burst: once commitBurst messages
-	// were read since the last periodic commit, the next one is due commitBurstGap after it
+	// finished since the last periodic commit (offsetStore.progress), the next one is due
+	// commitBurstGap after it
 	// (at most 1/commitBurstGap more commits a second). A catch-up after a stall reads
 	// thousands of messages in a few milliseconds; a crash right after redid all of them. In
 	// the chaos harness's catch-ups members finished 10,000 messages a second, and a kill
