@@ -79,19 +79,31 @@ func newOffsetStore(consumer KafkaConsumer, tracker *commit.Tracker, logger Logg
 	return o
 }
 
+// progressMark is where progress counts from after a commit: the reads and the Run's messages
+// in flight at one moment of the reader goroutine (mark). A commit runs on a goroutine of its
+// own; taking the reads there, later than the count in flight, lost what was read between
+// the two, and a burst was never due.
+type progressMark struct{ reads, inFlight int64 }
+
+// mark is the progressMark of now, with inFlight the Run's messages in flight. On the reader
+// goroutine, the one that counts reads.
+func (o *offsetStore) mark(inFlight int64) progressMark {
+	return progressMark{reads: o.reads.Load(), inFlight: inFlight}
+}
+
 // flush hands finished offsets on: with metadata, a commit when one is due (due); otherwise
-// StoreOffsets. now is the time of the call, inFlight the Run's messages in flight then.
-func (o *offsetStore) flush(now time.Time, inFlight int64) {
+// StoreOffsets. now is the time of the call, at the reads and messages in flight then.
+func (o *offsetStore) flush(now time.Time, at progressMark) {
 	if o.committer == nil {
 		o.storeFinished()
 		return
 	}
-	if !o.due(now, inFlight) {
+	if !o.due(now, at.inFlight) {
 		return
 	}
 	o.lastCommit.Store(now.UnixNano())
-	o.reads.Store(0)
-	o.inFlightThen.Store(inFlight)
+	o.reads.Add(-at.reads)
+	o.inFlightThen.Store(at.inFlight)
 	if err := o.commitFinished(nil, false); err != nil {
 		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
 		return

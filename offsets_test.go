@@ -31,7 +31,7 @@ func TestCommitDueAfterABurst(t *testing.T) {
 func TestCommitDueAfterTheBoundDrains(t *testing.T) {
 	o := newOffsetStore(newMemConsumer(1), commit.NewTracker(), NoopLogger{}, newFailureLog(NoopLogger{}), "g", commitEvery, time.Minute)
 	t0 := time.Now()
-	o.flush(t0, 4000) // a commit while 4,000 messages were in flight
+	o.flush(t0, o.mark(4000)) // a commit while 4,000 messages were in flight
 	require.Equal(t, t0.UnixNano(), o.lastCommit.Load())
 	require.False(t, o.due(t0.Add(commitBurstGap), 4000-commitBurst+1), "one short of a burst")
 	require.True(t, o.due(t0.Add(commitBurstGap), 4000-commitBurst), "a burst finished")
@@ -51,10 +51,10 @@ func TestCommitDueSoonAfterAHoldEnds(t *testing.T) {
 	o.fence.sending(now.Add(-time.Second))
 	o.fence.check(now)
 	require.True(t, o.fence.isUp(), "held: commits fell behind")
-	o.flush(now, 0)
+	o.flush(now, o.mark(0))
 	require.False(t, o.fence.isUp(), "the accepted commit ends the hold")
 	require.True(t, o.due(now.Add(commitBurstGap), 0), "and the next commit is due after commitBurstGap")
 
-	o.flush(now.Add(commitBurstGap), 0)
+	o.flush(now.Add(commitBurstGap), o.mark(0))
 	require.False(t, o.due(now.Add(2*commitBurstGap), 0), "not after an ordinary commit")
 }

@@ -524,10 +524,11 @@ func (r *KReader) flush(now time.Time, inFlight int64) {
 	if !storeOnly && (!r.offsets.due(now, inFlight) || !r.flushing.CompareAndSwap(false, true)) {
 		return
 	}
+	at := r.offsets.mark(inFlight)
 	run := func() {
 		if r.handle.enter() {
 			defer r.handle.leave()
-			r.offsets.flush(now, inFlight)
+			r.offsets.flush(now, at)
 		}
 	}
 	if storeOnly {

@@ -181,7 +181,7 @@ func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
 	wantPause := cbOpen
 	switch {
 	case rs.bound.full():
-		if !l.paused && !cbOpen && rs.bound.wait(softWait, shutdown, rs.ctx.Done()) {
+		if !l.paused && !cbOpen && l.waitForRoom(shutdown) {
 			return false
 		}
 		wantPause = true
@@ -193,6 +193,26 @@ func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
 		l.paused = wantPause
 	}
 	return true
+}
+
+// waitForRoom waits up to softWait for a tenth of the bound to free up, as inFlight.wait, and
+// every commitBurstGap of it hands on what finished meanwhile (KReader.flush, when a commit is
+// due). A full bound is a catch-up: the processors finish a tenth of it in up to softWait,
+// and the commit of a burst (commitBurst) must not wait for the reader to read again (the
+// commits of a drain came every 70-100 ms instead of every 25).
+func (l *readLoop) waitForRoom(shutdown <-chan struct{}) bool {
+	rs := l.rs
+	deadline := time.Now().Add(softWait)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		if rs.bound.wait(min(left, commitBurstGap), shutdown, rs.ctx.Done()) {
+			return true
+		}
+		rs.kr.flush(time.Now(), rs.bound.msgs.Load())
+	}
 }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what

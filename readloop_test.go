@@ -132,3 +132,59 @@ func TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll(t *testing.T) {
 	// before its local one once in 61 schedules, twice in a row far more rarely.
 	require.LessOrEqual(t, late.Load(), int64(1), "of %d waiting polls, %d began before the processor woken for the last record ran", rounds, late.Load())
 }
+
+// orderedConsumer records, on a memConsumer, whether a commit with a finished offset came
+// before the first Pause.
+type orderedConsumer struct {
+	*memConsumer
+	paused         atomic.Bool
+	committedFirst atomic.Bool // a commit moved an offset before any Pause
+}
+
+func (c *orderedConsumer) CommitOffsets(o []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	for _, tp := range o {
+		if tp.Offset > 0 && !c.paused.Load() {
+			c.committedFirst.Store(true)
+		}
+	}
+	return c.memConsumer.CommitOffsets(o)
+}
+
+func (c *orderedConsumer) Pause(p []kafka.TopicPartition) error {
+	c.paused.Store(true)
+	return c.memConsumer.Pause(p)
+}
+
+// TestReaderCommitsWhileItWaitsForRoom: at a full in-flight bound the reader waits up to
+// softWait for room before it pauses; a burst of messages finished meanwhile is committed
+// during that wait (waitForRoom), not after it. The first 300 messages finish at once, the
+// rest never: the bound of 5,000 never has a tenth free, and the commit of the 300 (more
+// than commitBurst) must come before the reader pauses. Without the commits in the wait the
+// reader paused first, then committed.
+func TestReaderCommitsWhileItWaitsForRoom(t *testing.T) {
+	c := &orderedConsumer{memConsumer: newMemConsumer(1)}
+	client := NewClient(Config{BootstrapServers: []string{"mem:9092"}},
+		WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) { return c, nil }))
+	defer client.Close()
+	release := make(chan struct{})
+	var started atomic.Int64
+	w := NewWorkFactory(client).CreateWithFunc(ConsumerTopicConfig{ClientID: "t", GroupID: "t", Topic: "bench", AutoCommitIntervalMs: intp(60000)},
+		func(ctx context.Context, _ *Message) error {
+			if started.Add(1) <= 300 {
+				return nil
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}, Speedup(1), MaxInFlight(5000))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx, nil) }()
+	require.Eventually(t, c.paused.Load, 30*time.Second, time.Millisecond, "the reader pauses at the bound")
+	require.True(t, c.committedFirst.Load(), "the finished messages were committed only after the reader paused")
+	close(release)
+	cancel()
+	require.NoError(t, <-errc)
+}
