@@ -129,9 +129,9 @@ func (o *offsetStore) due(now time.Time, inFlight int64) bool {
 // those read since, less the growth of the messages in flight. Counting reads alone missed
 // the drain of a full in-flight bound: the reader, paused at the bound, reads nothing while
 // the processors finish thousands of messages, and the commits fell back to commitEvery
-// (the chaos harness's catch-ups: 250 ms between commits while 5,000+ messages a second
-// finished, all of them redone after a kill). A Reader outside a Run counts reads alone
-// (inFlight 0).
+// (a catch-up on kfake at 6,800 msg/s: p50 107 ms between commit requests, p90 293 ms, where
+// 250 finished messages take 37 ms; a kill redoes what finished since). A Reader outside a
+// Run counts reads alone (inFlight 0).
 func (o *offsetStore) progress(inFlight int64) int64 {
 	return o.reads.Load() + o.inFlightThen.Load() - inFlight
 }
