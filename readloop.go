@@ -211,9 +211,13 @@ func (l *readLoop) waitForRoom(shutdown <-chan struct{}) bool {
 		if rs.bound.wait(min(left, commitBurstGap), shutdown, rs.ctx.Done()) {
 			return true
 		}
-		rs.kr.flush(time.Now(), rs.bound.msgs.Load())
+		l.flush(time.Now())
 	}
 }
+
+// flush hands on what finished (KReader.flush) with the Run's count of messages in flight,
+// from which a commit tells how many finished since the last (offsetStore.progress).
+func (l *readLoop) flush(now time.Time) { l.rs.kr.flush(now, l.rs.bound.msgs.Load()) }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
 // librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
@@ -226,7 +230,7 @@ func (l *readLoop) readBatch() error {
 	}
 	l.woke = false
 	if now := time.Now(); l.idle || l.paused || now.Sub(l.lastStore) >= storeEvery {
-		rs.kr.flush(now, rs.bound.msgs.Load())
+		l.flush(now)
 		l.lastStore = now
 	}
 	timeout := l.pollEvery

@@ -189,8 +189,8 @@ const (
 	commitEvery = time.Second
 	// commitBurst and commitBurstGap commit sooner after a burst: once commitBurst messages
 	// finished since the last periodic commit (offsetStore.progress), the next one is due
-	// commitBurstGap after it
-	// (at most 1/commitBurstGap more commits a second). A catch-up after a stall reads
+	// commitBurstGap after it (at most 1/commitBurstGap more commits a second). A catch-up
+	// after a stall reads
 	// thousands of messages in a few milliseconds; a crash right after redid all of them. In
 	// the chaos harness's catch-ups members finished 10,000 messages a second, and a kill
 	// redid up to 640 of them with a gap of 100 ms.
