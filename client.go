@@ -291,8 +291,9 @@ func (c *Client) Close() error {
 		wg.Go(func() {
 			err := r.Close()
 			if !r.awaitClosed(clientCloseMaxWait) {
-				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: its commit waits for a group coordinator that has not answered; not waiting for it",
-					"client_id", r.tc.ClientID, "group", r.groupID, "waited", clientCloseMaxWait.String())
+				stage := r.closeStage()
+				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: "+stage.wait()+"; not waiting for it",
+					"client_id", r.tc.ClientID, "group", r.groupID, "stage", stage.String(), "waited", clientCloseMaxWait.String())
 			}
 			if err != nil {
 				emu.Lock()

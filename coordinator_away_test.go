@@ -177,7 +177,8 @@ func committedOf(c *kfake.Cluster, group, topic string, partition int32) int64 {
 // consumer's close too, not only for the reader it now caches: none outlives it.
 func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
 	e := newEmbeddedEnv(t)
-	client := NewClient(Config{BootstrapServers: []string{e.addr}})
+	logs := newCaptureLogger()
+	client := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(logs))
 	a := runUntilTheCoordinatorIsAway(t, e, client)
 	require.NoError(t, a.r.stop(t))
 	var gone <-chan struct{}
@@ -186,6 +187,11 @@ func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
 	default:
 		t.Fatal("the consumer closed although its commit could not complete")
 	}
+	// The line says what the close waits for: the periodic commit sent before the stop.
+	late := logs.containing("closing the consumer takes long")
+	require.Len(t, late, 1, "one line for the close left to the background")
+	require.Contains(t, late[0], "warn zkafka: closing the consumer takes long: a commit in progress waits for a group coordinator that has not answered")
+	require.Contains(t, late[0], "stage commit in progress")
 
 	_, err := client.Reader(t.Context(), a.cfg) // replaces the closed reader in the cache
 	require.NoError(t, err)

@@ -180,10 +180,11 @@ type KReader struct {
 	// gone is closed once the consumer is closed (Close, in the background past
 	// closeMaxWait); nil until Close began. Atomic.
 	gone       atomic.Pointer[<-chan struct{}]
-	subscribed bool        // guarded by subMu
-	subErr     error       // guarded by subMu
-	subMu      sync.Mutex  // serialises subscribe
-	subOK      atomic.Bool // atomic: subscribed without error (every poll's fast path)
+	closing    atomic.Int32 // atomic: the closeStage closeConsumer is in
+	subscribed bool         // guarded by subMu
+	subErr     error        // guarded by subMu
+	subMu      sync.Mutex   // serialises subscribe
+	subOK      atomic.Bool  // atomic: subscribed without error (every poll's fast path)
 }
 
 // newReader creates the consumer and subscribes it to the configured topics.
@@ -599,13 +600,15 @@ func (r *KReader) Close() error {
 	r.owned.endPause()
 	r.health.stopProbe()
 	var err error
+	r.closing.Store(int32(closeAwaitingCalls))
 	gone, inTime := afterIdle(idle, closeMaxWait, func() { err = r.closeConsumer() })
 	r.gone.Store(&gone)
 	if inTime {
 		return err
 	}
-	r.logger.Warnw(context.Background(), "zkafka: closing the consumer waits for a commit the group coordinator has not answered; going on, the consumer closes when it answers",
-		"group", r.groupID, "client_id", r.tc.ClientID, "waited", closeMaxWait.String())
+	stage := r.closeStage()
+	r.logger.Warnw(context.Background(), "zkafka: closing the consumer takes long: "+stage.wait()+"; going on, the consumer closes in the background",
+		"group", r.groupID, "client_id", r.tc.ClientID, "stage", stage.String(), "waited", closeMaxWait.String())
 	if testHookClosingLate != nil {
 		testHookClosingLate(gone)
 	}
@@ -643,6 +646,53 @@ func (r *KReader) closeEnded() bool {
 	}
 }
 
+// closeStage is the step of closeConsumer a close is in, so that a close that takes long says
+// what it waits for.
+type closeStage int32
+
+const (
+	closeAwaitingCalls closeStage = iota + 1 // the calls into the consumer in progress to end
+	closeCommitting                          // commitAtClose
+	closeLeaving                             // leave
+	closeInLibrdkafka                        // consumer.Close
+)
+
+// closeStage is the step the close Close began is in; 0 before.
+func (r *KReader) closeStage() closeStage { return closeStage(r.closing.Load()) }
+
+// String names the stage for a log line's stage field.
+func (s closeStage) String() string {
+	switch s {
+	case closeAwaitingCalls:
+		return "commit in progress"
+	case closeCommitting:
+		return "final commit"
+	case closeLeaving:
+		return "leaving the group"
+	case closeInLibrdkafka:
+		return "librdkafka close"
+	}
+	return "not started"
+}
+
+// wait says what a close in the stage waits for.
+func (s closeStage) wait() string {
+	switch s {
+	case closeAwaitingCalls:
+		// Polls return within 100 ms: the call that lasts is a periodic commit (flush).
+		return "a commit in progress waits for a group coordinator that has not answered"
+	case closeCommitting:
+		return "its final commit waits for a group coordinator that has not answered"
+	case closeLeaving:
+		return "leaving the group waits for its partitions to be revoked"
+	case closeInLibrdkafka:
+		// librdkafka#4884: an assign call from a rebalance callback that Close's own poll ran
+		// can wait for ever once the group handler has terminated.
+		return "librdkafka's consumer close has not returned (a rebalance callback it ran may be blocked inside librdkafka)"
+	}
+	return "it has not started"
+}
+
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer
 // is closed, with a channel closed once it is.
 var testHookClosingLate func(gone <-chan struct{})
@@ -652,8 +702,11 @@ var testHookClosingLate func(gone <-chan struct{})
 // start. Its error, when Close no longer waits, can only be about a consumer closed before
 // and is not reported.
 func (r *KReader) closeConsumer() error {
+	r.closing.Store(int32(closeCommitting))
 	r.commitAtClose()
+	r.closing.Store(int32(closeLeaving))
 	r.leave()
+	r.closing.Store(int32(closeInLibrdkafka))
 	err := r.consumer.Close()
 	r.logs.close()
 	r.failures.close()
