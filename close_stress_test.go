@@ -70,9 +70,12 @@ func TestCloseDuringRebalanceNeverAborts(t *testing.T) {
 		require.NoError(t, err, closeStressCyclesEnv)
 		cycles = n
 	}
+	// The suite's watchdog (testRunsAtMost) would end make close-stress's 500 cycles, which
+	// take about 25 minutes: the bound here is what the children's own deadlines allow.
+	limit := max(testRunsAtMost, time.Duration(len(closeStressProtocols)*(cycles+1))*2*closeStressHangAfter)
 	// The consumer protocol's members learn of a new assignment by their heartbeats: Kafka's
 	// 5 s interval would make each cycle last as long.
-	e := envOf(t, testhelper.NewBroker(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "100"})))
+	e := envWithin(t, testhelper.NewBroker(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "100"})), limit)
 	for _, p := range closeStressProtocols {
 		t.Run(p.name, func(t *testing.T) {
 			topic := e.newTopic(t, 4)

@@ -38,7 +38,13 @@ func newEmbeddedEnv(t testing.TB) *testEnv {
 }
 
 func envOf(t testing.TB, b *testhelper.Broker) *testEnv {
-	watchdog(t)
+	return envWithin(t, b, testRunsAtMost)
+}
+
+// envWithin is envOf for a test that may run up to limit (a long stress run bounds its own
+// steps).
+func envWithin(t testing.TB, b *testhelper.Broker, limit time.Duration) *testEnv {
+	watchdogAfter(t, limit)
 	e := &testEnv{addr: b.Addr()}
 	if b.Embedded() {
 		e.cluster = b.Cluster(t)
@@ -53,13 +59,16 @@ const testRunsAtMost = 4 * time.Minute
 
 // watchdog ends the test binary, with every goroutine's stack and t's name, when t runs over
 // testRunsAtMost.
-func watchdog(t testing.TB) {
+func watchdog(t testing.TB) { watchdogAfter(t, testRunsAtMost) }
+
+// watchdogAfter is watchdog with its own limit.
+func watchdogAfter(t testing.TB, limit time.Duration) {
 	name := t.Name()
-	timer := time.AfterFunc(testRunsAtMost, func() {
+	timer := time.AfterFunc(limit, func() {
 		buf := make([]byte, 16<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		fmt.Fprintf(os.Stderr, "%s\n", buf)
-		panic(fmt.Sprintf("test %s ran over %s: it hangs (its goroutines are above)", name, testRunsAtMost))
+		panic(fmt.Sprintf("test %s ran over %s: it hangs (its goroutines are above)", name, limit))
 	})
 	t.Cleanup(func() { timer.Stop() })
 }
