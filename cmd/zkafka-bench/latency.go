@@ -386,7 +386,9 @@ func (l *latencyRuns) round(name string, speedup, round int) {
 			return
 		}
 		run := func(child string) (result, bool) {
-			t := fmt.Sprintf("%s-%s-l%.0f-r%d", l.topic, strings.ReplaceAll(child, "-", ""), load*1000, round)
+			// The scenario is in the name: the raw child of latency-s1 and of latency-s8 in one run
+			// would otherwise share a topic (the second one's creation failed).
+			t := fmt.Sprintf("%s-%s-%s-l%.0f-r%d", l.topic, strings.ReplaceAll(name, "-", ""), strings.ReplaceAll(child, "-", ""), load*1000, round)
 			res := result{Scenario: child}
 			if err := createTopic(l.addr, t, l.o.partitions); err != nil {
 				res.Err = err.Error()

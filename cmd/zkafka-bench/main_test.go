@@ -207,3 +207,21 @@ func (s *sampler) vsForTest(ts time.Time, d time.Duration) {
 		s.samples[s.n.Add(1)-1] = int64(d)
 	}
 }
+
+// TestTwoLatencyScenariosInOneRun: each latency scenario's raw side reads its own topics (the
+// raw children of latency-s1 and latency-s2 at one -latency-rate once shared one, and the
+// second scenario's rounds failed).
+func TestTwoLatencyScenariosInOneRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker and four child processes")
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{
+		"-count", "1000", "-keys", "50", "-partitions", "2", "-rounds", "1", "-latency-seconds", "0.5",
+		"-latency-rate", "2000", "-scenarios", "latency-s1,latency-s2",
+	}, &out, &errb)
+	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
+	require.NotContains(t, out.String(), "error", out.String())
+	require.Regexp(t, `(?m)^scenario=latency-s1 load=fixed .*raw_p99_ms=[\d.]+`, out.String())
+	require.Regexp(t, `(?m)^scenario=latency-s2 load=fixed .*raw_p99_ms=[\d.]+`, out.String())
+}
