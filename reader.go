@@ -660,38 +660,25 @@ const (
 // closeStage is the step the close Close began is in; 0 before.
 func (r *KReader) closeStage() closeStage { return closeStage(r.closing.Load()) }
 
-// String names the stage for a log line's stage field.
-func (s closeStage) String() string {
-	switch s {
-	case closeAwaitingCalls:
-		return "commit in progress"
-	case closeCommitting:
-		return "final commit"
-	case closeLeaving:
-		return "leaving the group"
-	case closeInLibrdkafka:
-		return "librdkafka close"
-	}
-	return "not started"
+// closeStageTexts are, per stage, its name for a log line's stage field and what a close in
+// it waits for.
+var closeStageTexts = [...]struct{ name, wait string }{
+	0: {"not started", "it has not started"},
+	closeAwaitingCalls: {"commit in progress",
+		// Polls return within 100 ms: the call that lasts is a periodic commit (flush).
+		"a commit in progress waits for a group coordinator that has not answered"},
+	closeCommitting: {"final commit", "its final commit waits for a group coordinator that has not answered"},
+	closeLeaving:    {"leaving the group", "leaving the group waits for its partitions to be revoked"},
+	// librdkafka#4884: an assign call from a rebalance callback that Close's own poll ran can
+	// wait for ever once the group handler has terminated.
+	closeInLibrdkafka: {"librdkafka close", "librdkafka's consumer close has not returned (a rebalance callback it ran may be blocked inside librdkafka)"},
 }
 
+// String names the stage for a log line's stage field.
+func (s closeStage) String() string { return closeStageTexts[s].name }
+
 // wait says what a close in the stage waits for.
-func (s closeStage) wait() string {
-	switch s {
-	case closeAwaitingCalls:
-		// Polls return within 100 ms: the call that lasts is a periodic commit (flush).
-		return "a commit in progress waits for a group coordinator that has not answered"
-	case closeCommitting:
-		return "its final commit waits for a group coordinator that has not answered"
-	case closeLeaving:
-		return "leaving the group waits for its partitions to be revoked"
-	case closeInLibrdkafka:
-		// librdkafka#4884: an assign call from a rebalance callback that Close's own poll ran
-		// can wait for ever once the group handler has terminated.
-		return "librdkafka's consumer close has not returned (a rebalance callback it ran may be blocked inside librdkafka)"
-	}
-	return "it has not started"
-}
+func (s closeStage) wait() string { return closeStageTexts[s].wait }
 
 // testHookClosingLate, when set by a test, is called when Close returns before the consumer
 // is closed, with a channel closed once it is.
