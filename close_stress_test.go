@@ -72,7 +72,7 @@ func TestCloseDuringRebalanceNeverAborts(t *testing.T) {
 	}
 	// The suite's watchdog (testRunsAtMost) would end make close-stress's 500 cycles, which
 	// take about 25 minutes: the bound here is what the children's own deadlines allow.
-	limit := max(testRunsAtMost, time.Duration(len(closeStressProtocols)*(cycles+1))*2*closeStressHangAfter)
+	limit := max(testRunsAtMost, time.Duration(len(closeStressProtocols))*closeStressChildDeadline(cycles))
 	// The consumer protocol's members learn of a new assignment by their heartbeats: Kafka's
 	// 5 s interval would make each cycle last as long.
 	e := envWithin(t, testhelper.NewBroker(t, kfake.BrokerConfigs(map[string]string{"group.consumer.heartbeat.interval.ms": "100"})), limit)
@@ -96,7 +96,7 @@ func runCloseStress(t *testing.T, spec closeStressSpec, cycles int) (aborts, han
 		spec.Group = uniqueTestName(t, "close-"+spec.Protocol)
 		js, err := json.Marshal(spec)
 		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(spec.Count+1)*2*closeStressHangAfter)
+		ctx, cancel := context.WithTimeout(context.Background(), closeStressChildDeadline(spec.Count))
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCloseStressChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), closeStressEnv+"="+string(js))
 		var stdout, stderr bytes.Buffer
@@ -127,6 +127,12 @@ func runCloseStress(t *testing.T, spec closeStressSpec, cycles int) (aborts, han
 		}
 	}
 	return aborts, hangs
+}
+
+// closeStressChildDeadline is how long a child running cycles cycles may take: twice the hang
+// bound per cycle, and one more.
+func closeStressChildDeadline(cycles int) time.Duration {
+	return time.Duration(cycles+1) * 2 * closeStressHangAfter
 }
 
 // closeStressProgress reads a child's output: the cycles it finished and whether one hung.
