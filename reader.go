@@ -179,12 +179,15 @@ type KReader struct {
 	handle useGuard // see above; its own mu
 	// gone is closed once the consumer is closed (Close, in the background past
 	// closeMaxWait); nil until Close began. Atomic.
-	gone       atomic.Pointer[<-chan struct{}]
-	closing    atomic.Int32 // atomic: the closeStage closeConsumer is in
-	subscribed bool         // guarded by subMu
-	subErr     error        // guarded by subMu
-	subMu      sync.Mutex   // serialises subscribe
-	subOK      atomic.Bool  // atomic: subscribed without error (every poll's fast path)
+	gone    atomic.Pointer[<-chan struct{}]
+	closing atomic.Int32 // atomic: the closeStage closeConsumer is in
+	// callbacksInClose counts the rebalance callbacks consumer.Close's own polls ran, which
+	// leave exists to prevent (see stillMember). Atomic.
+	callbacksInClose atomic.Int32
+	subscribed       bool        // guarded by subMu
+	subErr           error       // guarded by subMu
+	subMu            sync.Mutex  // serialises subscribe
+	subOK            atomic.Bool // atomic: subscribed without error (every poll's fast path)
 }
 
 // newReader creates the consumer and subscribes it to the configured topics.
@@ -407,6 +410,9 @@ func (r *KReader) missingTopics(topics []string) []error {
 // rebalanced is the consumer's rebalance callback: a sign of life, then the rebalancer's.
 func (r *KReader) rebalanced(c *kafka.Consumer, ev kafka.Event) error {
 	r.brokers.alive()
+	if r.closeStage() == closeInLibrdkafka {
+		r.callbacksInClose.Add(1)
+	}
 	return r.owned.rebalance(c, ev)
 }
 
@@ -752,7 +758,8 @@ var _ unsubscriber = (*kafka.Consumer)(nil)
 
 // leave takes the consumer out of its group before it is closed (G15): it unsubscribes and
 // polls, so that the revoke callback runs here (the rebalancer commits what finished and
-// unassigns), until the consumer owns no partition and a poll of leaveQuietPoll ran no
+// unassigns), until the consumer owns no partition, has left the group (stillMember: a join
+// in flight when it unsubscribed is served first) and a poll of leaveQuietPoll ran no
 // rebalance callback, or leaveMaxWait passed. consumer.Close then has no assignment to
 // revoke: closing with an assignment change in progress can abort the process inside
 // librdkafka (rd_kafka_cgrp_terminated asserts; its issue #4792), and a revoke callback run by
@@ -786,13 +793,42 @@ func (r *KReader) leave() {
 		if !r.pollClosing(ms) {
 			return
 		}
-		if r.owned.callbacks.Load() == before && r.owned.unassigned() {
+		quiet := r.owned.callbacks.Load() == before && r.owned.unassigned()
+		if testHookLeavePolled != nil {
+			testHookLeavePolled(r, quiet)
+		}
+		if quiet && !r.stillMember() {
 			return
 		}
 	}
-	r.logger.Warnw(ctx, "zkafka: the consumer still owns partitions or rebalances after leaving the group; closing it anyway",
+	r.logger.Warnw(ctx, "zkafka: the consumer has not left its group (it still owns partitions, rebalances or waits for a join); closing it anyway",
 		"group", r.groupID, "waited", leaveMaxWait.String())
 }
+
+// stillMember reports whether librdkafka still counts the consumer a member of its group
+// under the classic protocol, where it keeps the member id until the unsubscribe has taken
+// effect and the member has left. An unsubscribe made while a join is in flight waits for
+// that join (librdkafka postpones it until the rebalance completes); the join's assignment,
+// and the revoke the unsubscribe then makes, come to rebalance callbacks, which leave must
+// serve: run by consumer.Close's own poll, their call into librdkafka can wait for ever
+// (librdkafka#4884). False under the consumer protocol, whose member id outlives the
+// membership, and when the consumer cannot say.
+func (r *KReader) stillMember() bool {
+	g, ok := r.consumer.(groupMetadataReader)
+	if !ok || r.tc.consumerProtocol() {
+		return false
+	}
+	md, err := g.GetConsumerGroupMetadata()
+	if err != nil {
+		return false
+	}
+	member, _, known := groupMembership(md)
+	return known && member != ""
+}
+
+// testHookLeavePolled, when set by a test, is called after each poll of leave, with whether
+// the consumer owned no partition and the poll ran no rebalance callback.
+var testHookLeavePolled func(r *KReader, quiet bool)
 
 // withConsumer calls f with the consumer unless the reader is closed (Close waits for f), for
 // reads of librdkafka's cached state from another goroutine (Work.Status). It reports whether
