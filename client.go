@@ -293,7 +293,8 @@ func (c *Client) Close() error {
 			if !r.awaitClosed(clientCloseMaxWait) {
 				stage := r.closeStage()
 				c.log.Errorw(context.Background(), "zkafka: a consumer is still closing: "+stage.wait()+"; not waiting for it",
-					"client_id", r.tc.ClientID, "group", r.groupID, "stage", stage.String(), "waited", clientCloseMaxWait.String())
+					"client_id", r.tc.ClientID, "group", r.groupID, "stage", stage.String(), "waited", clientCloseMaxWait.String(),
+					"rebalance_callbacks_in_close", r.callbacksInClose.Load())
 			}
 			if err != nil {
 				emu.Lock()

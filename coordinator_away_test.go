@@ -192,6 +192,7 @@ func TestG14ClientCloseWaitsForAReplacedReaderStillClosing(t *testing.T) {
 	require.Len(t, late, 1, "one line for the close left to the background")
 	require.Contains(t, late[0], "warn zkafka: closing the consumer takes long: a commit in progress waits for a group coordinator that has not answered")
 	require.Contains(t, late[0], "stage commit in progress")
+	require.Contains(t, late[0], "rebalance_callbacks_in_close 0", "no rebalance callback ran inside the close")
 
 	_, err := client.Reader(t.Context(), a.cfg) // replaces the closed reader in the cache
 	require.NoError(t, err)

@@ -614,7 +614,8 @@ func (r *KReader) Close() error {
 	}
 	stage := r.closeStage()
 	r.logger.Warnw(context.Background(), "zkafka: closing the consumer takes long: "+stage.wait()+"; going on, the consumer closes in the background",
-		"group", r.groupID, "client_id", r.tc.ClientID, "stage", stage.String(), "waited", closeMaxWait.String())
+		"group", r.groupID, "client_id", r.tc.ClientID, "stage", stage.String(), "waited", closeMaxWait.String(),
+		"rebalance_callbacks_in_close", r.callbacksInClose.Load())
 	if testHookClosingLate != nil {
 		testHookClosingLate(gone)
 	}
