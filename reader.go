@@ -675,7 +675,7 @@ var closeStageTexts = [...]struct{ name, wait string }{
 		// Polls return within 100 ms: the call that lasts is a periodic commit (flush).
 		"a commit in progress waits for a group coordinator that has not answered"},
 	closeCommitting: {"final commit", "its final commit waits for a group coordinator that has not answered"},
-	closeLeaving:    {"leaving the group", "leaving the group waits for its partitions to be revoked"},
+	closeLeaving:    {"leaving the group", "leaving the group waits for its partitions to be revoked or for a join in flight to end"},
 	// librdkafka#4884: an assign call from a rebalance callback that Close's own poll ran can
 	// wait for ever once the group handler has terminated.
 	closeInLibrdkafka: {"librdkafka close", "librdkafka's consumer close has not returned (a rebalance callback it ran may be blocked inside librdkafka)"},
@@ -761,7 +761,8 @@ var _ unsubscriber = (*kafka.Consumer)(nil)
 // polls, so that the revoke callback runs here (the rebalancer commits what finished and
 // unassigns), until the consumer owns no partition, has left the group (stillMember: a join
 // in flight when it unsubscribed is served first) and a poll of leaveQuietPoll ran no
-// rebalance callback, or leaveMaxWait passed. consumer.Close then has no assignment to
+// rebalance callback, or leaveMaxWait passed (leaveJoinWait while it waits only for the
+// join). consumer.Close then has no assignment to
 // revoke: closing with an assignment change in progress can abort the process inside
 // librdkafka (rd_kafka_cgrp_terminated asserts; its issue #4792), and a revoke callback run by
 // Close's own polls is where that change starts. Messages polled meanwhile are dropped
@@ -789,21 +790,52 @@ func (r *KReader) leave() {
 		return
 	}
 	ms := int(leaveQuietPoll / time.Millisecond)
-	for deadline := time.Now().Add(leaveMaxWait); time.Now().Before(deadline); {
+	start := time.Now()
+	deadline, sawJoin := start.Add(leaveMaxWait), false
+	for {
 		before := r.owned.callbacks.Load()
 		if !r.pollClosing(ms) {
 			return
 		}
-		quiet := r.owned.callbacks.Load() == before && r.owned.unassigned()
+		called := r.owned.callbacks.Load() != before
+		quiet := !called && r.owned.unassigned()
 		if testHookLeavePolled != nil {
 			testHookLeavePolled(r, quiet)
 		}
-		if quiet && !r.stillMember() {
+		joining := quiet && r.stillMember()
+		if quiet && !joining {
+			return
+		}
+		now := time.Now()
+		switch {
+		case joining:
+			sawJoin = true
+			deadline = later(deadline, start.Add(r.leaveJoinWait()))
+		case called && sawJoin: // the join ended: the revoke that the unsubscribe makes is next
+			deadline = later(deadline, now.Add(leaveMaxWait))
+		}
+		if now.After(deadline) {
+			// Close has logged that it takes long, at closeMaxWait.
+			r.logger.Infow(ctx, "zkafka: the consumer has not left its group; closing it anyway",
+				"group", r.groupID, "waited", now.Sub(start).Round(time.Millisecond).String(), "joining", joining)
 			return
 		}
 	}
-	r.logger.Warnw(ctx, "zkafka: the consumer has not left its group (it still owns partitions, rebalances or waits for a join); closing it anyway",
-		"group", r.groupID, "waited", leaveMaxWait.String())
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// leaveJoinWait is how long leave waits for a join that was in flight when it unsubscribed:
+// as long as librdkafka's JoinGroup may take (max.poll.interval.ms, the group's rebalance
+// timeout, and leaveJoinGrace), at most leaveJoinMaxWait.
+func (r *KReader) leaveJoinWait() time.Duration {
+	return min(r.tc.maxPollInterval()+leaveJoinGrace, leaveJoinMaxWait)
 }
 
 // stillMember reports whether librdkafka still counts the consumer a member of its group

@@ -17,9 +17,15 @@ import (
 // librdkafka postpones the unsubscribe of its leave until that join completes; the join's
 // assignment and the revoke after it must then reach rebalance callbacks before
 // consumer.Close, because a callback that Close's own poll runs can block for ever inside
-// librdkafka (librdkafka#4884). So the worker's leave serves both, no callback runs inside
-// the close, and the close ends in time.
+// librdkafka (librdkafka#4884). So the worker's leave serves both, and no callback runs
+// inside the close: when the join ends soon (the close ends within closeMaxWait), and when it
+// outlasts closeMaxWait (Close returns and the close goes on in the background).
 func TestG15StopDuringARejoinLeavesBeforeTheClose(t *testing.T) {
+	t.Run("join ends soon", func(t *testing.T) { testStopDuringARejoin(t, false) })
+	t.Run("join outlasts closeMaxWait", func(t *testing.T) { testStopDuringARejoin(t, true) })
+}
+
+func testStopDuringARejoin(t *testing.T, long bool) {
 	e := newEmbeddedEnv(t)
 	topic := e.newTopic(t, 4)
 	group := uniqueTestName(t, "g")
@@ -53,16 +59,26 @@ func TestG15StopDuringARejoinLeavesBeforeTheClose(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	// The first poll of a's leave that finds a unassigned and quiet: leave returned there
-	// before it waited for the join.
-	quiet := make(chan struct{})
-	var quietOnce sync.Once
-	testHookLeavePolled = func(r *KReader, q bool) {
-		if r == readerA && q {
-			quietOnce.Do(func() { close(quiet) })
+	// Release the join at the first poll of a's leave that finds a unassigned and quiet (leave
+	// returned there before it waited for the join), or, when long, at the first such poll past
+	// leaveMaxWait (leave gave up there before it waited longer for a join).
+	releaseNow := make(chan struct{})
+	var releaseOnce sync.Once
+	var firstQuiet time.Time
+	testHookLeavePolled = func(r *KReader, quiet bool) {
+		if r != readerA || !quiet {
+			return
+		}
+		if firstQuiet.IsZero() {
+			firstQuiet = time.Now()
+		}
+		if !long || time.Since(firstQuiet) > leaveMaxWait {
+			releaseOnce.Do(func() { close(releaseNow) })
 		}
 	}
-	t.Cleanup(func() { testHookLeavePolled = nil })
+	gone := make(chan (<-chan struct{}), 1)
+	testHookClosingLate = func(g <-chan struct{}) { gone <- g }
+	t.Cleanup(func() { testHookLeavePolled, testHookClosingLate = nil, nil })
 
 	cfgB := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, "b"), GroupID: group, Topic: topic}, protocolEager)
 	startWork(t, NewWorkFactory(e.client(t)).CreateWithFunc(cfgB, noop))
@@ -77,7 +93,7 @@ func TestG15StopDuringARejoinLeavesBeforeTheClose(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- a.stop(t) }()
 	select {
-	case <-quiet:
+	case <-releaseNow:
 	case <-time.After(60 * time.Second):
 		t.Fatal("a's stop did not leave")
 	}
@@ -88,12 +104,29 @@ func TestG15StopDuringARejoinLeavesBeforeTheClose(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("a's Run did not return")
 	}
+	if long {
+		select {
+		case g := <-gone:
+			select {
+			case <-g:
+			case <-time.After(60 * time.Second):
+				t.Fatal("a's consumer close did not end")
+			}
+		default:
+			t.Fatal("Close waited for the join past closeMaxWait")
+		}
+	}
 
 	require.Zero(t, readerA.callbacksInClose.Load(), "rebalance callbacks run by consumer.Close")
-	require.True(t, readerA.closeEnded(), "a's consumer closed within closeMaxWait")
+	require.True(t, readerA.closeEnded())
 	lines := logsA.all()
 	all := strings.Join(lines, "\n")
-	require.NotContains(t, all, "closing the consumer takes long")
+	if long {
+		require.Contains(t, all, "warn zkafka: closing the consumer takes long: leaving the group waits for its partitions to be revoked or for a join in flight to end")
+		require.Equal(t, 1, strings.Count(all, "closing the consumer takes long"), all)
+	} else {
+		require.NotContains(t, all, "closing the consumer takes long")
+	}
 	require.NotContains(t, all, "has not left its group")
 	// The held join's assignment reached a's leave, which revoked it before the close.
 	parts := regexp.MustCompile(regexp.QuoteMeta(topic) + `/\d+(,` + regexp.QuoteMeta(topic) + `/\d+)*`)

@@ -247,6 +247,12 @@ const (
 	// that must pass without a rebalance callback once it has.
 	leaveMaxWait   = 5 * time.Second
 	leaveQuietPoll = 50 * time.Millisecond
+	// leaveJoinGrace is what librdkafka adds to max.poll.interval.ms for a JoinGroup's
+	// timeout; leaveJoinMaxWait caps how long leave waits for a join in flight to end
+	// (KReader.leaveJoinWait). With the leaveMaxWait it then gives the revoke after the join,
+	// it stays below clientCloseMaxWait.
+	leaveJoinGrace   = 3 * time.Second
+	leaveJoinMaxWait = 20 * time.Second
 	// closeRejoinWait bounds how long a graceful close polls for the member to rejoin the
 	// group's new generation when its final commit was refused for the membership
 	// (KReader.commitAtClose); it counts toward closeMaxWait.
