@@ -168,8 +168,8 @@ func testG16GracefulStopCommits(t *testing.T, protocol string) {
 	require.Equal(t, e.endOffsets(t, topic), e.committed(t, group, topic))
 }
 
-// TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight: a Work cancelled abruptly while two of
-// its handlers are blocked (and messages of their virtual partitions wait behind them) and
+// TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight: a Work cancelled abruptly while one or
+// two of its handlers are blocked (and messages of their virtual partitions wait behind them) and
 // others have finished, holes and all, is restarted: the new run processes exactly the
 // messages that were not finished at the cancel, each once.
 func TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight(t *testing.T) {
@@ -205,7 +205,9 @@ func TestG16RestartAfterCancelRedoesOnlyWhatWasInFlight(t *testing.T) {
 		return nil
 	}, Speedup(8), WithOnDone(onDone))
 	r := startWork(t, first)
-	require.Eventually(t, func() bool { return blocked.Load() == 2 && done.Load() >= n/2 }, 60*time.Second, time.Millisecond)
+	// Both blocked handlers start only when their keys are on different virtual partitions:
+	// the router may queue the second behind the first (local CI on Apache Kafka, once).
+	require.Eventually(t, func() bool { return blocked.Load() >= 1 && done.Load() >= n/2 }, 60*time.Second, time.Millisecond)
 	r.cancel()
 	<-r.done
 	require.NoError(t, r.err)
