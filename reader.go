@@ -762,10 +762,10 @@ var _ unsubscriber = (*kafka.Consumer)(nil)
 // unassigns), until the consumer owns no partition, has left the group (stillMember: a join
 // in flight when it unsubscribed is served first) and a poll of leaveQuietPoll ran no
 // rebalance callback, or leaveMaxWait passed (leaveJoinWait while it waits only for the
-// join). consumer.Close then has no assignment to
-// revoke: closing with an assignment change in progress can abort the process inside
-// librdkafka (rd_kafka_cgrp_terminated asserts; its issue #4792), and a revoke callback run by
-// Close's own polls is where that change starts. Messages polled meanwhile are dropped
+// join). consumer.Close then has no assignment to revoke: closing with an assignment change
+// in progress can abort the process inside librdkafka (rd_kafka_cgrp_terminated asserts; its
+// issue #4792), and a rebalance callback run by Close's own polls is where that change starts
+// (and where its call into librdkafka can block for ever, librdkafka#4884). Messages polled meanwhile are dropped
 // unrecorded (the next owner reads them). It runs inside closeConsumer, so no other call into
 // the consumer is in progress and none starts; without Poll or Unsubscribe (the degraded
 // mode, a consumer of the user's), before the first subscription or after a fatal error (the
