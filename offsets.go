@@ -114,15 +114,23 @@ func (o *offsetStore) flush(now time.Time, at progressMark) {
 }
 
 // due reports whether a periodic commit is due at now, when the Run has inFlight messages in
-// flight: commitEvery since the last, or commitBurstGap after it once commitBurst messages
-// finished since (progress), or probeEvery while the fence is up.
+// flight: commitEvery since the last, commitBurstGap after it once commitBurst messages
+// finished since (progress), commitSurgeGap after it once commitSurge did, or probeEvery
+// while the fence is up.
 func (o *offsetStore) due(now time.Time, inFlight int64) bool {
-	since := now.UnixNano() - o.lastCommit.Load()
+	since := time.Duration(now.UnixNano() - o.lastCommit.Load())
 	o.fence.check(now)
-	if o.fence.isUp() && since >= int64(probeEvery) {
+	if o.fence.isUp() && since >= probeEvery {
 		return true // a probe (fence.go)
 	}
-	return since >= int64(o.every) || since >= int64(commitBurstGap) && o.progress(inFlight) >= commitBurst
+	if since >= o.every {
+		return true
+	}
+	if since < commitSurgeGap {
+		return false
+	}
+	done := o.progress(inFlight)
+	return done >= commitSurge || since >= commitBurstGap && done >= commitBurst
 }
 
 // progress is how many messages finished (or were let go of) since the last periodic commit:

@@ -25,6 +25,21 @@ func TestCommitDueAfterABurst(t *testing.T) {
 	require.False(t, o.due(t0.Add(commitBurstGap), commitBurst), "read, but still in flight")
 }
 
+// TestCommitDueSoonerInASurge: once commitSurge messages finished since the last commit, the
+// next one is due commitSurgeGap after it, not commitBurstGap.
+func TestCommitDueSoonerInASurge(t *testing.T) {
+	o := &offsetStore{every: commitEvery}
+	t0 := time.Unix(1000, 0)
+	o.lastCommit.Store(t0.UnixNano())
+	o.reads.Store(commitSurge - 1)
+	require.False(t, o.due(t0.Add(commitSurgeGap), 0), "a burst, not a surge")
+	require.True(t, o.due(t0.Add(commitBurstGap), 0), "a burst")
+	o.reads.Add(1)
+	require.False(t, o.due(t0.Add(commitSurgeGap-time.Millisecond), 0), "too soon after the last commit")
+	require.True(t, o.due(t0.Add(commitSurgeGap), 0))
+	require.False(t, o.due(t0.Add(commitSurgeGap), commitSurge-commitBurst+1), "read, but still in flight")
+}
+
 // TestCommitDueAfterTheBoundDrains: with the reader paused at a full in-flight bound, nothing
 // is read, but the processors finish what is in flight: once commitBurst messages finished,
 // the next commit is due commitBurstGap after the last.
@@ -35,7 +50,9 @@ func TestCommitDueAfterTheBoundDrains(t *testing.T) {
 	require.Equal(t, t0.UnixNano(), o.lastCommit.Load())
 	require.False(t, o.due(t0.Add(commitBurstGap), 4000-commitBurst+1), "one short of a burst")
 	require.True(t, o.due(t0.Add(commitBurstGap), 4000-commitBurst), "a burst finished")
-	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond), 0), "too soon after the last commit")
+	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond), 4000-commitBurst), "too soon after the last commit")
+	require.True(t, o.due(t0.Add(commitSurgeGap), 0), "all 4,000 finished: a surge")
+	require.False(t, o.due(t0.Add(commitSurgeGap-time.Millisecond), 0), "too soon after the last commit")
 }
 
 // TestCommitDueSoonAfterAHoldEnds: the commit that ends a hold (or a fence) makes the next

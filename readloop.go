@@ -196,7 +196,7 @@ func (l *readLoop) backPressure(shutdown <-chan struct{}, cbOpen bool) bool {
 }
 
 // waitForRoom waits up to softWait for a tenth of the bound to free up, as inFlight.wait, and
-// every commitBurstGap of it hands on what finished meanwhile (KReader.flush, when a commit is
+// every commitSurgeGap of it hands on what finished meanwhile (KReader.flush, when a commit is
 // due). A full bound is a catch-up: the processors finish a tenth of it in up to softWait,
 // and the commit of a burst (commitBurst) must not wait for the reader to read again (the
 // commits of a drain came every 70-100 ms instead of every 25).
@@ -208,7 +208,7 @@ func (l *readLoop) waitForRoom(shutdown <-chan struct{}) bool {
 		if left <= 0 {
 			return false
 		}
-		if rs.bound.wait(min(left, commitBurstGap), shutdown, rs.ctx.Done()) {
+		if rs.bound.wait(min(left, commitSurgeGap), shutdown, rs.ctx.Done()) {
 			return true
 		}
 		l.flush(time.Now())
