@@ -103,8 +103,13 @@ func (o *offsetStore) flush(now time.Time, at progressMark) {
 	}
 	o.lastCommit.Store(now.UnixNano())
 	o.reads.Add(-at.reads)
-	o.inFlightThen.Store(at.inFlight)
+	then := o.inFlightThen.Swap(at.inFlight)
 	if err := o.commitFinished(nil, false); err != nil {
+		// Nothing was committed: what finished before this commit still counts toward the
+		// next (progress), or a catch-up whose commit failed waited a whole commitEvery for
+		// the next, and a kill meanwhile redid it (chaos: 832 messages 259 ms old).
+		o.reads.Add(at.reads)
+		o.inFlightThen.Store(then)
 		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/stretchr/testify/require"
 	"github.com/zkafka-go/zkafka/internal/commit"
 )
@@ -53,6 +54,31 @@ func TestCommitDueAfterTheBoundDrains(t *testing.T) {
 	require.False(t, o.due(t0.Add(commitBurstGap-time.Millisecond), 4000-commitBurst), "too soon after the last commit")
 	require.True(t, o.due(t0.Add(commitSurgeGap), 0), "all 4,000 finished: a surge")
 	require.False(t, o.due(t0.Add(commitSurgeGap-time.Millisecond), 0), "too soon after the last commit")
+}
+
+// refusingCommitter refuses every commit as the group coordinator does while it loads.
+type refusingCommitter struct{ *memConsumer }
+
+func (refusingCommitter) CommitOffsets([]kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	return nil, kafka.NewError(kafka.ErrCoordinatorLoadInProgress, "loading", false)
+}
+
+// TestCommitDueSoonAfterAFailedCommitOfABurst: a periodic commit that fails leaves the burst
+// it was to carry to the next one, due commitBurstGap later, not commitEvery.
+func TestCommitDueSoonAfterAFailedCommitOfABurst(t *testing.T) {
+	tracker := commit.NewTracker()
+	p := tracker.Get("t", 0)
+	for i := range int64(commitBurst) {
+		seq, _ := p.Read(i, commit.Record{})
+		p.Finish(seq)
+	}
+	o := newOffsetStore(refusingCommitter{newMemConsumer(1)}, tracker, NoopLogger{}, newFailureLog(NoopLogger{}), "g", commitEvery, time.Minute)
+	o.reads.Store(commitBurst)
+	now := time.Now()
+	o.flush(now, o.mark(0))
+	require.Equal(t, now.UnixNano(), o.lastCommit.Load(), "the commit was tried")
+	require.False(t, o.due(now.Add(commitBurstGap-time.Millisecond), 0), "too soon after the last try")
+	require.True(t, o.due(now.Add(commitBurstGap), 0), "the burst is still to commit")
 }
 
 // TestCommitDueSoonAfterAHoldEnds: the commit that ends a hold (or a fence) makes the next
