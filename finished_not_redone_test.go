@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/zkafka-go/zkafka/internal/commit"
 )
@@ -300,4 +301,78 @@ func TestG16RevokeCommitsWhatFinishedBeforeItWaits(t *testing.T) {
 	}
 	letGo()
 	require.Zero(t, <-finished)
+}
+
+// TestG16CooperativeRevokeCommitsThePartitionsItKeeps: an incremental revoke commits what
+// finished in the partitions the member keeps, before it returns. Once it returns, librdkafka
+// rejoins, and a commit made after it waits behind that JoinGroup until the group has
+// rebalanced: here the rejoin is held, and both partitions must already be committed in full.
+func TestG16CooperativeRevokeCommitsThePartitionsItKeeps(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 2)
+	group := uniqueTestName(t, "g")
+	cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, "a"), GroupID: group, Topic: topic,
+		AutoCommitIntervalMs: intp(600_000)}, // no periodic commit
+		protocolCooperative)
+	const each = 3
+	var recs []rec
+	for p := range int32(2) {
+		for i := range each {
+			recs = append(recs, rec{Key: []byte(fmt.Sprintf("p%d-k%d", p, i)), Value: []byte("v"), Partition: p})
+		}
+	}
+	finished := make(chan struct{}, 2*each)
+	wf := NewWorkFactory(e.client(t))
+	a := wf.CreateWithFunc(cfg, func(context.Context, *Message) error {
+		finished <- struct{}{}
+		return nil
+	})
+	ra := startWork(t, a)
+	gi, err := e.cluster.WaitGroupStable(t.Context(), group, 1)
+	require.NoError(t, err)
+	memberA := gi.Members[0].MemberID
+	e.produce(t, topic, recs)
+	for range 2 * each {
+		select {
+		case <-finished:
+		case <-ra.done:
+			t.Fatalf("A's Run returned: %v", ra.err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("A did not finish the records")
+		}
+	}
+	committed := func() map[int32]int64 {
+		out := map[int32]int64{}
+		for p, c := range e.cluster.GroupInfo(group).Commits[topic] {
+			out[p] = c.Offset
+		}
+		return out
+	}
+	require.NotEqual(t, map[int32]int64{0: each, 1: each}, committed(), "nothing commits what finished before the rebalance")
+
+	// Hold A's second JoinGroup from here on: the rejoin after its incremental revoke.
+	held, release := make(chan struct{}), make(chan struct{})
+	var joins atomic.Int32
+	e.cluster.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		if req.(*kmsg.JoinGroupRequest).MemberID != memberA || joins.Add(1) != 2 {
+			return nil, nil, false
+		}
+		close(held)
+		e.cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	cfgB := cfg
+	cfgB.ClientID = uniqueTestName(t, "b")
+	startWork(t, wf.CreateWithFunc(cfgB, func(context.Context, *Message) error { return nil }))
+	select {
+	case <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("A did not rejoin after its revoke")
+	}
+	require.Equal(t, map[int32]int64{0: each, 1: each}, committed(),
+		"while A's rejoin is held, both partitions are committed: the revoked one and the one A keeps")
+	releaseOnce.Do(func() { close(release) })
 }

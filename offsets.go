@@ -184,6 +184,22 @@ func retriableCommitError(err error) bool {
 		kafka.ErrRequestTimedOut, kafka.ErrTimedOut, kafka.ErrTransport, kafka.ErrWaitCoord, kafka.ErrNetworkException)
 }
 
+// commitKept commits what is finished in the partitions keep accepts, those an incremental
+// revoke leaves to the member, before the revoke returns. Their handlers ran on while the
+// revoke waited for the partitions it takes, and the periodic commit waited with the reader
+// goroutine; once the revoke returns, librdkafka rejoins, and under the classic protocol a
+// commit queues behind that JoinGroup until the group has rebalanced (seconds when a member
+// is gone). A cooperative chaos run lost 1,710 such messages to a kill 6 s later. A failure
+// is left to the next periodic commit.
+func (o *offsetStore) commitKept(keep func(tpKey) bool) {
+	if o.committer == nil {
+		return
+	}
+	if err := o.commitFinished(keep, false); err != nil {
+		o.failures.warnf(context.Background(), "zkafka: committing finished offsets failed; the next commit tries again", err, "group", o.groupID)
+	}
+}
+
 // closing commits what is finished before the consumer closes, as commit does. v2's way it
 // only stores it, as v2's Close (librdkafka's Close commits it), unless a Run's graceful stop
 // asked for the commit (commitAtClose): a consumer of the user's own commits nothing in its

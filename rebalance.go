@@ -160,6 +160,9 @@ func (r *rebalancer) revoke(parts []kafka.TopicPartition, cooperative bool) {
 		if err := r.offsets.commit(func(k tpKey) bool { _, ok := set[k]; return ok }); err != nil {
 			r.logger.Warnw(ctx, "zkafka: committing on revoke failed", "group", r.groupID, "error", err)
 		}
+		if cooperative {
+			r.offsets.commitKept(func(k tpKey) bool { _, ok := set[k]; return !ok })
+		}
 	}
 	for _, k := range keys {
 		r.offsets.tracker.Remove(k.topic, k.partition)
