@@ -376,3 +376,74 @@ func TestG16CooperativeRevokeCommitsThePartitionsItKeeps(t *testing.T) {
 		"while A's rejoin is held, both partitions are committed: the revoked one and the one A keeps")
 	releaseOnce.Do(func() { close(release) })
 }
+
+// TestG16CooperativeRevokeCommitsWhileItWaits: while an incremental revoke waits for a handler
+// of the partition it takes, the periodic commit goes on, and what finishes meanwhile in the
+// partition the member keeps is committed before the wait ends.
+func TestG16CooperativeRevokeCommitsWhileItWaits(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 2)
+	group := uniqueTestName(t, "g")
+	logs := newCaptureLogger()
+	clientA := NewClient(Config{BootstrapServers: []string{e.addr}}, LoggerOption(logs))
+	t.Cleanup(func() { _ = clientA.Close() })
+	cfg := underProtocol(ConsumerTopicConfig{ClientID: uniqueTestName(t, "a"), GroupID: group, Topic: topic,
+		AutoCommitIntervalMs: intp(100)}, protocolCooperative)
+	gates := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var gateOnce [2]sync.Once
+	open := func(p int32) { gateOnce[p].Do(func() { close(gates[p]) }) }
+	t.Cleanup(func() { open(0); open(1) })
+	started := make(chan int32, 2)
+	a := NewWorkFactory(clientA).CreateWithFunc(cfg, func(_ context.Context, m *Message) error {
+		if m.Offset == 0 {
+			started <- m.Partition
+			<-gates[m.Partition]
+		}
+		return nil
+	}, Speedup(8))
+	ra := startWork(t, a)
+	rd, err := clientA.Reader(t.Context(), cfg)
+	require.NoError(t, err)
+	readerA := rd.(*KReader)
+	const each = 4
+	var recs []rec
+	for p := range int32(2) {
+		for i := range each {
+			recs = append(recs, rec{Key: []byte(fmt.Sprintf("p%d-k%d", p, i)), Value: []byte("v"), Partition: p})
+		}
+	}
+	e.produce(t, topic, recs)
+	for range 2 {
+		select {
+		case <-started:
+		case <-ra.done:
+			t.Fatalf("A's Run returned: %v", ra.err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("A did not start the first message of each partition")
+		}
+	}
+	committed := func(p int32) int64 { return e.cluster.GroupInfo(group).Commits[topic][p].Offset }
+	require.Eventually(t, func() bool { return committed(0) == 0 && committed(1) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the first message of each partition holds its commit")
+
+	cfgB := cfg
+	cfgB.ClientID = uniqueTestName(t, "b")
+	startWork(t, NewWorkFactory(e.client(t)).CreateWithFunc(cfgB, func(context.Context, *Message) error { return nil }))
+	// A's revoke waits for the first message of the partition it lets go: open the other one.
+	revoking := int32(-1)
+	require.Eventually(t, func() bool {
+		for _, p := range readerA.tracker.Partitions(nil) {
+			if _, partition := p.TopicPartition(); p.Revoking() {
+				revoking = partition
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, time.Millisecond, "A's revoke did not begin")
+	kept := 1 - revoking
+	open(kept)
+	require.Eventually(t, func() bool { return committed(kept) == each }, 10*time.Second, 5*time.Millisecond,
+		"the kept partition is committed while the revoke waits")
+	require.Empty(t, logs.containing("zkafka: partitions revoked"), "the revoke was still waiting")
+	open(revoking)
+}

@@ -17,7 +17,10 @@ package zkafka
 import "time"
 
 // revoked drops the queued messages of parts and waits, up to revokeWait, for the in-flight
-// ones, so that what finishes can still be committed.
+// ones, so that what finishes can still be committed. The periodic commit goes on meanwhile
+// (flush): the reader goroutine waits here, and the handlers of the partitions an incremental
+// revoke leaves to the member run on; a wait that outlasted the member's place in the group
+// (a handler past its timeout, max.poll.interval.ms) lost all they finished in it.
 func (l *readLoop) revoked(parts []tpKey) {
 	rs := l.rs
 	set := make(map[tpKey]struct{}, len(parts))
@@ -46,6 +49,9 @@ func (l *readLoop) revoked(parts []tpKey) {
 		if !early.IsZero() && now.After(early) {
 			l.commitBeforeWait(set)
 			early = time.Time{}
+		}
+		if rs.kr != nil {
+			l.flush(now)
 		}
 		time.Sleep(revokeCheckEvery)
 	}
