@@ -30,6 +30,10 @@ import (
 	"github.com/zkafka-go/zkafka/internal/commit"
 )
 
+// errNotMember is the error of a commit not sent because the consumer holds no membership of
+// its group: it left, or the group expired it and librdkafka rejoins.
+var errNotMember = errors.New("zkafka: not committing: the consumer is not a member of its group (it left it, or the group expired it and it rejoins)")
+
 // offsetCommitter is what a consumer needs for commits with metadata; *kafka.Consumer has it.
 type offsetCommitter interface {
 	CommitOffsets(offsets []kafka.TopicPartition) ([]kafka.TopicPartition, error)
@@ -50,6 +54,9 @@ type offsetStore struct {
 	every     time.Duration                  // immutable: commitEvery, or AutoCommitIntervalMs when set
 	counts    atomic.Pointer[commitCounters] // atomic: set by KReader.countInto
 	fence     *fence                         // immutable; its own guards: the membership in doubt (fence.go)
+	// left reports that the consumer holds no membership of its group (KReader.notMember);
+	// nil: it always may commit. Set before the first commit.
+	left func() bool
 
 	commitMu   sync.Mutex   // serialises commits
 	lastCommit atomic.Int64 // atomic: when flush last committed (UnixNano)
@@ -292,6 +299,17 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	if len(tps) == 0 {
 		return false, nil
+	}
+	if o.left != nil && o.left() {
+		// librdkafka would send it with no member id and generation -1: a commit outside the
+		// group, which the broker takes when the group has no member at that moment, over
+		// what the partitions' later owner committed. In a cooperative chaos run a member the
+		// group had expired probed with such a commit and set a partition back 373 offsets,
+		// which the next owner ran again.
+		for _, t := range trks {
+			t.Touch()
+		}
+		return false, errNotMember
 	}
 	o.fence.sending(time.Now())
 	res, err := o.committer.CommitOffsets(tps)

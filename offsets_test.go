@@ -101,3 +101,38 @@ func TestCommitDueSoonAfterAHoldEnds(t *testing.T) {
 	o.flush(now.Add(commitBurstGap), o.mark(0))
 	require.False(t, o.due(now.Add(2*commitBurstGap), 0), "not after an ordinary commit")
 }
+
+// expelledConsumer is a consumer whose librdkafka holds no membership of the group: no member
+// id, generation -1, as after the group expired it.
+type expelledConsumer struct{ *memConsumer }
+
+func (expelledConsumer) GetConsumerGroupMetadata() (*kafka.ConsumerGroupMetadata, error) {
+	return kafka.NewTestConsumerGroupMetadata("g")
+}
+
+// TestNoCommitOutsideTheGroup: a consumer that holds no membership of its group commits
+// nothing (librdkafka would send a commit outside the group, which the broker may take over
+// the later owner's), and keeps what it had to commit for a commit made once it is a member
+// again.
+func TestNoCommitOutsideTheGroup(t *testing.T) {
+	c := expelledConsumer{newMemConsumer(1)}
+	member, known := classicMembership(c, ConsumerTopicConfig{})
+	require.True(t, known, "librdkafka's metadata is read")
+	require.False(t, member, "no member id")
+	_, known = classicMembership(c, ConsumerTopicConfig{GroupProtocol: GroupProtocolConsumer})
+	require.False(t, known, "not asked under the consumer protocol: its member id outlives the membership")
+
+	tracker := commit.NewTracker()
+	p := tracker.Get("t", 0)
+	seq, _ := p.Read(0, commit.Record{})
+	p.Finish(seq)
+	o := newOffsetStore(c, tracker, NoopLogger{}, newFailureLog(NoopLogger{}), "g", commitEvery, time.Minute)
+	expelled := true
+	o.left = func() bool { return expelled }
+	require.ErrorIs(t, o.commitFinished(nil, false), errNotMember)
+	require.Zero(t, c.commits.Load(), "nothing sent")
+
+	expelled = false
+	require.NoError(t, o.commitFinished(nil, false))
+	require.EqualValues(t, 1, c.commits.Load(), "the partition is committed once the consumer is a member again")
+}

@@ -239,6 +239,7 @@ func newReader(args readerArgs) (*KReader, error) {
 	r.consumer = consumer
 	r.poller, _ = consumer.(eventPoller)
 	r.offsets = newOffsetStore(consumer, r.tracker, r.logger, r.failures, r.groupID, tc.commitInterval(), membershipDoubtAfter(tc))
+	r.offsets.left = r.notMember
 	r.owned = newRebalancer(consumer, r.offsets, r.logger, r.groupID)
 	return r, nil
 }
@@ -847,16 +848,31 @@ func (r *KReader) leaveJoinWait() time.Duration {
 // (librdkafka#4884). False under the consumer protocol, whose member id outlives the
 // membership, and when the consumer cannot say.
 func (r *KReader) stillMember() bool {
-	g, ok := r.consumer.(groupMetadataReader)
-	if !ok || r.tc.consumerProtocol() {
-		return false
+	member, known := classicMembership(r.consumer, r.tc)
+	return known && member
+}
+
+// notMember reports that librdkafka holds no membership of the group under the classic
+// protocol (offsetStore.left): false when it cannot say, and under the consumer protocol.
+func (r *KReader) notMember() bool {
+	member, known := classicMembership(r.consumer, r.tc)
+	return known && !member
+}
+
+// classicMembership reports whether librdkafka holds a member id of the group under the
+// classic protocol; known is false under the consumer protocol and when the consumer cannot
+// say.
+func classicMembership(consumer KafkaConsumer, tc ConsumerTopicConfig) (member, known bool) {
+	g, ok := consumer.(groupMetadataReader)
+	if !ok || tc.consumerProtocol() {
+		return false, false
 	}
 	md, err := g.GetConsumerGroupMetadata()
 	if err != nil {
-		return false
+		return false, false
 	}
-	member, _, known := groupMembership(md)
-	return known && member != ""
+	id, _, known := groupMembership(md)
+	return id != "", known
 }
 
 // testHookLeavePolled, when set by a test, is called after each poll of leave, with whether
