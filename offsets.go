@@ -31,8 +31,9 @@ import (
 )
 
 // errNotMember is the error of a commit not sent because the consumer holds no membership of
-// its group: it left, or the group expired it and librdkafka rejoins.
-var errNotMember = errors.New("zkafka: not committing: the consumer is not a member of its group (it left it, or the group expired it and it rejoins)")
+// its group: it left, or the group expired it or refused its generation and librdkafka
+// rejoins.
+var errNotMember = errors.New("zkafka: not committing: the consumer is not a member of its group (it left it, or the group dropped it and it rejoins)")
 
 // offsetCommitter is what a consumer needs for commits with metadata; *kafka.Consumer has it.
 type offsetCommitter interface {
@@ -301,8 +302,8 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 		return false, nil
 	}
 	if o.left != nil && o.left() {
-		// librdkafka would send it with no member id and generation -1: a commit outside the
-		// group, which the broker takes when the group has no member at that moment, over
+		// librdkafka would send it with generation -1 (and no member id once the group forgot
+		// it): a commit outside the group, which the broker takes when the group has no member at that moment, over
 		// what the partitions' later owner committed. In a cooperative chaos run a member the
 		// group had expired probed with such a commit and set a partition back 373 offsets,
 		// which the next owner ran again.

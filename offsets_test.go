@@ -116,10 +116,11 @@ func (expelledConsumer) GetConsumerGroupMetadata() (*kafka.ConsumerGroupMetadata
 // again.
 func TestNoCommitOutsideTheGroup(t *testing.T) {
 	c := expelledConsumer{newMemConsumer(1)}
-	member, known := classicMembership(c, ConsumerTopicConfig{})
+	id, generation, known := classicMembership(c, ConsumerTopicConfig{})
 	require.True(t, known, "librdkafka's metadata is read")
-	require.False(t, member, "no member id")
-	_, known = classicMembership(c, ConsumerTopicConfig{GroupProtocol: GroupProtocolConsumer})
+	require.Empty(t, id, "no member id")
+	require.EqualValues(t, -1, generation)
+	_, _, known = classicMembership(c, ConsumerTopicConfig{GroupProtocol: GroupProtocolConsumer})
 	require.False(t, known, "not asked under the consumer protocol: its member id outlives the membership")
 
 	tracker := commit.NewTracker()

@@ -848,31 +848,32 @@ func (r *KReader) leaveJoinWait() time.Duration {
 // (librdkafka#4884). False under the consumer protocol, whose member id outlives the
 // membership, and when the consumer cannot say.
 func (r *KReader) stillMember() bool {
-	member, known := classicMembership(r.consumer, r.tc)
-	return known && member
+	id, _, known := classicMembership(r.consumer, r.tc)
+	return known && id != ""
 }
 
 // notMember reports that librdkafka holds no membership of the group under the classic
-// protocol (offsetStore.left): false when it cannot say, and under the consumer protocol.
+// protocol (offsetStore.left): no member id (it left, or the group does not know it), or
+// generation -1 (the group refused its generation; the id stays while it rejoins). A commit
+// then goes out with generation -1, which the broker takes as a commit outside the group
+// when the group has no member. False when it cannot say, and under the consumer protocol.
 func (r *KReader) notMember() bool {
-	member, known := classicMembership(r.consumer, r.tc)
-	return known && !member
+	id, generation, known := classicMembership(r.consumer, r.tc)
+	return known && (id == "" || generation < 0)
 }
 
-// classicMembership reports whether librdkafka holds a member id of the group under the
-// classic protocol; known is false under the consumer protocol and when the consumer cannot
-// say.
-func classicMembership(consumer KafkaConsumer, tc ConsumerTopicConfig) (member, known bool) {
+// classicMembership is librdkafka's member id and generation under the classic protocol;
+// known is false under the consumer protocol and when the consumer cannot say.
+func classicMembership(consumer KafkaConsumer, tc ConsumerTopicConfig) (id string, generation int32, known bool) {
 	g, ok := consumer.(groupMetadataReader)
 	if !ok || tc.consumerProtocol() {
-		return false, false
+		return "", -1, false
 	}
 	md, err := g.GetConsumerGroupMetadata()
 	if err != nil {
-		return false, false
+		return "", -1, false
 	}
-	id, _, known := groupMembership(md)
-	return id != "", known
+	return groupMembership(md)
 }
 
 // testHookLeavePolled, when set by a test, is called after each poll of leave, with whether
