@@ -303,10 +303,10 @@ func (o *offsetStore) commitSnapshots(keep func(tpKey) bool, released bool) (too
 	}
 	if o.left != nil && o.left() {
 		// librdkafka would send it with generation -1 (and no member id once the group forgot
-		// it): a commit outside the group, which the broker takes when the group has no member at that moment, over
-		// what the partitions' later owner committed. In a cooperative chaos run a member the
-		// group had expired probed with such a commit and set a partition back 373 offsets,
-		// which the next owner ran again.
+		// it): a commit outside the group, which the broker takes when the group has no
+		// member at that moment, over what the partitions' later owner committed. In a
+		// cooperative chaos run a member the group had expired probed with such a commit and
+		// set a partition back 373 offsets, which the next owner ran again.
 		for _, t := range trks {
 			t.Touch()
 		}
