@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/zkafka-go/zkafka/internal/commit"
@@ -377,10 +379,24 @@ func TestG16CooperativeRevokeCommitsThePartitionsItKeeps(t *testing.T) {
 	releaseOnce.Do(func() { close(release) })
 }
 
-// TestG16CooperativeRevokeCommitsWhileItWaits: while an incremental revoke waits for a handler
-// of the partition it takes, the periodic commit goes on, and what finishes meanwhile in the
-// partition the member keeps is committed before the wait ends.
-func TestG16CooperativeRevokeCommitsWhileItWaits(t *testing.T) {
+// revokeWait is a cooperative-sticky Work A, alone in its group on two partitions of four
+// messages each, whose incremental revoke is waiting: B joined, and A's revoke waits for the
+// first message of the partition it lets go (revoking), whose handler is held, as is the first
+// message of the partition A keeps (kept) until open(kept).
+type revokeWait struct {
+	e              *testEnv
+	topic, group   string
+	cfg            ConsumerTopicConfig
+	logs           *captureLogger
+	readerA        *KReader
+	revoking, kept int32
+	open           func(p int32)
+	committed      func(p int32) int64
+	each           int64
+}
+
+func startRevokeWait(t *testing.T) *revokeWait {
+	t.Helper()
 	e := newEmbeddedEnv(t)
 	topic := e.newTopic(t, 2)
 	group := uniqueTestName(t, "g")
@@ -404,11 +420,12 @@ func TestG16CooperativeRevokeCommitsWhileItWaits(t *testing.T) {
 	ra := startWork(t, a)
 	rd, err := clientA.Reader(t.Context(), cfg)
 	require.NoError(t, err)
-	readerA := rd.(*KReader)
-	const each = 4
+	w := &revokeWait{e: e, topic: topic, group: group, cfg: cfg, logs: logs, readerA: rd.(*KReader), open: open,
+		each: 4}
+	w.committed = func(p int32) int64 { return e.cluster.GroupInfo(group).Commits[topic][p].Offset }
 	var recs []rec
 	for p := range int32(2) {
-		for i := range each {
+		for i := range w.each {
 			recs = append(recs, rec{Key: []byte(fmt.Sprintf("p%d-k%d", p, i)), Value: []byte("v"), Partition: p})
 		}
 	}
@@ -422,28 +439,75 @@ func TestG16CooperativeRevokeCommitsWhileItWaits(t *testing.T) {
 			t.Fatal("A did not start the first message of each partition")
 		}
 	}
-	committed := func(p int32) int64 { return e.cluster.GroupInfo(group).Commits[topic][p].Offset }
-	require.Eventually(t, func() bool { return committed(0) == 0 && committed(1) == 0 }, 10*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return w.committed(0) == 0 && w.committed(1) == 0 }, 10*time.Second, 10*time.Millisecond,
 		"the first message of each partition holds its commit")
 
 	cfgB := cfg
 	cfgB.ClientID = uniqueTestName(t, "b")
 	startWork(t, NewWorkFactory(e.client(t)).CreateWithFunc(cfgB, func(context.Context, *Message) error { return nil }))
-	// A's revoke waits for the first message of the partition it lets go: open the other one.
-	revoking := int32(-1)
+	w.revoking = -1
 	require.Eventually(t, func() bool {
-		for _, p := range readerA.tracker.Partitions(nil) {
+		for _, p := range w.readerA.tracker.Partitions(nil) {
 			if _, partition := p.TopicPartition(); p.Revoking() {
-				revoking = partition
+				w.revoking = partition
 				return true
 			}
 		}
 		return false
 	}, 60*time.Second, time.Millisecond, "A's revoke did not begin")
-	kept := 1 - revoking
-	open(kept)
-	require.Eventually(t, func() bool { return committed(kept) == each }, 10*time.Second, 5*time.Millisecond,
+	w.kept = 1 - w.revoking
+	return w
+}
+
+// TestG16CooperativeRevokeCommitsWhileItWaits: while an incremental revoke waits for a handler
+// of the partition it takes, the periodic commit goes on, and what finishes meanwhile in the
+// partition the member keeps is committed before the wait ends.
+func TestG16CooperativeRevokeCommitsWhileItWaits(t *testing.T) {
+	w := startRevokeWait(t)
+	w.open(w.kept)
+	require.Eventually(t, func() bool { return w.committed(w.kept) == w.each }, 10*time.Second, 5*time.Millisecond,
 		"the kept partition is committed while the revoke waits")
-	require.Empty(t, logs.containing("zkafka: partitions revoked"), "the revoke was still waiting")
-	open(revoking)
+	require.Empty(t, w.logs.containing("zkafka: partitions revoked"), "the revoke was still waiting")
+	w.open(w.revoking)
+}
+
+// TestG16NoCommitWhileTheGroupRefusesTheGeneration: the group refuses a member's generation (a heartbeat answered
+// ILLEGAL_GENERATION) while its incremental revoke waits; librdkafka then holds generation -1
+// until it rejoins, and a commit sent meanwhile would be one outside the group, which a broker
+// takes when the group is empty at that moment, over what the partitions' next owner committed.
+// What finishes meanwhile is not committed until the member rejoined: no commit request with
+// generation -1 reaches the broker, the commit held says why in one line, and the work is
+// committed once the member is back in the group.
+func TestG16NoCommitWhileTheGroupRefusesTheGeneration(t *testing.T) {
+	w := startRevokeWait(t)
+	id, _, known := classicMembership(w.readerA.consumer, w.cfg)
+	require.True(t, known)
+	require.NotEmpty(t, id)
+	outside := w.e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: w.group, Observe: true, Count: -1,
+		When: func(r kmsg.Request) bool { return r.(*kmsg.OffsetCommitRequest).Generation < 0 }})
+	t.Cleanup(outside.Remove)
+	refused := w.e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Heartbeat}, Group: w.group, Err: kerr.IllegalGeneration,
+		TopLevel: true, When: func(r kmsg.Request) bool { return r.(*kmsg.HeartbeatRequest).MemberID == id }})
+	t.Cleanup(refused.Remove)
+	require.Eventually(t, func() bool {
+		_, generation, _ := classicMembership(w.readerA.consumer, w.cfg)
+		return generation == -1
+	}, 30*time.Second, 5*time.Millisecond, "librdkafka did not take the refused generation")
+
+	w.open(w.kept) // its messages finish, and a commit is due within 100 ms
+	const held = "not a member of its group"
+	var lines []string
+	require.Eventually(t, func() bool {
+		lines = append(lines, w.logs.containing(held)...)
+		return outside.Hits() > 0 || len(lines) > 0
+	}, 10*time.Second, 5*time.Millisecond, "no commit was tried")
+	require.Zero(t, outside.Hits(), "a commit with generation -1 reached the broker")
+	require.Len(t, append(lines, w.logs.containing(held)...), 1, "the held commit is one line")
+	require.Equal(t, int64(0), w.committed(w.kept), "nothing committed outside the group")
+
+	w.open(w.revoking)
+	require.Eventually(t, func() bool {
+		return w.committed(0) == w.each && w.committed(1) == w.each
+	}, 60*time.Second, 10*time.Millisecond, "the work is committed once A is back in the group (or by B)")
+	require.Zero(t, outside.Hits(), "a commit with generation -1 reached the broker")
 }
