@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/zkafka-go/zkafka/internal/commit"
@@ -493,7 +494,7 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		return nil
 	}
 	m := &Message{
-		Key:       string(km.Key),
+		Key:       keyString(km.Key),
 		Headers:   headerMap(km.Headers),
 		Offset:    offset,
 		Partition: km.TopicPartition.Partition,
@@ -510,6 +511,14 @@ func (r *KReader) newMessage(km *kafka.Message) *Message {
 		suspectMessage(m, out, r.poisonAfter.Load())
 	}
 	return m
+}
+
+// keyString is key as a string without a copy: confluent-kafka-go copies each record's key
+// out of librdkafka into a slice of its own, which nothing else holds or changes once the
+// Message is made (one allocation and copy a message fewer; noop-s8's profile had 2.5 % of
+// the process in that copy).
+func keyString(key []byte) string {
+	return unsafe.String(unsafe.SliceData(key), len(key))
 }
 
 // topicName is tp's topic, "" when it has none.
