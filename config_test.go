@@ -28,6 +28,7 @@ func TestConsumerConfigDefaults(t *testing.T) {
 		"heartbeat.interval.ms":    3000,
 		"isolation.level":          "read_uncommitted",
 		"fetch.queue.backoff.ms":   10,
+		"retry.backoff.ms":         25,
 		"go.logs.channel.enable":   false,
 		"log_level":                4,
 	}, got)
@@ -97,8 +98,8 @@ func TestConsumerConfigMapping(t *testing.T) {
 		{name: "transaction reads committed", tc: func(c *ConsumerTopicConfig) { c.Transaction = true },
 			want: kafka.ConfigMap{"isolation.level": "read_committed"}},
 		{name: "AdditionalProps add keys and override defaults", tc: func(c *ConsumerTopicConfig) {
-			c.AdditionalProps = map[string]any{"auto.offset.reset": "latest", "fetch.queue.backoff.ms": 50, "partition.assignment.strategy": "cooperative-sticky"}
-		}, want: kafka.ConfigMap{"auto.offset.reset": "latest", "fetch.queue.backoff.ms": 50, "partition.assignment.strategy": "cooperative-sticky"}},
+			c.AdditionalProps = map[string]any{"auto.offset.reset": "latest", "fetch.queue.backoff.ms": 50, "retry.backoff.ms": 100, "partition.assignment.strategy": "cooperative-sticky"}
+		}, want: kafka.ConfigMap{"auto.offset.reset": "latest", "fetch.queue.backoff.ms": 50, "retry.backoff.ms": 100, "partition.assignment.strategy": "cooperative-sticky"}},
 		{name: "AdditionalProps cannot turn on offset store", tc: func(c *ConsumerTopicConfig) {
 			c.AdditionalProps = map[string]any{"enable.auto.offset.store": true}
 		}, want: kafka.ConfigMap{"enable.auto.offset.store": false}},
