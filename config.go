@@ -447,11 +447,7 @@ const commitRetryBackoffMillis = 25
 //	group.protocol            consumer when tc.GroupProtocol (or AdditionalProps) asks for it
 //	isolation.level           read_committed when tc.Transaction, else read_uncommitted
 //	fetch.queue.backoff.ms    10 (librdkafka's 1 s default stalls a consumer after a pause)
-//	retry.backoff.ms          25 (librdkafka's 100 ms, doubling, is what a commit the
-//	                          coordinator refused with a retriable error waits through before
-//	                          its retries, with the library's commit lock held: chaos saw
-//	                          750 finished messages wait 316 ms behind three tries of one
-//	                          commit and lost to a kill; see commitRetryBackoffMillis)
+//	retry.backoff.ms          25, not librdkafka's 100 (see commitRetryBackoffMillis)
 //	go.logs.channel.enable    false here; the reader then sets it and go.logs.channel so that
 //	                          librdkafka's log lines reach the Logger (routeLogs, clientlogs.go)
 //	log_level                 4 (warnings and errors; librdkafka's 6 adds chatter)

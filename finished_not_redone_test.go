@@ -385,7 +385,7 @@ func TestG16CooperativeRevokeCommitsThePartitionsItKeeps(t *testing.T) {
 // message of the partition A keeps (kept) until open(kept).
 type revokeWait struct {
 	e              *testEnv
-	topic, group   string
+	group          string
 	cfg            ConsumerTopicConfig
 	logs           *captureLogger
 	readerA        *KReader
@@ -420,7 +420,7 @@ func startRevokeWait(t *testing.T) *revokeWait {
 	ra := startWork(t, a)
 	rd, err := clientA.Reader(t.Context(), cfg)
 	require.NoError(t, err)
-	w := &revokeWait{e: e, topic: topic, group: group, cfg: cfg, logs: logs, readerA: rd.(*KReader), open: open,
+	w := &revokeWait{e: e, group: group, cfg: cfg, logs: logs, readerA: rd.(*KReader), open: open,
 		each: 4}
 	w.committed = func(p int32) int64 { return e.cluster.GroupInfo(group).Commits[topic][p].Offset }
 	var recs []rec
