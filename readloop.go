@@ -2,8 +2,9 @@ package zkafka
 
 // The reader loop of one Run: the one goroutine that talks to the consumer. It polls, runs the
 // read hooks, routes each message by key to its virtual partition (virtual_partition.go) and
-// wakes the processors (processor.go) once per batch, and every batchWake of a long one; before
-// a poll that will wait it lets the processors it woke run (yieldBeforePoll). It never blocks
+// wakes the processors (processor.go) once per batch, and every batchWake of a long one
+// (catchUpWake while it catches up, wakeEvery); before a poll that will wait it lets the
+// processors it woke run (yieldBeforePoll). It never blocks
 // on a queue (G7): at the in-flight bound (inflight.go) it first waits briefly for room, then
 // pauses every assigned partition and goes on polling, so rebalances are served and the group
 // membership holds; an open circuit breaker (breaker.go) pauses the same way. Rebalance
@@ -39,6 +40,7 @@ type readLoop struct {
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
+	behind    bool          // the last batch ended at drainBatch with more ready: catching up
 	woke      bool          // the last batch woke a processor (wakeQueued)
 	readerErr error         // why renew got no new reader (readerMissing reports it)
 	lastStore time.Time     // when finished offsets were last handed to librdkafka
@@ -221,7 +223,7 @@ func (l *readLoop) flush(now time.Time) { l.rs.kr.flush(now, l.rs.bound.msgs.Loa
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
 // librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
-// waking the processors at its end and every batchWake of it. It returns the consumer's fatal
+// waking the processors at its end and every wakeEvery of it. It returns the consumer's fatal
 // error.
 func (l *readLoop) readBatch() error {
 	rs := l.rs
@@ -270,8 +272,8 @@ func (l *readLoop) readBatch() error {
 		}
 		if n%batchWakeCheck == batchWakeCheck-1 {
 			// A long batch (librdkafka had many ready, or the reader lost its core) does not
-			// hold back what it dispatched first for longer than batchWake.
-			if now := time.Now(); now.Sub(woken) >= batchWake {
+			// hold back what it dispatched first for longer than wakeEvery.
+			if now := time.Now(); now.Sub(woken) >= l.wakeEvery() {
 				l.wakeQueued()
 				woken = now
 			}
@@ -281,11 +283,27 @@ func (l *readLoop) readBatch() error {
 			l.postReadImmediate(msg, err)
 		}
 	}
-	// One wake per virtual partition per batch (and per batchWake of a long one), not per
+	// One wake per virtual partition per batch (and per wakeEvery of a long one), not per
 	// message: a processor woken for each message would sleep again after each one.
 	l.wakeQueued()
 	l.idle = msg == nil
+	l.behind = msg != nil && !rs.bound.full()
 	return nil
+}
+
+// wakeEvery is how long the reader dispatches a batch before it wakes the processors of what
+// it queued so far: batchWake, or catchUpWake while it catches up (the last batch ended at
+// drainBatch with more ready). A processor with a fast handler empties its queue long before
+// the next wake and parks; waking it every batchWake of a catch-up batch made it park and
+// wake again for every few messages, and those hand-overs between the two cores cost the
+// reader's core more than the handlers did (docs/performance.md, "Wakes while catching up").
+// A message of a catch-up batch waited in librdkafka's queue before it was read, so waking
+// its processor at the end of the batch adds at most catchUpWake to a wait already longer.
+func (l *readLoop) wakeEvery() time.Duration {
+	if l.behind {
+		return catchUpWake
+	}
+	return batchWake
 }
 
 // postReadImmediate runs the PostReadImmediate hook for one read attempt.
@@ -327,7 +345,7 @@ func isReadError(err error) bool {
 // hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
 // (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
 // in-flight bound (inflight.go) and queues it; the processors (processor.go) are woken once
-// per batch and every batchWake of a long one (wakeQueued), not once per message. A key with
+// per batch and every wakeEvery of a long one (wakeQueued), not once per message. A key with
 // messages in flight keeps its virtual partition (G2).
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
@@ -392,6 +410,9 @@ func (l *readLoop) wakeQueued() {
 		vp.wakePending = false
 		signal(vp.wake)
 	}
+	if testHookWoke != nil && len(l.toWake) > 0 {
+		testHookWoke()
+	}
 	l.woke = l.woke || len(l.toWake) > 0
 	l.toWake = l.toWake[:0]
 }
@@ -409,3 +430,6 @@ func yieldBeforePoll() {
 	runtime.Gosched()
 	runtime.Gosched()
 }
+
+// testHookWoke, when set by a test, is called by the reader each time it wakes processors.
+var testHookWoke func()

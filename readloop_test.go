@@ -102,6 +102,39 @@ func TestReaderWakesProcessorsDuringALongBatch(t *testing.T) {
 	require.Less(t, first.Load(), int64(drainBatch), "the first handler waited for its whole batch")
 }
 
+// TestReaderWakesOncePerCatchUpWakeWhileCatchingUp: while the reader catches up (librdkafka
+// has more ready at the end of every batch), it wakes the processors every catchUpWake of a
+// batch, not every batchWake: a processor with a fast handler parked and woke again for every
+// few messages. Each record takes 15 µs to come out, so a check every batchWakeCheck records
+// finds batchWake passed; the wakes of batches after the first are counted against the time
+// they took.
+func TestReaderWakesOncePerCatchUpWakeWhileCatchingUp(t *testing.T) {
+	const batches = 6
+	var delivered, wakes atomic.Int64
+	var from, to atomic.Int64 // UnixNano: the first record of the second batch; the last counted
+	c := &scriptedConsumer{memConsumer: newMemConsumer(8), poll: func(_ int, next func() kafka.Event) kafka.Event {
+		for start := time.Now(); time.Since(start) < 15*time.Microsecond; {
+		}
+		if delivered.Add(1) == drainBatch+2 {
+			from.Store(time.Now().UnixNano())
+		}
+		return next()
+	}}
+	testHookWoke = func() {
+		if from.Load() != 0 && delivered.Load() <= batches*drainBatch {
+			wakes.Add(1)
+			to.Store(time.Now().UnixNano())
+		}
+	}
+	defer func() { testHookWoke = nil }()
+	runScripted(t, c, func() bool { return delivered.Load() > batches*drainBatch })
+	took := time.Duration(to.Load() - from.Load())
+	// One wake per catchUpWake, and the one at each batch's end with the check that follows.
+	limit := int64(took/catchUpWake) + 2*batches + 2
+	t.Logf("%d wakes in %s of catching up (limit %d)", wakes.Load(), took, limit)
+	require.LessOrEqual(t, wakes.Load(), limit)
+}
+
 // TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll: when the queue runs dry, the reader
 // lets the processors it woke run before it polls again. A poll that waits is a cgo call that
 // keeps the reader's P; on one P a woken processor would wait for it (yieldBeforePoll).

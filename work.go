@@ -172,6 +172,9 @@ const (
 	// batch then waited for the last.
 	batchWake      = 100 * time.Microsecond
 	batchWakeCheck = 8
+	// catchUpWake is batchWake while the reader catches up (readLoop.wakeEvery): longer than
+	// a batch of drainBatch takes to dispatch, so the processors are woken once per batch.
+	catchUpWake = time.Millisecond
 	// maxPollEvery is the longest poll timeout of the reader (ReadTimeoutMillis if shorter):
 	// the reader looks at the stop signals, the breaker and the bound at least this often.
 	maxPollEvery = 100 * time.Millisecond
