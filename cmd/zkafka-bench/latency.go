@@ -414,8 +414,8 @@ func (l *latencyRuns) round(name string, speedup, round int) {
 				note += fmt.Sprintf("; split: to dispatch p50 %.2f p99 %.2f p99.9 %.2f ms, dispatch to handler p50 %.3f p99 %.3f p99.9 %.3f max %.2f ms",
 					sp.Read.P50Ms, sp.Read.P99Ms, sp.Read.P999Ms, sp.Handoff.P50Ms, sp.Handoff.P99Ms, sp.Handoff.P999Ms, sp.Handoff.MaxMs)
 			}
-			fmt.Fprintf(l.out, "# round %d %s at %s (%s): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms over %d samples at %.0f msg/s%s\n",
-				round, name, loadName(load), child, lat.P50Ms, lat.P99Ms, lat.P999Ms, lat.MaxMs, lat.Samples, lat.Rate, note)
+			fmt.Fprintf(l.out, "# round %d %s at %s (%s): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms over %d samples at %.0f msg/s%s%s\n",
+				round, name, loadName(load), child, lat.P50Ms, lat.P99Ms, lat.P999Ms, lat.MaxMs, lat.Samples, lat.Rate, note, stealNote(res.StealPct))
 			return res, true
 		}
 		first, second := name, rawLatency

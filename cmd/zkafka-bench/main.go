@@ -118,6 +118,10 @@ type result struct {
 	Err       string  `json:"error,omitempty"`
 
 	Latency *latencies `json:"latency,omitempty"` // the latency scenarios'
+
+	// StealPct is the share of the machine's CPU time the hypervisor gave to others while the
+	// child ran (steal in /proc/stat), set by the parent; -1 where the kernel does not say.
+	StealPct float64 `json:"-"`
 }
 
 // childEnv marks a process started by runChildProcess, so that a test binary standing in for
@@ -255,6 +259,7 @@ func runParent(o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	runSteal := readSteal()
 	all := map[string][]result{}
 	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
 	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
@@ -290,9 +295,9 @@ func runParent(o options, out io.Writer) error {
 				fmt.Fprintf(out, "# round %d %s: error: %s\n", round, name, res.Err)
 				continue
 			}
-			fmt.Fprintf(out, "# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f MB peak RSS (%d msgs in %.2fs); parent (broker) CPU %.2fs over the whole child\n",
+			fmt.Fprintf(out, "# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f MB peak RSS (%d msgs in %.2fs); parent (broker) CPU %.2fs over the whole child%s\n",
 				round, name, float64(res.Msgs)/res.Seconds, res.CPUSecs*1e6/float64(res.Msgs),
-				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds, parentCPU.Seconds())
+				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds, parentCPU.Seconds(), stealNote(res.StealPct))
 			all[name] = append(all[name], res)
 			rate := float64(res.Msgs) / res.Seconds
 			if kind == "noop" {
@@ -390,7 +395,7 @@ func runParent(o options, out io.Writer) error {
 	if haveRaw {
 		summary = append([]string{fmt.Sprintf("raw=%.0f msg/s", raw.rate)}, summary...)
 	}
-	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s)\n", strings.Join(summary, " "), o.rounds, brokerKind)
+	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s%s)\n", strings.Join(summary, " "), o.rounds, brokerKind, stealNote(readSteal().since(runSteal)))
 	return nil
 }
 
@@ -461,9 +466,11 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 		fmt.Fprintf(os.Stderr, "# child %s (%s)\n", name, group)
 		cmd.Stderr = io.MultiWriter(&errb, os.Stderr)
 	}
+	steal0 := readSteal()
 	if err := cmd.Run(); err != nil {
 		return result{Scenario: name, Err: fmt.Sprintf("%v: %s", err, lastLine(errb.String()))}
 	}
+	stealPct := readSteal().since(steal0)
 	var res result
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
@@ -476,7 +483,64 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	if res.Scenario == "" && res.Err == "" {
 		return result{Scenario: name, Err: "child printed no result: " + lastLine(errb.String())}
 	}
+	res.StealPct = stealPct
 	return res
+}
+
+// cpuTicks is the machine's CPU time in clock ticks, from the first line of /proc/stat: all
+// of it, and the part the hypervisor ran something else (steal). ok is false where there is
+// no /proc/stat.
+type cpuTicks struct {
+	total, steal uint64
+	ok           bool
+}
+
+// readSteal reads the machine's CPU ticks.
+func readSteal() cpuTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	return parseCPUTicks(string(b))
+}
+
+// parseCPUTicks reads the CPU ticks from the text of /proc/stat.
+func parseCPUTicks(stat string) cpuTicks {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTicks{}
+	}
+	var t cpuTicks
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuTicks{}
+		}
+		t.total += n
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	t.ok = true
+	return t
+}
+
+// since returns the share of the CPU ticks from earlier to t that were stolen, in %; -1 when
+// either reading failed or no time passed.
+func (t cpuTicks) since(earlier cpuTicks) float64 {
+	if !t.ok || !earlier.ok || t.total <= earlier.total {
+		return -1
+	}
+	return 100 * float64(t.steal-earlier.steal) / float64(t.total-earlier.total)
+}
+
+// stealNote is how a round's line tells the share of the CPUs the host took while it ran.
+func stealNote(pct float64) string {
+	if pct < 0 {
+		return ""
+	}
+	return fmt.Sprintf("; the host took %.0f %% of the CPUs (steal)", pct)
 }
 
 func lastLine(s string) string {

@@ -225,3 +225,19 @@ func TestTwoLatencyScenariosInOneRun(t *testing.T) {
 	require.Regexp(t, `(?m)^scenario=latency-s1 load=fixed .*raw_p99_ms=[\d.]+`, out.String())
 	require.Regexp(t, `(?m)^scenario=latency-s2 load=fixed .*raw_p99_ms=[\d.]+`, out.String())
 }
+
+// TestHostSteal: the share of the CPUs the hypervisor took between two readings of
+// /proc/stat, and no figure where it cannot be read.
+func TestHostSteal(t *testing.T) {
+	before := parseCPUTicks("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 50 0 25 400 5 0 2 18 0 0\n")
+	after := parseCPUTicks("cpu  300 0 100 950 10 0 5 135 0 0\ncpu0 150 0 50 500 5 0 2 68 0 0\n")
+	require.True(t, before.ok)
+	require.Equal(t, uint64(1000), before.total)
+	require.InDelta(t, 20.0, after.since(before), 1e-9) // 100 stolen of 500 ticks
+	require.Equal(t, -1.0, after.since(cpuTicks{}))
+	require.Equal(t, -1.0, before.since(before))
+	require.False(t, parseCPUTicks("intr 1 2 3\n").ok)
+	require.False(t, parseCPUTicks("cpu 1 2 x 4 5 6 7 8\n").ok)
+	require.Equal(t, "", stealNote(-1))
+	require.Equal(t, "; the host took 20 % of the CPUs (steal)", stealNote(20))
+}
