@@ -4,12 +4,11 @@ package zkafka
 // read hooks, routes each message by key to its virtual partition (virtual_partition.go) and
 // wakes the processors (processor.go) once per batch, and every batchWake of a long one
 // (catchUpWake while it catches up, wakeEvery); before a poll that will wait it lets the
-// processors it woke run (yieldBeforePoll). It never blocks
-// on a queue (G7): at the in-flight bound (inflight.go) it first waits briefly for room, then
-// pauses every assigned partition and goes on polling, so rebalances are served and the group
-// membership holds; an open circuit breaker (breaker.go) pauses the same way. Rebalance
-// callbacks run inside its polls (revoke.go). At a graceful stop it keeps polling, paused,
-// while the queues drain.
+// processors it woke run (yieldBeforePoll). It never blocks on a queue (G7): at the in-flight
+// bound (inflight.go) it first waits briefly for room, then pauses every assigned partition
+// and goes on polling, so rebalances are served and the group membership holds; an open
+// circuit breaker (breaker.go) pauses the same way. Rebalance callbacks run inside its polls
+// (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
 //
 // Invariant: every message run reads is dispatched, counted in the in-flight bound, and queued
 // on exactly one virtual partition (drain, at a graceful stop, leaves what it still polls

@@ -259,7 +259,7 @@ func runParent(o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	runSteal := readSteal()
+	runSteal := readCPUTicks()
 	all := map[string][]result{}
 	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
 	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
@@ -395,7 +395,7 @@ func runParent(o options, out io.Writer) error {
 	if haveRaw {
 		summary = append([]string{fmt.Sprintf("raw=%.0f msg/s", raw.rate)}, summary...)
 	}
-	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s%s)\n", strings.Join(summary, " "), o.rounds, brokerKind, stealNote(readSteal().since(runSteal)))
+	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s%s)\n", strings.Join(summary, " "), o.rounds, brokerKind, stealNote(readCPUTicks().since(runSteal)))
 	return nil
 }
 
@@ -466,11 +466,11 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 		fmt.Fprintf(os.Stderr, "# child %s (%s)\n", name, group)
 		cmd.Stderr = io.MultiWriter(&errb, os.Stderr)
 	}
-	steal0 := readSteal()
+	steal0 := readCPUTicks()
 	if err := cmd.Run(); err != nil {
 		return result{Scenario: name, Err: fmt.Sprintf("%v: %s", err, lastLine(errb.String()))}
 	}
-	stealPct := readSteal().since(steal0)
+	stealPct := readCPUTicks().since(steal0)
 	var res result
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
@@ -495,8 +495,8 @@ type cpuTicks struct {
 	ok           bool
 }
 
-// readSteal reads the machine's CPU ticks.
-func readSteal() cpuTicks {
+// readCPUTicks reads the machine's CPU ticks.
+func readCPUTicks() cpuTicks {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return cpuTicks{}
