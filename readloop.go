@@ -295,7 +295,7 @@ func (l *readLoop) readBatch() error {
 // drainBatch with more ready). A processor with a fast handler empties its queue long before
 // the next wake and parks; waking it every batchWake of a catch-up batch made it park and
 // wake again for every few messages, and those hand-overs between the two cores cost the
-// reader's core more than the handlers did (docs/performance.md, "Wakes while catching up").
+// reader's core more than the handlers did (docs/performance.md, "fewer wakes while catching up").
 // A message of a catch-up batch waited in librdkafka's queue before it was read, so waking
 // its processor at the end of the batch adds at most catchUpWake to a wait already longer.
 func (l *readLoop) wakeEvery() time.Duration {
