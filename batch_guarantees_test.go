@@ -58,8 +58,11 @@ func TestG20BatchBreakerCountsABatchOnce(t *testing.T) {
 }
 
 // TestG20BatchProcessDelay (G9): with ProcessDelayMillis 400 and messages produced in two waves
-// 200 ms apart, no message is in a batch before its timestamp + 400 ms, and a batch holds only
-// due messages: the first wave is processed before the second is due, apart from it.
+// 500 ms apart, no message is in a batch before its timestamp + 400 ms, and a batch holds only
+// due messages: the first wave is processed before the second is due, apart from it. The
+// waves are produced once the partition is assigned: a worker that read the first wave only
+// when the second was due too would rightly batch them together (a CI run on a slow host
+// joined the group that late under the consumer protocol).
 func TestG20BatchProcessDelay(t *testing.T) {
 	e := newEnv(t)
 	topic := e.newTopic(t, 1)
@@ -84,8 +87,9 @@ func TestG20BatchProcessDelay(t *testing.T) {
 		return nil
 	}, WithBatch(BatchPolicy{MaxWait: 50 * time.Millisecond}))
 	r := startWork(t, w)
+	require.Eventually(t, func() bool { return len(w.Status().Partitions) == 1 }, 60*time.Second, 10*time.Millisecond)
 	e.produce(t, topic, keyed(10, 3))
-	time.Sleep(200 * time.Millisecond) // the test's input: a second wave, 200 ms later
+	time.Sleep(500 * time.Millisecond) // the test's input: a second wave, 500 ms later
 	e.produce(t, topic, keyed(10, 3))
 	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 20 }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, r.stop(t))

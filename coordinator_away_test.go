@@ -2,6 +2,7 @@ package zkafka
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,22 +12,27 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// coordinatorAway makes group's coordinator go away at its next OffsetCommit, which it
-// answers with NOT_COORDINATOR: from then on FindCoordinator finds none and every request of
-// the group is refused, until the returned func is called. refused is closed when that commit
-// was answered.
-func coordinatorAway(c *kfake.Cluster, group string) (refused <-chan struct{}, back func()) {
+// coordinatorAway makes group's coordinator go away at the first OffsetCommit that commits
+// offset from or later (commits of earlier offsets, such as the fence's probes, pass), which
+// it answers with NOT_COORDINATOR: from then on FindCoordinator finds none and every request
+// of the group is refused, until the returned func is called. refused is closed when that
+// commit was answered. Going away at a chosen commit, not at the next one, keeps a probe sent
+// while the test's message is on its way from raising the fence before that message runs
+// (a CI run on a slow host waited for it for ever).
+func coordinatorAway(c *kfake.Cluster, group string, from int64) (refused <-chan struct{}, back func()) {
 	ch := make(chan struct{})
+	var mu sync.Mutex
 	var faults []*kfake.FaultHandle
 	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		oc := req.(*kmsg.OffsetCommitRequest)
-		if oc.Group != group {
-			c.KeepControl()
-			return nil, nil, false
+		if oc.Group != group || !commitsFrom(oc, from) {
+			return nil, nil, false // not handled: the cluster commits it, the control stays
 		}
+		mu.Lock()
 		faults = append(faults,
 			c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.FindCoordinator}, Group: group, Err: kerr.CoordinatorNotAvailable, Count: -1}),
 			c.Fault(kfake.Fault{Group: group, Err: kerr.NotCoordinator, Count: -1}))
+		mu.Unlock()
 		resp := oc.ResponseKind().(*kmsg.OffsetCommitResponse)
 		for _, rt := range oc.Topics {
 			st := kmsg.NewOffsetCommitResponseTopic()
@@ -43,10 +49,37 @@ func coordinatorAway(c *kfake.Cluster, group string) (refused <-chan struct{}, b
 		return resp, nil, true
 	})
 	return ch, func() {
-		<-ch
+		mu.Lock()
+		defer mu.Unlock()
 		for _, f := range faults {
 			f.Remove()
 		}
+		faults = nil
+	}
+}
+
+// commitsFrom reports whether oc commits offset from or later for any partition.
+func commitsFrom(oc *kmsg.OffsetCommitRequest, from int64) bool {
+	for _, rt := range oc.Topics {
+		for _, rp := range rt.Partitions {
+			if rp.Offset >= from {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nextOffset is the next offset a test's handler sent on done, failing the test when none
+// came within a minute (a bare receive would hang the test until its watchdog).
+func nextOffset(t *testing.T, done <-chan int64) int64 {
+	t.Helper()
+	select {
+	case o := <-done:
+		return o
+	case <-time.After(time.Minute):
+		t.Fatal("no handler started within a minute")
+		return -1
 	}
 }
 
@@ -91,14 +124,14 @@ func runUntilTheCoordinatorIsAway(t *testing.T, e *testEnv, client *Client) *awa
 
 	e.produce(t, a.topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
 	a.r = startWork(t, w)
-	require.Equal(t, int64(0), <-a.done)
+	require.Equal(t, int64(0), nextOffset(t, a.done))
 	require.Eventually(t, func() bool { return e.committed(t, a.group, a.topic)[0] == 1 }, 30*time.Second, 10*time.Millisecond)
 
 	var refused <-chan struct{}
-	refused, a.back = coordinatorAway(e.cluster, a.group)
+	refused, a.back = coordinatorAway(e.cluster, a.group, 2)
 	t.Cleanup(a.back)
 	e.produce(t, a.topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
-	require.Equal(t, int64(1), <-a.done)
+	require.Equal(t, int64(1), nextOffset(t, a.done))
 	awaitRefused(t, refused) // the periodic commit of offset 1 waits for a coordinator
 	return a
 }
@@ -143,7 +176,7 @@ func testStopWhileTheCoordinatorIsAway(t *testing.T, stop func(*running)) {
 		done <- m.Offset
 		return nil
 	}))
-	require.Equal(t, int64(1), <-done)
+	require.Equal(t, int64(1), nextOffset(t, done))
 	require.NoError(t, r2.stop(t))
 	require.Equal(t, map[int32]int64{0: 2}, e.committed(t, group, topic))
 }

@@ -51,13 +51,13 @@ func testG19InDoubt(t *testing.T, batch bool) {
 	}
 	r := startWork(t, w)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
-	require.Equal(t, int64(0), <-done)
+	require.Equal(t, int64(0), nextOffset(t, done))
 	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
 
 	refuse := e.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.RebalanceInProgress, Count: -1})
 	t.Cleanup(refuse.Remove)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
-	require.Equal(t, int64(1), <-done) // its commit is the first refused
+	require.Equal(t, int64(1), nextOffset(t, done)) // its commit is the first refused
 	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
 	st := w.Status()
 	require.Contains(t, strings.ToLower(st.FencedBecause), "rebalance", "Status says why")
@@ -127,10 +127,10 @@ func TestG19NoHandlerStartsWhileTheCoordinatorIsSilent(t *testing.T) {
 	})
 	r := startCommitted(t, e, w, group, topic, done)
 
-	refused, back := coordinatorAway(e.cluster, group)
+	refused, back := coordinatorAway(e.cluster, group, 2)
 	t.Cleanup(back)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
-	require.Equal(t, int64(1), <-done)
+	require.Equal(t, int64(1), nextOffset(t, done))
 	awaitRefused(t, refused) // the periodic commit of offset 1 waits for a coordinator
 	require.Eventually(t, func() bool { return w.Status().Fenced }, 10*time.Second, 10*time.Millisecond)
 	require.ErrorContains(t, errors.New(w.Status().FencedBecause), "answered no commit")
@@ -241,8 +241,8 @@ func testCommitsFallBehind(t *testing.T, stall func(e *testEnv, group string) (<
 	arrived, back := stall(e, group)
 	t.Cleanup(back)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("1")}})
-	require.Equal(t, int64(1), <-done)
-	<-arrived // its commit is held or refused
+	require.Equal(t, int64(1), nextOffset(t, done))
+	awaitRefused(t, arrived) // its commit is held or refused
 	held := func() bool { return w.run.Load().fence().isUp() }
 	require.Eventually(t, held, 5*time.Second, 10*time.Millisecond, "held once commits fall behind, long before the doubt at 10 s")
 
@@ -304,7 +304,7 @@ func startCommitted(t *testing.T, e *testEnv, w *Work, group, topic string, done
 	t.Helper()
 	r := startWork(t, w)
 	e.produce(t, topic, []rec{{Key: []byte("a"), Value: []byte("0")}})
-	require.Equal(t, int64(0), <-done)
+	require.Equal(t, int64(0), nextOffset(t, done))
 	require.Eventually(t, func() bool { return committedOf(e.cluster, group, topic, 0) == 1 }, 30*time.Second, 10*time.Millisecond)
 	return r
 }
