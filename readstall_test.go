@@ -166,6 +166,66 @@ func TestReadStallIsStuckThenConsumerRenewed(t *testing.T) {
 	require.Len(t, linesWith(logs, &lines, renewLine), 1, "one new consumer")
 }
 
+// TestResumedPartitionIsNotAReadStall: a partition paused at the in-flight bound for longer
+// than StuckAfter, with records on the broker, is resumed; the broker holds the first fetch
+// after the resume (as a busy one does). Until that fetch is answered Status does not mark the
+// partition stuck and nothing is logged: the pause is not reading nothing. (Counting it once
+// replaced the consumer of a Run on Apache Kafka the moment it resumed.) Every record is then
+// processed once by the one consumer.
+func TestResumedPartitionIsNotAReadStall(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	const n, bound = 60, 10
+	e.produce(t, topic, valued("v", n))
+	logs := newCaptureLogger()
+	seen := newSeenOffsets()
+	release := make(chan struct{})
+	const stuckAfter = 2 * time.Second
+	group := uniqueTestName(t, "g")
+	w := NewWorkFactory(e.client(t), WithLogger(logs)).CreateWithFunc(
+		ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic},
+		func(ctx context.Context, m *Message) error {
+			<-release
+			return seen.handle(ctx, m)
+		}, StuckAfter(stuckAfter), MaxInFlight(bound))
+	r := startWork(t, w)
+	require.Eventually(t, func() bool {
+		st := w.Status()
+		return st.PausedBecause == PausedInFlightBound && len(st.Partitions) == 1 && st.Partitions[0].EndOffset == n
+	}, 30*time.Second, 10*time.Millisecond, "paused at the bound, the end offset known")
+	time.Sleep(stuckAfter + time.Second) // the test's input: a pause longer than StuckAfter
+
+	read := make(chan struct{}) // closed once a record after the bound was read: fetches go on
+	e.cluster.ControlKey(kmsg.Fetch.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		e.cluster.KeepControl()
+		e.cluster.SleepControl(func() {
+			select {
+			case <-time.After(stuckAfter / 2):
+			case <-read:
+			}
+		})
+		return nil, nil, false // then answered as usual
+	})
+	close(release)
+	resumed := 0 // snapshots taken resumed, before a record after the bound was read
+	for seen.n.Load() < bound+1 {
+		st := w.Status()
+		if !st.Paused && len(st.Partitions) == 1 && st.Partitions[0].EndOffset == n && seen.n.Load() == bound {
+			resumed++
+			require.False(t, st.Partitions[0].Stuck, "taken after the resume: %s", st.Partitions[0].StuckReason)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(read)
+	require.Positive(t, resumed, "Status was taken between the resume and the first fetch")
+	require.Eventually(t, func() bool { return seen.n.Load() == n }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+	require.Equal(t, onceEach("v", n), seen.snapshot())
+	var lines []string
+	require.Empty(t, linesWith(logs, &lines, readStallLine))
+	require.Empty(t, linesWith(logs, &lines, renewLine))
+}
+
 // clusterAt starts a kfake cluster with id on port (the cluster ids of two such clusters at
 // one address differ, as after a broker whose data was wiped), closed when the test ends.
 func clusterAt(t *testing.T, id string, port int) *kfake.Cluster {
@@ -297,7 +357,8 @@ func TestReadStallJudgement(t *testing.T) {
 		end, pos int64
 		lastRead int64
 		readAt   time.Time
-		stuck    string // the reason's end; "" not stuck
+		resumed  time.Time // when the reader last resumed
+		stuck    string    // the reason's end; "" not stuck
 	}{
 		{name: "end unknown", end: -1, pos: -1, lastRead: -1, stuck: "its end offset is unknown: no fetch of it was answered"},
 		{name: "end above librdkafka's position", end: 9, pos: 4, lastRead: -1, stuck: "the broker has records up to offset 9 and it read up to 4"},
@@ -307,18 +368,20 @@ func TestReadStallJudgement(t *testing.T) {
 		{name: "end known, position unknown", end: 9, pos: -1, lastRead: -1},
 		{name: "paused", paused: true, end: -1, pos: -1, lastRead: -1},
 		{name: "read lately", end: 9, pos: -1, lastRead: 2, readAt: now.Add(-time.Second)},
+		{name: "resumed lately", end: 9, pos: 4, lastRead: -1, resumed: now.Add(-time.Second)},
+		{name: "resumed long ago", end: 9, pos: 4, lastRead: -1, resumed: now.Add(-30 * time.Second), stuck: "the broker has records up to offset 9 and it read up to 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ps := PartitionStatus{EndOffset: tc.end, Paused: tc.paused}
 			snap := trackerSnapshot{stored: -1, oldest: -1, committed: -1, assignedAt: assigned, lastRead: tc.lastRead, readAt: tc.readAt}
-			statusTaker{now: now}.readStall(&ps, snap, tc.pos, &Status{StuckAfterSeconds: 10})
+			statusTaker{now: now}.readStall(&ps, snap, tc.pos, tc.resumed, &Status{StuckAfterSeconds: 10})
 			if tc.stuck == "" {
 				require.False(t, ps.Stuck, ps.StuckReason)
 				require.Zero(t, ps.StandingSeconds)
 				return
 			}
 			require.True(t, ps.Stuck)
-			standing := now.Sub(latest(tc.readAt, assigned))
+			standing := now.Sub(latest(tc.readAt, assigned, tc.resumed))
 			require.Equal(t, readStallReason+" for "+roundAge(standing)+": "+tc.stuck, ps.StuckReason)
 			require.Equal(t, standing.Seconds(), ps.StandingSeconds)
 		})

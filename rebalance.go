@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
@@ -53,7 +54,10 @@ type rebalancer struct {
 	assigned map[tpKey]struct{} // guarded by mu
 	paused   bool               // guarded by mu
 	resumed  chan struct{}      // guarded by mu; closed when a pause ends (degraded mode)
-	listener rebalanceListener  // guarded by mu
+	// resumedAt is when the last pause ended: a partition is not reading nothing while
+	// paused (statusTaker.readStall). Guarded by mu.
+	resumedAt time.Time
+	listener  rebalanceListener // guarded by mu
 }
 
 // newRebalancer finds what consumer can do beyond KafkaConsumer.
@@ -235,9 +239,12 @@ func (r *rebalancer) setPaused(paused bool) {
 	r.paused = paused
 	if paused {
 		r.resumed = make(chan struct{})
-	} else if r.resumed != nil {
-		close(r.resumed)
-		r.resumed = nil
+	} else {
+		r.resumedAt = time.Now()
+		if r.resumed != nil {
+			close(r.resumed)
+			r.resumed = nil
+		}
 	}
 	if r.pauser == nil {
 		r.mu.Unlock()
@@ -281,20 +288,20 @@ func (r *rebalancer) endPause() {
 	}
 }
 
-// assignment returns the assigned partitions, by topic and partition, and whether they are
-// paused (Work.Status).
-func (r *rebalancer) assignment() ([]tpKey, bool) {
+// assignment returns the assigned partitions, by topic and partition, whether they are
+// paused, and when the last pause ended (zero: none did) (Work.Status).
+func (r *rebalancer) assignment() (parts []tpKey, paused bool, resumedAt time.Time) {
 	r.mu.Lock()
-	parts := make([]tpKey, 0, len(r.assigned))
+	parts = make([]tpKey, 0, len(r.assigned))
 	for k := range r.assigned {
 		parts = append(parts, k)
 	}
-	paused := r.paused
+	paused, resumedAt = r.paused, r.resumedAt
 	r.mu.Unlock()
 	slices.SortFunc(parts, func(a, b tpKey) int {
 		return cmp.Or(strings.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
 	})
-	return parts, paused
+	return parts, paused, resumedAt
 }
 
 // setListener sets who is told about revoked partitions (nil: nobody).

@@ -115,7 +115,7 @@ func (l *readLoop) renew(r *renewal) {
 	}
 	rs.w.logger.Warnw(rs.ctx, "zkafka: replacing the consumer with a new one, as a restart would: "+r.reason,
 		append([]any{"group", rs.group, "topics", rs.w.topicConfig.topics(), "client_id", rs.w.topicConfig.ClientID}, r.kv...)...)
-	parts, _ := old.owned.assignment()
+	parts, _, _ := old.owned.assignment()
 	for _, k := range parts {
 		old.offsets.tracker.MarkRevoking(k.topic, k.partition)
 	}

@@ -179,7 +179,8 @@ type PartitionStatus struct {
 	// unfinished message has been the oldest (since it was read, the position last moved, or
 	// the partition was assigned, whichever is latest). When nothing is unfinished it is 0,
 	// unless the partition reads nothing while the broker has records for it (see Stuck):
-	// then it is how long nothing has been read.
+	// then it is how long nothing has been read since the partition was assigned or the
+	// reader last resumed (a pause at the in-flight bound or the breaker is no stall).
 	StandingSeconds float64 `json:"standing_seconds"`
 	// Stuck is set when the position has stood still for StuckAfter or longer: held by its
 	// oldest unfinished message (unless that only waits for its ProcessDelayMillis), or

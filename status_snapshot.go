@@ -74,7 +74,7 @@ func (t statusTaker) take(st *Status) {
 	}
 	st.Group = kr.groupID
 	st.Fenced, st.FencedSince, st.FencedBecause = kr.offsets.fence.state()
-	parts, paused := kr.owned.assignment()
+	parts, paused, resumedAt := kr.owned.assignment()
 	if paused {
 		st.Paused = true
 		switch {
@@ -86,11 +86,11 @@ func (t statusTaker) take(st *Status) {
 			st.PausedBecause = PausedInFlightBound
 		}
 	}
-	st.Partitions = t.partitions(kr, parts, paused, st)
+	st.Partitions = t.partitions(kr, parts, paused, resumedAt, st)
 }
 
-// partitions describes the assigned partitions parts.
-func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Status) []PartitionStatus {
+// partitions describes the assigned partitions parts, paused or last resumed at resumedAt.
+func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, resumedAt time.Time, st *Status) []PartitionStatus {
 	out := make([]PartitionStatus, len(parts))
 	snaps := make([]trackerSnapshot, len(parts))
 	positions := make([]int64, len(parts))
@@ -129,7 +129,7 @@ func (t statusTaker) partitions(kr *KReader, parts []tpKey, paused bool, st *Sta
 		s, ok := found[parts[i]]
 		t.fill(&out[i], snaps[i], s, ok, st)
 		if out[i].Oldest == nil && told[i] {
-			t.readStall(&out[i], snaps[i], positions[i], st)
+			t.readStall(&out[i], snaps[i], positions[i], resumedAt, st)
 		}
 	}
 	return out
@@ -318,12 +318,15 @@ func (t statusTaker) fill(ps *PartitionStatus, snap trackerSnapshot, s sighting,
 // readStall marks ps, a partition with nothing unfinished, stuck when it reads nothing while
 // the broker has records for it: the reader is not paused, librdkafka knows no end offset for
 // it (no fetch of it was ever answered) or one above its position, and its position has not
-// moved for StuckAfter (since the partition was assigned, a message of it was last read, or
-// its stored offset last moved). pos is librdkafka's position of it, -1 when unknown.
+// moved for StuckAfter (since the partition was assigned, a message of it was last read, its
+// stored offset last moved, or the reader last resumed at resumedAt: a paused partition reads
+// nothing by design, and counting the pause made a resumed partition look stalled before its
+// first fetch, which replaced the consumer for nothing). pos is librdkafka's position of it,
+// -1 when unknown.
 //
 // A fetcher that stops after it learnt the end offset, on a partition read to that end, is not
 // seen: the end offset is librdkafka's cached one, and Status asks no broker.
-func (t statusTaker) readStall(ps *PartitionStatus, snap trackerSnapshot, pos int64, st *Status) {
+func (t statusTaker) readStall(ps *PartitionStatus, snap trackerSnapshot, pos int64, resumedAt time.Time, st *Status) {
 	if ps.Paused || snap.assignedAt.IsZero() {
 		return
 	}
@@ -339,7 +342,7 @@ func (t statusTaker) readStall(ps *PartitionStatus, snap trackerSnapshot, pos in
 	default:
 		return
 	}
-	standing := t.now.Sub(latest(snap.readAt, snap.movedAt, snap.assignedAt))
+	standing := t.now.Sub(latest(snap.readAt, snap.movedAt, snap.assignedAt, resumedAt))
 	if standing < time.Duration(st.StuckAfterSeconds*float64(time.Second)) {
 		return
 	}
