@@ -388,6 +388,34 @@ func TestReadStallJudgement(t *testing.T) {
 	}
 }
 
+// TestStandingOfAMessageInNoQueue: an oldest unfinished message that Status finds in no queue
+// stands since it was read when it is the last message read (caught being dispatched, after a
+// partition that had not moved for long read again), else since the partition last moved.
+func TestStandingOfAMessageInNoQueue(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name             string
+		oldest, lastRead int64
+		readAt           time.Time
+		standing         time.Duration
+		stuck            bool
+	}{
+		{name: "just read, being dispatched", oldest: 9, lastRead: 9, readAt: now.Add(-10 * time.Millisecond), standing: 10 * time.Millisecond},
+		{name: "last read, long ago", oldest: 9, lastRead: 9, readAt: now.Add(-30 * time.Second), standing: 30 * time.Second, stuck: true},
+		{name: "older than the last read", oldest: 5, lastRead: 9, readAt: now.Add(-10 * time.Millisecond), standing: 40 * time.Second, stuck: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := trackerSnapshot{stored: 5, oldest: tc.oldest, unfinished: 1, committed: 5, lastRead: tc.lastRead, readAt: tc.readAt,
+				movedAt: now.Add(-40 * time.Second), assignedAt: now.Add(-time.Minute)}
+			ps := PartitionStatus{EndOffset: 10}
+			statusTaker{now: now}.fill(&ps, snap, sighting{}, false, &Status{StuckAfterSeconds: 10})
+			require.Equal(t, WaitUnknown, ps.Oldest.WaitsFor)
+			require.Equal(t, tc.standing.Seconds(), ps.StandingSeconds)
+			require.Equal(t, tc.stuck, ps.Stuck, ps.StuckReason)
+		})
+	}
+}
+
 // TestStallRenewal: a new consumer is asked for once a partition has read nothing for
 // renewAfter, not sooner, not while the brokers are unreachable, not while stopping.
 func TestStallRenewal(t *testing.T) {

@@ -305,7 +305,15 @@ func (t statusTaker) fill(ps *PartitionStatus, snap trackerSnapshot, s sighting,
 	}
 	o := t.describe(snap.oldest, s, found, st)
 	ps.Oldest = o
-	standing := t.now.Sub(latest(o.ReadAt, snap.movedAt, snap.assignedAt))
+	read := o.ReadAt
+	if !found && snap.oldest == snap.lastRead {
+		// In no queue and the last message read: most likely caught between the poll that
+		// tracked it and its hand-over to a virtual partition. It has stood since it was read
+		// (as Status first saw it), not since the partition last moved: a partition that
+		// reads again after a long pause or a new consumer is not stuck for it.
+		read = snap.readAt
+	}
+	standing := t.now.Sub(latest(read, snap.movedAt, snap.assignedAt))
 	ps.StandingSeconds = standing.Seconds()
 	switch {
 	case st.Breaker == CircuitBreakerStateOpen.String():
