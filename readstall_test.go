@@ -208,7 +208,8 @@ func TestResumedPartitionIsNotAReadStall(t *testing.T) {
 	})
 	close(release)
 	resumed := 0 // snapshots taken resumed, before a record after the bound was read
-	for seen.n.Load() < bound+1 {
+	for deadline := time.Now().Add(30 * time.Second); seen.n.Load() < bound+1; {
+		require.True(t, time.Now().Before(deadline), "no record after the bound was read within 30 s of the release")
 		st := w.Status()
 		if !st.Paused && len(st.Partitions) == 1 && st.Partitions[0].EndOffset == n && seen.n.Load() == bound {
 			resumed++
