@@ -10,9 +10,11 @@ package main
 // first alternates from round to round. Each child first produces a few records and waits
 // until its consumer has read them (it has joined the group), then produces its load, paced
 // every millisecond, for -latency-seconds, and keeps the samples of records produced from
-// latencyWarmup after that. The generator runs in the child, so a child whose generator fell
-// behind its schedule (the machine could not carry the load) says so, and the line of that
-// load is marked.
+// latencyWarmup after that. The load comes from a generator process of its own (paceChild),
+// which the child starts and waits for, so that the consumer measured shares its process with
+// nothing else (-latency-generator-in-child runs it as a goroutine of the child, as before
+// 2026-12-07). A child whose generator fell behind its schedule (the machine could not carry
+// the load) says so, and the line of that load is marked.
 //
 // Percentiles are exact: every sample is kept (8 bytes each; a 5 s run at 300,000 msg/s is
 // 12 MB) and sorted once at the end. No histogram library is in the project's dependency
@@ -186,6 +188,41 @@ func pace(addr, topic string, o options, rate float64, d time.Duration) (n int, 
 	return n, behind, late, nil
 }
 
+// paceChild is the child that produces a latency child's load (runPaceChild).
+const paceChild = "pace"
+
+// paced is what the generator child reports besides the records it produced (result.Msgs):
+// how far it fell behind its schedule, and how many records were late (pace).
+type paced struct {
+	BehindNs int64 `json:"behind_ns"`
+	Late     int   `json:"late"`
+}
+
+// runPaceChild produces o.rate records a second to o.topic for -latency-seconds (pace).
+func runPaceChild(o options) result {
+	n, behind, late, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	if err != nil {
+		return result{Scenario: paceChild, Msgs: n, Err: err.Error()}
+	}
+	return result{Scenario: paceChild, Msgs: n, Paced: &paced{BehindNs: int64(behind), Late: late}}
+}
+
+// paceApart runs pace in a generator child of its own and waits for it.
+func paceApart(o options) (n int, behind time.Duration, late int, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	res := runChildProcess(exe, o, paceChild, o.bootstrap, o.topic, o.group, 0)
+	switch {
+	case res.Err != "":
+		return res.Msgs, 0, 0, fmt.Errorf("the generator: %s", res.Err)
+	case res.Paced == nil:
+		return 0, 0, 0, errors.New("the generator reported nothing")
+	}
+	return res.Msgs, time.Duration(res.Paced.BehindNs), res.Paced.Late, nil
+}
+
 // runLatencyChild runs one side of a latency round: the consumer (a Work with Speedup
 // speedup, or the raw loop when speedup is 0), the paced producer, then the percentiles.
 func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfig, speedup int) result {
@@ -233,7 +270,13 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	s.from.Store(time.Now().Add(latencyWarmup).UnixNano())
 	stopTrace := startTrace(o)
 	stopProfile := startProfile(o)
-	n, behind, late, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	var n, late int
+	var behind time.Duration
+	if o.genInChild {
+		n, behind, late, err = pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	} else {
+		n, behind, late, err = paceApart(o)
+	}
 	stopProfile()
 	stopTrace()
 	if err != nil {

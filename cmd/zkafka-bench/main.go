@@ -104,6 +104,7 @@ type options struct {
 	latencySecs  float64 // how long each latency child produces
 	latencyRate  float64 // the latency scenarios' rate; 0: latencyLoads of the raw rate
 	latencySplit bool    // the latency scenarios: split zkafka's wait at the dispatch
+	genInChild   bool    // the latency scenarios: pace the load from the measured child itself
 	rate         float64 // child mode: the rate a latency child produces at
 }
 
@@ -118,6 +119,7 @@ type result struct {
 	Err       string  `json:"error,omitempty"`
 
 	Latency *latencies `json:"latency,omitempty"` // the latency scenarios'
+	Paced   *paced     `json:"paced,omitempty"`   // the latency generator's (paceChild)
 
 	// StealPct is the share of the machine's CPU time the hypervisor gave to others while the
 	// child ran (steal in /proc/stat), set by the parent; -1 where the kernel does not say.
@@ -157,6 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.latencySecs, "latency-seconds", 5, "how long each side of a latency scenario produces its load")
 	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "the latency scenarios' one load in msg/s (0: 10, 20 and 40 % of the raw rate measured in this run)")
 	fs.BoolVar(&o.latencySplit, "latency-split", false, "latency scenarios: also split zkafka's wait at the reader's dispatch (a PostRead hook, which costs an allocation per message)")
+	fs.BoolVar(&o.genInChild, "latency-generator-in-child", false, "latency scenarios: produce the load from a goroutine of the measured child instead of a process of its own (as before 2026-12-07)")
 	fs.BoolVar(&o.stderr, "child-stderr", false, "copy each child's stderr to stderr (with GODEBUG=gctrace=1 or schedtrace=1000, the runtime's figures per scenario)")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace (runtime/trace) of each latency child's paced window to DIR/CHILD-RATE.trace")
 	fs.Float64Var(&o.rate, "rate", 0, "internal: the load a latency child produces")
@@ -457,8 +460,8 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-child", name, "-bootstrap", addr, "-topic", topic, "-group", group,
-		"-count", strconv.Itoa(msgs), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-trace", o.trace, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight),
-		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-latency-split="+strconv.FormatBool(o.latencySplit), "-timeout", o.timeout.String())
+		"-count", strconv.Itoa(msgs), "-size", strconv.Itoa(o.size), "-keys", strconv.Itoa(o.keys), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-trace", o.trace, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight),
+		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-latency-split="+strconv.FormatBool(o.latencySplit), "-latency-generator-in-child="+strconv.FormatBool(o.genInChild), "-timeout", o.timeout.String())
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -728,6 +731,9 @@ func profilePath(o options) string {
 }
 
 func runChild(o options) result {
+	if o.child == paceChild {
+		return runPaceChild(o)
+	}
 	if o.child == rawLatency {
 		return runLatencyChild(o, zkafka.Config{BootstrapServers: []string{o.bootstrap}},
 			zkafka.ConsumerTopicConfig{ClientID: o.group, GroupID: o.group, Topic: o.topic}, 0)
