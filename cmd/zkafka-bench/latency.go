@@ -13,7 +13,8 @@ package main
 // latencyWarmup after that. The load comes from a generator process of its own (paceChild),
 // which the child starts and waits for, so that the consumer measured shares its process with
 // nothing else (-latency-generator-in-child runs it as a goroutine of the child, as before
-// 2026-12-07). A child whose generator fell behind its schedule (the machine could not carry
+// 2026-12-07); its producer batches for -latency-linger (5 ms), a wait both sides pay alike.
+// A child whose generator fell behind its schedule (the machine could not carry
 // the load) says so, and the line of that load is marked.
 //
 // Percentiles are exact: every sample is kept (8 bytes each; a 5 s run at 300,000 msg/s is
@@ -149,7 +150,7 @@ func rank(vs []int64, q float64) float64 {
 // was due a record was handed to the producer) and how many it produced behindBy or more late.
 func pace(addr, topic string, o options, rate float64, d time.Duration) (n int, behind time.Duration, late int, err error) {
 	p, err := kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers": addr, "broker.address.family": "v4", "linger.ms": 0,
+		"bootstrap.servers": addr, "broker.address.family": "v4", "linger.ms": strconv.FormatFloat(float64(o.genLinger)/float64(time.Millisecond), 'f', -1, 64),
 		"go.delivery.reports": false, "enable.metrics.push": false, "queue.buffering.max.kbytes": 1 << 20,
 	})
 	if err != nil {

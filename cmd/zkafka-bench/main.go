@@ -101,11 +101,12 @@ type options struct {
 	stderr    bool // copy the children's stderr to the parent's
 	inFlight  int
 
-	latencySecs  float64 // how long each latency child produces
-	latencyRate  float64 // the latency scenarios' rate; 0: latencyLoads of the raw rate
-	latencySplit bool    // the latency scenarios: split zkafka's wait at the dispatch
-	genInChild   bool    // the latency scenarios: pace the load from the measured child itself
-	rate         float64 // child mode: the rate a latency child produces at
+	latencySecs  float64       // how long each latency child produces
+	latencyRate  float64       // the latency scenarios' rate; 0: latencyLoads of the raw rate
+	latencySplit bool          // the latency scenarios: split zkafka's wait at the dispatch
+	genInChild   bool          // the latency scenarios: pace the load from the measured child itself
+	genLinger    time.Duration // the latency scenarios: the generator's linger.ms
+	rate         float64       // child mode: the rate a latency child produces at
 }
 
 // result is what a child reports to the parent, as one JSON line on stdout.
@@ -160,6 +161,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "the latency scenarios' one load in msg/s (0: 10, 20 and 40 % of the raw rate measured in this run)")
 	fs.BoolVar(&o.latencySplit, "latency-split", false, "latency scenarios: also split zkafka's wait at the reader's dispatch (a PostRead hook, which costs an allocation per message)")
 	fs.BoolVar(&o.genInChild, "latency-generator-in-child", false, "latency scenarios: produce the load from a goroutine of the measured child instead of a process of its own (as before 2026-12-07)")
+	fs.DurationVar(&o.genLinger, "latency-linger", 5*time.Millisecond, "latency scenarios: how long the generator's producer waits to batch records (linger.ms, librdkafka's default; both sides pay it alike; 0, as before 2026-12-07, saturates 2 cores at 40 %)")
 	fs.BoolVar(&o.stderr, "child-stderr", false, "copy each child's stderr to stderr (with GODEBUG=gctrace=1 or schedtrace=1000, the runtime's figures per scenario)")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace (runtime/trace) of each latency child's paced window to DIR/CHILD-RATE.trace")
 	fs.Float64Var(&o.rate, "rate", 0, "internal: the load a latency child produces")
@@ -223,6 +225,8 @@ func (o options) validate() error {
 		return fmt.Errorf("-latency-seconds %g: must be positive", o.latencySecs)
 	case o.latencyRate < 0:
 		return fmt.Errorf("-latency-rate %g: cannot be negative", o.latencyRate)
+	case o.genLinger < 0:
+		return fmt.Errorf("-latency-linger %s: cannot be negative", o.genLinger)
 	}
 	return nil
 }
@@ -461,7 +465,7 @@ func runChildProcess(exe string, o options, name, addr, topic, group string, msg
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-child", name, "-bootstrap", addr, "-topic", topic, "-group", group,
 		"-count", strconv.Itoa(msgs), "-size", strconv.Itoa(o.size), "-keys", strconv.Itoa(o.keys), "-sleep", o.sleepDur.String(), "-cpuprofile", o.profile, "-trace", o.trace, "-props", o.props, "-max-in-flight", strconv.Itoa(o.inFlight),
-		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-latency-split="+strconv.FormatBool(o.latencySplit), "-latency-generator-in-child="+strconv.FormatBool(o.genInChild), "-timeout", o.timeout.String())
+		"-rate", strconv.FormatFloat(o.rate, 'f', -1, 64), "-latency-seconds", strconv.FormatFloat(o.latencySecs, 'f', -1, 64), "-latency-split="+strconv.FormatBool(o.latencySplit), "-latency-generator-in-child="+strconv.FormatBool(o.genInChild), "-latency-linger", o.genLinger.String(), "-timeout", o.timeout.String())
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

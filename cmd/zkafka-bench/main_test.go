@@ -84,6 +84,7 @@ func TestBadFlagsAreRefusedWithAReason(t *testing.T) {
 		{[]string{"-sleep-seconds", "0"}, 1, "-sleep-seconds 0: must be positive"},
 		{[]string{"-latency-seconds", "0"}, 1, "-latency-seconds 0: must be positive"},
 		{[]string{"-latency-rate", "-1"}, 1, "-latency-rate -1: cannot be negative"},
+		{[]string{"-latency-linger", "-1ms"}, 1, "-latency-linger -1ms: cannot be negative"},
 		{[]string{"-scenarios", "raw,fast-s8"}, 1, `unknown scenario "fast-s8"`},
 		{[]string{"-no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 	} {
