@@ -14,8 +14,8 @@ package main
 // which the child starts and waits for, so that the consumer measured shares its process with
 // nothing else (-latency-generator-in-child runs it as a goroutine of the child, as before
 // 2026-12-07); its producer batches for -latency-linger (5 ms), a wait both sides pay alike.
-// A child whose generator fell behind its schedule (the machine could not carry
-// the load) says so, and the line of that load is marked.
+// A child whose generator fell behind its schedule (the machine could not carry the load)
+// says so, and the line of that load is marked.
 //
 // Percentiles are exact: every sample is kept (8 bytes each; a 5 s run at 300,000 msg/s is
 // 12 MB) and sorted once at the end. No histogram library is in the project's dependency
