@@ -199,9 +199,15 @@ type paced struct {
 	Late     int   `json:"late"`
 }
 
-// runPaceChild produces o.rate records a second to o.topic for -latency-seconds (pace).
+// paceLoad produces a latency child's load: o.rate records a second to o.topic for
+// -latency-seconds (pace).
+func paceLoad(o options) (n int, behind time.Duration, late int, err error) {
+	return pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+}
+
+// runPaceChild is the generator child: it produces the load (paceLoad) and reports it.
 func runPaceChild(o options) result {
-	n, behind, late, err := pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+	n, behind, late, err := paceLoad(o)
 	if err != nil {
 		return result{Scenario: paceChild, Msgs: n, Err: err.Error()}
 	}
@@ -274,7 +280,7 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	var n, late int
 	var behind time.Duration
 	if o.genInChild {
-		n, behind, late, err = pace(o.bootstrap, o.topic, o, o.rate, time.Duration(o.latencySecs*float64(time.Second)))
+		n, behind, late, err = paceLoad(o)
 	} else {
 		n, behind, late, err = paceApart(o)
 	}
