@@ -35,12 +35,10 @@ type Message struct {
 	// TimeStamp is the record's timestamp (producer create time or broker log-append time).
 	TimeStamp time.Time
 
-	isKeyNil bool
-	value    []byte
-	fmt      format.Formatter
+	value []byte
+	fmt   format.Formatter
 
 	doneFunc func(ctx context.Context)
-	done     atomic.Bool // set by the first Done
 
 	// pctx is the processor's context for this message (see procCtx).
 	pctx procCtx
@@ -55,19 +53,24 @@ type Message struct {
 	route *keyRoute
 	// hookErr is set when a lifecycle hook panicked for this message: it then fails.
 	hookErr error
-	// retries counts the failed runs of the processor that were followed by a retry.
-	retries int32
 	// readAt is when a Work's reader read the message (UnixNano; one clock reading per
 	// batch), for Work.Status.
 	readAt int64
-	// taken is set while the message, taken from its virtual partition's parking, runs.
-	taken bool
 	// metrics is the attribute sets of its partition, set when the Work has metrics.
 	metrics *partitionMetrics
+
+	// The small fields last, side by side: with padding between them a Message took the
+	// next allocation size class up (352 bytes instead of 320).
+	done atomic.Bool // set by the first Done
+	// retries counts the failed runs of the processor that were followed by a retry.
+	retries int32
 	// Set by KReader (poison.go): how the message enters its handler, and how often in a
 	// row the process died with it in a handler.
-	admit  admission
 	deaths uint32
+	admit  admission
+	// taken is set while the message, taken from its virtual partition's parking, runs.
+	taken    bool
+	isKeyNil bool
 }
 
 // Response is what a write returns: where the broker stored the record.
