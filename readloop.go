@@ -39,7 +39,7 @@ type readLoop struct {
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
-	backlog   int           // messages of the batches in a row that ended with more ready (catching up)
+	behind    bool          // the last batch ended at drainBatch with more ready: catching up
 	woke      bool          // the last batch woke a processor (wakeQueued)
 	readerErr error         // why renew got no new reader (readerMissing reports it)
 	lastStore time.Time     // when finished offsets were last handed to librdkafka
@@ -221,7 +221,7 @@ func (l *readLoop) waitForRoom(shutdown <-chan struct{}) bool {
 func (l *readLoop) flush(now time.Time) { l.rs.kr.flush(now, l.rs.bound.msgs.Load()) }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
-// librdkafka has ready without waiting, up to batchLimit messages or the in-flight bound,
+// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
 // waking the processors at its end and every wakeEvery of it. It returns the consumer's fatal
 // error.
 func (l *readLoop) readBatch() error {
@@ -245,9 +245,7 @@ func (l *readLoop) readBatch() error {
 		l.readAt = woken.UnixNano() // one clock reading for the batch (Work.Status)
 	}
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
-	limit := l.batchLimit()
-	n := 0
-	for ; ; n++ {
+	for n := 0; ; n++ {
 		if err != nil && isReadError(err) {
 			// The consumer reads on (the degraded ReadMessage mode): a failed read.
 			l.readFailed(err)
@@ -268,7 +266,7 @@ func (l *readLoop) readBatch() error {
 		}
 		l.dispatch(msg)
 		l.postFanout(msg)
-		if n == limit || rs.bound.full() {
+		if n == drainBatch || rs.bound.full() {
 			break
 		}
 		if n%batchWakeCheck == batchWakeCheck-1 {
@@ -288,21 +286,8 @@ func (l *readLoop) readBatch() error {
 	// message: a processor woken for each message would sleep again after each one.
 	l.wakeQueued()
 	l.idle = msg == nil
-	if msg != nil && !rs.bound.full() {
-		l.backlog = min(l.backlog+n+1, deepBacklog)
-	} else {
-		l.backlog = 0
-	}
+	l.behind = msg != nil && !rs.bound.full()
 	return nil
-}
-
-// batchLimit is how many messages past the first the current batch may take: drainBatch, or
-// deepDrainBatch in a deep catch-up (readLoop.wakeEvery).
-func (l *readLoop) batchLimit() int {
-	if l.backlog >= deepBacklog {
-		return deepDrainBatch
-	}
-	return drainBatch
 }
 
 // wakeEvery is how long the reader dispatches a batch before it wakes the processors of what
@@ -313,15 +298,8 @@ func (l *readLoop) batchLimit() int {
 // reader's core more than the handlers did (docs/performance.md, "fewer wakes while catching up").
 // A message of a catch-up batch waited in librdkafka's queue before it was read, so waking
 // its processor at the end of the batch adds at most catchUpWake to a wait already longer.
-//
-// A deep catch-up — deepBacklog messages read in a row with more ready each time: a backlog,
-// not the burst of a producer's linger — takes batches of deepDrainBatch and wakes every
-// deepCatchUpWake: a quarter of the parks again (docs/performance.md, "a deep catch-up").
 func (l *readLoop) wakeEvery() time.Duration {
-	switch {
-	case l.backlog >= deepBacklog:
-		return deepCatchUpWake
-	case l.backlog > 0:
+	if l.behind {
 		return catchUpWake
 	}
 	return batchWake

@@ -135,41 +135,6 @@ func TestReaderWakesOncePerCatchUpWakeWhileCatchingUp(t *testing.T) {
 	require.LessOrEqual(t, wakes.Load(), limit)
 }
 
-// TestReaderWakesLessInADeepCatchUp: once the reader has caught up on deepBacklog messages in
-// a row, its batches are deepDrainBatch long and it wakes the processors every
-// deepCatchUpWake, not every catchUpWake. Each record takes 15 µs to come out; the wakes of
-// records 4,000 to 8,000, all in deep batches, are counted against the time they took. With
-// catchUpWake and drainBatch it would be about four times the limit.
-func TestReaderWakesLessInADeepCatchUp(t *testing.T) {
-	const from, to = 4000, 8000
-	var delivered, wakes atomic.Int64
-	var start, end atomic.Int64 // UnixNano: record from; the last wake counted
-	c := &scriptedConsumer{memConsumer: newMemConsumer(8), poll: func(_ int, next func() kafka.Event) kafka.Event {
-		for start := time.Now(); time.Since(start) < 15*time.Microsecond; {
-		}
-		if delivered.Add(1) == from {
-			start.Store(time.Now().UnixNano())
-		}
-		return next()
-	}}
-	testHookWoke = func() {
-		if n := delivered.Load(); n > from && n <= to {
-			wakes.Add(1)
-			end.Store(time.Now().UnixNano())
-		}
-	}
-	defer func() { testHookWoke = nil }()
-	runScripted(t, c, func() bool { return delivered.Load() > to })
-	took := time.Duration(end.Load() - start.Load())
-	// One wake per deepCatchUpWake, and the one at each batch's end with the check that
-	// follows (a batch may end early at the in-flight bound: the bound is far off here).
-	batches := int64((to-from)/(deepDrainBatch+1) + 2)
-	limit := int64(took/deepCatchUpWake) + 2*batches + 2
-	t.Logf("%d wakes in %s of a deep catch-up (limit %d)", wakes.Load(), took, limit)
-	require.LessOrEqual(t, wakes.Load(), limit)
-	require.Positive(t, wakes.Load(), "no wake counted")
-}
-
 // TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll: when the queue runs dry, the reader
 // lets the processors it woke run before it polls again. A poll that waits is a cgo call that
 // keeps the reader's P; on one P a woken processor would wait for it (yieldBeforePoll).
