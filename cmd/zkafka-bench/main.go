@@ -34,7 +34,10 @@
 //	               a zkafka Work with Speedup(N) and for the raw loop side by side (latency.go)
 //
 // The deadletter, retry, metrics and batch-noop scenarios are reported against the noop
-// scenario of the same Speedup in the same round (ratio_vs_noop).
+// scenario of the same Speedup in the same round (ratio_vs_noop). Every scenario but the
+// sleeping, bulk and latency ones is also reported against raw in the same round: its rate
+// (ratio_vs_raw) and its CPU a message (cpu_vs_raw). Raw's rate_spread says how much raw itself
+// moved between rounds.
 //
 // The raw consumer's configuration is the one zkafka's Client builds: the bench creates a
 // Client with a consumer provider that captures the librdkafka map it is handed, so the two
@@ -269,11 +272,13 @@ func runParent(o options, out io.Writer) error {
 	runSteal := readCPUTicks()
 	all := map[string][]result{}
 	ratios := map[string][]float64{}     // per round: rate / raw's rate in the same round
+	cpuRatios := map[string][]float64{}  // per round: CPU a message / raw's in the same round
+	var rawRates []float64               // raw's rate, round by round
 	noopRatios := map[string][]float64{} // per round: rate / noop's of the same Speedup
 	bulkRatios := map[string][]float64{} // per round: bulk-batch's rate / bulk's of the same Speedup
 	lat := latencyRuns{o: o, exe: exe, addr: addr, topic: topic, out: out, zk: map[latencyKey][]result{}, raw: map[latencyKey][]result{}}
 	for round := 1; round <= o.rounds; round++ {
-		rawRate := 0.0
+		rawRate, rawCPU := 0.0, 0.0
 		noopRate := map[int]float64{}
 		bulkRate := map[int]float64{}
 		for _, name := range names {
@@ -307,6 +312,7 @@ func runParent(o options, out io.Writer) error {
 				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds, parentCPU.Seconds(), stealNote(res.StealPct))
 			all[name] = append(all[name], res)
 			rate := float64(res.Msgs) / res.Seconds
+			cpu := res.CPUSecs / float64(res.Msgs)
 			if kind == "noop" {
 				noopRate[speedup] = rate
 			}
@@ -323,7 +329,8 @@ func runParent(o options, out io.Writer) error {
 			}
 			switch {
 			case kind == "raw":
-				rawRate = rate
+				rawRate, rawCPU = rate, cpu
+				rawRates = append(rawRates, rate)
 				if lat.rawRate == 0 {
 					lat.rawRate = rate // the latency loads stay the same for the whole run
 				}
@@ -331,6 +338,9 @@ func runParent(o options, out io.Writer) error {
 				ratios[name] = append(ratios[name], rate/(float64(speedup)*float64(time.Second)/float64(sleepDur)))
 			case rawRate > 0:
 				ratios[name] = append(ratios[name], rate/rawRate)
+				if rawCPU > 0 {
+					cpuRatios[name] = append(cpuRatios[name], cpu/rawCPU)
+				}
 			}
 		}
 	}
@@ -379,7 +389,7 @@ func runParent(o options, out io.Writer) error {
 			}
 			summary = append(summary, item)
 		case kind == "raw":
-			line += " ratio_vs_raw=1.00"
+			line += " ratio_vs_raw=1.00 cpu_vs_raw=1.00" + spreadField(rawRates)
 		case isBulk(kind):
 			if br := medianOf(bulkRatios[name]); kind == "bulk-batch" && !math.IsNaN(br) {
 				line += fmt.Sprintf(" ratio_vs_bulk=%.2f", br)
@@ -391,19 +401,43 @@ func runParent(o options, out io.Writer) error {
 				summary = append(summary, fmt.Sprintf("%s=%.2f×noop", name, nr))
 			}
 			if haveRaw {
-				line += fmt.Sprintf(" ratio_vs_raw=%.2f", r)
+				line += fmt.Sprintf(" ratio_vs_raw=%.2f cpu_vs_raw=%.2f", r, medianOf(cpuRatios[name]))
 			}
 		case haveRaw:
-			line += fmt.Sprintf(" ratio_vs_raw=%.2f", r)
-			summary = append(summary, fmt.Sprintf("%s=%.2f×raw", name, r))
+			c := medianOf(cpuRatios[name])
+			line += fmt.Sprintf(" ratio_vs_raw=%.2f cpu_vs_raw=%.2f", r, c)
+			summary = append(summary, fmt.Sprintf("%s=%.2f×raw(CPU %.2f×)", name, r, c))
 		}
 		fmt.Fprintln(out, line)
 	}
 	if haveRaw {
-		summary = append([]string{fmt.Sprintf("raw=%.0f msg/s", raw.rate)}, summary...)
+		summary = append([]string{fmt.Sprintf("raw=%.0f msg/s%s", raw.rate, spreadNote(rawRates))}, summary...)
 	}
 	fmt.Fprintf(out, "summary: %s (medians of %d rounds; ratios are medians of per-round ratios; %s%s)\n", strings.Join(summary, " "), o.rounds, brokerKind, stealNote(readCPUTicks().since(runSteal)))
 	return nil
+}
+
+// spreadField is raw's line's rate_spread: how far its slowest and fastest rounds lie apart,
+// as a share of its median rate ("" with one round). A ratio to raw that differs from 1 by less
+// than this is within what the machine itself moved between rounds.
+func spreadField(rates []float64) string {
+	if len(rates) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" rate_spread=%.2f", spread(rates))
+}
+
+// spreadNote is spreadField for the summary.
+func spreadNote(rates []float64) string {
+	if len(rates) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (rounds %.0f–%.0f, spread %.0f %%)", slices.Min(rates), slices.Max(rates), 100*spread(rates))
+}
+
+// spread is (max − min) / median of rates.
+func spread(rates []float64) float64 {
+	return (slices.Max(rates) - slices.Min(rates)) / medianOf(rates)
 }
 
 // vsNoop reports whether a scenario kind is reported against noop (ratio_vs_noop).

@@ -149,8 +149,12 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 		}
 	}
 	require.Equal(t, "1.00", lines["raw"]["ratio_vs_raw"])
-	positive("noop-s1", "ratio_vs_raw")
-	positive("noop-s8", "ratio_vs_raw")
+	require.Equal(t, "1.00", lines["raw"]["cpu_vs_raw"])
+	require.NotContains(t, lines["raw"], "rate_spread", "one round: no spread")
+	for _, name := range []string{"noop-s1", "noop-s8", "metrics-s8", "batch-noop-s8"} {
+		positive(name, "ratio_vs_raw")
+		positive(name, "cpu_vs_raw")
+	}
 	// 8 handlers sleeping 1 ms cannot beat 8 per ms, whatever else is true.
 	require.LessOrEqual(t, positive("sleep1ms-s8", "ratio_vs_ideal"), 1.05)
 	require.LessOrEqual(t, positive("raw-sleep1ms-s8", "ratio_vs_ideal"), 1.05)
@@ -177,7 +181,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 	// The loads are 10, 20 and 40 % of the raw rate of the run.
 	require.Less(t, rates[0], rates[1])
 	require.Less(t, rates[1], rates[2])
-	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw noop-s8=[\d.]+×raw batch-noop-s8=[\d.]+×noop metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal bulk-batch-s8=[\d.]+×bulk latency-s8@10%=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s latency-s8@20%=.* latency-s8@40%=.* \(medians of 1 rounds`, summary)
+	require.Regexp(t, `^summary: raw=\d+ msg/s noop-s1=[\d.]+×raw\(CPU [\d.]+×\) noop-s8=[\d.]+×raw\(CPU [\d.]+×\) batch-noop-s8=[\d.]+×noop metrics-s8=[\d.]+×noop deadletter-s8=[\d.]+×noop retry-s8=[\d.]+×noop sleep1ms-s8=[\d.]+×ideal\([\d.]+×control\) raw-sleep1ms-s8=[\d.]+×ideal bulk-batch-s8=[\d.]+×bulk latency-s8@10%=p50 [\d.]+ms p99 [\d.]+ms \(raw [\d.]+/[\d.]+\) at \d+ msg/s latency-s8@20%=.* latency-s8@40%=.* \(medians of 1 rounds`, summary)
 }
 
 // TestSamplerPercentiles: samples of records produced before the warm-up ends are dropped;
@@ -241,4 +245,15 @@ func TestHostSteal(t *testing.T) {
 	require.False(t, parseCPUTicks("cpu 1 2 x 4 5 6 7 8\n").ok)
 	require.Equal(t, "", stealNote(-1))
 	require.Equal(t, "; the host took 20 % of the CPUs (steal)", stealNote(20))
+}
+
+// TestSpread: raw's rate_spread and the summary's note are (max − min) / median of its rounds'
+// rates, and absent for one round.
+func TestSpread(t *testing.T) {
+	rates := []float64{100000, 120000, 80000}
+	require.InDelta(t, 0.4, spread(rates), 1e-9)
+	require.Equal(t, " rate_spread=0.40", spreadField(rates))
+	require.Equal(t, " (rounds 80000–120000, spread 40 %)", spreadNote(rates))
+	require.Empty(t, spreadField(rates[:1]))
+	require.Empty(t, spreadNote(nil))
 }
