@@ -43,6 +43,8 @@ func TestInFlightThresholds(t *testing.T) {
 				}
 				f.add(b)
 			}
+			require.Equal(t, c.full, f.full(), "full, before the reader publishes")
+			f.publish()
 			require.Equal(t, c.full, f.full(), "full")
 			require.Equal(t, c.roomFor, f.roomFor(f.msgs.Load(), f.size.Load()), "roomFor")
 			require.Equal(t, c.halfFree, f.halfFree(), "halfFree")
@@ -56,6 +58,7 @@ func TestInFlightWaitWakesOnRelease(t *testing.T) {
 	for range 100 {
 		f.add(1)
 	}
+	f.publish()
 	woke := make(chan bool)
 	go func() { woke <- f.wait(time.Hour, nil, nil) }()
 	require.Eventually(t, f.wanted.Load, 5*time.Second, time.Millisecond)
@@ -79,10 +82,43 @@ func TestInFlightWaitWakesOnRelease(t *testing.T) {
 func TestInFlightWaitTimesOutAndStops(t *testing.T) {
 	f := newInFlight(1, 1<<20)
 	f.add(0)
+	f.publish()
 	require.False(t, f.wait(time.Millisecond, nil, nil))
 	require.False(t, f.wanted.Load(), "a timed-out wait no longer wants a signal")
 	stop := make(chan struct{})
 	close(stop)
 	require.True(t, f.wait(time.Hour, stop, nil))
 	require.True(t, f.wait(time.Hour, nil, stop))
+}
+
+// TestInFlightReaderSide: the reader's adds count toward the bound before they are published,
+// the shared counts see them only at publish, and full, which decides from what the reader
+// last saw of the shared counts, sees the releases made since once that says full.
+func TestInFlightReaderSide(t *testing.T) {
+	f := newInFlight(10, 1<<20)
+	for range 6 {
+		f.add(5)
+	}
+	require.Zero(t, f.msgs.Load(), "not published yet")
+	require.Equal(t, int64(6), f.count())
+	require.False(t, f.halfFree(), "6 of 10, unpublished")
+	f.publish()
+	require.Equal(t, int64(6), f.msgs.Load())
+	require.Equal(t, int64(30), f.size.Load())
+	for range 4 {
+		f.add(5)
+	}
+	require.True(t, f.full(), "6 published and 4 not: at the bound")
+	f.release(5) // a processor lets go of one: 9 in flight
+	require.False(t, f.full(), "full looks again at the shared counts")
+	f.publish()
+	require.Equal(t, int64(9), f.msgs.Load())
+	require.Equal(t, int64(9), f.count())
+	f.add(5)
+	require.True(t, f.full())
+	for range 5 {
+		f.release(5)
+	}
+	require.False(t, f.full())
+	require.True(t, f.halfFree(), "5 of 10 with the unpublished one")
 }

@@ -11,9 +11,11 @@ package zkafka
 // (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
 //
 // Invariant: every message run reads is dispatched, counted in the in-flight bound, and queued
-// on exactly one virtual partition (drain, at a graceful stop, leaves what it still polls
-// unfinished: the next reader of the partition reads it again); the loop's own state (router,
-// toWake, paused) is touched by this goroutine only.
+// on exactly one virtual partition: collected for it (dispatched) until the batch's end, its
+// next wake or a revoke hands it over (wakeQueued), then in its queue (drain, at a graceful
+// stop, leaves what it still polls unfinished: the next reader of the partition reads it
+// again); the loop's own state (router, dispatched, paused) is touched by this goroutine
+// only.
 //
 // zkafka v2's observable rhythm is kept: PostFanout runs after every read attempt (a message,
 // an empty poll, a failed read, a wait for room or for the breaker), and a failed read (a
@@ -25,17 +27,27 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"time"
 )
 
 // readLoop is the state of the reader goroutine. Its fields are the reader goroutine's alone.
 type readLoop struct {
 	rs     *runState
-	gate   *breaker            // nil: no circuit breaker
-	router *keyRouter          // nil: pure hash routing (HashRouting)
-	toWake []*virtualPartition // queued to in the current batch, not yet woken
-	rr     uint64              // round-robin counter for nil keys
-	readAt int64               // when the current batch was read (UnixNano), for Work.Status
+	gate   *breaker   // nil: no circuit breaker
+	router *keyRouter // nil: pure hash routing (HashRouting)
+	// handover guards dispatched, toWake and the bound's reader side (inFlight.add): the reader
+	// holds it while run runs, except inside its polls, where a revoke (revoked) takes it to
+	// hand over what the batch collected so far. A revoke runs inside a poll: the reader's
+	// own, or a Close's on its goroutine while the reader goes on (KReader.leave).
+	handover sync.Mutex
+	// dispatched holds, per virtual partition, what the current batch dispatched to it and has
+	// not yet handed over (enqueued and woken, wakeQueued); toWake lists the virtual
+	// partitions with something there.
+	dispatched [][]*Message
+	toWake     []*virtualPartition
+	rr         uint64 // round-robin counter for nil keys
+	readAt     int64  // when the current batch was read (UnixNano), for Work.Status
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
@@ -50,6 +62,8 @@ type readLoop struct {
 // fails (its error).
 func (l *readLoop) run(shutdown <-chan struct{}) error {
 	rs := l.rs
+	l.handover.Lock()
+	defer l.handover.Unlock()
 	l.idle = true
 	for {
 		select {
@@ -218,7 +232,7 @@ func (l *readLoop) waitForRoom(shutdown <-chan struct{}) bool {
 
 // flush hands on what finished (KReader.flush) with the Run's count of messages in flight,
 // from which a commit tells how many finished since the last (offsetStore.progress).
-func (l *readLoop) flush(now time.Time) { l.rs.kr.flush(now, l.rs.bound.msgs.Load()) }
+func (l *readLoop) flush(now time.Time) { l.rs.kr.flush(now, l.rs.bound.count()) }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
 // librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
@@ -238,7 +252,7 @@ func (l *readLoop) readBatch() error {
 	if l.paused {
 		timeout = pausedPoll
 	}
-	msg, err := rs.kr.poll(timeout)
+	msg, err := l.poll(timeout)
 	var woken time.Time // when the processors were last woken for this batch
 	if msg != nil {
 		woken = time.Now()
@@ -277,7 +291,7 @@ func (l *readLoop) readBatch() error {
 				woken = now
 			}
 		}
-		msg, err = rs.kr.poll(0)
+		msg, err = l.poll(0)
 		if msg != nil || err != nil {
 			l.postReadImmediate(msg, err)
 		}
@@ -288,6 +302,13 @@ func (l *readLoop) readBatch() error {
 	l.idle = msg == nil
 	l.behind = msg != nil && !rs.bound.full()
 	return nil
+}
+
+// poll is KReader.poll with the hand-over let go of, for a revoke inside it (revoked).
+func (l *readLoop) poll(timeout time.Duration) (*Message, error) {
+	l.handover.Unlock()
+	defer l.handover.Lock()
+	return l.rs.kr.poll(timeout)
 }
 
 // wakeEvery is how long the reader dispatches a batch before it wakes the processors of what
@@ -343,9 +364,10 @@ func isReadError(err error) bool {
 // Dispatch: the hand-over of each message read to a virtual partition. It runs the PostRead
 // hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
 // (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
-// in-flight bound (inflight.go) and queues it; the processors (processor.go) are woken once
-// per batch and every wakeEvery of a long one (wakeQueued), not once per message. A key with
-// messages in flight keeps its virtual partition (G2).
+// in-flight bound (inflight.go) and collects it for its queue; the collected messages are
+// handed over to the queues, and their processors (processor.go) woken, once per batch and
+// every wakeEvery of a long one (wakeQueued), not once per message. A key with messages in
+// flight keeps its virtual partition (G2).
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
 func (l *readLoop) dispatch(msg *Message) {
@@ -373,12 +395,13 @@ func (l *readLoop) dispatch(msg *Message) {
 	idx := l.route(msg)
 	msg.vp = idx
 	rs.bound.add(len(msg.value))
-	vp := rs.vps[idx]
-	vp.enqueue(msg)
-	if !vp.wakePending {
-		vp.wakePending = true
-		l.toWake = append(l.toWake, vp)
+	if l.dispatched == nil {
+		l.dispatched = make([][]*Message, len(rs.vps))
 	}
+	if len(l.dispatched[idx]) == 0 {
+		l.toWake = append(l.toWake, rs.vps[idx])
+	}
+	l.dispatched[idx] = append(l.dispatched[idx], msg)
 }
 
 // route picks msg's virtual partition: round-robin for a nil key, else the key router's
@@ -399,14 +422,19 @@ func (l *readLoop) route(msg *Message) int {
 	}
 }
 
-// wakeQueued wakes the processors of the virtual partitions dispatch queued to, after it
-// counted the messages dispatched as consumed (metrics.go).
+// wakeQueued hands what dispatch collected over to the virtual partitions' queues, one batch
+// each, and wakes their processors, after it counted the messages dispatched as consumed
+// (metrics.go). A revoke calls it first, so that it finds every message in a queue.
 func (l *readLoop) wakeQueued() {
 	if mt := l.rs.metrics; mt != nil {
 		mt.flushConsumed(l.rs.ctx)
 	}
+	l.rs.bound.publish() // before a processor can release one of them
 	for _, vp := range l.toWake {
-		vp.wakePending = false
+		ms := l.dispatched[vp.idx]
+		vp.enqueue(ms)
+		clear(ms) // the queue holds them now
+		l.dispatched[vp.idx] = ms[:0]
 		signal(vp.wake)
 	}
 	if testHookWoke != nil && len(l.toWake) > 0 {

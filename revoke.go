@@ -23,6 +23,14 @@ import "time"
 // (a handler past its timeout, max.poll.interval.ms) lost all they finished in it.
 func (l *readLoop) revoked(parts []tpKey) {
 	rs := l.rs
+	if l.handover.TryLock() {
+		// Inside a poll of the reader's batch (or between two): what the batch collected goes
+		// to the queues first, where the revoke finds it. When the reader dispatches while a
+		// Close revokes, what it collected is queued after this, and its processor lets go
+		// of it, unfinished, when it sees its partition revoking (processors.serve).
+		l.wakeQueued()
+		l.handover.Unlock()
+	}
 	set := make(map[tpKey]struct{}, len(parts))
 	for _, p := range parts {
 		set[p] = struct{}{}

@@ -251,8 +251,9 @@ const (
 	// WaitBatchFill: taken into a batch (WorkFactory.CreateBatch) that waits, up to
 	// BatchPolicy.MaxWait, for more messages before its handler runs.
 	WaitBatchFill WaitReason = "batch_fill"
-	// WaitUnknown: read, and held by no queue of the Work: being dispatched (a slow PostRead
-	// hook), or let go of unfinished by a stop (it is read again after a restart).
+	// WaitUnknown: read, and held by no queue of the Work: being dispatched (in the reader's
+	// current batch, handed to its queue at the batch's end, or in a slow PostRead hook), or
+	// let go of unfinished by a stop (it is read again after a restart).
 	WaitUnknown WaitReason = "unknown"
 )
 

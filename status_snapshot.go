@@ -377,7 +377,7 @@ func latest(times ...time.Time) time.Time {
 func (t statusTaker) describe(offset int64, s sighting, found bool, st *Status) *OldestUnfinished {
 	o := &OldestUnfinished{Offset: offset, VirtualPartition: -1, WaitsFor: WaitUnknown}
 	if !found {
-		o.Detail = "held by no queue of the Work: being dispatched (PostRead hook), or let go of unfinished by a stop"
+		o.Detail = "held by no queue of the Work: being dispatched (the reader's current batch, or its PostRead hook), or let go of unfinished by a stop"
 		return o
 	}
 	m := s.m
