@@ -288,19 +288,22 @@ func (f *fence) state() (raised bool, since time.Time, cause string) {
 // abrupt cancel, a revoke of the message's partition): the message is let go of unfinished.
 // Safe on nil.
 func (f *fence) pass(cut waitCut) bool {
-	_, ok := f.passAt(cut)
+	_, ok := f.passAt(cut, time.Time{})
 	return ok
 }
 
 // passAt is pass, and returns the time of its last look when it let the message through:
 // the handler's start, unless something runs between (a hook, a span); zero on nil (no look).
-// The clock is a tenth of a microsecond per reading on some machines: read once, for both.
-func (f *fence) passAt(cut waitCut) (time.Time, bool) {
+// The clock is a tenth of a microsecond per reading on some machines: read once, for both. A
+// non-zero now is the time to look at first, read just before by the caller (processors.serve).
+func (f *fence) passAt(cut waitCut, now time.Time) (time.Time, bool) {
 	if f == nil {
-		return time.Time{}, true
+		return now, true
 	}
 	for {
-		now := time.Now()
+		if now.IsZero() {
+			now = time.Now()
+		}
 		f.check(now)
 		if !f.up.Load() {
 			return now, true
@@ -314,6 +317,7 @@ func (f *fence) passAt(cut waitCut) (time.Time, bool) {
 		if !cut.sleep(nil, lifted) {
 			return time.Time{}, false
 		}
+		now = time.Time{} // it waited: look at the clock again
 	}
 }
 

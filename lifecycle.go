@@ -216,6 +216,37 @@ func brokerHook(h func(context.Context, LifecycleBrokerStateChanged), failures *
 	}
 }
 
+// mergeLifecycleHooks is ChainLifecycleHooks(a, b) for a Work's own hooks, except that a hook
+// neither sets stays nil and a hook only one sets is that one's: the engine runs nothing where
+// no hook is set (a chain of none was a call and a closure for every message, and a
+// PreProcessing or PostProcessing hook, even an empty chain, keeps a handler's end from being
+// the next one's start: processors.chain).
+func mergeLifecycleHooks(a, b LifecycleHooks) LifecycleHooks {
+	c := ChainLifecycleHooks(a, b)
+	c.PostRead = either(a.PostRead == nil, b.PostRead == nil, a.PostRead, b.PostRead, c.PostRead)
+	c.PostReadImmediate = either(a.PostReadImmediate == nil, b.PostReadImmediate == nil, a.PostReadImmediate, b.PostReadImmediate, c.PostReadImmediate)
+	c.PreProcessing = either(a.PreProcessing == nil, b.PreProcessing == nil, a.PreProcessing, b.PreProcessing, c.PreProcessing)
+	c.PostProcessing = either(a.PostProcessing == nil, b.PostProcessing == nil, a.PostProcessing, b.PostProcessing, c.PostProcessing)
+	c.PostAck = either(a.PostAck == nil, b.PostAck == nil, a.PostAck, b.PostAck, c.PostAck)
+	c.PreWrite = either(a.PreWrite == nil, b.PreWrite == nil, a.PreWrite, b.PreWrite, c.PreWrite)
+	c.PostFanout = either(a.PostFanout == nil, b.PostFanout == nil, a.PostFanout, b.PostFanout, c.PostFanout)
+	c.CircuitBreakerStateChanged = either(a.CircuitBreakerStateChanged == nil, b.CircuitBreakerStateChanged == nil,
+		a.CircuitBreakerStateChanged, b.CircuitBreakerStateChanged, c.CircuitBreakerStateChanged)
+	c.BrokerStateChanged = either(a.BrokerStateChanged == nil, b.BrokerStateChanged == nil, a.BrokerStateChanged, b.BrokerStateChanged, c.BrokerStateChanged)
+	return c
+}
+
+// either is b when a is unset (aNil), a when b is (bNil), else both: the two chained.
+func either[F any](aNil, bNil bool, a, b, both F) F {
+	switch {
+	case aNil:
+		return b
+	case bNil:
+		return a
+	}
+	return both
+}
+
 // chainCtx chains the context-returning hook that field picks out of each of hooks.
 func chainCtx[M any](hooks []LifecycleHooks, field func(LifecycleHooks) func(context.Context, M) (context.Context, error)) func(context.Context, M) (context.Context, error) {
 	return func(ctx context.Context, meta M) (context.Context, error) {

@@ -257,3 +257,35 @@ func TestRunCanBeCalledAgain(t *testing.T) {
 	require.EqualError(t, err, "zkafka: ConsumerTopicConfig.GroupID is empty")
 	require.True(t, IsConfigError(err))
 }
+
+// TestMergeLifecycleHooksLeavesUnsetHooksNil: a Work's hooks merged with its factory's keep a
+// hook neither sets nil (the engine runs nothing for it), take a hook one sets as it is, and
+// chain a hook both set, the factory's first.
+func TestMergeLifecycleHooksLeavesUnsetHooksNil(t *testing.T) {
+	var calls []string
+	factory := LifecycleHooks{
+		PostProcessing: func(context.Context, LifecyclePostProcessingMeta) error { calls = append(calls, "factory"); return nil },
+	}
+	work := LifecycleHooks{
+		PostProcessing: func(context.Context, LifecyclePostProcessingMeta) error { calls = append(calls, "work"); return nil },
+		PostFanout:     func(context.Context) { calls = append(calls, "fanout") },
+	}
+	m := mergeLifecycleHooks(LifecycleHooks{}, work)
+	require.Nil(t, m.PostRead)
+	require.Nil(t, m.PostReadImmediate)
+	require.Nil(t, m.PreProcessing)
+	require.Nil(t, m.PostAck)
+	require.Nil(t, m.PreWrite)
+	require.Nil(t, m.CircuitBreakerStateChanged)
+	require.Nil(t, m.BrokerStateChanged)
+	require.NoError(t, m.PostProcessing(context.Background(), LifecyclePostProcessingMeta{}))
+	m.PostFanout(context.Background())
+	require.Equal(t, []string{"work", "fanout"}, calls)
+
+	calls = nil
+	m = mergeLifecycleHooks(factory, work)
+	require.Nil(t, m.PreProcessing)
+	require.NoError(t, m.PostProcessing(context.Background(), LifecyclePostProcessingMeta{}))
+	m.PostFanout(context.Background())
+	require.Equal(t, []string{"factory", "work", "fanout"}, calls)
+}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/zkafka-go/zkafka/testhelper"
 )
 
@@ -214,4 +216,41 @@ func TestG10TimeoutsAndAbandonsInARow(t *testing.T) {
 	require.Equal(t, int64(n/5), w.Status().AbandonedHandlers)
 	close(release)
 	require.NoError(t, r.stop(t))
+}
+
+// TestChainOnlyWhenNothingRunsBetweenHandlers: the processors take a handler's end as the
+// next handler's start (processors.chain) only when none of the user's code runs between the
+// two: no span, no Pre- or PostProcessing hook, no OnDone callback, no ProcessDelayMillis.
+func TestChainOnlyWhenNothingRunsBetweenHandlers(t *testing.T) {
+	noop := func(context.Context, *Message) error { return nil }
+	delay := 10
+	cases := []struct {
+		name    string
+		factory []WorkFactoryOption
+		opts    []WorkOption
+		delay   *int
+		chain   bool
+	}{
+		{name: "plain", chain: true},
+		{name: "a PostFanout hook runs on the reader", opts: []WorkOption{WithLifecycleHooks(LifecycleHooks{
+			PostFanout: func(context.Context) {},
+		})}, chain: true},
+		{name: "OnDone", opts: []WorkOption{WithOnDone(func(context.Context, *Message, error) {})}},
+		{name: "PreProcessing", opts: []WorkOption{WithLifecycleHooks(LifecycleHooks{
+			PreProcessing: func(ctx context.Context, _ LifecyclePreProcessingMeta) (context.Context, error) { return ctx, nil },
+		})}},
+		{name: "PostProcessing", opts: []WorkOption{WithLifecycleHooks(LifecycleHooks{
+			PostProcessing: func(ctx context.Context, _ LifecyclePostProcessingMeta) error { return nil },
+		})}},
+		{name: "a tracer", factory: []WorkFactoryOption{WithTracerProvider(tracenoop.NewTracerProvider())}},
+		{name: "ProcessDelayMillis", delay: &delay},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := ConsumerTopicConfig{ClientID: "c", GroupID: "g", Topic: "t", ProcessDelayMillis: c.delay}
+			w := NewWorkFactory(&FakeClient{}, c.factory...).CreateWithFunc(cfg, noop, c.opts...)
+			p := w.newProcessors(&runState{ctx: context.Background()}, nil)
+			require.Equal(t, c.chain, p.chain)
+		})
+	}
 }

@@ -461,6 +461,8 @@ func (w *Work) newProcessors(rs *runState, gate *breaker) *processors {
 	if w.tp != nil {
 		p.around.tracer = w.tp.Tracer(instrumentationName)
 	}
+	p.chain = p.around.tracer == nil && w.lifecycle.PreProcessing == nil && w.lifecycle.PostProcessing == nil &&
+		len(w.onDone) == 0 && p.delay <= 0
 	p.grace = min(p.timeout, maxGrace)
 	if w.batcher != nil {
 		pol := BatchPolicy{}

@@ -257,7 +257,7 @@ func WithOnDone(f func(ctx context.Context, msg *Message, err error)) WorkOption
 
 // WithLifecycleHooks adds hooks for this Work, run after the factory's (default none).
 func WithLifecycleHooks(h LifecycleHooks) WorkOption {
-	return workOptionFunc(func(w *Work) { w.lifecycle = ChainLifecycleHooks(w.lifecycle, h) })
+	return workOptionFunc(func(w *Work) { w.lifecycle = mergeLifecycleHooks(w.lifecycle, h) })
 }
 
 // WithDeadLetterTopic sets where failed messages are written; it takes precedence over
