@@ -42,10 +42,11 @@ type readLoop struct {
 	// own, or a Close's on its goroutine while the reader goes on (KReader.leave).
 	handover sync.Mutex
 	// dispatched holds, per virtual partition, what the current batch dispatched to it and has
-	// not yet handed over (enqueued and woken, wakeQueued); toWake lists the virtual
-	// partitions with something there.
+	// not yet handed over to its queue (handOver); toWake lists the virtual partitions
+	// dispatched to since their last wake (wakeQueued), and touched marks them, by index.
 	dispatched [][]*Message
 	toWake     []*virtualPartition
+	touched    []bool
 	rr         uint64 // round-robin counter for nil keys
 	readAt     int64  // when the current batch was read (UnixNano), for Work.Status
 
@@ -253,9 +254,10 @@ func (l *readLoop) readBatch() error {
 		timeout = pausedPoll
 	}
 	msg, err := l.poll(timeout)
-	var woken time.Time // when the processors were last woken for this batch
+	var woken, handed time.Time // when the processors were last woken, and handed messages, for this batch
 	if msg != nil {
 		woken = time.Now()
+		handed = woken
 		l.readAt = woken.UnixNano() // one clock reading for the batch (Work.Status)
 	}
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
@@ -285,10 +287,14 @@ func (l *readLoop) readBatch() error {
 		}
 		if n%batchWakeCheck == batchWakeCheck-1 {
 			// A long batch (librdkafka had many ready, or the reader lost its core) does not
-			// hold back what it dispatched first for longer than wakeEvery.
+			// hold back what it dispatched first for longer than wakeEvery from a parked
+			// processor, nor for longer than batchWake from one that runs.
 			if now := time.Now(); now.Sub(woken) >= l.wakeEvery() {
 				l.wakeQueued()
-				woken = now
+				woken, handed = now, now
+			} else if now.Sub(handed) >= batchWake {
+				l.handOver()
+				handed = now
 			}
 		}
 		msg, err = l.poll(0)
@@ -397,8 +403,10 @@ func (l *readLoop) dispatch(msg *Message) {
 	rs.bound.add(len(msg.value))
 	if l.dispatched == nil {
 		l.dispatched = make([][]*Message, len(rs.vps))
+		l.touched = make([]bool, len(rs.vps))
 	}
-	if len(l.dispatched[idx]) == 0 {
+	if !l.touched[idx] {
+		l.touched[idx] = true
 		l.toWake = append(l.toWake, rs.vps[idx])
 	}
 	l.dispatched[idx] = append(l.dispatched[idx], msg)
@@ -422,19 +430,16 @@ func (l *readLoop) route(msg *Message) int {
 	}
 }
 
-// wakeQueued hands what dispatch collected over to the virtual partitions' queues, one batch
-// each, and wakes their processors, after it counted the messages dispatched as consumed
-// (metrics.go). A revoke calls it first, so that it finds every message in a queue.
+// wakeQueued hands what dispatch collected over to the virtual partitions' queues and wakes
+// their processors, after it counted the messages dispatched as consumed (metrics.go). A
+// revoke calls it first, so that it finds every message in a queue.
 func (l *readLoop) wakeQueued() {
 	if mt := l.rs.metrics; mt != nil {
 		mt.flushConsumed(l.rs.ctx)
 	}
-	l.rs.bound.publish() // before a processor can release one of them
+	l.handOver()
 	for _, vp := range l.toWake {
-		ms := l.dispatched[vp.idx]
-		vp.enqueue(ms)
-		clear(ms) // the queue holds them now
-		l.dispatched[vp.idx] = ms[:0]
+		l.touched[vp.idx] = false
 		signal(vp.wake)
 	}
 	if testHookWoke != nil && len(l.toWake) > 0 {
@@ -442,6 +447,20 @@ func (l *readLoop) wakeQueued() {
 	}
 	l.woke = l.woke || len(l.toWake) > 0
 	l.toWake = l.toWake[:0]
+}
+
+// handOver moves what dispatch collected into the virtual partitions' queues, one enqueue (one
+// lock) each, without waking their processors: one that runs takes them on its own. The bound
+// learns of them first (inFlight.publish), before a processor can release one.
+func (l *readLoop) handOver() {
+	l.rs.bound.publish()
+	for _, vp := range l.toWake {
+		if ms := l.dispatched[vp.idx]; len(ms) > 0 {
+			vp.enqueue(ms)
+			clear(ms) // the queue holds them now
+			l.dispatched[vp.idx] = ms[:0]
+		}
+	}
 }
 
 // yieldBeforePoll lets the processors the reader just woke run before it polls again when

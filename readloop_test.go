@@ -56,6 +56,12 @@ func (c *scriptedConsumer) Poll(timeoutMs int) kafka.Event {
 // runScripted runs a Work with Speedup(8) over c until handler returns true, and stops it.
 func runScripted(t *testing.T, c *scriptedConsumer, handler func() bool) {
 	t.Helper()
+	runScriptedWork(t, c, handler, nil)
+}
+
+// runScriptedWork is runScripted that shows the Work to made (unless nil) before it runs.
+func runScriptedWork(t *testing.T, c *scriptedConsumer, handler func() bool, made func(*Work)) {
+	t.Helper()
 	client := NewClient(Config{BootstrapServers: []string{"mem:9092"}},
 		WithConsumerProvider(func(map[string]any) (KafkaConsumer, error) { return c, nil }))
 	defer client.Close()
@@ -68,6 +74,9 @@ func runScripted(t *testing.T, c *scriptedConsumer, handler func() bool) {
 			}
 			return nil
 		}, Speedup(8))
+	if made != nil {
+		made(w)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx, nil) }()
@@ -133,6 +142,61 @@ func TestReaderWakesOncePerCatchUpWakeWhileCatchingUp(t *testing.T) {
 	limit := int64(took/catchUpWake) + 2*batches + 2
 	t.Logf("%d wakes in %s of catching up (limit %d)", wakes.Load(), took, limit)
 	require.LessOrEqual(t, wakes.Load(), limit)
+}
+
+// TestReaderHandsOverBetweenCatchUpWakes: while the reader catches up it wakes the processors
+// only every catchUpWake, but it hands what it dispatched over to their queues every
+// batchWake, where a processor that runs takes it without a wake. Each record takes 15 µs
+// to come out (its timestamp is when it did); 24 records after a wake (360 µs, past
+// batchWake and short of catchUpWake), some of those read since the wake are in a queue or
+// were taken from one.
+func TestReaderHandsOverBetweenCatchUpWakes(t *testing.T) {
+	const batches = 6
+	var w *Work
+	var delivered, atWake atomic.Int64 // records delivered; delivered at the last wake
+	var wokeAt, taken atomic.Int64     // UnixNano of the last wake; records read since it and taken
+	var checks, empty atomic.Int64
+	since := func(m *Message) bool { return m.TimeStamp.UnixNano() > wokeAt.Load() }
+	c := &scriptedConsumer{memConsumer: newMemConsumer(8), poll: func(_ int, next func() kafka.Event) kafka.Event {
+		for start := time.Now(); time.Since(start) < 15*time.Microsecond; {
+		}
+		n := delivered.Add(1)
+		if n > drainBatch && n <= batches*drainBatch && n-atWake.Load() == 24 {
+			// On the reader goroutine, inside its poll: where those read since the wake are.
+			queued := 0
+			if rs := w.run.Load(); rs != nil {
+				for _, vp := range rs.vps {
+					vp.mu.Lock()
+					for i := 0; i < vp.n; i++ {
+						if since(vp.q[(vp.head+i)&(len(vp.q)-1)]) {
+							queued++
+						}
+					}
+					vp.mu.Unlock()
+				}
+			}
+			checks.Add(1)
+			if queued == 0 && taken.Load() == 0 {
+				empty.Add(1)
+			}
+		}
+		return next()
+	}}
+	testHookWoke = func() {
+		atWake.Store(delivered.Load())
+		taken.Store(0)
+		wokeAt.Store(time.Now().UnixNano())
+	}
+	testHookPopped = func(m *Message) {
+		if since(m) {
+			taken.Add(1)
+		}
+	}
+	defer func() { testHookWoke, testHookPopped = nil, nil }()
+	runScriptedWork(t, c, func() bool { return delivered.Load() > batches*drainBatch }, func(made *Work) { w = made })
+	t.Logf("%d checks, %d found nothing handed over", checks.Load(), empty.Load())
+	require.Positive(t, checks.Load(), "no catch-up wake was 24 records apart from the next")
+	require.Zero(t, empty.Load(), "what was read since a catch-up wake waited for the next wake")
 }
 
 // TestReaderLetsWokenProcessorsRunBeforeAWaitingPoll: when the queue runs dry, the reader
