@@ -144,9 +144,12 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 	rs := p.rs
 	var retryTimer *time.Timer // wakes the goroutine when the first parked message is due
 	// ended is when the last handler returned, while the goroutine went straight on from it
-	// (chain); zero otherwise.
+	// (chain); zero otherwise. Each turn of the loop takes it and clears it: only a turn that
+	// runs a message sets it again, so a wait (a stall, an idle queue) in between clears it.
 	var ended time.Time
 	for {
+		last := ended
+		ended = time.Time{}
 		if vp.gen.Load() != gen {
 			return // replaced by the watchdog; the replacement owns the WaitGroup slot
 		}
@@ -166,7 +169,6 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 				return
 			}
 			retryTimer = p.idle(vp, wait, retryTimer)
-			ended = time.Time{}
 			continue
 		}
 		if rs.ctx.Err() != nil {
@@ -185,7 +187,7 @@ func (p *processors) serve(vp *virtualPartition, gen uint64) {
 			p.letGo(vp, m)
 			continue
 		}
-		if ended, ok = p.handle(vp, m, gen, ended); !ok {
+		if ended, ok = p.handle(vp, m, gen, last); !ok {
 			return // abandoned: the replacement goroutine finishes m
 		}
 		vp.busy.Store(nil)

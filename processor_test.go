@@ -2,6 +2,7 @@ package zkafka
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/zkafka-go/zkafka/testhelper"
@@ -252,5 +254,81 @@ func TestChainOnlyWhenNothingRunsBetweenHandlers(t *testing.T) {
 			p := w.newProcessors(&runState{ctx: context.Background()}, nil)
 			require.Equal(t, c.chain, p.chain)
 		})
+	}
+}
+
+// TestChainedStartNotCarriedOverAWait: a handler's end is taken as the next message's start
+// (processors.chain) only when the processor went straight on. After its virtual partition
+// stalled on a dead letter that could not be written, and after an idle queue, the next
+// handler gets its whole ProcessTimeoutMillis from when it starts.
+func TestChainedStartNotCarriedOverAWait(t *testing.T) {
+	e := newEmbeddedEnv(t)
+	topic := e.newTopic(t, 1)
+	dlt := e.newTopic(t, 1)
+	const n, bad = 7, 3
+	var recs []rec
+	for i := 0; i < n; i++ {
+		recs = append(recs, rec{Key: []byte("a"), Value: []byte(strconv.Itoa(i)), Partition: 0})
+	}
+	e.produce(t, topic, recs[:1])
+	fault := dltProduceFault(e, dlt, kerr.TopicAuthorizationFailed)
+
+	const timeout = 2 * time.Second
+	group := uniqueTestName(t, "g")
+	cfg := ConsumerTopicConfig{ClientID: uniqueTestName(t, "c"), GroupID: group, Topic: topic,
+		ProcessTimeoutMillis: intp(int(timeout / time.Millisecond)), DeadLetterTopicConfig: &ProducerTopicConfig{Topic: dlt}}
+	var mu sync.Mutex
+	left := map[int64]time.Duration{} // offset: the time to its deadline when its handler began
+	var w *Work
+	w = NewWorkFactory(e.client(t)).CreateWithFunc(cfg, func(ctx context.Context, m *Message) error {
+		d, _ := ctx.Deadline()
+		mu.Lock()
+		left[m.Offset] = time.Until(d)
+		mu.Unlock()
+		switch m.Offset {
+		case bad:
+			return errors.New("boom")
+		case bad + 1:
+			// Returns once the dead letter's write failed and stalls the virtual partition: the
+			// processor goes straight on into the stall.
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if rs := w.run.Load(); rs != nil && rs.vps[0].stalls.Load() > 0 {
+					return nil
+				}
+			}
+			return errors.New("the virtual partition never stalled")
+		}
+		return nil
+	}, Speedup(1))
+	r := startWork(t, w)
+	offsets := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(left)
+	}
+	// What is read before the first commit waits for it (poison.go): the rest is read after.
+	require.Eventually(t, func() bool { return e.committed(t, group, topic)[0] == 1 }, 30*time.Second, 10*time.Millisecond)
+	e.produce(t, topic, recs[1:n-1])
+	// The dead letter of offset 3 is refused a few times: the virtual partition stalls after
+	// offset 4.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, fault.Wait(ctx, 3))
+	stalled := offsets()
+	time.Sleep(300 * time.Millisecond)
+	fault.Remove()
+	require.Eventually(t, func() bool { return offsets() == n-1 }, 30*time.Second, 10*time.Millisecond)
+	// An idle queue, then one more record.
+	time.Sleep(300 * time.Millisecond)
+	e.produce(t, topic, recs[n-1:])
+	require.Eventually(t, func() bool { return offsets() == n }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop(t))
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("time to the deadline at each start: %v", left)
+	require.Less(t, stalled, n-1, "some records were left for after the stall")
+	for off, d := range left {
+		require.Greater(t, d, timeout-250*time.Millisecond, "offset %d began with %s to its deadline", off, d)
 	}
 }
