@@ -18,7 +18,7 @@ package zkafka
 // called from any goroutine (processor.go, revoke.go, work.go).
 //
 // The reader counts what it dispatches in a batch on its side (added) and publishes it once,
-// when it hands the batch over to the queues (readLoop.wakeQueued), before any processor can
+// when it hands the batch over to the queues (readLoop.handOver), before any processor can
 // release one of those messages; and it decides whether the bound is full from what it last
 // saw of the shared counts (seen), which releases only lower, looking at them again only when
 // that says full. The shared counts' cache line, which every release writes, is then read
@@ -65,7 +65,7 @@ func (f *inFlight) add(b int) {
 // publish adds what add counted to the shared counts: before the messages are handed over to
 // the processors, so that no release comes before its add.
 func (f *inFlight) publish() {
-	if f.addedMsgs == 0 && f.addedSize == 0 {
+	if f.addedMsgs == 0 {
 		return
 	}
 	f.seenMsgs = f.msgs.Add(f.addedMsgs)

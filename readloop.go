@@ -11,11 +11,11 @@ package zkafka
 // (revoke.go). At a graceful stop it keeps polling, paused, while the queues drain.
 //
 // Invariant: every message run reads is dispatched, counted in the in-flight bound, and queued
-// on exactly one virtual partition: collected for it (dispatched) until the batch's end, its
-// next wake or a revoke hands it over (wakeQueued), then in its queue (drain, at a graceful
-// stop, leaves what it still polls unfinished: the next reader of the partition reads it
-// again); the loop's own state (router, dispatched, paused) is touched by this goroutine
-// only.
+// on exactly one virtual partition: collected for it (dispatched) until the batch's end, a
+// batchWake of it or a revoke hands it over (handOver), then in its queue (drain, at a
+// graceful stop, leaves what it still polls unfinished: the next reader of the partition
+// reads it again); the loop's own state (router, dispatched, paused) is touched by this
+// goroutine only.
 //
 // zkafka v2's observable rhythm is kept: PostFanout runs after every read attempt (a message,
 // an empty poll, a failed read, a wait for room or for the breaker), and a failed read (a
@@ -371,9 +371,10 @@ func isReadError(err error) bool {
 // hook, picks the virtual partition — round-robin for a nil key, else the key router's choice
 // (virtual_partition.go), or the pure hash with HashRouting — counts the message in the
 // in-flight bound (inflight.go) and collects it for its queue; the collected messages are
-// handed over to the queues, and their processors (processor.go) woken, once per batch and
-// every wakeEvery of a long one (wakeQueued), not once per message. A key with messages in
-// flight keeps its virtual partition (G2).
+// handed over to the queues every batchWake of a batch and at its end (handOver), and their
+// processors (processor.go) woken once per batch and every wakeEvery of a long one
+// (wakeQueued), not once per message. A key with messages in flight keeps its virtual
+// partition (G2).
 
 // dispatch runs the read hooks and hands msg to its virtual partition.
 func (l *readLoop) dispatch(msg *Message) {

@@ -207,9 +207,10 @@ func newVirtualPartition(idx int) *virtualPartition {
 }
 
 // enqueue appends ms, in order, without waking the processor: the reader hands over what it
-// dispatched to vp in one batch at once, and signals wake afterwards (readLoop.wakeQueued).
-// One lock per batch rather than per message: the lock's cache line, which the processor
-// writes for every message it pops, crosses between the cores once per batch.
+// dispatched to vp since its last hand-over at once (readLoop.handOver), and signals wake
+// when it wakes the processors (readLoop.wakeQueued). One lock per hand-over rather than per
+// message: the lock's cache line, which the processor writes for every message it pops,
+// crosses between the cores once per hand-over.
 func (vp *virtualPartition) enqueue(ms []*Message) {
 	vp.mu.Lock()
 	if need := vp.n + len(ms); need > len(vp.q) {
