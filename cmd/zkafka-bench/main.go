@@ -120,7 +120,11 @@ type result struct {
 	CPUSecs   float64 `json:"cpu_seconds"`
 	Mallocs   uint64  `json:"mallocs"`
 	PeakRSSMB float64 `json:"peak_rss_mb"`
-	Err       string  `json:"error,omitempty"`
+	// Switches is how often the child's threads gave up or lost their core in the window
+	// (getrusage's voluntary and involuntary context switches): each costs a few
+	// microseconds of CPU on a virtual machine, where waking a sleeping core exits to the host.
+	Switches int64  `json:"switches"`
+	Err      string `json:"error,omitempty"`
 
 	Latency *latencies `json:"latency,omitempty"` // the latency scenarios'
 	Paced   *paced     `json:"paced,omitempty"`   // the latency generator's (paceChild)
@@ -307,9 +311,9 @@ func runParent(o options, out io.Writer) error {
 				fmt.Fprintf(out, "# round %d %s: error: %s\n", round, name, res.Err)
 				continue
 			}
-			fmt.Fprintf(out, "# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f MB peak RSS (%d msgs in %.2fs); parent (broker) CPU %.2fs over the whole child%s\n",
+			fmt.Fprintf(out, "# round %d %s: %.0f msg/s, %.2f µs CPU/msg, %.1f allocs/msg, %.0f context switches/1k msgs, %.0f MB peak RSS (%d msgs in %.2fs); parent (broker) CPU %.2fs over the whole child%s\n",
 				round, name, float64(res.Msgs)/res.Seconds, res.CPUSecs*1e6/float64(res.Msgs),
-				float64(res.Mallocs)/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds, parentCPU.Seconds(), stealNote(res.StealPct))
+				float64(res.Mallocs)/float64(res.Msgs), float64(res.Switches)*1000/float64(res.Msgs), res.PeakRSSMB, res.Msgs, res.Seconds, parentCPU.Seconds(), stealNote(res.StealPct))
 			all[name] = append(all[name], res)
 			rate := float64(res.Msgs) / res.Seconds
 			cpu := res.CPUSecs / float64(res.Msgs)
@@ -345,7 +349,7 @@ func runParent(o options, out io.Writer) error {
 		}
 	}
 
-	type med struct{ rate, cpu, allocs, rss float64 }
+	type med struct{ rate, cpu, allocs, rss, switches float64 }
 	meds := map[string]med{}
 	for _, name := range names {
 		rs := all[name]
@@ -357,6 +361,9 @@ func runParent(o options, out io.Writer) error {
 			cpu:    median(rs, func(r result) float64 { return r.CPUSecs * 1e6 / float64(r.Msgs) }),
 			allocs: median(rs, func(r result) float64 { return float64(r.Mallocs) / float64(r.Msgs) }),
 			rss:    median(rs, func(r result) float64 { return r.PeakRSSMB }),
+			switches: median(rs, func(r result) float64 {
+				return float64(r.Switches) * 1000 / float64(r.Msgs)
+			}),
 		}
 	}
 	raw, haveRaw := meds["raw"]
@@ -376,8 +383,8 @@ func runParent(o options, out io.Writer) error {
 			fmt.Fprintf(out, "scenario=%s error=no_successful_round\n", name)
 			continue
 		}
-		line := fmt.Sprintf("scenario=%s msgs_per_s=%.0f cpu_us_per_msg=%.2f allocs_per_msg=%.1f peak_rss_mb=%.0f",
-			name, m.rate, m.cpu, m.allocs, m.rss)
+		line := fmt.Sprintf("scenario=%s msgs_per_s=%.0f cpu_us_per_msg=%.2f allocs_per_msg=%.1f peak_rss_mb=%.0f switches_per_kmsg=%.0f",
+			name, m.rate, m.cpu, m.allocs, m.rss, m.switches)
 		r := medianOf(ratios[name])
 		switch {
 		case isSleep(kind):
@@ -678,6 +685,7 @@ type meter struct {
 	started atomic.Bool
 	t0      time.Time
 	cpu0    time.Duration
+	sw0     int64
 	mallocs uint64
 }
 
@@ -685,6 +693,13 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// switches is the process's context switches so far, voluntary and involuntary.
+func switches() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 func (m *meter) first() {
@@ -700,6 +715,7 @@ func (m *meter) first() {
 		}
 	}
 	m.cpu0 = cpuTime()
+	m.sw0 = switches()
 	m.t0 = time.Now()
 }
 
@@ -708,6 +724,7 @@ func (m *meter) first() {
 func (m *meter) end(name string, n int) result {
 	elapsed := time.Since(m.t0)
 	cpu := cpuTime() - m.cpu0
+	sw := switches() - m.sw0
 	if m.profile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -720,6 +737,7 @@ func (m *meter) end(name string, n int) result {
 		CPUSecs:   cpu.Seconds(),
 		Mallocs:   ms.Mallocs - m.mallocs,
 		PeakRSSMB: peakRSSMB(),
+		Switches:  sw,
 	}
 }
 

@@ -144,7 +144,7 @@ func TestBenchmarkRunsEveryKindOfScenario(t *testing.T) {
 		return v
 	}
 	for name := range lines {
-		for _, k := range []string{"msgs_per_s", "cpu_us_per_msg", "allocs_per_msg", "peak_rss_mb"} {
+		for _, k := range []string{"msgs_per_s", "cpu_us_per_msg", "allocs_per_msg", "peak_rss_mb", "switches_per_kmsg"} {
 			positive(name, k)
 		}
 	}
