@@ -316,6 +316,7 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 		b.fillUntil.Store(0)
 		if timer != nil {
 			timer.Stop()
+			vp.eager.Store(false) // the batch runs: what is handed over meanwhile waits for it
 		}
 	}()
 	for len(b.msgs) < p.batch.MaxMessages {
@@ -344,6 +345,7 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 			timer.Reset(wait)
 		}
 		b.fillUntil.Store(deadline.UnixNano())
+		vp.eager.Store(true) // what the reader hands over joins the batch at once
 		select {
 		case <-vp.wake:
 		case <-timer.C:

@@ -206,13 +206,26 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 		}
 		due = t.C
 	}
+	now := monoNow()
+	if now-vp.wokeAt.Load() >= int64(eagerAfter) {
+		vp.slowAt.Store(now)
+	}
+	vp.eager.Store(now-vp.slowAt.Load() < int64(eagerFor))
 	select {
 	case <-vp.wake:
 	case <-due:
 	case <-p.rs.ctx.Done():
 	}
+	vp.wokeAt.Store(monoNow())
 	return t
 }
+
+// epoch is the start of monoNow's clock.
+var epoch = time.Now()
+
+// monoNow reads the monotonic clock alone, in nanoseconds since epoch: about half of what
+// time.Now costs, which reads the wall clock as well.
+func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // handle takes one message from its wait to finished. It returns false when the handler was
 // abandoned by the watchdog (the caller must exit). ended is when the handler before returned,

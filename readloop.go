@@ -52,7 +52,7 @@ type readLoop struct {
 
 	paused    bool          // every assigned partition is paused
 	idle      bool          // the last poll came back empty
-	behind    bool          // the last batch ended at drainBatch with more ready: catching up
+	backlog   int           // messages of the batches in a row that ended with more ready (catching up)
 	woke      bool          // the last batch woke a processor (wakeQueued)
 	readerErr error         // why renew got no new reader (readerMissing reports it)
 	lastStore time.Time     // when finished offsets were last handed to librdkafka
@@ -236,7 +236,7 @@ func (l *readLoop) waitForRoom(shutdown <-chan struct{}) bool {
 func (l *readLoop) flush(now time.Time) { l.rs.kr.flush(now, l.rs.bound.count()) }
 
 // readBatch stores finished offsets when due, polls once with a timeout, then takes what
-// librdkafka has ready without waiting, up to drainBatch messages or the in-flight bound,
+// librdkafka has ready without waiting, up to batchLimit messages or the in-flight bound,
 // waking the processors at its end and every wakeEvery of it. It returns the consumer's fatal
 // error.
 func (l *readLoop) readBatch() error {
@@ -261,7 +261,9 @@ func (l *readLoop) readBatch() error {
 		l.readAt = woken.UnixNano() // one clock reading for the batch (Work.Status)
 	}
 	l.postReadImmediate(msg, err) // after every waiting poll, with or without a message
-	for n := 0; ; n++ {
+	limit := l.batchLimit()
+	n := 0
+	for ; ; n++ {
 		if err != nil && isReadError(err) {
 			// The consumer reads on (the degraded ReadMessage mode): a failed read.
 			l.readFailed(err)
@@ -282,7 +284,7 @@ func (l *readLoop) readBatch() error {
 		}
 		l.dispatch(msg)
 		l.postFanout(msg)
-		if n == drainBatch || rs.bound.full() {
+		if n == limit || rs.bound.full() {
 			break
 		}
 		if n%batchWakeCheck == batchWakeCheck-1 {
@@ -306,7 +308,11 @@ func (l *readLoop) readBatch() error {
 	// message: a processor woken for each message would sleep again after each one.
 	l.wakeQueued()
 	l.idle = msg == nil
-	l.behind = msg != nil && !rs.bound.full()
+	if msg != nil && !rs.bound.full() {
+		l.backlog = min(l.backlog+n+1, deepBacklog)
+	} else {
+		l.backlog = 0
+	}
 	return nil
 }
 
@@ -317,6 +323,15 @@ func (l *readLoop) poll(timeout time.Duration) (*Message, error) {
 	return l.rs.kr.poll(timeout)
 }
 
+// batchLimit is how many messages past the first the current batch may take: drainBatch, or
+// deepDrainBatch in a deep catch-up (readLoop.wakeEvery).
+func (l *readLoop) batchLimit() int {
+	if l.backlog >= deepBacklog {
+		return deepDrainBatch
+	}
+	return drainBatch
+}
+
 // wakeEvery is how long the reader dispatches a batch before it wakes the processors of what
 // it queued so far: batchWake, or catchUpWake while it catches up (the last batch ended at
 // drainBatch with more ready). A processor with a fast handler empties its queue long before
@@ -325,8 +340,15 @@ func (l *readLoop) poll(timeout time.Duration) (*Message, error) {
 // reader's core more than the handlers did (docs/performance.md, "fewer wakes while catching up").
 // A message of a catch-up batch waited in librdkafka's queue before it was read, so waking
 // its processor at the end of the batch adds at most catchUpWake to a wait already longer.
+//
+// A deep catch-up — deepBacklog messages read in a row with more ready each time: a backlog,
+// not the burst of a producer's linger — takes batches of deepDrainBatch and wakes every
+// deepCatchUpWake: a quarter of the parks again (docs/performance.md, "a deep catch-up").
 func (l *readLoop) wakeEvery() time.Duration {
-	if l.behind {
+	switch {
+	case l.backlog >= deepBacklog:
+		return deepCatchUpWake
+	case l.backlog > 0:
 		return catchUpWake
 	}
 	return batchWake
@@ -451,8 +473,9 @@ func (l *readLoop) wakeQueued() {
 }
 
 // handOver moves what dispatch collected into the virtual partitions' queues, one enqueue (one
-// lock) each, without waking their processors: one that runs takes them on its own. The bound
-// learns of them first (inFlight.publish), before a processor can release one.
+// lock) each, waking only the processors that asked for it (virtualPartition.eager): one that
+// runs takes them on its own. The bound learns of them first (inFlight.publish), before a
+// processor can release one.
 func (l *readLoop) handOver() {
 	l.rs.bound.publish()
 	for _, vp := range l.toWake {
@@ -460,6 +483,9 @@ func (l *readLoop) handOver() {
 			vp.enqueue(ms)
 			clear(ms) // the queue holds them now
 			l.dispatched[vp.idx] = ms[:0]
+			if vp.eager.Load() && !testNoEagerWake {
+				signal(vp.wake)
+			}
 		}
 	}
 }
@@ -477,6 +503,10 @@ func yieldBeforePoll() {
 	runtime.Gosched()
 	runtime.Gosched()
 }
+
+// testNoEagerWake, when set by a test, turns the eager wake at a hand-over off, to measure
+// what it does.
+var testNoEagerWake bool
 
 // testHookWoke, when set by a test, is called by the reader each time it wakes processors.
 var testHookWoke func()

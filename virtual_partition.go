@@ -70,6 +70,12 @@ type virtualPartition struct {
 	// popsUnchecked counts the queue pops since next last looked at the clock for a due
 	// parked message. Guarded by mu.
 	popsUnchecked int
+	// eager asks the reader to wake the processor at every hand-over of a batch, not only at
+	// its wakeEvery (readLoop.handOver): set while a batch Work's batch waits to fill, and
+	// when the processor parks within eagerFor of a run of eagerAfter or longer between two
+	// parks (a slow handler, which a wake costs little against and a late one leaves idle).
+	// Atomic; on the queue's cache line, which the reader's hand-over touches anyway.
+	eager atomic.Bool
 
 	_ cacheLinePad
 
@@ -96,6 +102,10 @@ type virtualPartition struct {
 	// stalls counts the dead letters of this virtual partition whose write failed and has not
 	// ended: while any does, its processor takes no new message (deadletter.go). Atomic.
 	stalls atomic.Int32
+	// wokeAt is when the processor last came back from parking, and slowAt when it last
+	// parked after a run of eagerAfter or longer (monoNow). Atomic: a watchdog's replacement
+	// goroutine may take over.
+	wokeAt, slowAt atomic.Int64
 
 	_ cacheLinePad
 
