@@ -316,7 +316,7 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 		b.fillUntil.Store(0)
 		if timer != nil {
 			timer.Stop()
-			vp.eager.Store(false) // the batch runs: what is handed over meanwhile waits for it
+			vp.eager.Store(vp.slowLately()) // the batch runs: what is handed over meanwhile waits for it
 		}
 	}()
 	for len(b.msgs) < p.batch.MaxMessages {
@@ -423,6 +423,9 @@ func (p *processors) processBatch(vp *virtualPartition, b *batchRun) (abandoned 
 		return true // the watchdog took over this batch
 	}
 	end := time.Now()
+	if end.Sub(start) >= eagerAfter {
+		vp.markSlow(end)
+	}
 	timedOut := pc.timedOut(end) && p.rs.ctx.Err() == nil
 	pc.finish()
 	whole = spreadBatchError(err, timedOut, p.timeout, len(call), callIdx, errs)

@@ -206,17 +206,14 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 		}
 		due = t.C
 	}
-	now := monoNow()
-	if now-vp.wokeAt.Load() >= int64(eagerAfter) {
-		vp.slowAt.Store(now)
+	if vp.eager.Load() && !vp.slowLately() {
+		vp.eager.Store(false)
 	}
-	vp.eager.Store(now-vp.slowAt.Load() < int64(eagerFor))
 	select {
 	case <-vp.wake:
 	case <-due:
 	case <-p.rs.ctx.Done():
 	}
-	vp.wokeAt.Store(monoNow())
 	return t
 }
 
@@ -346,6 +343,9 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64, now t
 		return true, time.Time{}, nil // the watchdog took over this message
 	}
 	end = time.Now()
+	if end.Sub(start) >= eagerAfter {
+		vp.markSlow(end)
+	}
 	if pc.timedOut(end) && p.rs.ctx.Err() == nil {
 		if err == nil {
 			err = fmt.Errorf("%w (%s)", errProcessTimeout, p.timeout)

@@ -72,9 +72,9 @@ type virtualPartition struct {
 	popsUnchecked int
 	// eager asks the reader to wake the processor at every hand-over of a batch, not only at
 	// its wakeEvery (readLoop.handOver): set while a batch Work's batch waits to fill, and
-	// when the processor parks within eagerFor of a run of eagerAfter or longer between two
-	// parks (a slow handler, which a wake costs little against and a late one leaves idle).
-	// Atomic; on the queue's cache line, which the reader's hand-over touches anyway.
+	// for eagerFor after a handler (or ProcessBatch) ran eagerAfter or longer (markSlow): a
+	// wake costs a slow handler little, and a late one leaves it idle. Atomic; on the queue's
+	// cache line, which the reader's hand-over touches anyway.
 	eager atomic.Bool
 
 	_ cacheLinePad
@@ -102,10 +102,9 @@ type virtualPartition struct {
 	// stalls counts the dead letters of this virtual partition whose write failed and has not
 	// ended: while any does, its processor takes no new message (deadletter.go). Atomic.
 	stalls atomic.Int32
-	// wokeAt is when the processor last came back from parking, and slowAt when it last
-	// parked after a run of eagerAfter or longer (monoNow). Atomic: a watchdog's replacement
-	// goroutine may take over.
-	wokeAt, slowAt atomic.Int64
+	// slowAt is when a handler of this virtual partition last ended after running eagerAfter
+	// or longer (monoNow's clock). Atomic: a watchdog's replacement goroutine takes over.
+	slowAt atomic.Int64
 
 	_ cacheLinePad
 
@@ -404,6 +403,18 @@ func (vp *virtualPartition) lookFor(l *lookup) {
 			l.see(sighting{m: m, vp: vp.idx, waits: WaitQueued, ahead: i})
 		}
 	}
+}
+
+// markSlow records a handler that ended at end after running eagerAfter or longer: the reader
+// wakes the processor at every hand-over for eagerFor (eager).
+func (vp *virtualPartition) markSlow(end time.Time) {
+	vp.slowAt.Store(int64(end.Sub(epoch)))
+	vp.eager.Store(true)
+}
+
+// slowLately reports whether a handler of vp ran eagerAfter or longer within eagerFor.
+func (vp *virtualPartition) slowLately() bool {
+	return monoNow()-vp.slowAt.Load() < int64(eagerFor)
 }
 
 // signal does a non-blocking send on a capacity-1 channel.
