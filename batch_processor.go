@@ -312,11 +312,12 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 	b.now = time.Now()
 	var deadline time.Time
 	var timer *time.Timer
+	var wasEager bool // before the batch waited to fill
 	defer func() {
 		b.fillUntil.Store(0)
 		if timer != nil {
 			timer.Stop()
-			vp.eager.Store(vp.slowLately()) // the batch runs: what is handed over meanwhile waits for it
+			vp.eager.Store(wasEager) // the batch runs: what is handed over meanwhile waits for it
 		}
 	}()
 	for len(b.msgs) < p.batch.MaxMessages {
@@ -334,6 +335,7 @@ func (p *processors) fill(vp *virtualPartition, b *batchRun) {
 		}
 		if deadline.IsZero() {
 			deadline = b.now.Add(p.batch.MaxWait)
+			wasEager = vp.eager.Load()
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
