@@ -220,8 +220,8 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 // epoch is the start of monoNow's clock.
 var epoch = time.Now()
 
-// monoNow reads the monotonic clock alone, in nanoseconds since epoch: about half of what
-// time.Now costs, which reads the wall clock as well.
+// monoNow reads the monotonic clock alone, in nanoseconds since epoch (time.Now reads the
+// wall clock as well).
 func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // handle takes one message from its wait to finished. It returns false when the handler was

@@ -73,8 +73,8 @@ type virtualPartition struct {
 	// eager asks the reader to wake the processor at every hand-over of a batch, not only at
 	// its wakeEvery (readLoop.handOver): set while a batch Work's batch waits to fill, and
 	// while its handlers (or ProcessBatch) run eagerAfter or longer, two within eagerFor
-	// (markSlow): a wake costs a slow handler little, and a late one leaves it idle. Atomic; on the queue's
-	// cache line, which the reader's hand-over touches anyway.
+	// (markSlow): a wake costs a slow handler little, and a late one leaves it idle. Atomic;
+	// on the queue's cache line, which the reader's hand-over touches anyway.
 	eager atomic.Bool
 
 	_ cacheLinePad
