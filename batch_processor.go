@@ -425,9 +425,7 @@ func (p *processors) processBatch(vp *virtualPartition, b *batchRun) (abandoned 
 		return true // the watchdog took over this batch
 	}
 	end := time.Now()
-	if end.Sub(start) >= eagerAfter {
-		vp.markSlow(end)
-	}
+	vp.handlerRan(start, end)
 	timedOut := pc.timedOut(end) && p.rs.ctx.Err() == nil
 	pc.finish()
 	whole = spreadBatchError(err, timedOut, p.timeout, len(call), callIdx, errs)

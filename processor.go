@@ -217,13 +217,6 @@ func (p *processors) idle(vp *virtualPartition, wait time.Duration, t *time.Time
 	return t
 }
 
-// epoch is the start of monoNow's clock.
-var epoch = time.Now()
-
-// monoNow reads the monotonic clock alone, in nanoseconds since epoch (time.Now reads the
-// wall clock as well).
-func monoNow() int64 { return int64(time.Since(epoch)) }
-
 // handle takes one message from its wait to finished. It returns false when the handler was
 // abandoned by the watchdog (the caller must exit). ended is when the handler before returned,
 // if the goroutine went straight on from it (chain; zero otherwise): the time m starts, when
@@ -343,9 +336,7 @@ func (p *processors) process(vp *virtualPartition, m *Message, gen uint64, now t
 		return true, time.Time{}, nil // the watchdog took over this message
 	}
 	end = time.Now()
-	if end.Sub(start) >= eagerAfter {
-		vp.markSlow(end)
-	}
+	vp.handlerRan(start, end)
 	if pc.timedOut(end) && p.rs.ctx.Err() == nil {
 		if err == nil {
 			err = fmt.Errorf("%w (%s)", errProcessTimeout, p.timeout)

@@ -73,7 +73,7 @@ type virtualPartition struct {
 	// eager asks the reader to wake the processor at every hand-over of a batch, not only at
 	// its wakeEvery (readLoop.handOver): set while a batch Work's batch waits to fill, and
 	// while its handlers (or ProcessBatch) run eagerAfter or longer, two within eagerFor
-	// (markSlow): a wake costs a slow handler little, and a late one leaves it idle. Atomic;
+	// (handlerRan): a wake costs a slow handler little, and a late one leaves it idle. Atomic;
 	// on the queue's cache line, which the reader's hand-over touches anyway.
 	eager atomic.Bool
 
@@ -405,11 +405,15 @@ func (vp *virtualPartition) lookFor(l *lookup) {
 	}
 }
 
-// markSlow records a handler that ended at end after running eagerAfter or longer. The second
-// such handler within eagerFor makes the processor eager: the reader wakes it at every
-// hand-over until eagerFor passes without one. A single one is more often a fast handler that
-// the host or a GC pause stretched (110-210 a million messages in noop-s8).
-func (vp *virtualPartition) markSlow(end time.Time) {
+// handlerRan looks at a handler (or ProcessBatch) that ran from start to end: one that ran
+// eagerAfter or longer is slow, and the second slow one within eagerFor makes the processor
+// eager: the reader wakes it at every hand-over until eagerFor passes without one. A single
+// one is more often a fast handler that the host or a GC pause stretched (110-210 a million
+// messages in noop-s8).
+func (vp *virtualPartition) handlerRan(start, end time.Time) {
+	if end.Sub(start) < eagerAfter {
+		return
+	}
 	at := int64(end.Sub(epoch))
 	if at-vp.slowAt.Swap(at) < int64(eagerFor) {
 		vp.eager.Store(true)
@@ -421,6 +425,13 @@ func (vp *virtualPartition) markSlow(end time.Time) {
 func (vp *virtualPartition) slowLately() bool {
 	return monoNow()-vp.slowAt.Load() < int64(eagerFor)
 }
+
+// epoch is the start of monoNow's clock.
+var epoch = time.Now()
+
+// monoNow reads the monotonic clock alone, in nanoseconds since epoch (time.Now reads the
+// wall clock as well).
+func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // signal does a non-blocking send on a capacity-1 channel.
 func signal(c chan struct{}) {

@@ -184,7 +184,7 @@ const (
 	deepCatchUpWake = 4 * time.Millisecond
 	// eagerAfter is how long two handlers (or ProcessBatch calls) of a processor run, within
 	// eagerFor of each other, before the reader wakes it at every hand-over until eagerFor
-	// passes without one (virtualPartition.eager, markSlow): a handler that slow gains from
+	// passes without one (virtualPartition.eager, handlerRan): a handler that slow gains from
 	// each wake more than the wake costs. In a deep catch-up without it,
 	// bulk-batch-s8's processors (2 ms a call) waited up to deepCatchUpWake with messages in
 	// their queue. eagerFor keeps it through the fast messages between two slow ones. (The
