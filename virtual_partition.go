@@ -20,6 +20,7 @@ package zkafka
 // revoke (revoke.go) removes the queued messages of revoked partitions.
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,7 +104,8 @@ type virtualPartition struct {
 	// ended: while any does, its processor takes no new message (deadletter.go). Atomic.
 	stalls atomic.Int32
 	// slowAt is when a handler of this virtual partition last ended after running eagerAfter
-	// or longer (monoNow's clock). Atomic: a watchdog's replacement goroutine takes over.
+	// or longer (monoNow's clock; neverSlow: none has). Atomic: a watchdog's replacement
+	// goroutine takes over.
 	slowAt atomic.Int64
 
 	_ cacheLinePad
@@ -207,13 +209,21 @@ func (r *keyRouter) sweep() {
 }
 
 func newVirtualPartition(idx int) *virtualPartition {
-	return &virtualPartition{
+	vp := &virtualPartition{
 		idx:  idx,
 		q:    make([]*Message, 16),
 		wake: make(chan struct{}, 1),
 		kick: make(chan struct{}, 1),
 	}
+	vp.slowAt.Store(neverSlow)
+	return vp
 }
+
+// neverSlow is slowAt before any slow handler: far enough in the past that the first slow
+// one is not within eagerFor of it (0, monoNow's epoch, was: in a process's first eagerFor
+// the first slow handler made its processor eager), and far enough from the limits of int64
+// that no difference with it overflows.
+const neverSlow = math.MinInt64 / 2
 
 // enqueue appends ms, in order, without waking the processor: the reader hands over what it
 // dispatched to vp since its last hand-over at once (readLoop.handOver), and signals wake

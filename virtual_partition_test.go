@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -122,4 +123,31 @@ func TestRouteKeySpread(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSecondSlowHandlerWithinEagerForMakesAProcessorEager: a processor becomes eager at its
+// second handler of eagerAfter or longer within eagerFor (handlerRan), not at its first, nor
+// at two that far apart, nor at fast ones; it counts as slow lately (slowLately) for eagerFor
+// after its last slow handler.
+func TestSecondSlowHandlerWithinEagerForMakesAProcessorEager(t *testing.T) {
+	ran := func(vp *virtualPartition, end time.Time, took time.Duration) { vp.handlerRan(end.Add(-took), end) }
+	now := time.Now()
+
+	vp := newVirtualPartition(0)
+	ran(vp, now.Add(-3*eagerFor), eagerAfter)
+	require.False(t, vp.eager.Load(), "one slow handler is not enough")
+	require.False(t, vp.slowLately(), "its slow handler ended longer than eagerFor ago")
+	ran(vp, now.Add(-eagerFor-eagerFor/2), eagerAfter)
+	require.False(t, vp.eager.Load(), "two slow handlers more than eagerFor apart")
+	for range 10 {
+		ran(vp, now.Add(-eagerFor-eagerFor/4), eagerAfter-time.Microsecond)
+	}
+	require.False(t, vp.eager.Load(), "handlers under eagerAfter are not slow")
+	ran(vp, now.Add(-eagerFor), eagerAfter)
+	require.True(t, vp.eager.Load(), "the second slow handler within eagerFor makes it eager")
+
+	recent := newVirtualPartition(1)
+	ran(recent, time.Now(), eagerAfter)
+	require.True(t, recent.slowLately(), "a slow handler just ended")
+	require.False(t, recent.eager.Load())
 }
