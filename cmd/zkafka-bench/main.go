@@ -768,15 +768,21 @@ func consumerConfig(conf zkafka.Config, tc zkafka.ConsumerTopicConfig) (kafka.Co
 	if _, err := c.Reader(context.Background(), tc); !errors.Is(err, errCaptured) {
 		return nil, fmt.Errorf("capturing zkafka's consumer config: %v", err)
 	}
-	cm := make(kafka.ConfigMap, len(captured))
-	for k, v := range captured {
-		cm[k] = v
-	}
+	cm := configMap(captured)
 	// The Client routes librdkafka's log lines to a channel it drains (and closed with the
 	// capturing reader); the raw loop has no Logger.
 	cm["go.logs.channel.enable"] = false
 	delete(cm, "go.logs.channel")
 	return cm, nil
+}
+
+// configMap copies a configuration the Client built into a librdkafka ConfigMap.
+func configMap(m map[string]any) kafka.ConfigMap {
+	cm := make(kafka.ConfigMap, len(m))
+	for k, v := range m {
+		cm[k] = v
+	}
+	return cm
 }
 
 func profilePath(o options) string {
@@ -848,10 +854,7 @@ func runChild(o options) result {
 		return nil
 	}
 	client := zkafka.NewClient(conf, zkafka.WithConsumerProvider(func(cfg map[string]any) (zkafka.KafkaConsumer, error) {
-		cm := make(kafka.ConfigMap, len(cfg))
-		for k, v := range cfg {
-			cm[k] = v
-		}
+		cm := configMap(cfg)
 		c, err := kafka.NewConsumer(&cm)
 		if err != nil {
 			return nil, err
