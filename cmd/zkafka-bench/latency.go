@@ -70,6 +70,10 @@ type latencies struct {
 	P99Ms    float64 `json:"p99_ms"`
 	P999Ms   float64 `json:"p999_ms"`
 	MaxMs    float64 `json:"max_ms"`
+	// The consumer process's CPU time and context switches over the paced load (the
+	// generator runs apart unless -latency-generator-in-child), per record produced.
+	CPUUs         float64 `json:"cpu_us_per_msg"`
+	SwitchesPerKs float64 `json:"switches_per_kmsg"`
 
 	// With -latency-split, a zkafka child's wait in two parts: from the timestamp to the
 	// reader's dispatch (PostRead, on the reader goroutine: the consumer's own wait), and from
@@ -277,6 +281,7 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	s.from.Store(time.Now().Add(latencyWarmup).UnixNano())
 	stopTrace := startTrace(o)
 	stopProfile := startProfile(o)
+	cpu0, sw0 := cpuTime(), switches()
 	var n, late int
 	var behind time.Duration
 	if o.genInChild {
@@ -292,6 +297,7 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	if res, ok := awaitSeen(s, int64(primed+n), consumed, time.Now().Add(o.timeout), o.child); !ok {
 		return res
 	}
+	cpu, sw := cpuTime()-cpu0, switches()-sw0
 	// A handler counts a record as seen before it writes the sample: stop the consumer
 	// before reading the samples.
 	cancel()
@@ -302,6 +308,8 @@ func runLatencyChild(o options, conf zkafka.Config, tc zkafka.ConsumerTopicConfi
 	lat.Rate, lat.Target, lat.BehindMs = float64(n)/o.latencySecs, o.rate, float64(behind)/1e6
 	if n > 0 {
 		lat.LatePct = 100 * float64(late) / float64(n)
+		lat.CPUUs = cpu.Seconds() * 1e6 / float64(n)
+		lat.SwitchesPerKs = float64(sw) * 1000 / float64(n)
 	}
 	if read != nil {
 		lat.Split = &struct{ Read, Handoff latencies }{read.percentiles(), handoff.percentiles()}
@@ -410,6 +418,7 @@ type latencyRuns struct {
 	out              io.Writer
 	zk, raw          map[latencyKey][]result // per scenario and load, the rounds that succeeded
 	rawRate          float64                 // the first raw rate measured in this run
+	warmed           bool                    // a raw child ran (or failed) for rate
 }
 
 // latencyKey names one load of one latency scenario.
@@ -464,8 +473,8 @@ func (l *latencyRuns) round(name string, speedup, round int) {
 				note += fmt.Sprintf("; split: to dispatch p50 %.2f p99 %.2f p99.9 %.2f ms, dispatch to handler p50 %.3f p99 %.3f p99.9 %.3f max %.2f ms",
 					sp.Read.P50Ms, sp.Read.P99Ms, sp.Read.P999Ms, sp.Handoff.P50Ms, sp.Handoff.P99Ms, sp.Handoff.P999Ms, sp.Handoff.MaxMs)
 			}
-			fmt.Fprintf(l.out, "# round %d %s at %s (%s): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms over %d samples at %.0f msg/s%s%s\n",
-				round, name, loadName(load), child, lat.P50Ms, lat.P99Ms, lat.P999Ms, lat.MaxMs, lat.Samples, lat.Rate, note, stealNote(res.StealPct))
+			fmt.Fprintf(l.out, "# round %d %s at %s (%s): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms over %d samples at %.0f msg/s, CPU %.2f µs and %.0f switches a 1,000 records%s%s\n",
+				round, name, loadName(load), child, lat.P50Ms, lat.P99Ms, lat.P999Ms, lat.MaxMs, lat.Samples, lat.Rate, lat.CPUUs, lat.SwitchesPerKs, note, stealNote(res.StealPct))
 			return res, true
 		}
 		first, second := name, rawLatency
@@ -497,25 +506,30 @@ func loadName(load float64) string {
 
 // rate is the rate of a load: -latency-rate, or that fraction of the first raw rate of this
 // run (one load for every round, so that the medians are over the same load), measured now by
-// a raw child when the run has none yet.
+// a raw child when the run has none yet. With -latency-rate that child runs too, unmeasured:
+// the first side of a run on a cold broker (the embedded one in this process, its heap still
+// growing) waited for it, and zkafka, first in round 1, had p99s of 135–156 ms in rounds
+// whose others were at 20–90 ms; after a raw catch-up the two sides were alike.
 func (l *latencyRuns) rate(load float64) float64 {
-	if l.o.latencyRate > 0 {
-		return l.o.latencyRate
-	}
-	if l.rawRate <= 0 {
+	if l.rawRate <= 0 && !l.warmed {
+		l.warmed = true
 		res := runChildProcess(l.exe, l.o, "raw", l.addr, l.topic, l.topic+"-raw-calibration", l.o.count)
 		if res.Err != "" || res.Seconds <= 0 {
 			fmt.Fprintf(l.out, "# calibration raw: error: %s\n", res.Err)
-			return 0
+		} else {
+			l.rawRate = float64(res.Msgs) / res.Seconds
+			fmt.Fprintf(l.out, "# calibration raw: %.0f msg/s\n", l.rawRate)
 		}
-		l.rawRate = float64(res.Msgs) / res.Seconds
-		fmt.Fprintf(l.out, "# calibration raw: %.0f msg/s\n", l.rawRate)
+	}
+	if l.o.latencyRate > 0 {
+		return l.o.latencyRate
 	}
 	return load * l.rawRate
 }
 
 // latencyLines are the lines of latency-sN, one per load: the medians over rounds of each
-// side's p50, p99 and p99.9, and whether the generator kept the rate in every round.
+// side's p50, p99 and p99.9 and CPU a record, and whether the generator kept the rate in every
+// round.
 func (l *latencyRuns) latencyLines(name string) (lines, summary []string) {
 	for _, load := range l.loads() {
 		k := latencyKey{name, load}
@@ -530,13 +544,14 @@ func (l *latencyRuns) latencyLines(name string) (lines, summary []string) {
 		p50 := func(l latencies) float64 { return l.P50Ms }
 		p99 := func(l latencies) float64 { return l.P99Ms }
 		p999 := func(l latencies) float64 { return l.P999Ms }
+		cpu := func(l latencies) float64 { return l.CPUUs }
 		kept := true
 		for _, r := range slices.Concat(zk, raw) {
 			kept = kept && r.Latency.kept()
 		}
 		rate := med(zk, func(l latencies) float64 { return l.Rate })
-		lines = append(lines, fmt.Sprintf("scenario=%s load=%s rate_msgs_per_s=%.0f zkafka_p50_ms=%.2f zkafka_p99_ms=%.2f zkafka_p999_ms=%.2f raw_p50_ms=%.2f raw_p99_ms=%.2f raw_p999_ms=%.2f samples=%d rate_kept=%t",
-			name, loadName(load), rate, med(zk, p50), med(zk, p99), med(zk, p999), med(raw, p50), med(raw, p99), med(raw, p999), zk[0].Latency.Samples, kept))
+		lines = append(lines, fmt.Sprintf("scenario=%s load=%s rate_msgs_per_s=%.0f zkafka_p50_ms=%.2f zkafka_p99_ms=%.2f zkafka_p999_ms=%.2f raw_p50_ms=%.2f raw_p99_ms=%.2f raw_p999_ms=%.2f zkafka_cpu_us_per_msg=%.2f raw_cpu_us_per_msg=%.2f samples=%d rate_kept=%t",
+			name, loadName(load), rate, med(zk, p50), med(zk, p99), med(zk, p999), med(raw, p50), med(raw, p99), med(raw, p999), med(zk, cpu), med(raw, cpu), zk[0].Latency.Samples, kept))
 		summary = append(summary, fmt.Sprintf("%s@%s=p50 %.1fms p99 %.1fms (raw %.1f/%.1f) at %.0f msg/s", name, loadName(load), med(zk, p50), med(zk, p99), med(raw, p50), med(raw, p99), rate))
 	}
 	return lines, summary

@@ -218,7 +218,8 @@ func (s *sampler) vsForTest(ts time.Time, d time.Duration) {
 
 // TestTwoLatencyScenariosInOneRun: each latency scenario's raw side reads its own topics (the
 // raw children of latency-s1 and latency-s2 at one -latency-rate once shared one, and the
-// second scenario's rounds failed).
+// second scenario's rounds failed). A raw catch-up warms the broker once before the first
+// round, and each side's round reports its CPU and switches a record.
 func TestTwoLatencyScenariosInOneRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker and four child processes")
@@ -230,8 +231,11 @@ func TestTwoLatencyScenariosInOneRun(t *testing.T) {
 	}, &out, &errb)
 	require.Equal(t, 0, code, "stderr: %s\nstdout: %s", errb.String(), out.String())
 	require.NotContains(t, out.String(), "error", out.String())
-	require.Regexp(t, `(?m)^scenario=latency-s1 load=fixed .*raw_p99_ms=[\d.]+`, out.String())
+	require.Regexp(t, `(?m)^scenario=latency-s1 load=fixed .*raw_p99_ms=[\d.]+ .*zkafka_cpu_us_per_msg=[\d.]+ raw_cpu_us_per_msg=[\d.]+ `, out.String())
 	require.Regexp(t, `(?m)^scenario=latency-s2 load=fixed .*raw_p99_ms=[\d.]+`, out.String())
+	require.Equal(t, 1, strings.Count(out.String(), "# calibration raw: "), out.String())
+	require.Less(t, strings.Index(out.String(), "# calibration raw: "), strings.Index(out.String(), "# round 1 latency-s1"), out.String())
+	require.Len(t, regexp.MustCompile(`(?m)^# round 1 latency-s\d at fixed \((latency-s\d|raw-latency)\): .* msg/s, CPU [\d.]+ µs and \d+ switches a 1,000 records`).FindAllString(out.String(), -1), 4, out.String())
 }
 
 // TestHostSteal: the share of the CPUs the hypervisor took between two readings of
