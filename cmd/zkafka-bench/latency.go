@@ -506,10 +506,10 @@ func loadName(load float64) string {
 
 // rate is the rate of a load: -latency-rate, or that fraction of the first raw rate of this
 // run (one load for every round, so that the medians are over the same load), measured now by
-// a raw child when the run has none yet. With -latency-rate that child runs too, unmeasured:
-// the first side of a run on a cold broker (the embedded one in this process, its heap still
-// growing) waited for it, and zkafka, first in round 1, had p99s of 135–156 ms in rounds
-// whose others were at 20–90 ms; after a raw catch-up the two sides were alike.
+// a raw child when the run has none yet. With -latency-rate that child runs too, unmeasured,
+// to warm the broker: on a cold one the run's first side (zkafka, in round 1) had p99s of
+// 135–156 ms in runs whose other rounds were at 20–90 ms; after a raw catch-up the first
+// round was like the others.
 func (l *latencyRuns) rate(load float64) float64 {
 	if l.rawRate <= 0 && !l.warmed {
 		l.warmed = true
